@@ -1,0 +1,181 @@
+//! The watcher: debounced, recursive file system events turned into share-relative paths.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_proto::{FERRY_DIR, RelPath, TEMP_PREFIX};
+use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+
+use crate::error::FsError;
+
+/// What the watcher tells its sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// These paths (deduplicated, sorted; both sides of renames) may have changed: scan them.
+    Paths(Vec<RelPath>),
+    /// The OS dropped events or reported an error: do a full scan.
+    Rescan,
+}
+
+/// A running watcher; dropping it stops watching.
+pub struct ShareWatcher {
+    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    root: PathBuf,
+}
+
+impl ShareWatcher {
+    /// The watched root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl std::fmt::Debug for ShareWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareWatcher").field("root", &self.root).finish()
+    }
+}
+
+/// Watches `root` recursively (notify-debouncer-full, timeout `debounce`, tick `debounce / 4`)
+/// and calls `sink` from the debouncer's thread with deduplicated relative paths. Paths under
+/// `.ferry/`, temp files, the root itself and names that are not valid [`RelPath`]s are dropped;
+/// pure reads (open/close without writing) are ignored.
+pub fn watch(
+    root: &Path,
+    debounce: Duration,
+    sink: impl Fn(WatchEvent) + Send + 'static,
+) -> Result<ShareWatcher, FsError> {
+    let root = root.to_path_buf();
+    let canonical = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
+    let tick = (debounce / 4).max(Duration::from_millis(1)).min(debounce.max(Duration::from_millis(1)));
+    let debounce = debounce.max(tick);
+    let (r1, r2) = (root.clone(), canonical.clone());
+    let handler = move |res: DebounceEventResult| match res {
+        Ok(events) => {
+            let mut rescan = false;
+            let mut paths = BTreeSet::new();
+            for ev in &events {
+                if ev.event.need_rescan() {
+                    rescan = true;
+                }
+                if matches!(ev.event.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) {
+                    continue;
+                }
+                for p in &ev.event.paths {
+                    if let Some(rel) = relative(&r1, &r2, p) {
+                        paths.insert(rel);
+                    }
+                }
+            }
+            if rescan {
+                sink(WatchEvent::Rescan);
+            } else if !paths.is_empty() {
+                sink(WatchEvent::Paths(paths.into_iter().collect()));
+            }
+        }
+        Err(errors) => {
+            for e in &errors {
+                tracing::warn!(error = %e, "watcher error; asking for a full scan");
+            }
+            sink(WatchEvent::Rescan);
+        }
+    };
+    let mut debouncer =
+        new_debouncer(debounce, Some(tick), handler).map_err(|source| FsError::Watch { path: root.clone(), source })?;
+    debouncer.watch(&root, RecursiveMode::Recursive).map_err(|source| FsError::Watch { path: root.clone(), source })?;
+    Ok(ShareWatcher { _debouncer: debouncer, root })
+}
+
+/// `p` relative to the root (as given or canonical), if it is a path we sync.
+fn relative(root: &Path, canonical: &Path, p: &Path) -> Option<RelPath> {
+    let rel = p.strip_prefix(root).or_else(|_| p.strip_prefix(canonical)).ok()?;
+    let s = rel.to_str()?;
+    if s.is_empty() || s == FERRY_DIR || s.starts_with(&format!("{FERRY_DIR}/")) {
+        return None;
+    }
+    if s.split('/').any(|c| c.starts_with(TEMP_PREFIX)) {
+        return None;
+    }
+    RelPath::new(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    fn rel(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    /// Waits until `want` shows up among reported paths, for at most `limit`.
+    fn wait_for(rx: &mpsc::Receiver<WatchEvent>, want: &RelPath, limit: Duration) -> Vec<WatchEvent> {
+        let deadline = Instant::now() + limit;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(ev) => {
+                    let hit = matches!(&ev, WatchEvent::Paths(ps) if ps.contains(want));
+                    got.push(ev);
+                    if hit {
+                        return got;
+                    }
+                }
+                Err(_) => panic!("{want} not reported within {limit:?}; got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn reports_created_files_and_drops_internal_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(".ferry/versions")).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let _w = watch(root, Duration::from_millis(50), move |ev| {
+            let _ = tx.send(ev);
+        })
+        .unwrap();
+
+        std::fs::write(root.join(".ferry/versions/v"), b"internal").unwrap();
+        std::fs::write(root.join(".ferry-tmp-x-1"), b"temp").unwrap();
+        std::fs::write(root.join("hello.txt"), b"hi").unwrap();
+        let events = wait_for(&rx, &rel("hello.txt"), Duration::from_secs(2));
+        for ev in &events {
+            if let WatchEvent::Paths(ps) = ev {
+                assert!(ps.iter().all(|p| p.as_str() == "hello.txt"), "unexpected paths {ps:?}");
+            }
+        }
+
+        // Renames report both sides; new directories are watched.
+        std::fs::create_dir(root.join("d")).unwrap();
+        wait_for(&rx, &rel("d"), Duration::from_secs(2));
+        std::fs::rename(root.join("hello.txt"), root.join("d/moved.txt")).unwrap();
+        let events = wait_for(&rx, &rel("d/moved.txt"), Duration::from_secs(2));
+        let all: Vec<RelPath> = events
+            .iter()
+            .flat_map(|e| match e {
+                WatchEvent::Paths(ps) => ps.clone(),
+                WatchEvent::Rescan => Vec::new(),
+            })
+            .collect();
+        assert!(all.contains(&rel("hello.txt")), "{all:?}");
+    }
+
+    #[test]
+    fn relative_filters() {
+        let root = Path::new("/s");
+        assert_eq!(relative(root, root, Path::new("/s/a/b")), Some(rel("a/b")));
+        assert_eq!(relative(root, root, Path::new("/s")), None);
+        assert_eq!(relative(root, root, Path::new("/s/.ferry")), None);
+        assert_eq!(relative(root, root, Path::new("/s/.ferry/versions/x")), None);
+        assert_eq!(relative(root, root, Path::new("/s/a/.ferry-tmp-x")), None);
+        assert_eq!(relative(root, root, Path::new("/s/a/.ferry")), Some(rel("a/.ferry")));
+        assert_eq!(relative(root, root, Path::new("/other/x")), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! Configuration, resolved once: flags win over environment variables (the CLI's clap layer
+//! merges those two into [`Overrides`]), which win over `ferry.toml` in the home, which wins
+//! over defaults. Deep code receives the typed [`Config`], never raw strings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default QUIC port (UDP). Any free port works; a fixed default makes addresses memorable.
+pub const DEFAULT_PORT: u16 = 22010;
+/// How often a full rescan runs as a safety net behind the watcher.
+pub const DEFAULT_RESCAN: Duration = Duration::from_secs(3600);
+/// Watcher debounce: short enough that a saved file starts syncing at once, long enough to
+/// coalesce an editor's write-rename-chmod burst into one scan.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
+pub const CONFIG_FILE: &str = "ferry.toml";
+
+/// Values given on the command line or in the environment (already merged by the CLI).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub home: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub log: Option<String>,
+    pub log_file: Option<PathBuf>,
+    pub rescan_secs: Option<u64>,
+}
+
+/// `ferry.toml`: every key optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    name: Option<String>,
+    owner: Option<String>,
+    log: Option<String>,
+    log_file: Option<PathBuf>,
+    rescan_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub home: PathBuf,
+    pub listen: SocketAddr,
+    pub name: String,
+    pub owner: String,
+    pub log: String,
+    pub log_file: Option<PathBuf>,
+    pub rescan_interval: Duration,
+    pub debounce: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot create the home directory {path}: {source}")]
+    Home { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid listen address {value:?}: expected IP:PORT, e.g. 0.0.0.0:{DEFAULT_PORT}")]
+    Listen { value: String },
+    #[error("invalid {what}: {message}")]
+    Invalid { what: &'static str, message: String },
+}
+
+/// The home directory when none is given: `$XDG_DATA_HOME/ferry` (or the platform's equivalent).
+pub fn default_home() -> PathBuf {
+    directories::ProjectDirs::from("", "", "ferry")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".ferry-home"))
+}
+
+impl Config {
+    /// Home only, for client commands that need the control socket and nothing else.
+    pub fn home_from(overrides: &Overrides) -> PathBuf {
+        overrides.home.clone().unwrap_or_else(default_home)
+    }
+
+    pub fn load(overrides: Overrides) -> Result<Config, ConfigError> {
+        let home = Self::home_from(&overrides);
+        std::fs::create_dir_all(&home).map_err(|source| ConfigError::Home { path: home.clone(), source })?;
+        let file = read_file_config(&home.join(CONFIG_FILE))?;
+
+        let listen_raw = overrides.listen.or(file.listen).unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));
+        let listen = listen_raw.parse().map_err(|_| ConfigError::Listen { value: listen_raw.clone() })?;
+        let name = overrides.name.or(file.name).unwrap_or_else(default_name);
+        let owner = overrides.owner.or(file.owner).unwrap_or_else(default_owner);
+        for (what, v) in [("device name", &name), ("owner", &owner)] {
+            if v.trim().is_empty() || v.len() > ferry_proto::wire::MAX_NAME {
+                return Err(ConfigError::Invalid {
+                    what,
+                    message: format!("must be 1 to {} bytes", ferry_proto::wire::MAX_NAME),
+                });
+            }
+        }
+        let rescan_secs = overrides.rescan_secs.or(file.rescan_secs).unwrap_or(DEFAULT_RESCAN.as_secs());
+        if rescan_secs == 0 {
+            return Err(ConfigError::Invalid { what: "rescan interval", message: "must be at least 1 second".into() });
+        }
+        Ok(Config {
+            home,
+            listen,
+            name,
+            owner,
+            log: overrides.log.or(file.log).unwrap_or_else(|| "info".into()),
+            log_file: overrides.log_file.or(file.log_file),
+            rescan_interval: Duration::from_secs(rescan_secs),
+            debounce: DEFAULT_DEBOUNCE,
+        })
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        socket_path(&self.home)
+    }
+}
+
+pub fn socket_path(home: &Path) -> PathBuf {
+    home.join("ferry.sock")
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+    }
+}
+
+fn default_name() -> String {
+    let h = gethostname::gethostname().to_string_lossy().into_owned();
+    if h.is_empty() { "ferry-device".into() } else { h }
+}
+
+fn default_owner() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "me".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "name = \"from-file\"\nlisten = \"127.0.0.1:4000\"\n").unwrap();
+        let c = Config::load(Overrides { home: Some(dir.path().into()), ..Default::default() }).unwrap();
+        assert_eq!(c.name, "from-file");
+        assert_eq!(c.listen, "127.0.0.1:4000".parse().unwrap());
+        let c = Config::load(Overrides {
+            home: Some(dir.path().into()),
+            name: Some("from-flag".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.name, "from-flag");
+        assert_eq!(c.rescan_interval, DEFAULT_RESCAN);
+    }
+
+    #[test]
+    fn bad_config_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "nmae = 1\n").unwrap();
+        let e = Config::load(Overrides { home: Some(dir.path().into()), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("ferry.toml is not valid"), "{e}");
+        let e = Config::load(Overrides {
+            home: Some(tempfile::tempdir().unwrap().path().into()),
+            listen: Some("nonsense".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Listen { .. }));
+    }
+}

@@ -1,0 +1,110 @@
+//! The control API: HTTP/1.1 + JSON over a Unix socket in the home (mode 0600, so only this
+//! user can drive the node; still curl-able with `curl --unix-socket`). Each handler is a line
+//! or two that calls one [`Node`] method.
+
+use std::os::unix::fs::PermissionsExt;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::api::*;
+use crate::events::Event;
+use crate::node::Node;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.code {
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Ambiguous | ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Unreachable => StatusCode::BAD_GATEWAY,
+            ErrorCode::Rejected => StatusCode::FORBIDDEN,
+            ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(self)).into_response()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Serialize, Deserialize)]
+pub struct IdArg {
+    pub id: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct NameArg {
+    pub name: String,
+}
+
+pub(crate) fn router(node: Node) -> Router {
+    Router::new()
+        .route("/v1/id", get(|State(n): State<Node>| async move { Json(n.id_info()) }))
+        .route("/v1/status", get(|State(n): State<Node>| async move { n.status().await.map(Json) }))
+        .route("/v1/devices", get(|State(n): State<Node>| async move { n.devices().await.map(Json) }))
+        .route("/v1/pending", get(|State(n): State<Node>| async move { n.pending().await.map(Json) }))
+        .route("/v1/pair", post(|State(n): State<Node>, Json(b): Json<PairRequestDto>| async move { n.pair(&b.address).await.map(Json) }))
+        .route("/v1/pair/{ticket}", get(|State(n): State<Node>, UrlPath(t): UrlPath<u64>| async move { n.pair_wait(t).await.map(Json) }))
+        .route("/v1/accept", post(|State(n): State<Node>, Json(b): Json<AcceptDto>| async move { n.accept(b).await.map(|_| Json(Empty {})) }))
+        .route("/v1/reject", post(|State(n): State<Node>, Json(b): Json<IdArg>| async move { n.reject(b.id).await.map(|_| Json(Empty {})) }))
+        .route("/v1/shares", get(|State(n): State<Node>| async move { n.share_list().await.map(Json) }))
+        .route("/v1/shares/add", post(|State(n): State<Node>, Json(b): Json<ShareAddDto>| async move { n.share_add(b).await.map(Json) }))
+        .route("/v1/shares/invite", post(|State(n): State<Node>, Json(b): Json<InviteDto>| async move { n.share_invite(b).await.map(Json) }))
+        .route("/v1/shares/remove", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.share_remove(&b.name).await.map(Json) }))
+        .route("/v1/versions", post(|State(n): State<Node>, Json(b): Json<VersionsQuery>| async move { n.versions(&b.path).await.map(Json) }))
+        .route("/v1/ping", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.ping(&b.name).await.map(Json) }))
+        .route("/v1/rescan", post(|State(n): State<Node>| async move { n.rescan_all(); Json(Empty {}) }))
+        .route("/v1/events", get(events))
+        .with_state(node)
+}
+
+/// A live stream of events, one JSON object per line.
+async fn events(State(n): State<Node>) -> Response {
+    let rx = n.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let ev = match rx.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(line)), rx))
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+pub(crate) async fn serve(node: Node) -> Result<(), ApiError> {
+    let path = node.inner.cfg.socket_path();
+    if path.exists() {
+        // A live node answers; a stale socket from a crash does not and is replaced.
+        if tokio::net::UnixStream::connect(&path).await.is_ok() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("another Ferry node is already running with home {}", node.home().display()),
+            ));
+        }
+        std::fs::remove_file(&path).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    }
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| ApiError::internal(format!("cannot bind control socket {}: {e}", path.display())))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    let mut stop = node.inner.stop.subscribe();
+    axum::serve(listener, router(node.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("control API: {e}")))
+}

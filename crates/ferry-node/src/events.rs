@@ -1,0 +1,84 @@
+//! Events: what the node tells the outside world as it works. Producers never block: events
+//! go to a bounded broadcast channel and slow subscribers miss old ones (they are told how many).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    DeviceConnected {
+        device: String,
+        name: String,
+        address: String,
+    },
+    DeviceDisconnected {
+        device: String,
+        name: String,
+        reason: String,
+    },
+    PromptAdded {
+        id: u64,
+        kind: String,
+        device: String,
+        device_name: String,
+        code: Option<String>,
+        label: Option<String>,
+    },
+    PromptResolved {
+        id: u64,
+        accepted: bool,
+    },
+    Paired {
+        device: String,
+        name: String,
+    },
+    ScanFinished {
+        share: String,
+        changes: usize,
+        seen: usize,
+        hashed_bytes: u64,
+        millis: u64,
+    },
+    IndexSent {
+        share: String,
+        device: String,
+        records: usize,
+    },
+    IndexReceived {
+        share: String,
+        device: String,
+        records: usize,
+    },
+    TransferProgress {
+        share: String,
+        path: String,
+        done: u64,
+        total: u64,
+        bytes_per_sec: f64,
+    },
+    /// A change from a peer was applied here (`action`: added, changed, deleted).
+    Applied {
+        share: String,
+        path: String,
+        action: String,
+        from: String,
+    },
+    Conflict {
+        share: String,
+        path: String,
+        copy: String,
+        winner: String,
+    },
+    InSync {
+        share: String,
+    },
+    Error {
+        share: Option<String>,
+        device: Option<String>,
+        message: String,
+    },
+    /// Sent to a subscriber that fell behind.
+    Lagged {
+        missed: u64,
+    },
+}

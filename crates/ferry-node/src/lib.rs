@@ -1,0 +1,23 @@
+//! The Ferry node: the composition root that wires the store, the file system side and the
+//! network into a running service, and the control API through which the CLI (and the desktop
+//! shell) drive it.
+//!
+//! Ownership: [`Node`] is a cheap handle onto shared state. Each share has one worker task that
+//! owns all disk changes in that share (scans and pulls are serialized there, so a scan never
+//! races a write); each connected peer has a serve loop and one index sender per shared share.
+//! Every task watches the node's stop signal; [`Node::shutdown`] stops them in a fixed order.
+//! Blocking work (redb, hashing, file IO) runs on the blocking pool, never on the runtime.
+
+pub mod api;
+pub mod client;
+pub mod config;
+mod control;
+pub mod events;
+mod node;
+mod peer;
+mod share;
+
+pub use api::{ApiError, ErrorCode};
+pub use config::{Config, Overrides};
+pub use events::Event;
+pub use node::Node;

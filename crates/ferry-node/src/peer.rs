@@ -1,0 +1,753 @@
+//! Connections to other devices: accepting and dialing, pairing, and for each paired and
+//! connected device a [`Peer`] with a serve loop (answering its requests) and one index sender
+//! per share both sides have.
+//!
+//! Trust: TLS tells us the device's id. An unpaired device gets exactly one request, a
+//! [`Message::PairRequest`], answered only after the user accepts; anything else closes the
+//! connection. Every message from a paired device is still checked (share membership, paths,
+//! sizes) before it touches the store or the disk.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_net::{NetError, PeerConn, read_frame, write_frame};
+use ferry_proto::wire::{ErrorCode as WireError, Hello, MAX_BLOCK, MAX_NAME, Message, ShareAnnounce};
+use ferry_proto::{ChunkHash, DeviceId, FileRecord, RelPath, Seq, ShareId};
+use ferry_store::{DeviceRecord, PromptKind};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::{ApiError, ErrorCode, PairOutcomeDto, PairTicketDto};
+use crate::events::Event;
+use crate::node::{ApiResult, Inner, PAIR_PROMPT_TIMEOUT, add_prompt, now_ms};
+
+/// Largest index batch, in estimated encoded bytes: well under the frame cap, big enough that
+/// a 10,000-file tree goes in a handful of round trips.
+const INDEX_BATCH_BYTES: usize = 2 << 20;
+/// Records per store read while batching.
+const INDEX_BATCH_RECORDS: usize = 4096;
+/// Time for a peer to answer an ordinary request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many last-known addresses of a device are kept.
+const MAX_ADDRESSES: usize = 4;
+/// Redial backoff: first retry soon (a peer restarting comes back in a second or two), then
+/// doubling up to a minute so an absent device costs nearly nothing.
+const DIAL_MIN: Duration = Duration::from_secs(1);
+const DIAL_MAX: Duration = Duration::from_secs(60);
+/// How often the dialer looks for paired devices that are not connected.
+const DIAL_TICK: Duration = Duration::from_millis(500);
+
+/// A paired device we are connected to.
+pub(crate) struct Peer {
+    pub id: DeviceId,
+    pub conn: PeerConn,
+    /// Index senders by share.
+    senders: Mutex<HashMap<ShareId, JoinHandle<()>>>,
+    /// The shares this peer last announced to us.
+    announced: Mutex<HashMap<ShareId, ShareAnnounce>>,
+}
+
+impl Peer {
+    pub async fn ping(&self) -> ApiResult<Duration> {
+        let nonce: u64 = rand::random();
+        let start = Instant::now();
+        match self.conn.request(&Message::Ping { nonce }, REQUEST_TIMEOUT).await {
+            Ok(Message::Pong { nonce: n }) if n == nonce => Ok(start.elapsed()),
+            Ok(other) => Err(ApiError::internal(format!("unexpected answer to ping: {other:?}"))),
+            Err(e) => Err(ApiError::new(ErrorCode::Unreachable, format!("ping failed: {e}"))),
+        }
+    }
+
+    /// Fetches one block of `path` from this peer and checks it against `hash`.
+    pub async fn fetch_block(
+        &self,
+        share: ShareId,
+        path: &RelPath,
+        offset: u64,
+        len: u32,
+        hash: ChunkHash,
+    ) -> Result<Vec<u8>, String> {
+        let req = Message::BlockRequest { share, path: path.clone(), offset, len, hash };
+        match self.conn.request(&req, REQUEST_TIMEOUT).await {
+            Ok(Message::Block { data }) => {
+                if data.len() != len as usize || ChunkHash::of(&data) != hash {
+                    Err(format!("{} sent a block of {path} that does not match its hash", self.id.short()))
+                } else {
+                    Ok(data)
+                }
+            }
+            Ok(Message::Error { message, .. }) => Err(message),
+            Ok(other) => Err(format!("unexpected answer to a block request: {}", msg_name(&other))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn stop_senders(&self) {
+        for (_, h) in self.senders.lock().unwrap().drain() {
+            h.abort();
+        }
+    }
+}
+
+fn msg_name(m: &Message) -> &'static str {
+    match m {
+        Message::Hello(_) => "Hello",
+        Message::PairRequest { .. } => "PairRequest",
+        Message::PairResponse { .. } => "PairResponse",
+        Message::ClusterConfig { .. } => "ClusterConfig",
+        Message::IndexUpdate { .. } => "IndexUpdate",
+        Message::Ack => "Ack",
+        Message::BlockRequest { .. } => "BlockRequest",
+        Message::Block { .. } => "Block",
+        Message::Ping { .. } => "Ping",
+        Message::Pong { .. } => "Pong",
+        Message::Error { .. } => "Error",
+        Message::Unpaired { .. } => "Unpaired",
+    }
+}
+
+fn check_hello(h: &Hello) -> Result<(), String> {
+    if h.name.is_empty() || h.name.len() > MAX_NAME || h.owner.len() > MAX_NAME {
+        return Err("device name or owner missing or too long".into());
+    }
+    Ok(())
+}
+
+pub(crate) async fn accept_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        let incoming = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            c = inner.endpoint.accept() => c,
+        };
+        match incoming {
+            None => break,
+            Some(Err(e)) => tracing::info!("incoming connection failed: {e}"),
+            Some(Ok(conn)) => {
+                let i = inner.clone();
+                inner.spawn(async move {
+                    if let Err(e) = handle_incoming(&i, conn.clone()).await {
+                        tracing::info!(peer = %conn.peer().short(), "incoming connection closed: {e}");
+                        conn.close(&e);
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn handle_incoming(inner: &Arc<Inner>, conn: PeerConn) -> Result<(), String> {
+    let hello = conn.handshake(&inner.hello()).await.map_err(|e| e.to_string())?;
+    check_hello(&hello)?;
+    let peer_id = conn.peer();
+    let known = inner.db(move |s| s.device(&peer_id)).await.map_err(|e| e.to_string())?;
+    if known.as_ref().is_some_and(|d| d.paired) {
+        attach(inner, conn, hello).await;
+        return Ok(());
+    }
+    // Unpaired: exactly one request, and it must be a pairing request.
+    let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(30), conn.accept_bi())
+        .await
+        .map_err(|_| "unpaired device sent no request".to_string())?
+        .map_err(|e| e.to_string())?;
+    let msg = read_frame(&mut recv).await.map_err(|e| e.to_string())?;
+    let Message::PairRequest { name, owner } = msg else {
+        tracing::warn!(peer = %peer_id.short(), "unpaired device sent {}; refused", msg_name(&msg));
+        let _ = write_frame(
+            &mut send,
+            &Message::Error { code: WireError::NotPaired, message: "this device is not paired with you".into() },
+        )
+        .await;
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+        return Err("not paired".into());
+    };
+    if name.is_empty() || name.len() > MAX_NAME || owner.len() > MAX_NAME {
+        return Err("pairing request with a bad name".into());
+    }
+    let code = conn.pairing_code().map_err(|e| e.to_string())?;
+    let prompt = add_prompt(inner, peer_id, PromptKind::Pair { name: name.clone(), owner: owner.clone(), code })
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tx, rx) = oneshot::channel();
+    inner.pair_waiters.lock().unwrap().insert(prompt.id, tx);
+    let answer = tokio::select! {
+        a = rx => a.unwrap_or(false),
+        _ = tokio::time::sleep(PAIR_PROMPT_TIMEOUT) => false,
+        _ = conn.closed() => false,
+    };
+    inner.pair_waiters.lock().unwrap().remove(&prompt.id);
+    let pid = prompt.id;
+    let _ = inner.db(move |s| s.remove_prompt(pid)).await;
+    if answer {
+        let addr = conn.remote_addr();
+        let (n, o) = (name.clone(), owner.clone());
+        inner
+            .db(move |s| {
+                let mut d = s.device(&peer_id)?.unwrap_or_else(|| new_device(peer_id));
+                d.name = n;
+                d.owner = o;
+                d.paired = true;
+                remember_address(&mut d, addr);
+                s.put_device(&d)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        write_frame(&mut send, &Message::PairResponse { accepted: true, message: String::new() })
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        inner.emit(Event::Paired { device: peer_id.to_string(), name: name.clone() });
+        tracing::info!(peer = %peer_id.short(), %name, "paired");
+        attach(inner, conn, Hello { name, owner, ..hello }).await;
+        Ok(())
+    } else {
+        let _ = write_frame(
+            &mut send,
+            &Message::PairResponse { accepted: false, message: "the other device declined the pairing request".into() },
+        )
+        .await;
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+        Err("pairing declined".into())
+    }
+}
+
+fn new_device(id: DeviceId) -> DeviceRecord {
+    DeviceRecord {
+        id,
+        name: id.short(),
+        owner: String::new(),
+        paired: false,
+        addresses: vec![],
+        static_addresses: vec![],
+        last_seen_ms: None,
+    }
+}
+
+fn remember_address(d: &mut DeviceRecord, addr: SocketAddr) {
+    let a = addr.to_string();
+    d.addresses.retain(|x| *x != a);
+    d.addresses.insert(0, a);
+    d.addresses.truncate(MAX_ADDRESSES);
+}
+
+/// Dials `addr` and asks to pair; returns the ticket once the request is on the other screen.
+pub(crate) async fn start_pairing(inner: &Arc<Inner>, addr: SocketAddr) -> ApiResult<PairTicketDto> {
+    let conn = inner
+        .endpoint
+        .connect(addr, None)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unreachable, format!("cannot reach {addr}: {e}")))?;
+    let peer_id = conn.peer();
+    if peer_id == inner.id {
+        conn.close("self");
+        return Err(ApiError::bad(format!("{addr} is this device")));
+    }
+    let hello = conn
+        .handshake(&inner.hello())
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unreachable, format!("handshake with {addr} failed: {e}")))?;
+    check_hello(&hello).map_err(ApiError::bad)?;
+    let code = conn.pairing_code().map_err(|e| ApiError::internal(e.to_string()))?;
+    let ticket = inner.next_ticket.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (tx, rx) = watch::channel(None);
+    inner.tickets.lock().unwrap().insert(ticket, rx);
+    let i = inner.clone();
+    let h = hello.clone();
+    inner.spawn(async move {
+        let req = Message::PairRequest { name: i.cfg.name.clone(), owner: i.cfg.owner.clone() };
+        let outcome = match conn.request(&req, PAIR_PROMPT_TIMEOUT + Duration::from_secs(5)).await {
+            Ok(Message::PairResponse { accepted: true, .. }) => {
+                let (n, o) = (h.name.clone(), h.owner.clone());
+                let stored = i
+                    .db(move |s| {
+                        let mut d = s.device(&peer_id)?.unwrap_or_else(|| new_device(peer_id));
+                        d.name = n;
+                        d.owner = o;
+                        d.paired = true;
+                        remember_address(&mut d, addr);
+                        s.put_device(&d)
+                    })
+                    .await;
+                match stored {
+                    Ok(()) => {
+                        i.emit(Event::Paired { device: peer_id.to_string(), name: h.name.clone() });
+                        let i2 = i.clone();
+                        let c2 = conn.clone();
+                        let h2 = h.clone();
+                        i.spawn(async move { attach(&i2, c2, h2).await });
+                        PairOutcomeDto { state: "accepted".into(), message: format!("paired with {}", h.name) }
+                    }
+                    Err(e) => PairOutcomeDto { state: "failed".into(), message: e.message },
+                }
+            }
+            Ok(Message::PairResponse { accepted: false, message }) => {
+                conn.close("declined");
+                PairOutcomeDto { state: "rejected".into(), message }
+            }
+            Ok(other) => {
+                conn.close("protocol");
+                PairOutcomeDto { state: "failed".into(), message: format!("unexpected answer: {}", msg_name(&other)) }
+            }
+            Err(NetError::Timeout) => {
+                conn.close("timeout");
+                PairOutcomeDto { state: "timeout".into(), message: "nobody answered the pairing prompt".into() }
+            }
+            Err(e) => PairOutcomeDto { state: "failed".into(), message: e.to_string() },
+        };
+        let _ = tx.send(Some(outcome));
+    });
+    Ok(PairTicketDto { ticket, device: peer_id.to_string(), device_name: hello.name, code })
+}
+
+/// Registers a connection to a paired device and runs it until it closes.
+pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
+    let id = conn.peer();
+    let peer = Arc::new(Peer {
+        id,
+        conn: conn.clone(),
+        senders: Mutex::new(HashMap::new()),
+        announced: Mutex::new(HashMap::new()),
+    });
+    {
+        let mut peers = inner.peers.lock().unwrap();
+        if let Some(existing) = peers.get(&id) {
+            if existing.conn.connection().close_reason().is_none() {
+                // Both sides dialed at once: keep the connection dialed by the smaller id, a
+                // rule both ends apply the same way.
+                let dialer = if conn.outgoing() { inner.id } else { id };
+                let keep_new = dialer == inner.id.min(id);
+                if !keep_new {
+                    drop(peers);
+                    conn.close("duplicate connection");
+                    return;
+                }
+                existing.conn.close("duplicate connection");
+                existing.stop_senders();
+            }
+        }
+        peers.insert(id, peer.clone());
+    }
+    inner.dialing.lock().unwrap().remove(&id);
+    let addr = conn.remote_addr();
+    let (n, o) = (hello.name.clone(), hello.owner.clone());
+    let _ = inner
+        .db(move |s| {
+            if let Some(mut d) = s.device(&id)? {
+                d.name = n;
+                d.owner = o;
+                d.last_seen_ms = Some(now_ms());
+                remember_address(&mut d, addr);
+                s.put_device(&d)?;
+            }
+            Ok(())
+        })
+        .await;
+    tracing::info!(peer = %id.short(), name = %hello.name, %addr, "connected");
+    inner.emit(Event::DeviceConnected { device: id.to_string(), name: hello.name.clone(), address: addr.to_string() });
+
+    let serve_inner = inner.clone();
+    let serve_peer = peer.clone();
+    let serve = tokio::spawn(async move { serve_loop(&serve_inner, &serve_peer).await });
+    send_cluster_config(inner, &peer).await;
+    for h in inner.shares.lock().unwrap().values() {
+        if h.has_member(&id) {
+            h.request_pull();
+        }
+    }
+    let mut stop = inner.stop.subscribe();
+    let reason = tokio::select! {
+        e = conn.closed() => e.to_string(),
+        _ = stop.wait_for(|s| *s) => { conn.close("shutdown"); "shutdown".to_string() }
+    };
+    serve.abort();
+    peer.stop_senders();
+    let removed = {
+        let mut peers = inner.peers.lock().unwrap();
+        match peers.get(&id) {
+            Some(p) if Arc::ptr_eq(p, &peer) => {
+                peers.remove(&id);
+                true
+            }
+            _ => false,
+        }
+    };
+    if removed {
+        let _ = inner
+            .db(move |s| {
+                if let Some(mut d) = s.device(&id)? {
+                    d.last_seen_ms = Some(now_ms());
+                    s.put_device(&d)?;
+                }
+                Ok(())
+            })
+            .await;
+        tracing::info!(peer = %id.short(), %reason, "disconnected");
+        inner.emit(Event::DeviceDisconnected { device: id.to_string(), name: hello.name, reason });
+    }
+}
+
+async fn serve_loop(inner: &Arc<Inner>, peer: &Arc<Peer>) {
+    loop {
+        let (send, recv) = match peer.conn.accept_bi().await {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let i = inner.clone();
+        let p = peer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_request(&i, &p, send, recv).await {
+                tracing::warn!(peer = %p.id.short(), "closing connection: {e}");
+                i.emit(Event::Error { share: None, device: Some(p.id.to_string()), message: e.clone() });
+                p.conn.close(&e);
+            }
+        });
+    }
+}
+
+/// Answers one request. An `Err` means the peer broke the protocol and the connection closes.
+async fn serve_request(
+    inner: &Arc<Inner>,
+    peer: &Arc<Peer>,
+    mut send: ferry_net::SendStream,
+    mut recv: ferry_net::RecvStream,
+) -> Result<(), String> {
+    let msg = read_frame(&mut recv).await.map_err(|e| format!("bad frame: {e}"))?;
+    let reply = match msg {
+        Message::Ping { nonce } => Message::Pong { nonce },
+        Message::ClusterConfig { shares } => {
+            on_cluster_config(inner, peer, shares).await;
+            Message::Ack
+        }
+        Message::IndexUpdate { share, epoch, records } => on_index(inner, peer, share, epoch, records).await,
+        Message::BlockRequest { share, path, offset, len, hash } => {
+            serve_block(inner, peer, share, path, offset, len, hash).await
+        }
+        // Already paired (the other side may have lost its state): say yes again.
+        Message::PairRequest { .. } => Message::PairResponse { accepted: true, message: "already paired".into() },
+        other => return Err(format!("unexpected {} request", msg_name(&other))),
+    };
+    write_frame(&mut send, &reply).await.map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    Ok(())
+}
+
+fn wire_err(code: WireError, message: impl Into<String>) -> Message {
+    Message::Error { code, message: message.into() }
+}
+
+async fn serve_block(
+    inner: &Arc<Inner>,
+    peer: &Arc<Peer>,
+    share: ShareId,
+    path: RelPath,
+    offset: u64,
+    len: u32,
+    hash: ChunkHash,
+) -> Message {
+    let Ok(Some(rec)) = inner.db(move |s| s.share(&share)).await else {
+        return wire_err(WireError::NotFound, "no such share");
+    };
+    if !rec.devices.contains(&peer.id) {
+        return wire_err(WireError::Refused, "not a member of this share");
+    }
+    if len == 0 || len > MAX_BLOCK {
+        return wire_err(WireError::BadRequest, "bad block length");
+    }
+    let p = path.clone();
+    let entry = match inner.db(move |s| s.local_file(&share, &p)).await {
+        Ok(Some(e)) if e.record.is_file() => e,
+        _ => return wire_err(WireError::NotFound, format!("{path} is not here")),
+    };
+    if offset.checked_add(len as u64).is_none_or(|end| end > entry.record.size) {
+        return wire_err(WireError::BadRequest, "block beyond the end of the file");
+    }
+    let root = std::path::PathBuf::from(&rec.path);
+    let read = tokio::task::spawn_blocking(move || ferry_fs::read_range(&root, &path, offset, len)).await;
+    match read {
+        Ok(Ok(data)) if ChunkHash::of(&data) == hash => Message::Block { data },
+        Ok(Ok(_)) => wire_err(WireError::NotFound, "the file changed; block no longer here"),
+        Ok(Err(e)) => wire_err(WireError::NotFound, e.to_string()),
+        Err(e) => wire_err(WireError::Internal, e.to_string()),
+    }
+}
+
+async fn on_index(
+    inner: &Arc<Inner>,
+    peer: &Arc<Peer>,
+    share: ShareId,
+    epoch: u64,
+    records: Vec<FileRecord>,
+) -> Message {
+    let Ok(Some(rec)) = inner.db(move |s| s.share(&share)).await else {
+        return wire_err(WireError::NotFound, "no such share");
+    };
+    if !rec.devices.contains(&peer.id) {
+        return wire_err(WireError::Refused, "not a member of this share");
+    }
+    let total = records.len();
+    let good: Vec<FileRecord> = records
+        .into_iter()
+        .filter(|r| match r.check() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(peer = %peer.id.short(), share = %share, "refused record: {e}");
+                false
+            }
+        })
+        .collect();
+    if good.len() != total {
+        inner.emit(Event::Error {
+            share: Some(share.to_string()),
+            device: Some(peer.id.to_string()),
+            message: format!("refused {} malformed records", total - good.len()),
+        });
+    }
+    let n = good.len();
+    let pid = peer.id;
+    if let Err(e) = inner.db(move |s| s.put_remote(&share, &pid, epoch, &good)).await {
+        return wire_err(WireError::Internal, e.message);
+    }
+    inner.emit(Event::IndexReceived { share: share.to_string(), device: peer.id.to_string(), records: n });
+    if let Some(h) = inner.shares.lock().unwrap().get(&share) {
+        h.request_pull();
+    }
+    Message::Ack
+}
+
+async fn on_cluster_config(inner: &Arc<Inner>, peer: &Arc<Peer>, shares: Vec<ShareAnnounce>) {
+    *peer.announced.lock().unwrap() = shares.iter().map(|a| (a.share, a.clone())).collect();
+    for ann in shares {
+        let sid = ann.share;
+        let local = inner.db(move |s| s.share(&sid)).await.ok().flatten();
+        match local {
+            Some(_) => {}
+            None => {
+                if ann.label.len() > MAX_NAME {
+                    continue;
+                }
+                // An offer: prompt once per (share, device).
+                let pid = peer.id;
+                let exists = inner
+                    .db(move |s| s.prompts())
+                    .await
+                    .map(|ps| {
+                        ps.iter().any(|p| {
+                            p.device == pid && matches!(&p.kind, PromptKind::ShareOffer { share, .. } if *share == sid)
+                        })
+                    })
+                    .unwrap_or(true);
+                if !exists {
+                    let _ = add_prompt(inner, peer.id, PromptKind::ShareOffer { share: sid, label: ann.label.clone() })
+                        .await;
+                }
+            }
+        }
+    }
+    reconcile_senders(inner, peer, true).await;
+}
+
+/// Starts an index sender for every share that both sides have with each other as members.
+/// `restart` restarts running ones (the peer told us where it stands anew).
+async fn reconcile_senders(inner: &Arc<Inner>, peer: &Arc<Peer>, restart: bool) {
+    let announced: Vec<ShareAnnounce> = peer.announced.lock().unwrap().values().cloned().collect();
+    let mut wanted = Vec::new();
+    for ann in announced {
+        let sid = ann.share;
+        let Ok(Some(share)) = inner.db(move |s| s.share(&sid)).await else { continue };
+        if !share.devices.contains(&peer.id) {
+            continue;
+        }
+        let Ok(state) = inner.db(move |s| s.share_state(&sid)).await else { continue };
+        let from = if ann.your_epoch == state.epoch { ann.your_seq } else { 0 };
+        wanted.push((sid, state.epoch, from));
+    }
+    let mut senders = peer.senders.lock().unwrap();
+    let keep: std::collections::HashSet<ShareId> = wanted.iter().map(|w| w.0).collect();
+    senders.retain(|sid, h| {
+        let k = keep.contains(sid) && !h.is_finished();
+        if !k {
+            h.abort();
+        }
+        k
+    });
+    for (sid, epoch, from) in wanted {
+        if senders.contains_key(&sid) && !restart {
+            continue;
+        }
+        let Some(seq_rx) = inner.shares.lock().unwrap().get(&sid).map(|h| h.seq_watch()) else { continue };
+        if let Some(old) = senders.remove(&sid) {
+            old.abort();
+        }
+        let i = inner.clone();
+        let p = peer.clone();
+        senders.insert(sid, tokio::spawn(async move { index_sender(i, p, sid, epoch, from, seq_rx).await }));
+    }
+}
+
+/// Sends this device's index of `share` to `peer`, from `after` on, then every change as it
+/// is committed. Ends when the connection does.
+async fn index_sender(
+    inner: Arc<Inner>,
+    peer: Arc<Peer>,
+    share: ShareId,
+    epoch: u64,
+    mut after: u64,
+    mut seq_rx: watch::Receiver<u64>,
+) {
+    loop {
+        // Mark the current sequence seen before reading, so a commit after the read still
+        // wakes the wait below.
+        seq_rx.borrow_and_update();
+        let a = after;
+        let recs = match inner.db(move |s| s.local_since(&share, Seq(a), INDEX_BATCH_RECORDS)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("index read failed: {e}");
+                return;
+            }
+        };
+        if recs.is_empty() {
+            tokio::select! {
+                r = seq_rx.changed() => if r.is_err() { return },
+                _ = peer.conn.closed() => return,
+            }
+            continue;
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for r in recs {
+            let est = 128 + r.path.as_str().len() + r.chunks.len() * 40;
+            if !batch.is_empty() && bytes + est > INDEX_BATCH_BYTES {
+                break;
+            }
+            bytes += est;
+            batch.push(r);
+        }
+        let last = batch.last().map(|r| r.seq.0).unwrap_or(after);
+        let n = batch.len();
+        match peer.conn.request(&Message::IndexUpdate { share, epoch, records: batch }, REQUEST_TIMEOUT).await {
+            Ok(Message::Ack) => {
+                after = last;
+                inner.emit(Event::IndexSent { share: share.to_string(), device: peer.id.to_string(), records: n });
+            }
+            Ok(Message::Error { message, .. }) => {
+                tracing::info!(peer = %peer.id.short(), %share, "peer refused index: {message}");
+                return;
+            }
+            Ok(other) => {
+                tracing::warn!(peer = %peer.id.short(), "unexpected answer to index: {}", msg_name(&other));
+                return;
+            }
+            Err(e) => {
+                tracing::info!(peer = %peer.id.short(), "index send failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+async fn cluster_config_for(inner: &Arc<Inner>, peer: DeviceId) -> Message {
+    let mut shares = Vec::new();
+    if let Ok(all) = inner.db(|s| s.shares()).await {
+        for s in all.into_iter().filter(|s| s.devices.contains(&peer)) {
+            let sid = s.id;
+            let Ok((mine, theirs)) =
+                inner.db(move |st| Ok((st.share_state(&sid)?, st.remote_state(&sid, &peer)?))).await
+            else {
+                continue;
+            };
+            shares.push(ShareAnnounce {
+                share: s.id,
+                label: s.label,
+                my_epoch: mine.epoch,
+                your_epoch: theirs.epoch,
+                your_seq: theirs.max_seq,
+            });
+        }
+    }
+    Message::ClusterConfig { shares }
+}
+
+async fn send_cluster_config(inner: &Arc<Inner>, peer: &Arc<Peer>) {
+    let msg = cluster_config_for(inner, peer.id).await;
+    match peer.conn.request(&msg, REQUEST_TIMEOUT).await {
+        Ok(Message::Ack) => {}
+        Ok(other) => {
+            tracing::warn!(peer = %peer.id.short(), "unexpected answer to cluster config: {}", msg_name(&other))
+        }
+        Err(e) => tracing::info!(peer = %peer.id.short(), "cluster config failed: {e}"),
+    }
+    reconcile_senders(inner, peer, false).await;
+}
+
+/// Tells a connected device our shares with it anew (after an invite, accept or removal).
+pub(crate) async fn announce_to(inner: &Arc<Inner>, device: DeviceId) {
+    if let Some(peer) = inner.peer(&device) {
+        send_cluster_config(inner, &peer).await;
+    }
+}
+
+/// Keeps paired devices connected: dials each disconnected one at its known addresses, with
+/// a per-device backoff.
+pub(crate) async fn dial_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let mut backoff: HashMap<DeviceId, (Instant, Duration)> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(DIAL_TICK) => {}
+        }
+        let Ok(devices) = inner.db(|s| s.devices()).await else { continue };
+        let now = Instant::now();
+        for d in devices.into_iter().filter(|d| d.paired) {
+            if inner.peer(&d.id).is_some() {
+                backoff.remove(&d.id);
+                continue;
+            }
+            let entry = backoff.entry(d.id).or_insert((now, DIAL_MIN));
+            if entry.0 > now {
+                continue;
+            }
+            {
+                let mut dialing = inner.dialing.lock().unwrap();
+                if dialing.contains_key(&d.id) {
+                    continue;
+                }
+                dialing.insert(d.id, now);
+            }
+            entry.0 = now + entry.1;
+            entry.1 = (entry.1 * 2).min(DIAL_MAX);
+            let i = inner.clone();
+            inner.spawn(async move {
+                dial(&i, &d).await;
+                i.dialing.lock().unwrap().remove(&d.id);
+            });
+        }
+    }
+}
+
+async fn dial(inner: &Arc<Inner>, d: &DeviceRecord) {
+    let addrs: Vec<SocketAddr> =
+        d.static_addresses.iter().chain(d.addresses.iter()).filter_map(|a| a.parse().ok()).collect();
+    for addr in addrs {
+        if inner.peer(&d.id).is_some() || inner.stopping() {
+            return;
+        }
+        match inner.endpoint.connect(addr, Some(d.id)).await {
+            Ok(conn) => match conn.handshake(&inner.hello()).await {
+                Ok(hello) if check_hello(&hello).is_ok() => {
+                    let i = inner.clone();
+                    inner.spawn(async move { attach(&i, conn, hello).await });
+                    return;
+                }
+                Ok(_) => conn.close("bad hello"),
+                Err(e) => tracing::debug!(peer = %d.id.short(), %addr, "handshake failed: {e}"),
+            },
+            Err(e) => tracing::debug!(peer = %d.id.short(), %addr, "dial failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,887 @@
+//! One worker task per share owns every disk change in it: it scans (from watcher events, a
+//! periodic safety-net rescan, or on request) and pulls (applies peers' changes). Running both
+//! in one task means a scan never races a write of our own.
+//!
+//! Applying a remote file, in order: build a temp file beside the target from chunks we
+//! already have (verified) and chunks fetched from peers (verified); re-check that the target
+//! is still what the index says (if not, rescan first: it may be a conflict); archive the old
+//! content as a version (hard link, so the original stays in place until the rename); rename
+//! the temp over the target and fsync the directory; commit the index last. A crash at any
+//! point leaves either the old file or the new one at the target, never a partial one.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_engine::{Action, ChunkSource, apply_order, decide, plan_chunks, remote_wins};
+use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan};
+use ferry_fs::{ShareWatcher, WatchEvent, watch};
+use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, Seq, ShareId};
+use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord};
+use futures::StreamExt;
+use tokio::sync::{Notify, watch as twatch};
+use tokio::task::JoinHandle;
+
+use crate::api::{ApiError, ShareStatusDto};
+use crate::events::Event;
+use crate::node::{ApiResult, Inner};
+use crate::peer::Peer;
+
+/// Blocks fetched or copied at once per file: enough to fill a LAN link (each request is a
+/// round trip), few enough to bound memory (16 x 1 MiB max chunk).
+const PARALLEL_BLOCKS: usize = 16;
+/// Minimum interval between progress events for one file.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// Pull passes per wake-up: applying one change can make another applicable (a parent dir,
+/// a second peer's newer version); bounded so a flapping peer cannot spin us.
+const MAX_PULL_PASSES: usize = 4;
+
+#[derive(Default)]
+struct Pending {
+    full: bool,
+    pull: bool,
+    paths: BTreeSet<RelPath>,
+}
+
+#[derive(Default, Clone)]
+struct Runtime {
+    state: &'static str,
+    need: u64,
+    last_error: Option<String>,
+    /// Bytes fetched from peers / copied from local files since start.
+    fetched_bytes: u64,
+    reused_bytes: u64,
+}
+
+/// The node's handle on a share worker.
+pub(crate) struct ShareHandle {
+    id: ShareId,
+    pending: Arc<Mutex<Pending>>,
+    wake: Arc<Notify>,
+    seq: twatch::Sender<u64>,
+    members: Arc<Mutex<Vec<DeviceId>>>,
+    runtime: Arc<Mutex<Runtime>>,
+    stop: twatch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    _watcher: Option<ShareWatcher>,
+}
+
+impl ShareHandle {
+    pub fn request_pull(&self) {
+        self.pending.lock().unwrap().pull = true;
+        self.wake.notify_one();
+    }
+    pub fn request_full_scan(&self) {
+        self.pending.lock().unwrap().full = true;
+        self.wake.notify_one();
+    }
+    pub fn has_member(&self, d: &DeviceId) -> bool {
+        self.members.lock().unwrap().contains(d)
+    }
+    pub fn set_members(&self, m: Vec<DeviceId>) {
+        *self.members.lock().unwrap() = m;
+    }
+    pub fn seq_watch(&self) -> twatch::Receiver<u64> {
+        self.seq.subscribe()
+    }
+    /// Stops the worker after the item at hand and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        self.wake.notify_one();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        tracing::debug!(share = %self.id, "worker stopped");
+    }
+}
+
+struct Worker {
+    inner: Arc<Inner>,
+    id: ShareId,
+    root: PathBuf,
+    pending: Arc<Mutex<Pending>>,
+    wake: Arc<Notify>,
+    seq: twatch::Sender<u64>,
+    runtime: Arc<Mutex<Runtime>>,
+}
+
+pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
+    let pending = Arc::new(Mutex::new(Pending { full: true, pull: true, paths: BTreeSet::new() }));
+    let wake = Arc::new(Notify::new());
+    let max_seq = inner.store.share_state(&share.id).map(|s| s.max_seq).unwrap_or(0);
+    let (seq, _) = twatch::channel(max_seq);
+    let runtime = Arc::new(Mutex::new(Runtime { state: "scanning", ..Default::default() }));
+    let (stop, stop_rx) = twatch::channel(false);
+    let root = PathBuf::from(&share.path);
+
+    let (p, w) = (pending.clone(), wake.clone());
+    let watcher = match watch(&root, inner.cfg.debounce, move |ev| {
+        let mut pend = p.lock().unwrap();
+        match ev {
+            WatchEvent::Paths(paths) => pend.paths.extend(paths),
+            WatchEvent::Rescan => pend.full = true,
+        }
+        drop(pend);
+        w.notify_one();
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            // Without a watcher the periodic rescan still syncs; say why changes are slow.
+            tracing::warn!(share = %share.id, "cannot watch {}: {e}", root.display());
+            inner.emit(Event::Error {
+                share: Some(share.id.to_string()),
+                device: None,
+                message: format!("cannot watch {}: {e}", root.display()),
+            });
+            None
+        }
+    };
+    let worker = Worker {
+        inner: inner.clone(),
+        id: share.id,
+        root,
+        pending: pending.clone(),
+        wake: wake.clone(),
+        seq: seq.clone(),
+        runtime: runtime.clone(),
+    };
+    let task = tokio::spawn(worker.run(stop_rx));
+    let handle = ShareHandle {
+        id: share.id,
+        pending,
+        wake,
+        seq,
+        members: Arc::new(Mutex::new(share.devices.clone())),
+        runtime,
+        stop,
+        task: Some(task),
+        _watcher: watcher,
+    };
+    inner.shares.lock().unwrap().insert(share.id, handle);
+}
+
+/// Records a new share and starts syncing it.
+pub(crate) async fn create_share(inner: &Arc<Inner>, rec: ShareRecord) -> ApiResult<()> {
+    let ferry_dir = Path::new(&rec.path).join(FERRY_DIR);
+    std::fs::create_dir_all(&ferry_dir).map_err(|e| ApiError::bad(format!("{}: {e}", ferry_dir.display())))?;
+    let r = rec.clone();
+    inner.db(move |s| s.put_share(&r)).await?;
+    start_worker(inner, rec);
+    Ok(())
+}
+
+/// Accepts a share offer into `path` (created if missing; existing content is merged, never
+/// deleted) and starts syncing it with the offering device.
+pub(crate) async fn accept_offer(
+    inner: &Arc<Inner>,
+    prompt: &PromptRecord,
+    share: ShareId,
+    label: &str,
+    path: &Path,
+) -> ApiResult<()> {
+    if inner.db(move |s| s.share(&share)).await?.is_some() {
+        return Err(ApiError::new(crate::api::ErrorCode::Conflict, "this share is already set up here"));
+    }
+    if !path.exists() {
+        std::fs::create_dir_all(path).map_err(|e| ApiError::bad(format!("cannot create {}: {e}", path.display())))?;
+    }
+    let canon = inner.validate_share_path(path, None).await?;
+    let rec = ShareRecord {
+        id: share,
+        label: label.to_string(),
+        path: canon.display().to_string(),
+        mode: Default::default(),
+        devices: vec![prompt.device],
+        paused: false,
+    };
+    create_share(inner, rec).await?;
+    crate::peer::announce_to(inner, prompt.device).await;
+    Ok(())
+}
+
+/// Keeps the worker's member list in step after the record changed.
+pub(crate) fn refresh_members(inner: &Arc<Inner>, rec: &ShareRecord) {
+    if let Some(h) = inner.shares.lock().unwrap().get(&rec.id) {
+        h.set_members(rec.devices.clone());
+    }
+}
+
+pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiResult<ShareStatusDto> {
+    let runtime = inner.shares.lock().unwrap().get(&rec.id).map(|h| h.runtime.lock().unwrap().clone());
+    let runtime = runtime.unwrap_or(Runtime { state: "stopped", ..Default::default() });
+    let connected: Vec<DeviceId> = rec.devices.iter().copied().filter(|d| inner.peer(d).is_some()).collect();
+    let id = rec.id;
+    let (files, bytes, peers_have_all) = inner
+        .db(move |s| {
+            let local = s.local_files(&id)?;
+            let live: Vec<&LocalEntry> = local.iter().filter(|e| !e.record.deleted).collect();
+            let files = live.iter().filter(|e| e.record.kind == FileKind::File).count() as u64;
+            let bytes = live.iter().map(|e| e.record.size).sum();
+            let mut all = true;
+            for d in &connected {
+                let remote: HashMap<RelPath, FileRecord> =
+                    s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect();
+                for e in local.iter().filter(|e| !e.meta.local_change) {
+                    let ok = match remote.get(&e.record.path) {
+                        Some(r) => r.version == e.record.version,
+                        None => e.record.deleted,
+                    };
+                    if !ok {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            Ok((files, bytes, all))
+        })
+        .await?;
+    Ok(ShareStatusDto {
+        id: rec.id.to_string(),
+        label: rec.label.clone(),
+        path: rec.path.clone(),
+        mode: rec.mode.as_str().into(),
+        state: runtime.state.into(),
+        in_sync: runtime.need == 0 && runtime.state == "idle" && peers_have_all,
+        files,
+        bytes,
+        need: runtime.need,
+        last_error: runtime.last_error,
+        fetched_bytes: runtime.fetched_bytes,
+        reused_bytes: runtime.reused_bytes,
+    })
+}
+
+fn known_of(e: &LocalEntry) -> Known {
+    Known {
+        kind: e.record.kind.clone(),
+        deleted: e.record.deleted,
+        size: e.record.size,
+        mtime_ns: e.record.mtime_ns,
+        inode: e.meta.inode,
+        executable: e.record.executable,
+    }
+}
+
+fn time_of(ns: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ns as i128).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// What happened in one pull pass.
+#[derive(Default)]
+struct PullStats {
+    applied: usize,
+    failed: usize,
+}
+
+impl Worker {
+    async fn run(self, mut stop: twatch::Receiver<bool>) {
+        let root = self.root.clone();
+        match tokio::task::spawn_blocking(move || ferry_fs::remove_stale_temps(&root)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(share = %self.id, "removed {n} stale temp files"),
+            Ok(Err(e)) => tracing::warn!(share = %self.id, "stale temp cleanup: {e}"),
+            _ => {}
+        }
+        let mut next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let (full, pull, paths) = {
+                let mut p = self.pending.lock().unwrap();
+                (std::mem::take(&mut p.full), std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
+            };
+            let paused = self.record().await.map(|r| r.paused).unwrap_or(false);
+            if !paused {
+                let scope = if full {
+                    Some(Scope::Full)
+                } else if !paths.is_empty() {
+                    Some(Scope::Paths(paths.into_iter().collect()))
+                } else {
+                    None
+                };
+                if let Some(scope) = scope {
+                    self.set_state("scanning");
+                    if let Err(e) = self.scan(scope).await {
+                        self.report_error(format!("scan failed: {e}"));
+                    }
+                }
+                if pull || full {
+                    self.pull().await;
+                } else {
+                    // A local change can settle a pending need (or create a conflict).
+                    let need = self.runtime.lock().unwrap().need;
+                    if need > 0 {
+                        self.pull().await;
+                    }
+                }
+                self.set_state("idle");
+            } else {
+                self.set_state("paused");
+            }
+            let has_more = {
+                let p = self.pending.lock().unwrap();
+                p.full || p.pull || !p.paths.is_empty()
+            };
+            if has_more {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep_until(next_rescan.into()) => {
+                    next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
+                    self.pending.lock().unwrap().full = true;
+                }
+            }
+        }
+    }
+
+    fn set_state(&self, s: &'static str) {
+        self.runtime.lock().unwrap().state = s;
+    }
+
+    fn report_error(&self, message: String) {
+        tracing::warn!(share = %self.id, "{message}");
+        self.runtime.lock().unwrap().last_error = Some(message.clone());
+        self.inner.emit(Event::Error { share: Some(self.id.to_string()), device: None, message });
+    }
+
+    async fn record(&self) -> ApiResult<ShareRecord> {
+        let id = self.id;
+        self.inner.db(move |s| s.share(&id)).await?.ok_or_else(|| ApiError::not_found("share removed"))
+    }
+
+    /// Scans, then commits what changed as local changes in one transaction.
+    async fn scan(&self, scope: Scope) -> ApiResult<()> {
+        let started = Instant::now();
+        let rec = self.record().await?;
+        let me = self.inner.id;
+        let store = self.inner.store.clone();
+        let id = self.id;
+        let root = self.root.clone();
+        let (outcome, max_seq) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let ignore = Ignore::load(&root).map_err(|e| e.to_string())?;
+            let preload: Option<HashMap<RelPath, LocalEntry>> = match scope {
+                Scope::Full => Some(
+                    store
+                        .local_files(&id)
+                        .map_err(|e| e.to_string())?
+                        .into_iter()
+                        .map(|e| (e.record.path.clone(), e))
+                        .collect(),
+                ),
+                Scope::Paths(_) => None,
+            };
+            let lookup = |p: &RelPath| -> Option<LocalEntry> {
+                match &preload {
+                    Some(m) => m.get(p).cloned(),
+                    None => store.local_file(&id, p).ok().flatten(),
+                }
+            };
+            let known = |p: &RelPath| lookup(p).map(|e| known_of(&e));
+            let known_paths = |p: Option<&RelPath>| -> Vec<RelPath> {
+                let list = match (p, &preload) {
+                    (None, Some(m)) => {
+                        m.values().filter(|e| !e.record.deleted).map(|e| e.record.path.clone()).collect()
+                    }
+                    (None, None) => store
+                        .local_files(&id)
+                        .map(|v| v.into_iter().filter(|e| !e.record.deleted).map(|e| e.record.path).collect())
+                        .unwrap_or_default(),
+                    (Some(p), _) => store
+                        .local_files_under(&id, p)
+                        .map(|v| {
+                            v.into_iter()
+                                .filter(|e| !e.record.deleted && e.record.path != *p)
+                                .map(|e| e.record.path)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                };
+                list
+            };
+            let outcome = scan(&root, &known, &known_paths, &scope, &ignore).map_err(|e| e.to_string())?;
+            let mut updates = Vec::new();
+            for ch in &outcome.changes {
+                match ch {
+                    Change::Upsert(o) => {
+                        let existing = lookup(&o.path);
+                        let meta_only = existing.as_ref().is_some_and(|e| {
+                            !e.record.deleted
+                                && e.record.kind == o.kind
+                                && e.record.hash == o.hash
+                                && e.record.executable == o.executable
+                        });
+                        if meta_only {
+                            let mut e = existing.unwrap();
+                            e.record.size = o.size;
+                            e.record.mtime_ns = o.mtime_ns;
+                            e.meta.inode = o.inode;
+                            updates.push(LocalUpdate { entry: e, new_seq: false });
+                            continue;
+                        }
+                        let base = existing.as_ref().map(|e| e.record.version.clone()).unwrap_or_default();
+                        let (version, local_change) =
+                            if rec.mode.sends() { (base.bumped(me), false) } else { (base, true) };
+                        updates.push(LocalUpdate {
+                            entry: LocalEntry {
+                                record: FileRecord {
+                                    path: o.path.clone(),
+                                    kind: o.kind.clone(),
+                                    deleted: false,
+                                    size: o.size,
+                                    mtime_ns: o.mtime_ns,
+                                    executable: o.executable,
+                                    version,
+                                    seq: Seq(0),
+                                    hash: o.hash,
+                                    chunks: o.chunks.clone(),
+                                    modified_by: me,
+                                },
+                                meta: LocalMeta { inode: o.inode, local_change },
+                            },
+                            new_seq: true,
+                        });
+                    }
+                    Change::Deleted(p) => {
+                        let Some(e) = lookup(p) else { continue };
+                        if e.record.deleted {
+                            continue;
+                        }
+                        let (version, local_change) = if rec.mode.sends() {
+                            (e.record.version.bumped(me), false)
+                        } else {
+                            (e.record.version.clone(), true)
+                        };
+                        updates.push(LocalUpdate {
+                            entry: LocalEntry {
+                                record: FileRecord {
+                                    deleted: true,
+                                    size: 0,
+                                    hash: ChunkHash([0; 32]),
+                                    chunks: vec![],
+                                    version,
+                                    modified_by: me,
+                                    ..e.record
+                                },
+                                meta: LocalMeta { inode: 0, local_change },
+                            },
+                            new_seq: true,
+                        });
+                    }
+                }
+            }
+            let max_seq = if updates.is_empty() {
+                None
+            } else {
+                Some(store.commit_local(&id, &updates, &[]).map_err(|e| e.to_string())?.0)
+            };
+            Ok((outcome, max_seq))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+        if let Some(s) = max_seq {
+            self.seq.send_replace(s);
+        }
+        for (path, msg) in &outcome.errors {
+            self.report_error(format!("{path}: {msg}"));
+        }
+        self.inner.emit(Event::ScanFinished {
+            share: self.id.to_string(),
+            changes: outcome.changes.len(),
+            seen: outcome.seen,
+            hashed_bytes: outcome.hashed_bytes,
+            millis: started.elapsed().as_millis() as u64,
+        });
+        Ok(())
+    }
+
+    async fn pull(&self) {
+        let mut total_failed = 0;
+        for _ in 0..MAX_PULL_PASSES {
+            match self.pull_pass().await {
+                Ok(stats) => {
+                    total_failed = stats.failed;
+                    if stats.applied == 0 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.report_error(format!("sync failed: {e}"));
+                    break;
+                }
+            }
+        }
+        let was = {
+            let mut rt = self.runtime.lock().unwrap();
+            let was = rt.need;
+            rt.need = total_failed as u64;
+            if total_failed == 0 {
+                rt.last_error = None;
+            }
+            was
+        };
+        if was > 0 && total_failed == 0 {
+            self.inner.emit(Event::InSync { share: self.id.to_string() });
+        }
+    }
+
+    /// Compares every peer's index with ours and applies what is newer.
+    async fn pull_pass(&self) -> ApiResult<PullStats> {
+        let rec = self.record().await?;
+        if !rec.mode.receives() {
+            return Ok(PullStats::default());
+        }
+        let id = self.id;
+        let members = rec.devices.clone();
+        let (local, remotes) = self
+            .inner
+            .db(move |s| {
+                let local: HashMap<RelPath, LocalEntry> =
+                    s.local_files(&id)?.into_iter().map(|e| (e.record.path.clone(), e)).collect();
+                let mut remotes = HashMap::new();
+                for d in &members {
+                    let m: HashMap<RelPath, FileRecord> =
+                        s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect();
+                    remotes.insert(*d, m);
+                }
+                Ok((local, remotes))
+            })
+            .await?;
+
+        // For each path, the one remote record this device should move to.
+        let mut wanted: HashMap<RelPath, (FileRecord, Action)> = HashMap::new();
+        for recs in remotes.values() {
+            for r in recs.values() {
+                let l = local.get(&r.path).map(|e| &e.record);
+                let action = decide(l, r);
+                if matches!(action, Action::Nothing | Action::ConflictLocalWins) {
+                    continue;
+                }
+                if l.is_none() && r.deleted {
+                    // A tombstone for something we never had: record it, no disk work.
+                    wanted.entry(r.path.clone()).or_insert((r.clone(), action));
+                    continue;
+                }
+                match wanted.get(&r.path) {
+                    Some((cur, _)) => {
+                        let better = match r.version.compare(&cur.version) {
+                            ferry_proto::VersionOrdering::Greater => true,
+                            ferry_proto::VersionOrdering::Concurrent => remote_wins(cur, r),
+                            _ => false,
+                        };
+                        if better {
+                            wanted.insert(r.path.clone(), (r.clone(), action));
+                        }
+                    }
+                    None => {
+                        wanted.insert(r.path.clone(), (r.clone(), action));
+                    }
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(PullStats::default());
+        }
+        self.set_state("syncing");
+        let mut items: Vec<(FileRecord, Action)> = wanted.into_values().collect();
+        items.sort_by(|a, b| apply_order(&a.0, &b.0));
+
+        // Chunks this device already has, for reuse.
+        let mut local_chunks: HashMap<ChunkHash, (RelPath, u64)> = HashMap::new();
+        for e in local.values().filter(|e| e.record.is_file() && !e.meta.local_change) {
+            for (off, c) in e.record.chunk_offsets() {
+                local_chunks.entry(c.hash).or_insert((e.record.path.clone(), off));
+            }
+        }
+        let peers: Vec<Arc<Peer>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
+
+        let mut stats = PullStats::default();
+        for (target, action) in items {
+            if self.inner.stopping() {
+                break;
+            }
+            let l = local.get(&target.path);
+            let sources: Vec<Arc<Peer>> = peers
+                .iter()
+                .filter(|p| remotes.get(&p.id).and_then(|m| m.get(&target.path)).is_some_and(|r| r.hash == target.hash))
+                .cloned()
+                .collect();
+            let res = match action {
+                Action::MergeVersion => self.merge_version(l.expect("merge implies local"), &target).await,
+                Action::ConflictRemoteWins => self.apply(&target, l, &sources, &local_chunks, true).await,
+                _ => self.apply(&target, l, &sources, &local_chunks, false).await,
+            };
+            match res {
+                Ok(()) => stats.applied += 1,
+                Err(e) => {
+                    stats.failed += 1;
+                    self.report_error(format!("{}: {e}", target.path));
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn merge_version(&self, l: &LocalEntry, target: &FileRecord) -> Result<(), String> {
+        let mut e = l.clone();
+        e.record.version = e.record.version.merged(&target.version);
+        self.commit(vec![LocalUpdate { entry: e, new_seq: true }], vec![]).await
+    }
+
+    async fn commit(&self, updates: Vec<LocalUpdate>, versions: Vec<VersionRecord>) -> Result<(), String> {
+        let id = self.id;
+        let seq = self.inner.db(move |s| s.commit_local(&id, &updates, &versions)).await.map_err(|e| e.message)?;
+        self.seq.send_replace(seq.0);
+        Ok(())
+    }
+
+    /// Asks for a rescan of `path` (something changed under us) and returns the error to report.
+    fn rescan_first(&self, path: &RelPath) -> String {
+        self.pending.lock().unwrap().paths.insert(path.clone());
+        self.wake.notify_one();
+        "changed on this device since it was indexed; rescanning before syncing it".into()
+    }
+
+    fn version_record(
+        &self,
+        l: &LocalEntry,
+        target: &FileRecord,
+        archive_path: String,
+        reason: VersionReason,
+    ) -> VersionRecord {
+        let now = now_ns();
+        VersionRecord {
+            share: self.id,
+            path: l.record.path.clone(),
+            id: now as u64,
+            archived_at_ms: now / 1_000_000,
+            size: l.record.size,
+            hash: l.record.hash,
+            mtime_ns: l.record.mtime_ns,
+            modified_by: l.record.modified_by,
+            replaced_by: target.modified_by,
+            archive_path,
+            reason,
+        }
+    }
+
+    /// Makes the disk match `target` and records it. `conflict`: our live file loses a
+    /// conflict and is kept under a conflict name instead of being archived.
+    async fn apply(
+        &self,
+        target: &FileRecord,
+        local: Option<&LocalEntry>,
+        sources: &[Arc<Peer>],
+        local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
+        conflict: bool,
+    ) -> Result<(), String> {
+        let root = self.root.clone();
+        let path = target.path.clone();
+        // What the index says is at the target now (None: nothing, or a tombstone).
+        let expected: Option<Known> = local.filter(|l| !l.record.deleted).map(known_of);
+        let (r, p, exp) = (root.clone(), path.clone(), expected.clone());
+        let on_disk_ok = blocking(move || ferry_fs::unchanged_on_disk(&r, &p, exp.as_ref())).await?;
+        if !on_disk_ok {
+            return Err(self.rescan_first(&path));
+        }
+        let local_live_file = expected.as_ref().is_some_and(|k| k.kind == FileKind::File);
+        let local_live = expected.is_some();
+
+        // Build the new content first, so a failed transfer leaves the disk untouched.
+        let temp = if target.is_file() { Some(self.fetch_to_temp(target, sources, local_chunks).await?) } else { None };
+
+        let mut versions = Vec::new();
+        let mut copy: Option<RelPath> = None;
+        if local_live {
+            let l = local.expect("live implies local");
+            if conflict && local_live_file {
+                let c = conflict_name(&path, time_of(l.record.mtime_ns), &l.record.modified_by);
+                let (r, p, c2) = (root.clone(), path.clone(), c.clone());
+                blocking(move || rename_within(&r, &p, &c2)).await?;
+                copy = Some(c);
+            } else if local_live_file {
+                let mode = if target.is_file() { ArchiveMode::Link } else { ArchiveMode::Move };
+                let (r, p) = (root.clone(), path.clone());
+                let ap = blocking(move || archive(&r, &p, time::OffsetDateTime::now_utc(), mode)).await?;
+                let reason = if target.deleted { VersionReason::Deleted } else { VersionReason::Replaced };
+                versions.push(self.version_record(l, target, ap, reason));
+            } else if l.record.kind != target.kind || target.deleted {
+                // A directory or link that goes away or changes kind.
+                let (r, p) = (root.clone(), path.clone());
+                blocking(move || ferry_fs::remove_entry(&r, &p)).await?;
+            }
+        }
+
+        let (r, p, t) = (root.clone(), path.clone(), target.clone());
+        let meta = blocking(move || {
+            if !t.deleted {
+                match &t.kind {
+                    FileKind::File => {
+                        ferry_fs::commit_temp(temp.expect("file has temp"), &r, &p, t.mtime_ns, t.executable)?;
+                    }
+                    FileKind::Dir => ferry_fs::create_dir(&r, &p, Some(t.mtime_ns))?,
+                    FileKind::Symlink { target } => ferry_fs::create_symlink(&r, &p, target)?,
+                }
+            }
+            ferry_fs::stat_known(&r, &p)
+        })
+        .await?;
+        let inode = meta.map(|k| k.inode).unwrap_or(0);
+        self.commit(
+            vec![LocalUpdate {
+                entry: LocalEntry { record: target.clone(), meta: LocalMeta { inode, local_change: false } },
+                new_seq: true,
+            }],
+            versions,
+        )
+        .await?;
+        let from = target.modified_by.to_string();
+        let action = if target.deleted {
+            "deleted"
+        } else if local_live {
+            "changed"
+        } else {
+            "added"
+        };
+        self.inner.emit(Event::Applied {
+            share: self.id.to_string(),
+            path: path.to_string(),
+            action: action.into(),
+            from,
+        });
+        if let Some(c) = copy {
+            tracing::info!(share = %self.id, %path, copy = %c, "conflict: kept our version as a copy");
+            self.inner.emit(Event::Conflict {
+                share: self.id.to_string(),
+                path: path.to_string(),
+                copy: c.to_string(),
+                winner: target.modified_by.to_string(),
+            });
+            self.pending.lock().unwrap().paths.insert(c);
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Assembles `target`'s content in a temp file beside it: local chunks first, the rest
+    /// from peers, every chunk verified against its hash.
+    async fn fetch_to_temp(
+        &self,
+        target: &FileRecord,
+        sources: &[Arc<Peer>],
+        local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
+    ) -> Result<ferry_fs::TempFile, String> {
+        let (r, p) = (self.root.clone(), target.path.clone());
+        let temp = blocking(move || ferry_fs::create_temp(&r, &p)).await?;
+        let file = Arc::new(temp.file.try_clone().map_err(|e| e.to_string())?);
+        let plan = plan_chunks(target, local_chunks);
+        let needs_remote = plan.iter().any(|s| *s == ChunkSource::Remote);
+        if needs_remote && sources.is_empty() {
+            let _ = std::fs::remove_file(&temp.path);
+            return Err("no connected device has this version; waiting for one".into());
+        }
+        let total = target.size;
+        let started = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut done = 0u64;
+        let jobs = target.chunk_offsets().zip(plan).enumerate().map(|(i, ((off, c), src))| {
+            let root = self.root.clone();
+            let file = file.clone();
+            let share = self.id;
+            let path = target.path.clone();
+            async move {
+                let mut data = None;
+                let mut fetched = false;
+                if let ChunkSource::Local { path: lp, offset } = src {
+                    let r = root.clone();
+                    let got = blocking(move || ferry_fs::read_range(&r, &lp, offset, c.len)).await;
+                    if let Ok(d) = got {
+                        if ChunkHash::of(&d) == c.hash {
+                            data = Some(d);
+                        }
+                    }
+                }
+                let data = match data {
+                    Some(d) => d,
+                    None => {
+                        if sources.is_empty() {
+                            return Err("a local chunk changed and no device is connected to fetch it".to_string());
+                        }
+                        let mut last = String::new();
+                        let mut got = None;
+                        for k in 0..sources.len() {
+                            let peer = &sources[(i + k) % sources.len()];
+                            match peer.fetch_block(share, &path, off, c.len, c.hash).await {
+                                Ok(d) => {
+                                    got = Some(d);
+                                    break;
+                                }
+                                Err(e) => last = e,
+                            }
+                        }
+                        fetched = true;
+                        got.ok_or(last)?
+                    }
+                };
+                let n = data.len() as u64;
+                blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    file.write_all_at(&data, off).map_err(|source| ferry_fs::FsError::Io {
+                        op: "write",
+                        path: PathBuf::new(),
+                        source,
+                    })
+                })
+                .await?;
+                Ok::<(u64, bool), String>((n, fetched))
+            }
+        });
+        let mut stream = futures::stream::iter(jobs).buffer_unordered(PARALLEL_BLOCKS);
+        while let Some(res) = stream.next().await {
+            match res {
+                Ok((n, fetched)) => {
+                    done += n;
+                    {
+                        let mut rt = self.runtime.lock().unwrap();
+                        if fetched {
+                            rt.fetched_bytes += n;
+                        } else {
+                            rt.reused_bytes += n;
+                        }
+                    }
+                    if last_progress.elapsed() >= PROGRESS_EVERY || done == total {
+                        last_progress = Instant::now();
+                        let secs = started.elapsed().as_secs_f64().max(1e-3);
+                        self.inner.emit(Event::TransferProgress {
+                            share: self.id.to_string(),
+                            path: target.path.to_string(),
+                            done,
+                            total,
+                            bytes_per_sec: done as f64 / secs,
+                        });
+                    }
+                }
+                Err(e) => {
+                    drop(stream);
+                    let _ = std::fs::remove_file(&temp.path);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(temp)
+    }
+}
+
+/// Runs blocking file work off the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ferry_fs::FsError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+}

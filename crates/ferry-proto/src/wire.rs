@@ -1,0 +1,191 @@
+//! Wire messages and their framing.
+//!
+//! Every stream carries frames: a 4-byte big-endian length, then a postcard-encoded
+//! [`Message`]. The length is checked against [`MAX_FRAME`] before any buffer is allocated.
+//! The first exchange on a connection is a [`Hello`] each way; the protocol version in it is
+//! checked before anything else is read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ChunkHash, DeviceId, FileRecord, RelPath, ShareId};
+
+/// Bumped on any incompatible change to [`Message`].
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Negotiated in TLS; a peer that does not speak it fails the handshake.
+pub const ALPN: &[u8] = b"ferry/1";
+/// Largest frame accepted: a block (1 MiB at most, see the chunker) or an index batch,
+/// with room to spare, but small enough that a hostile length costs nothing.
+pub const MAX_FRAME: usize = 8 << 20;
+/// Longest device name or owner accepted from a peer, in bytes.
+pub const MAX_NAME: usize = 128;
+/// Largest block a peer may ask for.
+pub const MAX_BLOCK: u32 = 4 << 20;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub name: String,
+    pub owner: String,
+}
+
+/// One share as the sender sees it, sent to each member device on connect and on change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareAnnounce {
+    pub share: ShareId,
+    pub label: String,
+    /// The sender's index epoch: changes when its index of this share starts over.
+    pub my_epoch: u64,
+    /// The receiver's epoch and last sequence the sender holds from the receiver, so the
+    /// receiver sends only what is newer (or everything, if the epoch differs).
+    pub your_epoch: u64,
+    pub your_seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    NotPaired,
+    NotFound,
+    Refused,
+    BadRequest,
+    Internal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Hello(Hello),
+    /// The only request an unpaired device may make.
+    PairRequest {
+        name: String,
+        owner: String,
+    },
+    PairResponse {
+        accepted: bool,
+        message: String,
+    },
+    /// The shares the sender has with the receiver as a member; an unknown one is an offer.
+    ClusterConfig {
+        shares: Vec<ShareAnnounce>,
+    },
+    /// Records of the sender's index with sequence numbers after what the receiver holds.
+    IndexUpdate {
+        share: ShareId,
+        epoch: u64,
+        records: Vec<FileRecord>,
+    },
+    Ack,
+    BlockRequest {
+        share: ShareId,
+        path: RelPath,
+        offset: u64,
+        len: u32,
+        hash: ChunkHash,
+    },
+    Block {
+        data: Vec<u8>,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    /// Sent by a device that removed the other from its paired list.
+    Unpaired {
+        device: DeviceId,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] postcard::Error),
+}
+
+/// The frame for `msg`: length prefix and body.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
+    let mut out = vec![0u8; 4];
+    let body = postcard::to_extend(msg, out.split_off(4)).map_err(FrameError::Malformed)?;
+    if body.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    out[..4].copy_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// The body length announced by a header, refused if over the cap.
+pub fn body_len(header: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+pub fn decode(body: &[u8]) -> Result<Message, FrameError> {
+    Ok(postcard::from_bytes(body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChunkInfo, FileKind, Seq, VersionVector};
+
+    fn sample() -> Message {
+        let d = DeviceId([3; 32]);
+        Message::IndexUpdate {
+            share: ShareId([1; 10]),
+            epoch: 9,
+            records: vec![FileRecord {
+                path: RelPath::new("a/b.txt").unwrap(),
+                kind: FileKind::File,
+                deleted: false,
+                size: 5,
+                mtime_ns: 1,
+                executable: true,
+                version: VersionVector::new().bumped(d),
+                seq: Seq(4),
+                hash: ChunkHash::of(b"hello"),
+                chunks: vec![ChunkInfo { hash: ChunkHash::of(b"hello"), len: 5 }],
+                modified_by: d,
+            }],
+        }
+    }
+
+    #[test]
+    fn frames_roundtrip() {
+        let msg = sample();
+        let frame = encode(&msg).unwrap();
+        let len = body_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        assert_eq!(decode(&frame[4..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn oversized_header_is_refused_before_allocating() {
+        assert!(matches!(body_len((MAX_FRAME as u32 + 1).to_be_bytes()), Err(FrameError::TooLarge(_))));
+        assert!(body_len(u32::MAX.to_be_bytes()).is_err());
+    }
+
+    #[test]
+    fn hostile_path_in_record_is_refused() {
+        let frame = encode(&sample()).unwrap();
+        let mut body = frame[4..].to_vec();
+        let pos = body.windows(7).position(|w| w == b"a/b.txt").unwrap();
+        body[pos..pos + 7].copy_from_slice(b"../b.tx");
+        assert!(decode(&body).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode(&bytes);
+        }
+    }
+}

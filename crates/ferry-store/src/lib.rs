@@ -1,0 +1,434 @@
+//! Ferry's persistent state, in one redb database.
+//!
+//! This crate owns the redb schema: every table, key layout and value encoding lives in the
+//! [`schema`] module, and nothing outside this crate touches redb. The database records a
+//! `schema_version` in its `meta` table; [`Store::open`] migrates older databases and refuses
+//! newer ones ([`StoreError::TooNew`]).
+//!
+//! The API is blocking (call it from `spawn_blocking` in async code). [`Store`] is `Send +
+//! Sync` and every method takes `&self`, so one store is shared behind an `Arc`.
+//!
+//! One logical change is one write transaction: a batch of local index updates with their
+//! archived versions, an index update from a peer, the removal of a share with everything it
+//! owns. Either all of it is on disk or none of it is.
+//!
+//! Values are postcard-encoded inside a versioned wrapper ([`schema::Versioned`]), so a future
+//! schema can change a record type and still read (or migrate) what older versions wrote. A
+//! value this build cannot decode is an error ([`StoreError::Decode`]), never a panic.
+
+mod error;
+mod records;
+pub mod schema;
+
+use std::hash::{BuildHasher, Hasher};
+use std::ops::Bound;
+use std::path::Path;
+
+use ferry_proto::{DeviceId, FileRecord, RelPath, Seq, ShareId};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+
+pub use error::StoreError;
+pub use records::{
+    DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, PromptKind, PromptRecord, RemoteState, ShareRecord, ShareState,
+    VersionReason, VersionRecord,
+};
+use schema::{
+    DEVICES, LOCAL, LOCAL_SEQ, META, META_NEXT_PROMPT_ID, META_SCHEMA_VERSION, PROMPTS, REMOTE, REMOTE_STATE,
+    SHARE_STATE, SHARES, VERSIONS, encode, get, prefix_bounds, scan,
+};
+
+/// Ferry's database. See the crate documentation.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, migrating it to the current schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let store = Store { db };
+        store.write(schema::migrate)?;
+        Ok(store)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&ReadTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let txn = self.db.begin_read()?;
+        f(&txn)
+    }
+
+    /// Runs `f` in one write transaction, committed only if `f` succeeds (dropping it aborts).
+    fn write<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let txn = self.db.begin_write()?;
+        let out = f(&txn)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    // --- meta ---------------------------------------------------------------------------------
+
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|txn| Ok(txn.open_table(META)?.get(key.as_bytes())?.map(|v| v.value().to_vec())))
+    }
+
+    /// Sets a setting. The store's own keys (`schema_version`, `next_prompt_id`) are refused.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if key == META_SCHEMA_VERSION || key == META_NEXT_PROMPT_ID {
+            return Err(StoreError::Invalid(format!("meta key {key:?} is reserved for the store")));
+        }
+        self.write(|txn| {
+            txn.open_table(META)?.insert(key.as_bytes(), value)?;
+            Ok(())
+        })
+    }
+
+    // --- devices ------------------------------------------------------------------------------
+
+    pub fn put_device(&self, d: &DeviceRecord) -> Result<(), StoreError> {
+        let value = encode("device", d)?;
+        self.write(|txn| {
+            txn.open_table(DEVICES)?.insert(d.id.0.as_slice(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        self.read(|txn| get(&txn.open_table(DEVICES)?, &id.0, "device"))
+    }
+
+    /// All devices, by id.
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.read(|txn| scan(&txn.open_table(DEVICES)?, &(Bound::Unbounded, Bound::Unbounded), "device"))
+    }
+
+    pub fn remove_device(&self, id: &DeviceId) -> Result<(), StoreError> {
+        self.write(|txn| {
+            txn.open_table(DEVICES)?.remove(id.0.as_slice())?;
+            Ok(())
+        })
+    }
+
+    // --- shares -------------------------------------------------------------------------------
+
+    /// Inserts or updates a share. A share without state (a new one) also gets its
+    /// [`ShareState`]: a random nonzero epoch and max_seq 0.
+    pub fn put_share(&self, s: &ShareRecord) -> Result<(), StoreError> {
+        let value = encode("share", s)?;
+        self.write(|txn| {
+            txn.open_table(SHARES)?.insert(s.id.0.as_slice(), value.as_slice())?;
+            let mut states = txn.open_table(SHARE_STATE)?;
+            if states.get(s.id.0.as_slice())?.is_none() {
+                let state = ShareState { epoch: random_epoch(), max_seq: 0 };
+                states.insert(s.id.0.as_slice(), encode("share state", &state)?.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn share(&self, id: &ShareId) -> Result<Option<ShareRecord>, StoreError> {
+        self.read(|txn| get(&txn.open_table(SHARES)?, &id.0, "share"))
+    }
+
+    /// All shares, by id.
+    pub fn shares(&self) -> Result<Vec<ShareRecord>, StoreError> {
+        self.read(|txn| scan(&txn.open_table(SHARES)?, &(Bound::Unbounded, Bound::Unbounded), "share"))
+    }
+
+    /// Removes the share, its state, local index, seq index, all remote indexes/states and
+    /// version records, in one transaction.
+    pub fn remove_share(&self, id: &ShareId) -> Result<(), StoreError> {
+        let bounds = prefix_bounds(&id.0);
+        self.write(|txn| {
+            txn.open_table(SHARES)?.remove(id.0.as_slice())?;
+            txn.open_table(SHARE_STATE)?.remove(id.0.as_slice())?;
+            for table in [LOCAL, LOCAL_SEQ, REMOTE, REMOTE_STATE, VERSIONS] {
+                schema::remove_range(&mut txn.open_table(table)?, &bounds)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The share's index state; [`StoreError::NotFound`] for an unknown share.
+    pub fn share_state(&self, id: &ShareId) -> Result<ShareState, StoreError> {
+        self.read(|txn| {
+            get(&txn.open_table(SHARE_STATE)?, &id.0, "share state")?
+                .ok_or_else(|| StoreError::NotFound(format!("state of share {id}")))
+        })
+    }
+
+    // --- local index --------------------------------------------------------------------------
+
+    pub fn local_file(&self, share: &ShareId, path: &RelPath) -> Result<Option<LocalEntry>, StoreError> {
+        self.read(|txn| get(&txn.open_table(LOCAL)?, &schema::local_key(share, path), "local entry"))
+    }
+
+    /// Every entry of the share's local index, sorted by path.
+    pub fn local_files(&self, share: &ShareId) -> Result<Vec<LocalEntry>, StoreError> {
+        self.read(|txn| scan(&txn.open_table(LOCAL)?, &prefix_bounds(&share.0), "local entry"))
+    }
+
+    /// `prefix` itself and everything below it (path == prefix or starts with prefix + "/"),
+    /// sorted by path.
+    pub fn local_files_under(&self, share: &ShareId, prefix: &RelPath) -> Result<Vec<LocalEntry>, StoreError> {
+        let exact = schema::local_key(share, prefix);
+        let mut below = exact.clone();
+        below.push(b'/');
+        self.read(|txn| {
+            let table = txn.open_table(LOCAL)?;
+            // `exact` is a prefix of every key below it, so it sorts first: the result stays sorted.
+            let mut out: Vec<LocalEntry> = get(&table, &exact, "local entry")?.into_iter().collect();
+            out.extend(scan::<LocalEntry>(&table, &prefix_bounds(&below), "local entry")?);
+            Ok(out)
+        })
+    }
+
+    /// Up to `limit` records with seq > `after`, in seq order, skipping entries whose
+    /// `meta.local_change` is true.
+    pub fn local_since(&self, share: &ShareId, after: Seq, limit: usize) -> Result<Vec<FileRecord>, StoreError> {
+        let lower = schema::seq_key(share, after.0);
+        let (_, upper) = prefix_bounds(&share.0);
+        self.read(|txn| {
+            let seqs = txn.open_table(LOCAL_SEQ)?;
+            let local = txn.open_table(LOCAL)?;
+            let mut out = Vec::new();
+            let bounds = (Bound::Excluded(lower), upper);
+            for item in seqs.range::<&[u8]>(schema::as_slices(&bounds))? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, path) = item?;
+                let seq = schema::seq_of_key(k.value())?;
+                let mut key = share.0.to_vec();
+                key.extend_from_slice(path.value());
+                let entry: LocalEntry = get(&local, &key, "local entry")?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("seq {seq} of share {share} points to a missing entry"))
+                })?;
+                if entry.record.seq.0 != seq {
+                    return Err(StoreError::Corrupt(format!(
+                        "seq {seq} of share {share} points to {} which has seq {}",
+                        entry.record.path, entry.record.seq.0
+                    )));
+                }
+                if !entry.meta.local_change {
+                    out.push(entry.record);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// One write transaction: for each update, if `update.new_seq` is true the record gets
+    /// seq = ++state.max_seq, otherwise its seq is kept as given (metadata-only refresh, e.g. a
+    /// new inode). The path's old seq-index key is replaced by the one of its new seq (entries
+    /// with seq 0 are not indexed); the entry is upserted; the version records are inserted.
+    /// Returns the share's max_seq after the commit.
+    ///
+    /// Errors (and nothing is written) if the share has no state, a version record belongs to
+    /// another share, or a kept seq is already the seq of another path.
+    pub fn commit_local(
+        &self,
+        share: &ShareId,
+        updates: &[LocalUpdate],
+        versions: &[VersionRecord],
+    ) -> Result<Seq, StoreError> {
+        if let Some(v) = versions.iter().find(|v| v.share != *share) {
+            return Err(StoreError::Invalid(format!("version of {} is for share {}, not {share}", v.path, v.share)));
+        }
+        self.write(|txn| {
+            let mut states = txn.open_table(SHARE_STATE)?;
+            let mut state: ShareState = get(&states, &share.0, "share state")?
+                .ok_or_else(|| StoreError::NotFound(format!("state of share {share}")))?;
+            let mut local = txn.open_table(LOCAL)?;
+            let mut seqs = txn.open_table(LOCAL_SEQ)?;
+            for update in updates {
+                let mut entry = update.entry.clone();
+                let path = entry.record.path.clone();
+                let key = schema::local_key(share, &path);
+                let old: Option<LocalEntry> = get(&local, &key, "local entry")?;
+                if update.new_seq {
+                    state.max_seq += 1;
+                    entry.record.seq = Seq(state.max_seq);
+                } else {
+                    state.max_seq = state.max_seq.max(entry.record.seq.0);
+                }
+                let new_seq = entry.record.seq.0;
+                let old_seq = old.map_or(0, |o| o.record.seq.0);
+                if old_seq != new_seq {
+                    if old_seq != 0 {
+                        let old_key = schema::seq_key(share, old_seq);
+                        // Remove the old index key only if it is this path's.
+                        let ours = seqs.get(old_key.as_slice())?.is_some_and(|p| p.value() == path.as_str().as_bytes());
+                        if ours {
+                            seqs.remove(old_key.as_slice())?;
+                        }
+                    }
+                    if new_seq != 0 {
+                        let prev = seqs
+                            .insert(schema::seq_key(share, new_seq).as_slice(), path.as_str().as_bytes())?
+                            .map(|p| p.value().to_vec());
+                        if let Some(prev) = prev.filter(|p| p != path.as_str().as_bytes()) {
+                            return Err(StoreError::Invalid(format!(
+                                "seq {new_seq} given for {path} already belongs to {}",
+                                String::from_utf8_lossy(&prev)
+                            )));
+                        }
+                    }
+                }
+                local.insert(key.as_slice(), encode("local entry", &entry)?.as_slice())?;
+            }
+            states.insert(share.0.as_slice(), encode("share state", &state)?.as_slice())?;
+            let mut table = txn.open_table(VERSIONS)?;
+            for v in versions {
+                table.insert(schema::version_key(share, &v.path, v.id).as_slice(), encode("version", v)?.as_slice())?;
+            }
+            Ok(Seq(state.max_seq))
+        })
+    }
+
+    // --- remote indexes -----------------------------------------------------------------------
+
+    /// One transaction: if `epoch` differs from the stored [`RemoteState`]'s epoch, first drop
+    /// every stored record of that (share, device); then upsert the records (keyed by path) and
+    /// set state = {epoch, max_seq: max(old max_seq (if same epoch), max record seq)}.
+    pub fn put_remote(
+        &self,
+        share: &ShareId,
+        device: &DeviceId,
+        epoch: u64,
+        records: &[FileRecord],
+    ) -> Result<(), StoreError> {
+        let state_key = schema::remote_state_key(share, device);
+        self.write(|txn| {
+            let mut states = txn.open_table(REMOTE_STATE)?;
+            let mut remote = txn.open_table(REMOTE)?;
+            let old: RemoteState = get(&states, &state_key, "remote state")?.unwrap_or_default();
+            let mut max_seq = if old.epoch == epoch {
+                old.max_seq
+            } else {
+                schema::remove_range(&mut remote, &prefix_bounds(&state_key))?;
+                0
+            };
+            for r in records {
+                max_seq = max_seq.max(r.seq.0);
+                remote.insert(
+                    schema::remote_key(share, device, &r.path).as_slice(),
+                    encode("remote record", r)?.as_slice(),
+                )?;
+            }
+            let state = RemoteState { epoch, max_seq };
+            states.insert(state_key.as_slice(), encode("remote state", &state)?.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// What we hold of `device`'s index of `share`; `{0, 0}` if nothing.
+    pub fn remote_state(&self, share: &ShareId, device: &DeviceId) -> Result<RemoteState, StoreError> {
+        self.read(|txn| {
+            Ok(get(&txn.open_table(REMOTE_STATE)?, &schema::remote_state_key(share, device), "remote state")?
+                .unwrap_or_default())
+        })
+    }
+
+    /// Every record `device` sent for `share`, sorted by path.
+    pub fn remote_files(&self, share: &ShareId, device: &DeviceId) -> Result<Vec<FileRecord>, StoreError> {
+        let bounds = prefix_bounds(&schema::remote_state_key(share, device));
+        self.read(|txn| scan(&txn.open_table(REMOTE)?, &bounds, "remote record"))
+    }
+
+    pub fn remote_file(
+        &self,
+        share: &ShareId,
+        device: &DeviceId,
+        path: &RelPath,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        self.read(|txn| get(&txn.open_table(REMOTE)?, &schema::remote_key(share, device, path), "remote record"))
+    }
+
+    /// Drops `device`'s records and state for `share`.
+    pub fn clear_remote(&self, share: &ShareId, device: &DeviceId) -> Result<(), StoreError> {
+        let state_key = schema::remote_state_key(share, device);
+        self.write(|txn| {
+            schema::remove_range(&mut txn.open_table(REMOTE)?, &prefix_bounds(&state_key))?;
+            txn.open_table(REMOTE_STATE)?.remove(state_key.as_slice())?;
+            Ok(())
+        })
+    }
+
+    // --- file versions ------------------------------------------------------------------------
+
+    /// Versions of one path, newest (highest id) first.
+    pub fn versions(&self, share: &ShareId, path: &RelPath) -> Result<Vec<VersionRecord>, StoreError> {
+        let bounds = prefix_bounds(&schema::versions_prefix(share, path));
+        self.read(|txn| {
+            let mut out: Vec<VersionRecord> = scan(&txn.open_table(VERSIONS)?, &bounds, "version")?;
+            out.reverse();
+            Ok(out)
+        })
+    }
+
+    /// All versions of a share, newest (highest id) first; ties by path.
+    pub fn share_versions(&self, share: &ShareId) -> Result<Vec<VersionRecord>, StoreError> {
+        self.read(|txn| {
+            let mut out: Vec<VersionRecord> = scan(&txn.open_table(VERSIONS)?, &prefix_bounds(&share.0), "version")?;
+            out.sort_by(|a, b| b.id.cmp(&a.id).then_with(|| a.path.cmp(&b.path)));
+            Ok(out)
+        })
+    }
+
+    // --- prompts ------------------------------------------------------------------------------
+
+    pub fn put_prompt(&self, p: &PromptRecord) -> Result<(), StoreError> {
+        let value = encode("prompt", p)?;
+        self.write(|txn| {
+            txn.open_table(PROMPTS)?.insert(schema::prompt_key(p.id).as_slice(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn prompt(&self, id: u64) -> Result<Option<PromptRecord>, StoreError> {
+        self.read(|txn| get(&txn.open_table(PROMPTS)?, &schema::prompt_key(id), "prompt"))
+    }
+
+    /// All prompts, by id.
+    pub fn prompts(&self) -> Result<Vec<PromptRecord>, StoreError> {
+        self.read(|txn| scan(&txn.open_table(PROMPTS)?, &(Bound::Unbounded, Bound::Unbounded), "prompt"))
+    }
+
+    pub fn remove_prompt(&self, id: u64) -> Result<(), StoreError> {
+        self.write(|txn| {
+            txn.open_table(PROMPTS)?.remove(schema::prompt_key(id).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The next prompt id (starting at 1; monotonic, persisted in meta), in its own transaction.
+    pub fn next_prompt_id(&self) -> Result<u64, StoreError> {
+        self.write(|txn| {
+            let mut meta = txn.open_table(META)?;
+            let id = match meta.get(META_NEXT_PROMPT_ID.as_bytes())? {
+                Some(v) => u64::from_be_bytes(
+                    v.value().try_into().map_err(|_| StoreError::Corrupt("next_prompt_id is not 8 bytes".into()))?,
+                ),
+                None => 1,
+            };
+            meta.insert(META_NEXT_PROMPT_ID.as_bytes(), (id + 1).to_be_bytes().as_slice())?;
+            Ok(id)
+        })
+    }
+}
+
+/// A random nonzero epoch. std's `RandomState` is seeded from the OS's randomness (and differs
+/// per instance), which is all an epoch needs: to differ from every earlier epoch of the share.
+fn random_epoch() -> u64 {
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        h.write_u128(now.as_nanos());
+        let epoch = h.finish();
+        if epoch != 0 {
+            return epoch;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! The records the store keeps. Each is stored postcard-encoded inside a versioned wrapper, so
+//! changing one of these types means adding a new wrapper variant and a migration.
+
+use ferry_proto::{ChunkHash, DeviceId, FileRecord, RelPath, ShareId, ShareMode};
+use serde::{Deserialize, Serialize};
+
+/// A device we know: paired, or one that asked to pair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub name: String,
+    pub owner: String,
+    pub paired: bool,
+    /// Last known `ip:port` addresses, most recent first.
+    pub addresses: Vec<String>,
+    /// Addresses configured by the user.
+    pub static_addresses: Vec<String>,
+    pub last_seen_ms: Option<i64>,
+}
+
+/// A share this device is a member of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRecord {
+    pub id: ShareId,
+    pub label: String,
+    /// Absolute path of the share root.
+    pub path: String,
+    pub mode: ShareMode,
+    /// Member devices other than this one.
+    pub devices: Vec<DeviceId>,
+    pub paused: bool,
+}
+
+/// This device's index of a share: its epoch (random, nonzero, new whenever the index starts
+/// over) and the highest seq handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ShareState {
+    pub epoch: u64,
+    pub max_seq: u64,
+}
+
+/// What we hold of a remote device's index of a share: its epoch and the highest seq received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RemoteState {
+    pub epoch: u64,
+    pub max_seq: u64,
+}
+
+/// One path of the local index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalEntry {
+    pub record: FileRecord,
+    pub meta: LocalMeta,
+}
+
+/// Local-only facts about an entry, never sent to peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LocalMeta {
+    pub inode: u64,
+    /// A change made here in a receive-only share: never sent.
+    pub local_change: bool,
+}
+
+/// One entry to write in [`crate::Store::commit_local`].
+#[derive(Clone, Debug)]
+pub struct LocalUpdate {
+    pub entry: LocalEntry,
+    /// Give the entry the next seq (a change peers must hear about); otherwise keep the seq in
+    /// `entry.record.seq` (a metadata-only refresh, e.g. a new inode).
+    pub new_seq: bool,
+}
+
+/// An archived earlier version of a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub share: ShareId,
+    pub path: RelPath,
+    /// Unique per path: archive time in ns.
+    pub id: u64,
+    pub archived_at_ms: i64,
+    pub size: u64,
+    pub hash: ChunkHash,
+    pub mtime_ns: i64,
+    /// Device that wrote the archived content.
+    pub modified_by: DeviceId,
+    /// Device whose change replaced or deleted it.
+    pub replaced_by: DeviceId,
+    /// Relative to the share root, e.g. `.ferry/versions/a/b~20260101-120000.txt`.
+    pub archive_path: String,
+    pub reason: VersionReason,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionReason {
+    Replaced,
+    Deleted,
+    Conflict,
+}
+
+/// Something awaiting the user's decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptRecord {
+    pub id: u64,
+    pub device: DeviceId,
+    pub created_ms: i64,
+    pub kind: PromptKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PromptKind {
+    Pair { name: String, owner: String, code: String },
+    ShareOffer { share: ShareId, label: String },
+}

@@ -1,0 +1,429 @@
+use ferry_proto::{ChunkHash, FileKind, ShareMode, VersionVector};
+use redb::ReadableTableMetadata;
+
+use super::*;
+
+const ME: DeviceId = DeviceId([9; 32]);
+const PEER: DeviceId = DeviceId([1; 32]);
+const PEER2: DeviceId = DeviceId([2; 32]);
+// Adjacent ids: removing S1 must not touch S2, whose keys sort right after S1's.
+const S1: ShareId = ShareId([1; 10]);
+const S2: ShareId = ShareId([1, 1, 1, 1, 1, 1, 1, 1, 1, 2]);
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("ferry.redb")).unwrap()
+}
+
+fn p(s: &str) -> RelPath {
+    RelPath::new(s).unwrap()
+}
+
+fn rec(path: &str, seq: u64) -> FileRecord {
+    FileRecord {
+        path: p(path),
+        kind: FileKind::File,
+        deleted: false,
+        size: 3,
+        mtime_ns: 1_000,
+        executable: false,
+        version: VersionVector::new().bumped(ME),
+        seq: Seq(seq),
+        hash: ChunkHash::of(path.as_bytes()),
+        chunks: vec![],
+        modified_by: ME,
+    }
+}
+
+fn entry(path: &str) -> LocalEntry {
+    LocalEntry { record: rec(path, 0), meta: LocalMeta { inode: 7, local_change: false } }
+}
+
+fn update(path: &str) -> LocalUpdate {
+    LocalUpdate { entry: entry(path), new_seq: true }
+}
+
+fn share(id: ShareId) -> ShareRecord {
+    ShareRecord {
+        id,
+        label: format!("share {id}"),
+        path: "/tmp/x".into(),
+        mode: ShareMode::SendReceive,
+        devices: vec![PEER],
+        paused: false,
+    }
+}
+
+fn version(share: ShareId, path: &str, id: u64) -> VersionRecord {
+    VersionRecord {
+        share,
+        path: p(path),
+        id,
+        archived_at_ms: (id / 1_000_000) as i64,
+        size: 3,
+        hash: ChunkHash::of(b"old"),
+        mtime_ns: 5,
+        modified_by: PEER,
+        replaced_by: ME,
+        archive_path: format!(".ferry/versions/{path}~{id}"),
+        reason: VersionReason::Replaced,
+    }
+}
+
+fn device(id: DeviceId) -> DeviceRecord {
+    DeviceRecord {
+        id,
+        name: "laptop".into(),
+        owner: "ann".into(),
+        paired: true,
+        addresses: vec!["10.0.0.2:22000".into()],
+        static_addresses: vec![],
+        last_seen_ms: Some(42),
+    }
+}
+
+fn paths(records: &[FileRecord]) -> Vec<(String, u64)> {
+    records.iter().map(|r| (r.path.to_string(), r.seq.0)).collect()
+}
+
+fn entry_paths(entries: &[LocalEntry]) -> Vec<String> {
+    entries.iter().map(|e| e.record.path.to_string()).collect()
+}
+
+/// Number of keys starting with `prefix` in every share-keyed table, summed.
+fn keys_with_prefix(store: &Store, prefix: &[u8]) -> usize {
+    let txn = store.db.begin_read().unwrap();
+    let bounds = prefix_bounds(prefix);
+    let mut n = 0;
+    for table in [SHARES, SHARE_STATE, LOCAL, LOCAL_SEQ, REMOTE, REMOTE_STATE, VERSIONS] {
+        n += txn.open_table(table).unwrap().range::<&[u8]>(schema::as_slices(&bounds)).unwrap().count();
+    }
+    n
+}
+
+#[test]
+fn store_is_send_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<StoreError>();
+}
+
+#[test]
+fn reopen_persists_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let epoch;
+    {
+        let store = open(&dir);
+        store.set_meta("device_name", b"laptop").unwrap();
+        store.put_device(&device(PEER)).unwrap();
+        store.put_share(&share(S1)).unwrap();
+        epoch = store.share_state(&S1).unwrap().epoch;
+        assert_ne!(epoch, 0);
+        assert_eq!(store.commit_local(&S1, &[update("a"), update("b")], &[version(S1, "a", 5)]).unwrap(), Seq(2));
+        store.put_remote(&S1, &PEER, 77, &[rec("r", 4)]).unwrap();
+        assert_eq!(store.next_prompt_id().unwrap(), 1);
+    }
+    let store = open(&dir);
+    assert_eq!(store.get_meta("device_name").unwrap().as_deref(), Some(&b"laptop"[..]));
+    assert_eq!(store.get_meta("missing").unwrap(), None);
+    assert_eq!(store.device(&PEER).unwrap(), Some(device(PEER)));
+    assert_eq!(store.devices().unwrap(), vec![device(PEER)]);
+    assert_eq!(store.share(&S1).unwrap(), Some(share(S1)));
+    assert_eq!(store.share_state(&S1).unwrap(), ShareState { epoch, max_seq: 2 });
+    assert_eq!(paths(&store.local_since(&S1, Seq(0), 10).unwrap()), [("a".into(), 1), ("b".into(), 2)]);
+    assert_eq!(store.versions(&S1, &p("a")).unwrap(), vec![version(S1, "a", 5)]);
+    assert_eq!(store.remote_state(&S1, &PEER).unwrap(), RemoteState { epoch: 77, max_seq: 4 });
+    assert_eq!(store.remote_files(&S1, &PEER).unwrap(), vec![rec("r", 4)]);
+    assert_eq!(store.next_prompt_id().unwrap(), 2, "prompt ids continue after reopen");
+}
+
+#[test]
+fn put_share_keeps_state_of_existing_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert!(matches!(store.share_state(&S1), Err(StoreError::NotFound(_))));
+    store.put_share(&share(S1)).unwrap();
+    store.commit_local(&S1, &[update("a")], &[]).unwrap();
+    let state = store.share_state(&S1).unwrap();
+    let mut renamed = share(S1);
+    renamed.label = "renamed".into();
+    store.put_share(&renamed).unwrap();
+    assert_eq!(store.share_state(&S1).unwrap(), state);
+    assert_eq!(store.shares().unwrap(), vec![renamed]);
+    // A share removed and added again starts a new index with a new epoch.
+    store.remove_share(&S1).unwrap();
+    store.put_share(&share(S1)).unwrap();
+    let fresh = store.share_state(&S1).unwrap();
+    assert_eq!(fresh.max_seq, 0);
+    assert_ne!(fresh.epoch, state.epoch);
+}
+
+#[test]
+fn commit_local_assigns_seqs_and_local_since_follows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    assert_eq!(store.commit_local(&S1, &[update("a"), update("b"), update("c")], &[]).unwrap(), Seq(3));
+    assert_eq!(store.local_file(&S1, &p("b")).unwrap().unwrap().record.seq, Seq(2));
+
+    // Re-committing "a" moves it to the end of the seq index; it is not listed twice.
+    assert_eq!(store.commit_local(&S1, &[update("a")], &[]).unwrap(), Seq(4));
+    let all = store.local_since(&S1, Seq(0), 100).unwrap();
+    assert_eq!(paths(&all), [("b".into(), 2), ("c".into(), 3), ("a".into(), 4)]);
+    assert_eq!(paths(&store.local_since(&S1, Seq(2), 100).unwrap()), [("c".into(), 3), ("a".into(), 4)]);
+    assert_eq!(paths(&store.local_since(&S1, Seq(0), 1).unwrap()), [("b".into(), 2)]);
+    assert!(store.local_since(&S1, Seq(4), 100).unwrap().is_empty());
+    assert!(store.local_since(&S1, Seq(u64::MAX), 100).unwrap().is_empty());
+
+    // A local change in a receive-only share takes a seq but is never listed.
+    let mut local = update("d");
+    local.entry.meta.local_change = true;
+    assert_eq!(store.commit_local(&S1, &[local, update("e")], &[]).unwrap(), Seq(6));
+    assert_eq!(paths(&store.local_since(&S1, Seq(3), 100).unwrap()), [("a".into(), 4), ("e".into(), 6)]);
+    // The limit counts returned records, not skipped ones.
+    assert_eq!(paths(&store.local_since(&S1, Seq(4), 1).unwrap()), [("e".into(), 6)]);
+
+    // A metadata-only refresh keeps the seq and the index position.
+    let mut refresh = LocalUpdate { entry: store.local_file(&S1, &p("b")).unwrap().unwrap(), new_seq: false };
+    refresh.entry.meta.inode = 99;
+    assert_eq!(store.commit_local(&S1, &[refresh], &[]).unwrap(), Seq(6));
+    assert_eq!(store.local_file(&S1, &p("b")).unwrap().unwrap().meta.inode, 99);
+    assert_eq!(store.local_file(&S1, &p("b")).unwrap().unwrap().record.seq, Seq(2));
+    assert_eq!(paths(&store.local_since(&S1, Seq(0), 100).unwrap())[0], ("b".into(), 2));
+
+    // Exactly one seq-index key per entry.
+    let txn = store.db.begin_read().unwrap();
+    assert_eq!(txn.open_table(LOCAL_SEQ).unwrap().len().unwrap(), 5);
+    assert_eq!(entry_paths(&store.local_files(&S1).unwrap()), ["a", "b", "c", "d", "e"]);
+}
+
+#[test]
+fn commit_local_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert!(matches!(store.commit_local(&S1, &[update("a")], &[]), Err(StoreError::NotFound(_))));
+    store.put_share(&share(S1)).unwrap();
+    store.commit_local(&S1, &[update("a")], &[]).unwrap();
+    // "b" claims seq 1, which is "a"'s: refused, and "c" before it is not written either.
+    let mut clash = update("b");
+    clash.new_seq = false;
+    clash.entry.record.seq = Seq(1);
+    assert!(matches!(store.commit_local(&S1, &[update("c"), clash], &[]), Err(StoreError::Invalid(_))));
+    assert_eq!(store.local_file(&S1, &p("c")).unwrap(), None);
+    assert_eq!(store.share_state(&S1).unwrap().max_seq, 1);
+    // A version of another share is refused.
+    assert!(store.commit_local(&S1, &[update("c")], &[version(S2, "c", 1)]).is_err());
+    assert_eq!(store.local_file(&S1, &p("c")).unwrap(), None);
+    assert_eq!(paths(&store.local_since(&S1, Seq(0), 10).unwrap()), [("a".into(), 1)]);
+}
+
+#[test]
+fn local_files_under_matches_whole_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    store.put_share(&share(S2)).unwrap();
+    let names = ["a", "a/b", "a/b.txt", "a/b/c", "a/b/d/e", "a/bb", "a/bb/c", "ab", "b"];
+    store.commit_local(&S1, &names.map(update), &[]).unwrap();
+    store.commit_local(&S2, &[update("a/b/x")], &[]).unwrap();
+    assert_eq!(entry_paths(&store.local_files_under(&S1, &p("a/b")).unwrap()), ["a/b", "a/b/c", "a/b/d/e"]);
+    assert_eq!(entry_paths(&store.local_files_under(&S1, &p("a/bb")).unwrap()), ["a/bb", "a/bb/c"]);
+    assert_eq!(entry_paths(&store.local_files_under(&S1, &p("ab")).unwrap()), ["ab"]);
+    assert_eq!(entry_paths(&store.local_files_under(&S1, &p("zz")).unwrap()), Vec::<String>::new());
+    // Without the prefix itself present, only what is below it.
+    assert_eq!(entry_paths(&store.local_files_under(&S2, &p("a")).unwrap()), ["a/b/x"]);
+    assert_eq!(entry_paths(&store.local_files(&S1).unwrap()), names);
+}
+
+#[test]
+fn put_remote_tracks_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert_eq!(store.remote_state(&S1, &PEER).unwrap(), RemoteState::default());
+    store.put_remote(&S1, &PEER, 10, &[rec("x", 3), rec("y", 5)]).unwrap();
+    store.put_remote(&S1, &PEER2, 20, &[rec("x", 1)]).unwrap();
+    store.put_remote(&S1, &PEER, 10, &[rec("z", 4), rec("x", 6)]).unwrap();
+    assert_eq!(store.remote_state(&S1, &PEER).unwrap(), RemoteState { epoch: 10, max_seq: 6 });
+    assert_eq!(paths(&store.remote_files(&S1, &PEER).unwrap()), [("x".into(), 6), ("y".into(), 5), ("z".into(), 4)]);
+    // An older batch of the same epoch does not lower max_seq.
+    store.put_remote(&S1, &PEER, 10, &[rec("w", 2)]).unwrap();
+    assert_eq!(store.remote_state(&S1, &PEER).unwrap().max_seq, 6);
+
+    // A new epoch: the peer's index started over, so everything it told us before is gone.
+    store.put_remote(&S1, &PEER, 11, &[rec("n", 1)]).unwrap();
+    assert_eq!(paths(&store.remote_files(&S1, &PEER).unwrap()), [("n".into(), 1)]);
+    assert_eq!(store.remote_state(&S1, &PEER).unwrap(), RemoteState { epoch: 11, max_seq: 1 });
+    assert_eq!(store.remote_file(&S1, &PEER, &p("x")).unwrap(), None);
+    assert_eq!(store.remote_file(&S1, &PEER, &p("n")).unwrap(), Some(rec("n", 1)));
+    // The other device is untouched.
+    assert_eq!(store.remote_files(&S1, &PEER2).unwrap(), vec![rec("x", 1)]);
+    assert_eq!(store.remote_state(&S1, &PEER2).unwrap(), RemoteState { epoch: 20, max_seq: 1 });
+
+    store.clear_remote(&S1, &PEER).unwrap();
+    assert!(store.remote_files(&S1, &PEER).unwrap().is_empty());
+    assert_eq!(store.remote_state(&S1, &PEER).unwrap(), RemoteState::default());
+    assert_eq!(store.remote_files(&S1, &PEER2).unwrap().len(), 1);
+}
+
+#[test]
+fn versions_are_newest_first_and_per_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    store.put_share(&share(S2)).unwrap();
+    let vs = [version(S1, "a", 10), version(S1, "a", 30), version(S1, "a/b", 40), version(S1, "ab", 50)];
+    store.commit_local(&S1, &[], &vs).unwrap();
+    store.commit_local(&S1, &[], &[version(S1, "a", 20), version(S1, "a", 256)]).unwrap();
+    store.commit_local(&S2, &[], &[version(S2, "a", 60)]).unwrap();
+    let ids = |v: Vec<VersionRecord>| v.iter().map(|v| (v.path.to_string(), v.id)).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.versions(&S1, &p("a")).unwrap()),
+        [("a".into(), 256), ("a".into(), 30), ("a".into(), 20), ("a".into(), 10)]
+    );
+    assert_eq!(ids(store.versions(&S1, &p("a/b")).unwrap()), [("a/b".into(), 40)]);
+    assert_eq!(ids(store.versions(&S1, &p("ab")).unwrap()), [("ab".into(), 50)]);
+    assert!(store.versions(&S1, &p("b")).unwrap().is_empty());
+    assert_eq!(store.versions(&S1, &p("a")).unwrap()[0], version(S1, "a", 256));
+    assert_eq!(
+        ids(store.share_versions(&S1).unwrap()),
+        [
+            ("a".into(), 256),
+            ("ab".into(), 50),
+            ("a/b".into(), 40),
+            ("a".into(), 30),
+            ("a".into(), 20),
+            ("a".into(), 10)
+        ]
+    );
+    assert_eq!(ids(store.share_versions(&S2).unwrap()), [("a".into(), 60)]);
+}
+
+#[test]
+fn remove_share_removes_only_that_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for s in [S1, S2] {
+        store.put_share(&share(s)).unwrap();
+        store.commit_local(&s, &[update("a"), update("a/b")], &[version(s, "a", 1)]).unwrap();
+        store.put_remote(&s, &PEER, 5, &[rec("a", 1)]).unwrap();
+        store.put_remote(&s, &PEER2, 6, &[rec("q", 2)]).unwrap();
+    }
+    let before_s2 = keys_with_prefix(&store, &S2.0);
+    assert_eq!(keys_with_prefix(&store, &S1.0), before_s2);
+
+    store.remove_share(&S1).unwrap();
+    assert_eq!(keys_with_prefix(&store, &S1.0), 0);
+    assert_eq!(store.share(&S1).unwrap(), None);
+    assert!(matches!(store.share_state(&S1), Err(StoreError::NotFound(_))));
+    assert!(store.local_files(&S1).unwrap().is_empty());
+    assert!(store.local_since(&S1, Seq(0), 10).unwrap().is_empty());
+    assert!(store.remote_files(&S1, &PEER).unwrap().is_empty());
+    assert_eq!(store.remote_state(&S1, &PEER2).unwrap(), RemoteState::default());
+    assert!(store.share_versions(&S1).unwrap().is_empty());
+
+    assert_eq!(keys_with_prefix(&store, &S2.0), before_s2);
+    assert_eq!(store.shares().unwrap(), vec![share(S2)]);
+    assert_eq!(store.share_state(&S2).unwrap().max_seq, 2);
+    assert_eq!(paths(&store.local_since(&S2, Seq(0), 10).unwrap()), [("a".into(), 1), ("a/b".into(), 2)]);
+    assert_eq!(store.remote_files(&S2, &PEER2).unwrap(), vec![rec("q", 2)]);
+    assert_eq!(store.versions(&S2, &p("a")).unwrap(), vec![version(S2, "a", 1)]);
+}
+
+#[test]
+fn unknown_or_corrupt_values_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_device(&device(PEER)).unwrap();
+    let good = schema::encode("device", &device(PEER)).unwrap();
+    let mut future = good.clone();
+    future[0] = 1; // a `V2` tag this build does not know
+    for bad in [future, vec![0], vec![], vec![0xFF; 5]] {
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(DEVICES).unwrap().insert(PEER2.0.as_slice(), bad.as_slice()).unwrap();
+        txn.commit().unwrap();
+        assert!(matches!(store.device(&PEER2), Err(StoreError::Decode { what: "device", .. })));
+        assert!(store.devices().is_err());
+        assert_eq!(store.device(&PEER).unwrap(), Some(device(PEER)), "other values still readable");
+    }
+
+    // A stored path that is not a valid RelPath is refused by deserialization, not trusted.
+    store.put_share(&share(S1)).unwrap();
+    store.commit_local(&S1, &[update("a")], &[]).unwrap();
+    let mut evil = entry("a");
+    evil.record.path = p("a");
+    let mut bytes = schema::encode("local entry", &evil).unwrap();
+    let pos = bytes.windows(2).position(|w| w == [1, b'a']).unwrap();
+    bytes[pos + 1] = b'/'; // path "/" (absolute)
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(LOCAL).unwrap().insert(schema::local_key(&S1, &p("a")).as_slice(), bytes.as_slice()).unwrap();
+    txn.commit().unwrap();
+    assert!(matches!(store.local_files(&S1), Err(StoreError::Decode { .. })));
+    assert!(store.local_since(&S1, Seq(0), 10).is_err());
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    drop(Store::open(&path).unwrap());
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(META_SCHEMA_VERSION.as_bytes(), 99u32.to_be_bytes().as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    match Store::open(&path) {
+        Err(StoreError::TooNew { found: 99, supported: 1 }) => {}
+        Err(e) => panic!("expected TooNew, got {e}"),
+        Ok(_) => panic!("expected TooNew, opened fine"),
+    }
+}
+
+#[test]
+fn fresh_database_is_at_current_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert_eq!(store.get_meta(META_SCHEMA_VERSION).unwrap(), Some(schema::SCHEMA_VERSION.to_be_bytes().to_vec()));
+    assert!(matches!(store.set_meta(META_SCHEMA_VERSION, b"x"), Err(StoreError::Invalid(_))));
+    store.set_meta("k", b"1").unwrap();
+    store.set_meta("k", b"2").unwrap();
+    assert_eq!(store.get_meta("k").unwrap(), Some(b"2".to_vec()));
+}
+
+#[test]
+fn prompts_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = store.next_prompt_id().unwrap();
+    let b = store.next_prompt_id().unwrap();
+    assert!(b > a);
+    let pair = PromptRecord {
+        id: b,
+        device: PEER,
+        created_ms: 1,
+        kind: PromptKind::Pair { name: "n".into(), owner: "o".into(), code: "123".into() },
+    };
+    let offer = PromptRecord {
+        id: a,
+        device: PEER2,
+        created_ms: 2,
+        kind: PromptKind::ShareOffer { share: S1, label: "docs".into() },
+    };
+    store.put_prompt(&pair).unwrap();
+    store.put_prompt(&offer).unwrap();
+    assert_eq!(store.prompts().unwrap(), vec![offer.clone(), pair.clone()]);
+    assert_eq!(store.prompt(b).unwrap(), Some(pair));
+    store.remove_prompt(b).unwrap();
+    assert_eq!(store.prompt(b).unwrap(), None);
+    assert_eq!(store.prompts().unwrap(), vec![offer]);
+}
+
+#[test]
+fn remove_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_device(&device(PEER)).unwrap();
+    store.put_device(&device(PEER2)).unwrap();
+    store.remove_device(&PEER).unwrap();
+    assert_eq!(store.device(&PEER).unwrap(), None);
+    assert_eq!(store.devices().unwrap(), vec![device(PEER2)]);
+}

@@ -1,0 +1,211 @@
+//! Test harness for multi-node tests: in-process nodes on 127.0.0.1 with their own homes
+//! (mDNS is never started here), helpers to pair them and share folders through the same API
+//! the CLI uses, and bounded waits that wake on node events rather than sleeping.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ferry_node::api::{AcceptDto, InviteDto, PendingDto, ShareAddDto};
+use ferry_node::{Config, Event, Node};
+use tempfile::TempDir;
+
+/// Long enough for a slow CI machine, short enough that a hang fails fast.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub struct TestNode {
+    pub node: Node,
+    pub name: String,
+    pub home: PathBuf,
+    _home_dir: Option<TempDir>,
+}
+
+pub fn config(name: &str, home: &Path) -> Config {
+    Config {
+        home: home.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        name: name.to_string(),
+        owner: "tester".into(),
+        log: "info".into(),
+        log_file: None,
+        rescan_interval: Duration::from_secs(3600),
+        debounce: Duration::from_millis(50),
+    }
+}
+
+impl TestNode {
+    pub async fn start(name: &str) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_path_buf();
+        let mut n = Self::start_at(name, &home).await;
+        n._home_dir = Some(dir);
+        n
+    }
+
+    /// Starts (or restarts) a node on an existing home.
+    pub async fn start_at(name: &str, home: &Path) -> TestNode {
+        let node = Node::start(config(name, home)).await.expect("node starts");
+        TestNode { node, name: name.into(), home: home.to_path_buf(), _home_dir: None }
+    }
+
+    /// Stops the node, keeping its home (and the temp dir guard) for a restart.
+    pub async fn stop(self) -> (PathBuf, Option<TempDir>) {
+        self.node.shutdown().await;
+        (self.home, self._home_dir)
+    }
+
+    pub fn addr(&self) -> String {
+        self.node.listen_addr().to_string()
+    }
+
+    pub fn id(&self) -> String {
+        self.node.device_id().to_string()
+    }
+}
+
+/// Waits until `cond` holds, re-checking whenever either node emits an event (and at least
+/// every 200 ms, for conditions on the file system). Panics with `what` after `WAIT`.
+pub async fn wait_for<F, Fut>(nodes: &[&TestNode], what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_some(nodes, what, || {
+        let f = cond();
+        async move { f.await.then_some(()) }
+    })
+    .await
+}
+
+/// Like [`wait_for`], returning the first `Some` the probe yields.
+pub async fn wait_some<T, F, Fut>(nodes: &[&TestNode], what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    let mut subs: Vec<_> = nodes.iter().map(|n| n.node.subscribe()).collect();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {WAIT:?} waiting for: {what}");
+        }
+        let any_event = futures_select(&mut subs);
+        let _ = tokio::time::timeout(Duration::from_millis(200), any_event).await;
+    }
+}
+
+async fn futures_select(subs: &mut [tokio::sync::broadcast::Receiver<Event>]) {
+    let futs: Vec<_> = subs.iter_mut().map(|r| Box::pin(async move { r.recv().await.ok() })).collect();
+    if futs.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    let _ = select_all(futs).await;
+}
+
+/// Minimal select_all over boxed futures (keeps the harness free of extra dependencies).
+async fn select_all<F: Future + Unpin>(mut futs: Vec<F>) -> F::Output {
+    std::future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Pairs `a` (asking) with `b` (accepting); asserts both saw the same code.
+pub async fn pair(a: &TestNode, b: &TestNode) {
+    let ticket = a.node.pair(&b.addr()).await.expect("pair request");
+    let prompt: PendingDto = wait_some(&[a, b], "pairing prompt on b", || {
+        let b = b.node.clone();
+        async move { b.pending().await.unwrap().into_iter().find(|p| p.kind == "pair") }
+    })
+    .await;
+    assert_eq!(prompt.code.as_deref(), Some(ticket.code.as_str()), "both screens show the same code");
+    assert_eq!(prompt.device, a.id());
+    b.node.accept(AcceptDto { id: prompt.id, path: None }).await.expect("accept");
+    let outcome = a.node.pair_wait(ticket.ticket).await.unwrap();
+    assert_eq!(outcome.state, "accepted", "{}", outcome.message);
+    wait_for(&[a, b], "both connected", || async { connected(a, &b.id()).await && connected(b, &a.id()).await }).await;
+}
+
+pub async fn connected(n: &TestNode, device: &str) -> bool {
+    n.node.devices().await.unwrap().iter().any(|d| d.id == device && d.paired && d.connected)
+}
+
+/// Shares `a_dir` from `a` with `b`, which accepts it into `b_dir`. Returns the share id.
+pub async fn share(a: &TestNode, a_dir: &Path, b: &TestNode, b_dir: &Path, mode: Option<&str>) -> String {
+    let s = a
+        .node
+        .share_add(ShareAddDto { path: a_dir.display().to_string(), label: None, mode: mode.map(String::from) })
+        .await
+        .expect("share add");
+    accept_share_offer(a, b, &s.id, b_dir).await;
+    s.id
+}
+
+/// Invites `b` to `a`'s share `id` and accepts it on `b` into `b_dir`.
+pub async fn accept_share_offer(a: &TestNode, b: &TestNode, id: &str, b_dir: &Path) {
+    a.node.share_invite(InviteDto { share: id.to_string(), device: b.id() }).await.expect("invite");
+    let offer: PendingDto = wait_some(&[a, b], "share offer on b", || {
+        let b = b.node.clone();
+        let id = id.to_string();
+        async move {
+            b.pending().await.unwrap().into_iter().find(|p| p.kind == "share" && p.share_id.as_deref() == Some(&id))
+        }
+    })
+    .await;
+    b.node.accept(AcceptDto { id: offer.id, path: Some(b_dir.display().to_string()) }).await.expect("accept share");
+}
+
+/// Kind and BLAKE3 of every entry under `root` except Ferry's own folder: equal maps mean
+/// byte-identical trees (links compared by target).
+pub fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel == ".ferry" {
+            continue;
+        }
+        // Entries may vanish while we look (a node renaming a temp file into place).
+        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&p).map(|t| t.display().to_string()).unwrap_or_default();
+            out.insert(rel, format!("link:{target}"));
+        } else if meta.is_dir() {
+            out.insert(rel, "dir".into());
+            walk(root, &p, out);
+        } else {
+            let data = std::fs::read(&p).unwrap_or_default();
+            use std::os::unix::fs::PermissionsExt;
+            let x = meta.permissions().mode() & 0o111 != 0;
+            out.insert(rel, format!("file:{}:{}", blake3::hash(&data).to_hex(), if x { "x" } else { "-" }));
+        }
+    }
+}
+
+/// Random bytes from a seeded generator (tests are reproducible).
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut v = vec![0u8; len];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+pub async fn in_sync(n: &TestNode, share: &str) -> bool {
+    n.node.status().await.unwrap().shares.iter().any(|s| s.id == share && s.in_sync)
+}

@@ -1,0 +1,89 @@
+//! Two and three in-process nodes on loopback: pairing, sharing, and every kind of change
+//! arriving byte-identical, with deletes and replaced content archived as versions.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use ferry_e2e::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pair_share_and_sync_every_kind_of_change() {
+    let a = TestNode::start("alpha").await;
+    let b = TestNode::start("beta").await;
+    pair(&a, &b).await;
+
+    let da = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    // Content present on both sides before sharing is merged, never deleted.
+    fs::write(da.path().join("from-a.txt"), b"a was here").unwrap();
+    fs::write(db.path().join("from-b.txt"), b"b was here").unwrap();
+    let share = share(&a, da.path(), &b, db.path(), None).await;
+    wait_for(&[&a, &b], "initial merge", || async {
+        db.path().join("from-a.txt").exists() && da.path().join("from-b.txt").exists()
+    })
+    .await;
+
+    // A nested tree, an empty dir, an executable, a symlink and a multi-chunk file.
+    for i in 0..200 {
+        let d = da.path().join(format!("tree/d{}/e{}", i % 10, i % 3));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("f{i}.txt")), format!("file {i}").repeat(i + 1)).unwrap();
+    }
+    fs::create_dir_all(da.path().join("empty/dir")).unwrap();
+    fs::write(da.path().join("run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(da.path().join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("tree/d1", da.path().join("link")).unwrap();
+    let big = random_bytes(1, 6 << 20);
+    fs::write(da.path().join("big.bin"), &big).unwrap();
+
+    wait_for(&[&a, &b], "tree on b", || async { tree(da.path()) == tree(db.path()) }).await;
+    wait_for(&[&a, &b], "in_sync on both", || async { in_sync(&a, &share).await && in_sync(&b, &share).await }).await;
+    assert_eq!(fs::read(db.path().join("big.bin")).unwrap(), big);
+    assert_eq!(fs::read_link(db.path().join("link")).unwrap().to_str(), Some("tree/d1"));
+    let mode = fs::metadata(db.path().join("run.sh")).unwrap().permissions().mode();
+    assert!(mode & 0o111 != 0, "executable bit synced");
+    let mt_a = fs::metadata(da.path().join("big.bin")).unwrap().modified().unwrap();
+    let mt_b = fs::metadata(db.path().join("big.bin")).unwrap().modified().unwrap();
+    assert_eq!(mt_a, mt_b, "mtime synced");
+
+    // Rename of a large file: content is reused from disk, nothing fetched.
+    let before = b.node.status().await.unwrap().shares[0].fetched_bytes;
+    fs::rename(da.path().join("big.bin"), da.path().join("moved.bin")).unwrap();
+    wait_for(&[&a, &b], "rename on b", || async {
+        !db.path().join("big.bin").exists()
+            && db.path().join("moved.bin").exists()
+            && tree(da.path()) == tree(db.path())
+    })
+    .await;
+    let after = b.node.status().await.unwrap().shares[0].fetched_bytes;
+    assert_eq!(after - before, 0, "a rename must not transfer content");
+    assert_eq!(fs::read(db.path().join("moved.bin")).unwrap(), big);
+
+    // Edit on B flows back to A; the replaced content is archived on A.
+    fs::write(db.path().join("from-a.txt"), b"edited on b").unwrap();
+    wait_for(&[&a, &b], "edit on a", || async {
+        fs::read(da.path().join("from-a.txt")).unwrap_or_default() == b"edited on b"
+    })
+    .await;
+    let versions = a.node.versions(&da.path().join("from-a.txt").display().to_string()).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].reason, "replaced");
+    assert_eq!(fs::read(&versions[0].file).unwrap(), b"a was here");
+
+    // Delete on A: gone on B, archived there with its content.
+    fs::remove_file(da.path().join("from-b.txt")).unwrap();
+    fs::remove_dir_all(da.path().join("tree/d3")).unwrap();
+    wait_for(&[&a, &b], "delete on b", || async { tree(da.path()) == tree(db.path()) }).await;
+    assert!(!db.path().join("from-b.txt").exists());
+    let versions = b.node.versions(&db.path().join("from-b.txt").display().to_string()).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].reason, "deleted");
+    assert_eq!(fs::read(&versions[0].file).unwrap(), b"b was here");
+
+    // Ping works and reports a round trip.
+    let p = a.node.ping("beta").await.unwrap();
+    assert!(p.rtt_ms >= 0.0 && p.rtt_ms < 5000.0);
+
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
