@@ -87,3 +87,76 @@ async fn pair_share_and_sync_every_kind_of_change() {
     a.node.shutdown().await;
     b.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_edits_keep_both_and_peers_reconnect_after_restart() {
+    let a = TestNode::start("alpha").await;
+    let b = TestNode::start("beta").await;
+    pair(&a, &b).await;
+    let da = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let share = share(&a, da.path(), &b, db.path(), None).await;
+    fs::write(da.path().join("notes.txt"), b"base").unwrap();
+    wait_for(&[&a, &b], "base on b", || async { fs::read(db.path().join("notes.txt")).ok().as_deref() == Some(b"base") })
+        .await;
+    let a_short = a.id()[..7].to_string();
+
+    // B goes away; both edit the same file; B's edit is later, so B's wins everywhere and
+    // A's edit survives as a conflict copy on both.
+    let (home_b, guard_b) = b.stop().await;
+    let t0 = std::time::SystemTime::now();
+    let set = |p: &std::path::Path, data: &[u8], t: std::time::SystemTime| {
+        fs::write(p, data).unwrap();
+        fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap();
+    };
+    set(&da.path().join("notes.txt"), b"edited on alpha", t0);
+    set(&db.path().join("notes.txt"), b"edited on beta", t0 + std::time::Duration::from_secs(10));
+    // Wait until A has indexed its edit, so it is a real concurrent version.
+    wait_for(&[&a], "a indexed its edit", || async {
+        a.node.status().await.unwrap().shares[0].state == "idle"
+            && fs::read(da.path().join("notes.txt")).unwrap() == b"edited on alpha"
+    })
+    .await;
+
+    let b = TestNode::start_at("beta", &home_b).await;
+    let _keep = guard_b;
+    wait_for(&[&a, &b], "reconnected", || async { connected(&a, &b.id()).await && connected(&b, &a.id()).await }).await;
+    let conflict_files = |root: &std::path::Path| -> Vec<String> {
+        tree(root).into_keys().filter(|k| k.contains(".sync-conflict-")).collect()
+    };
+    wait_for(&[&a, &b], "conflict resolved identically on both", || async {
+        tree(da.path()) == tree(db.path()) && conflict_files(da.path()).len() == 1
+    })
+    .await;
+    assert_eq!(fs::read(da.path().join("notes.txt")).unwrap(), b"edited on beta");
+    let copy = &conflict_files(da.path())[0];
+    assert!(copy.starts_with("notes.sync-conflict-") && copy.ends_with(&format!("-{a_short}.txt")), "{copy}");
+    assert_eq!(fs::read(da.path().join(copy)).unwrap(), b"edited on alpha");
+    assert_eq!(fs::read(db.path().join(copy)).unwrap(), b"edited on alpha");
+    wait_for(&[&a, &b], "in sync", || async { in_sync(&a, &share).await && in_sync(&b, &share).await }).await;
+
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_devices_converge() {
+    let a = TestNode::start("alpha").await;
+    let b = TestNode::start("beta").await;
+    let c = TestNode::start("gamma").await;
+    pair(&a, &b).await;
+    pair(&a, &c).await;
+    let (da, db, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let id = share(&a, da.path(), &b, db.path(), None).await;
+    accept_share_offer(&a, &c, &id, dc.path()).await;
+    fs::write(da.path().join("hello.txt"), b"to everyone").unwrap();
+    fs::write(db.path().join("from-b.txt"), b"b to everyone").unwrap();
+    wait_for(&[&a, &b, &c], "all three identical", || async {
+        let t = tree(da.path());
+        t.len() == 2 && t == tree(db.path()) && t == tree(dc.path())
+    })
+    .await;
+    for n in [&a, &b, &c] {
+        n.node.shutdown().await;
+    }
+}
