@@ -88,6 +88,9 @@ pub struct DeviceDto {
     pub addresses: Vec<String>,
     pub last_seen_ms: Option<i64>,
     pub rtt_ms: Option<f64>,
+    /// UDP bytes sent to / received from this device on the current connection.
+    pub bytes_sent: Option<u64>,
+    pub bytes_received: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

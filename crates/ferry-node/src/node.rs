@@ -346,6 +346,7 @@ impl Node {
             .into_iter()
             .map(|d| {
                 let peer = inner.peer(&d.id);
+                let stats = peer.as_ref().map(|p| p.conn.connection().stats());
                 DeviceDto {
                     id: d.id.to_string(),
                     name: d.name,
@@ -355,6 +356,8 @@ impl Node {
                     addresses: d.static_addresses.into_iter().chain(d.addresses).collect(),
                     last_seen_ms: d.last_seen_ms,
                     rtt_ms: peer.map(|p| p.conn.rtt().as_secs_f64() * 1000.0),
+                    bytes_sent: stats.as_ref().map(|s| s.udp_tx.bytes),
+                    bytes_received: stats.as_ref().map(|s| s.udp_rx.bytes),
                 }
             })
             .collect();
