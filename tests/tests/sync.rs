@@ -97,8 +97,10 @@ async fn concurrent_edits_keep_both_and_peers_reconnect_after_restart() {
     let db = tempfile::tempdir().unwrap();
     let share = share(&a, da.path(), &b, db.path(), None).await;
     fs::write(da.path().join("notes.txt"), b"base").unwrap();
-    wait_for(&[&a, &b], "base on b", || async { fs::read(db.path().join("notes.txt")).ok().as_deref() == Some(b"base") })
-        .await;
+    wait_for(&[&a, &b], "base on b", || async {
+        fs::read(db.path().join("notes.txt")).ok().as_deref() == Some(b"base")
+    })
+    .await;
     let a_short = a.id()[..7].to_string();
 
     // B goes away; both edit the same file; B's edit is later, so B's wins everywhere and

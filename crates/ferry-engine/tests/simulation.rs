@@ -37,12 +37,12 @@ fn edit(dev: &mut Device, path: &RelPath, content: u64, clock: i64) {
 }
 
 fn delete(dev: &mut Device, path: &RelPath) {
-    if let Some(r) = dev.files.get_mut(path) {
-        if !r.deleted {
-            r.deleted = true;
-            r.version = r.version.bumped(dev.id);
-            r.modified_by = dev.id;
-        }
+    if let Some(r) = dev.files.get_mut(path)
+        && !r.deleted
+    {
+        r.deleted = true;
+        r.version = r.version.bumped(dev.id);
+        r.modified_by = dev.id;
     }
 }
 

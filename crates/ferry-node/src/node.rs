@@ -101,10 +101,10 @@ impl Inner {
     /// Resolves a DEVICE argument: full id, unique id prefix, or device name.
     pub async fn resolve_device(self: &Arc<Self>, arg: &str) -> ApiResult<DeviceRecord> {
         let devices = self.db(|s| s.devices()).await?;
-        if let Ok(id) = arg.parse::<DeviceId>() {
-            if let Some(d) = devices.iter().find(|d| d.id == id) {
-                return Ok(d.clone());
-            }
+        if let Ok(id) = arg.parse::<DeviceId>()
+            && let Some(d) = devices.iter().find(|d| d.id == id)
+        {
+            return Ok(d.clone());
         }
         let by_name: Vec<_> = devices.iter().filter(|d| d.name.eq_ignore_ascii_case(arg)).collect();
         let by_prefix: Vec<_> = devices.iter().filter(|d| d.id.matches_prefix(arg)).collect();
@@ -217,6 +217,12 @@ impl Node {
     /// Opens the home (identity, store), binds the endpoint and starts every task.
     pub async fn start(cfg: Config) -> Result<Node, ApiError> {
         std::fs::create_dir_all(&cfg.home).map_err(|e| ApiError::internal(format!("{}: {e}", cfg.home.display())))?;
+        if tokio::net::UnixStream::connect(cfg.socket_path()).await.is_ok() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("another Ferry node is already running with home {}", cfg.home.display()),
+            ));
+        }
         let home = cfg.home.clone();
         let (identity, store) = tokio::task::spawn_blocking(move || {
             let identity = Identity::load_or_create(&home).map_err(|e| ApiError::internal(format!("identity: {e}")))?;
@@ -308,7 +314,9 @@ impl Node {
             }
         }
         inner.peers.lock().unwrap().clear();
-        let _ = tokio::time::timeout(Duration::from_secs(2), inner.endpoint.wait_idle()).await;
+        // The close frames went out with close(); waiting for the full drain period would only
+        // delay exit.
+        let _ = tokio::time::timeout(Duration::from_millis(300), inner.endpoint.wait_idle()).await;
         let sock = inner.cfg.socket_path();
         let _ = std::fs::remove_file(sock);
     }
@@ -591,14 +599,16 @@ pub(crate) fn share_dto(s: &ShareRecord) -> ShareDto {
 }
 
 pub(crate) async fn add_prompt(inner: &Arc<Inner>, device: DeviceId, kind: PromptKind) -> ApiResult<PromptRecord> {
-    let p = inner
-        .db(move |s| {
-            let id = s.next_prompt_id()?;
-            let p = PromptRecord { id, device, created_ms: now_ms(), kind };
-            s.put_prompt(&p)?;
-            Ok(p)
-        })
-        .await?;
+    let id = inner.db(|s| s.next_prompt_id()).await?;
+    publish_prompt(inner, PromptRecord { id, device, created_ms: now_ms(), kind }).await
+}
+
+/// Stores a prompt (so it shows in `pending`) and announces it. Callers that must be ready for
+/// the answer (pairing) set that up before publishing.
+pub(crate) async fn publish_prompt(inner: &Arc<Inner>, p: PromptRecord) -> ApiResult<PromptRecord> {
+    let device = p.device;
+    let stored = p.clone();
+    inner.db(move |s| s.put_prompt(&stored)).await?;
     let (kind, code, label, name) = match &p.kind {
         PromptKind::Pair { name, code, .. } => ("pair", Some(code.clone()), None, name.clone()),
         PromptKind::ShareOffer { label, .. } => {

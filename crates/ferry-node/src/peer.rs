@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use ferry_net::{NetError, PeerConn, read_frame, write_frame};
 use ferry_proto::wire::{ErrorCode as WireError, Hello, MAX_BLOCK, MAX_NAME, Message, ShareAnnounce};
 use ferry_proto::{ChunkHash, DeviceId, FileRecord, RelPath, Seq, ShareId};
-use ferry_store::{DeviceRecord, PromptKind};
+use ferry_store::{DeviceRecord, PromptKind, PromptRecord};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{ApiError, ErrorCode, PairOutcomeDto, PairTicketDto};
 use crate::events::Event;
-use crate::node::{ApiResult, Inner, PAIR_PROMPT_TIMEOUT, add_prompt, now_ms};
+use crate::node::{ApiResult, Inner, PAIR_PROMPT_TIMEOUT, add_prompt, now_ms, publish_prompt};
 
 /// Largest index batch, in estimated encoded bytes: well under the frame cap, big enough that
 /// a 10,000-file tree goes in a handful of round trips.
@@ -168,11 +168,18 @@ async fn handle_incoming(inner: &Arc<Inner>, conn: PeerConn) -> Result<(), Strin
         return Err("pairing request with a bad name".into());
     }
     let code = conn.pairing_code().map_err(|e| e.to_string())?;
-    let prompt = add_prompt(inner, peer_id, PromptKind::Pair { name: name.clone(), owner: owner.clone(), code })
-        .await
-        .map_err(|e| e.to_string())?;
+    // The waiter exists before the prompt is visible, so an instant answer finds it.
+    let id = inner.db(|s| s.next_prompt_id()).await.map_err(|e| e.to_string())?;
     let (tx, rx) = oneshot::channel();
-    inner.pair_waiters.lock().unwrap().insert(prompt.id, tx);
+    inner.pair_waiters.lock().unwrap().insert(id, tx);
+    let kind = PromptKind::Pair { name: name.clone(), owner: owner.clone(), code };
+    let prompt = match publish_prompt(inner, PromptRecord { id, device: peer_id, created_ms: now_ms(), kind }).await {
+        Ok(p) => p,
+        Err(e) => {
+            inner.pair_waiters.lock().unwrap().remove(&id);
+            return Err(e.to_string());
+        }
+    };
     let answer = tokio::select! {
         a = rx => a.unwrap_or(false),
         _ = tokio::time::sleep(PAIR_PROMPT_TIMEOUT) => false,
@@ -314,20 +321,20 @@ pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
     });
     {
         let mut peers = inner.peers.lock().unwrap();
-        if let Some(existing) = peers.get(&id) {
-            if existing.conn.connection().close_reason().is_none() {
-                // Both sides dialed at once: keep the connection dialed by the smaller id, a
-                // rule both ends apply the same way.
-                let dialer = if conn.outgoing() { inner.id } else { id };
-                let keep_new = dialer == inner.id.min(id);
-                if !keep_new {
-                    drop(peers);
-                    conn.close("duplicate connection");
-                    return;
-                }
-                existing.conn.close("duplicate connection");
-                existing.stop_senders();
+        if let Some(existing) = peers.get(&id)
+            && existing.conn.connection().close_reason().is_none()
+        {
+            // Both sides dialed at once: keep the connection dialed by the smaller id, a
+            // rule both ends apply the same way.
+            let dialer = if conn.outgoing() { inner.id } else { id };
+            let keep_new = dialer == inner.id.min(id);
+            if !keep_new {
+                drop(peers);
+                conn.close("duplicate connection");
+                return;
             }
+            existing.conn.close("duplicate connection");
+            existing.stop_senders();
         }
         peers.insert(id, peer.clone());
     }

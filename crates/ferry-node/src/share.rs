@@ -271,6 +271,20 @@ fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
+/// Index updates of applied changes waiting to be committed. Their files are already on disk
+/// (renamed into place, directory fsynced), so committing in batches keeps "index after disk"
+/// while saving a database fsync per file. A crash before the commit only makes the next scan
+/// see content it already has a version for (it merges, as identical content).
+#[derive(Default)]
+struct Batch {
+    updates: Vec<LocalUpdate>,
+    versions: Vec<VersionRecord>,
+    events: Vec<Event>,
+}
+
+/// Applied changes per index transaction.
+const BATCH_MAX: usize = 256;
+
 /// What happened in one pull pass.
 #[derive(Default)]
 struct PullStats {
@@ -385,7 +399,7 @@ impl Worker {
             };
             let known = |p: &RelPath| lookup(p).map(|e| known_of(&e));
             let known_paths = |p: Option<&RelPath>| -> Vec<RelPath> {
-                let list = match (p, &preload) {
+                match (p, &preload) {
                     (None, Some(m)) => {
                         m.values().filter(|e| !e.record.deleted).map(|e| e.record.path.clone()).collect()
                     }
@@ -402,8 +416,7 @@ impl Worker {
                                 .collect()
                         })
                         .unwrap_or_default(),
-                };
-                list
+                }
             };
             let outcome = scan(&root, &known, &known_paths, &scope, &ignore).map_err(|e| e.to_string())?;
             let mut updates = Vec::new();
@@ -603,9 +616,13 @@ impl Worker {
         let peers: Vec<Arc<Peer>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
 
         let mut stats = PullStats::default();
+        let mut batch = Batch::default();
         for (target, action) in items {
             if self.inner.stopping() {
                 break;
+            }
+            if batch.updates.len() >= BATCH_MAX {
+                self.flush(&mut batch).await?;
             }
             let l = local.get(&target.path);
             let sources: Vec<Arc<Peer>> = peers
@@ -614,9 +631,14 @@ impl Worker {
                 .cloned()
                 .collect();
             let res = match action {
-                Action::MergeVersion => self.merge_version(l.expect("merge implies local"), &target).await,
-                Action::ConflictRemoteWins => self.apply(&target, l, &sources, &local_chunks, true).await,
-                _ => self.apply(&target, l, &sources, &local_chunks, false).await,
+                Action::MergeVersion => {
+                    let mut e = l.expect("merge implies local").clone();
+                    e.record.version = e.record.version.merged(&target.version);
+                    batch.updates.push(LocalUpdate { entry: e, new_seq: true });
+                    Ok(())
+                }
+                Action::ConflictRemoteWins => self.apply(&target, l, &sources, &local_chunks, true, &mut batch).await,
+                _ => self.apply(&target, l, &sources, &local_chunks, false, &mut batch).await,
             };
             match res {
                 Ok(()) => stats.applied += 1,
@@ -626,19 +648,22 @@ impl Worker {
                 }
             }
         }
+        self.flush(&mut batch).await?;
         Ok(stats)
     }
 
-    async fn merge_version(&self, l: &LocalEntry, target: &FileRecord) -> Result<(), String> {
-        let mut e = l.clone();
-        e.record.version = e.record.version.merged(&target.version);
-        self.commit(vec![LocalUpdate { entry: e, new_seq: true }], vec![]).await
-    }
-
-    async fn commit(&self, updates: Vec<LocalUpdate>, versions: Vec<VersionRecord>) -> Result<(), String> {
+    /// Commits the batch in one transaction, then tells the world.
+    async fn flush(&self, batch: &mut Batch) -> ApiResult<()> {
+        if batch.updates.is_empty() {
+            return Ok(());
+        }
+        let (updates, versions) = (std::mem::take(&mut batch.updates), std::mem::take(&mut batch.versions));
         let id = self.id;
-        let seq = self.inner.db(move |s| s.commit_local(&id, &updates, &versions)).await.map_err(|e| e.message)?;
+        let seq = self.inner.db(move |s| s.commit_local(&id, &updates, &versions)).await?;
         self.seq.send_replace(seq.0);
+        for e in batch.events.drain(..) {
+            self.inner.emit(e);
+        }
         Ok(())
     }
 
@@ -681,6 +706,7 @@ impl Worker {
         sources: &[Arc<Peer>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
         conflict: bool,
+        batch: &mut Batch,
     ) -> Result<(), String> {
         let root = self.root.clone();
         let path = target.path.clone();
@@ -734,14 +760,11 @@ impl Worker {
         })
         .await?;
         let inode = meta.map(|k| k.inode).unwrap_or(0);
-        self.commit(
-            vec![LocalUpdate {
-                entry: LocalEntry { record: target.clone(), meta: LocalMeta { inode, local_change: false } },
-                new_seq: true,
-            }],
-            versions,
-        )
-        .await?;
+        batch.updates.push(LocalUpdate {
+            entry: LocalEntry { record: target.clone(), meta: LocalMeta { inode, local_change: false } },
+            new_seq: true,
+        });
+        batch.versions.extend(versions);
         let from = target.modified_by.to_string();
         let action = if target.deleted {
             "deleted"
@@ -750,7 +773,7 @@ impl Worker {
         } else {
             "added"
         };
-        self.inner.emit(Event::Applied {
+        batch.events.push(Event::Applied {
             share: self.id.to_string(),
             path: path.to_string(),
             action: action.into(),
@@ -758,7 +781,7 @@ impl Worker {
         });
         if let Some(c) = copy {
             tracing::info!(share = %self.id, %path, copy = %c, "conflict: kept our version as a copy");
-            self.inner.emit(Event::Conflict {
+            batch.events.push(Event::Conflict {
                 share: self.id.to_string(),
                 path: path.to_string(),
                 copy: c.to_string(),
@@ -782,7 +805,7 @@ impl Worker {
         let temp = blocking(move || ferry_fs::create_temp(&r, &p)).await?;
         let file = Arc::new(temp.file.try_clone().map_err(|e| e.to_string())?);
         let plan = plan_chunks(target, local_chunks);
-        let needs_remote = plan.iter().any(|s| *s == ChunkSource::Remote);
+        let needs_remote = plan.contains(&ChunkSource::Remote);
         if needs_remote && sources.is_empty() {
             let _ = std::fs::remove_file(&temp.path);
             return Err("no connected device has this version; waiting for one".into());
@@ -802,10 +825,10 @@ impl Worker {
                 if let ChunkSource::Local { path: lp, offset } = src {
                     let r = root.clone();
                     let got = blocking(move || ferry_fs::read_range(&r, &lp, offset, c.len)).await;
-                    if let Ok(d) = got {
-                        if ChunkHash::of(&d) == c.hash {
-                            data = Some(d);
-                        }
+                    if let Ok(d) = got
+                        && ChunkHash::of(&d) == c.hash
+                    {
+                        data = Some(d);
                     }
                 }
                 let data = match data {
