@@ -189,19 +189,7 @@ async fn handle_incoming(inner: &Arc<Inner>, conn: PeerConn) -> Result<(), Strin
     let pid = prompt.id;
     let _ = inner.db(move |s| s.remove_prompt(pid)).await;
     if answer {
-        let addr = conn.remote_addr();
-        let (n, o) = (name.clone(), owner.clone());
-        inner
-            .db(move |s| {
-                let mut d = s.device(&peer_id)?.unwrap_or_else(|| new_device(peer_id));
-                d.name = n;
-                d.owner = o;
-                d.paired = true;
-                remember_address(&mut d, addr);
-                s.put_device(&d)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        mark_paired(inner, peer_id, &name, &owner, conn.remote_addr()).await.map_err(|e| e.to_string())?;
         write_frame(&mut send, &Message::PairResponse { accepted: true, message: String::new() })
             .await
             .map_err(|e| e.to_string())?;
@@ -232,6 +220,21 @@ fn new_device(id: DeviceId) -> DeviceRecord {
         static_addresses: vec![],
         last_seen_ms: None,
     }
+}
+
+/// Records `id` as paired (pinned from now on) with its name, owner and address.
+async fn mark_paired(inner: &Arc<Inner>, id: DeviceId, name: &str, owner: &str, addr: SocketAddr) -> ApiResult<()> {
+    let (name, owner) = (name.to_string(), owner.to_string());
+    inner
+        .db(move |s| {
+            let mut d = s.device(&id)?.unwrap_or_else(|| new_device(id));
+            d.name = name;
+            d.owner = owner;
+            d.paired = true;
+            remember_address(&mut d, addr);
+            s.put_device(&d)
+        })
+        .await
 }
 
 fn remember_address(d: &mut DeviceRecord, addr: SocketAddr) {
@@ -268,18 +271,7 @@ pub(crate) async fn start_pairing(inner: &Arc<Inner>, addr: SocketAddr) -> ApiRe
         let req = Message::PairRequest { name: i.cfg.name.clone(), owner: i.cfg.owner.clone() };
         let outcome = match conn.request(&req, PAIR_PROMPT_TIMEOUT + Duration::from_secs(5)).await {
             Ok(Message::PairResponse { accepted: true, .. }) => {
-                let (n, o) = (h.name.clone(), h.owner.clone());
-                let stored = i
-                    .db(move |s| {
-                        let mut d = s.device(&peer_id)?.unwrap_or_else(|| new_device(peer_id));
-                        d.name = n;
-                        d.owner = o;
-                        d.paired = true;
-                        remember_address(&mut d, addr);
-                        s.put_device(&d)
-                    })
-                    .await;
-                match stored {
+                match mark_paired(&i, peer_id, &h.name, &h.owner, addr).await {
                     Ok(()) => {
                         i.emit(Event::Paired { device: peer_id.to_string(), name: h.name.clone() });
                         let i2 = i.clone();
