@@ -54,8 +54,22 @@ enum Cmd {
     Id,
     /// Device, listen address and the state of each share.
     Status,
-    /// Known devices: paired, connected, addresses.
-    Devices,
+    /// Known devices: paired, connected, addresses; `mute`/`unmute` one.
+    Devices {
+        #[command(subcommand)]
+        cmd: Option<DevicesCmd>,
+    },
+    /// Send a quick note to a paired device.
+    #[command(subcommand)]
+    Note(NoteCmd),
+    /// Notes sent and received, by conversation; `read ID` marks one read.
+    Notes {
+        /// Only the conversation with this device.
+        #[arg(long)]
+        device: Option<String>,
+        #[command(subcommand)]
+        cmd: Option<NotesCmd>,
+    },
     /// Ask the device at HOST:PORT to pair; both screens show the same code.
     Pair { address: String },
     /// Prompts waiting for an answer: pairing requests and share offers.
@@ -80,6 +94,26 @@ enum Cmd {
     Events,
     /// Rescan every share now.
     Rescan,
+}
+
+#[derive(Subcommand)]
+enum DevicesCmd {
+    /// Refuse notes from a device.
+    Mute { device: String },
+    /// Accept notes from a device again.
+    Unmute { device: String },
+}
+
+#[derive(Subcommand)]
+enum NoteCmd {
+    /// Send TEXT (`-` reads stdin) to DEVICE (id, unique prefix or name); queued if offline.
+    Send { device: String, text: String },
+}
+
+#[derive(Subcommand)]
+enum NotesCmd {
+    /// Mark a received note read (ID or unique prefix) and tell its sender.
+    Read { id: String },
 }
 
 #[derive(Subcommand)]
@@ -178,7 +212,69 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Devices => {
+        Cmd::Devices { cmd: Some(cmd) } => {
+            let (device, muted) = match cmd {
+                DevicesCmd::Mute { device } => (device, true),
+                DevicesCmd::Unmute { device } => (device, false),
+            };
+            let m: DeviceMuteDto =
+                call(c.post("/v1/devices/mute", &serde_json::json!({ "name": device, "muted": muted })).await)?;
+            if json {
+                print_json(&m)
+            } else {
+                println!("{} {}", m.name, if m.muted { "muted: its notes are refused" } else { "unmuted" });
+            }
+        }
+        Cmd::Note(NoteCmd::Send { device, text }) => {
+            let text = if text == "-" {
+                let mut buf = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)
+                    .context("reading the note from stdin")?;
+                buf
+            } else {
+                text
+            };
+            let n: NoteDto = call(c.post("/v1/notes/send", &NoteSendDto { device, text }).await)?;
+            if json {
+                print_json(&n)
+            } else {
+                println!("note {} to {}: {}", n.id, n.peer_name, n.state);
+            }
+        }
+        Cmd::Notes { cmd: Some(NotesCmd::Read { id }), .. } => {
+            let n: NoteDto = call(c.post("/v1/notes/read", &NoteReadDto { id }).await)?;
+            if json {
+                print_json(&n)
+            } else {
+                println!("{}  from {}: {}", n.id, n.peer_name, n.text);
+            }
+        }
+        Cmd::Notes { device, cmd: None } => {
+            let list: Vec<NoteDto> = call(c.post("/v1/notes", &NotesQuery { device }).await)?;
+            if json {
+                print_json(&list)
+            } else if list.is_empty() {
+                println!("no notes yet: `ferry note send DEVICE TEXT`");
+            } else {
+                let mut peer = String::new();
+                for n in list.iter() {
+                    if n.peer != peer {
+                        peer = n.peer.clone();
+                        println!("== {} ({})", n.peer_name, n.peer);
+                    }
+                    let dir = if n.outgoing { "->" } else { "<-" };
+                    let why = n.refused.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+                    println!(
+                        "{}  {}  {dir} {:<9}{why} {}",
+                        &n.id[..8.min(n.id.len())],
+                        fmt_ms(n.sent_at),
+                        n.state,
+                        n.text
+                    );
+                }
+            }
+        }
+        Cmd::Devices { cmd: None } => {
             let list: Vec<DeviceDto> = call(c.get("/v1/devices").await)?;
             if json {
                 print_json(&list)
@@ -478,6 +574,10 @@ fn describe(ev: &Event) -> String {
         Event::Conflict { path, copy, .. } => format!("conflict      {path}: this device's version kept as {copy}"),
         Event::InSync { share } => format!("in sync       {share}"),
         Event::Error { message, .. } => format!("error         {message}"),
+        Event::NoteReceived { from_name, text, id, .. } => {
+            format!("note          from {from_name} ({}): {text}", &id[..8.min(id.len())])
+        }
+        Event::NoteState { id, state } => format!("note {}  {state}", &id[..8.min(id.len())]),
         Event::Lagged { missed } => format!("(missed {missed} events)"),
     }
 }

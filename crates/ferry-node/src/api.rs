@@ -184,3 +184,51 @@ pub struct VersionsQuery {
     /// A path inside a share (absolute, or relative to the current dir on the client).
     pub path: String,
 }
+
+/// One quick note, sent or received.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoteDto {
+    /// 32 hex digits.
+    pub id: String,
+    /// Sender's device id.
+    pub from: String,
+    /// Receiver's device id.
+    pub to: String,
+    /// The other device of the conversation, and its name.
+    pub peer: String,
+    pub peer_name: String,
+    /// True for a note this device sent.
+    pub outgoing: bool,
+    pub text: String,
+    /// Milliseconds since the Unix epoch, on the sender's clock.
+    pub sent_at: i64,
+    /// Sent notes: `queued`, `delivered`, `read` or `refused`; received notes: `unread` or `read`.
+    pub state: String,
+    /// Why the receiver refused the note (state `refused` only).
+    pub refused: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoteSendDto {
+    pub device: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct NotesQuery {
+    /// Only the conversation with this device.
+    pub device: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoteReadDto {
+    /// A note id or unique prefix of one.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceMuteDto {
+    pub device: String,
+    pub name: String,
+    pub muted: bool,
+}

@@ -44,6 +44,12 @@ pub struct NameArg {
     pub name: String,
 }
 
+#[derive(Serialize, Deserialize)]
+pub struct MuteArg {
+    pub name: String,
+    pub muted: bool,
+}
+
 pub(crate) fn router(node: Node) -> Router {
     Router::new()
         .route("/v1/id", get(|State(n): State<Node>| async move { Json(n.id_info()) }))
@@ -60,6 +66,10 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/shares/remove", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.share_remove(&b.name).await.map(Json) }))
         .route("/v1/versions", post(|State(n): State<Node>, Json(b): Json<VersionsQuery>| async move { n.versions(&b.path).await.map(Json) }))
         .route("/v1/ping", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.ping(&b.name).await.map(Json) }))
+        .route("/v1/notes/send", post(|State(n): State<Node>, Json(b): Json<NoteSendDto>| async move { n.note_send(b).await.map(Json) }))
+        .route("/v1/notes", get(|State(n): State<Node>| async move { n.notes(NotesQuery::default()).await.map(Json) }).post(|State(n): State<Node>, Json(b): Json<NotesQuery>| async move { n.notes(b).await.map(Json) }))
+        .route("/v1/notes/read", post(|State(n): State<Node>, Json(b): Json<NoteReadDto>| async move { n.note_read(&b.id).await.map(Json) }))
+        .route("/v1/devices/mute", post(|State(n): State<Node>, Json(b): Json<MuteArg>| async move { n.device_mute(&b.name, b.muted).await.map(Json) }))
         .route("/v1/rescan", post(|State(n): State<Node>| async move { n.rescan_all(); Json(Empty {}) }))
         .route("/v1/events", get(events))
         .with_state(node)

@@ -77,6 +77,18 @@ pub enum Event {
         device: Option<String>,
         message: String,
     },
+    /// A note from a paired device was stored here (shown once, however often it is delivered).
+    NoteReceived {
+        id: String,
+        from: String,
+        from_name: String,
+        text: String,
+    },
+    /// A note changed state: `delivered`, `read` or `refused` (sent notes), `read` (received).
+    NoteState {
+        id: String,
+        state: String,
+    },
     /// Sent to a subscriber that fell behind.
     Lagged {
         missed: u64,

@@ -14,6 +14,7 @@ pub mod config;
 mod control;
 pub mod events;
 mod node;
+mod notes;
 mod peer;
 mod share;
 

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub next_ticket: AtomicU64,
     /// Devices being dialed right now (so the dialer never dials one twice at once).
     pub dialing: Mutex<HashMap<DeviceId, Instant>>,
+    /// One note flush per device at a time, so notes go out in order and only once.
+    pub note_flush: Mutex<HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>>,
     pub stop: watch::Sender<bool>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -250,6 +252,7 @@ impl Node {
             tickets: Mutex::new(HashMap::new()),
             next_ticket: AtomicU64::new(1),
             dialing: Mutex::new(HashMap::new()),
+            note_flush: Mutex::new(HashMap::new()),
             stop,
             tasks: Mutex::new(Vec::new()),
         });

@@ -105,6 +105,9 @@ fn msg_name(m: &Message) -> &'static str {
         Message::Pong { .. } => "Pong",
         Message::Error { .. } => "Error",
         Message::Unpaired { .. } => "Unpaired",
+        Message::Note { .. } => "Note",
+        Message::NoteAck { .. } => "NoteAck",
+        Message::NoteRead { .. } => "NoteRead",
     }
 }
 
@@ -352,6 +355,10 @@ pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
     let serve_peer = peer.clone();
     let serve = tokio::spawn(async move { serve_loop(&serve_inner, &serve_peer).await });
     send_cluster_config(inner, &peer).await;
+    {
+        let (i, p) = (inner.clone(), peer.clone());
+        inner.spawn(async move { crate::notes::flush(&i, &p).await });
+    }
     for h in inner.shares.lock().unwrap().values() {
         if h.has_member(&id) {
             h.request_pull();
@@ -425,6 +432,8 @@ async fn serve_request(
         Message::BlockRequest { share, path, offset, len, hash } => {
             serve_block(inner, peer, share, path, offset, len, hash).await
         }
+        Message::Note { id, sent_at, text } => crate::notes::on_note(inner, peer, id, sent_at, text).await,
+        Message::NoteRead { id } => crate::notes::on_note_read(inner, peer, id).await,
         // Already paired (the other side may have lost its state): say yes again.
         Message::PairRequest { .. } => Message::PairResponse { accepted: true, message: "already paired".into() },
         other => return Err(format!("unexpected {} request", msg_name(&other))),

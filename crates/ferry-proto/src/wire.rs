@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChunkHash, DeviceId, FileRecord, RelPath, ShareId};
+use crate::{ChunkHash, DeviceId, FileRecord, NoteId, RelPath, ShareId};
 
 /// Bumped on any incompatible change to [`Message`].
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -18,6 +18,8 @@ pub const ALPN: &[u8] = b"ferry/1";
 pub const MAX_FRAME: usize = 8 << 20;
 /// Longest device name or owner accepted from a peer, in bytes.
 pub const MAX_NAME: usize = 128;
+/// Longest note text accepted, in bytes.
+pub const MAX_NOTE: usize = 64 << 10;
 /// Largest block a peer may ask for.
 pub const MAX_BLOCK: u32 = 4 << 20;
 
@@ -96,6 +98,20 @@ pub enum Message {
     /// Sent by a device that removed the other from its paired list.
     Unpaired {
         device: DeviceId,
+    },
+    /// A quick note from the sender's user; answered by [`Message::NoteAck`] once stored (or
+    /// already stored: redeliveries are acked again), or an `Error` if refused.
+    Note {
+        id: NoteId,
+        sent_at: i64,
+        text: String,
+    },
+    NoteAck {
+        id: NoteId,
+    },
+    /// The receiver's user opened the note `id`; answered by `Ack`.
+    NoteRead {
+        id: NoteId,
     },
 }
 

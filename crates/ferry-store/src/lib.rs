@@ -24,17 +24,17 @@ use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
 use std::path::Path;
 
-use ferry_proto::{DeviceId, FileRecord, RelPath, Seq, ShareId};
+use ferry_proto::{DeviceId, FileRecord, NoteId, RelPath, Seq, ShareId};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 pub use error::StoreError;
 pub use records::{
-    DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, PromptKind, PromptRecord, RemoteState, ShareRecord, ShareState,
-    VersionReason, VersionRecord,
+    DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, NoteRecord, NoteState, PromptKind, PromptRecord, RemoteState,
+    ShareRecord, ShareState, VersionReason, VersionRecord,
 };
 use schema::{
-    DEVICES, LOCAL, LOCAL_SEQ, META, META_NEXT_PROMPT_ID, META_SCHEMA_VERSION, PROMPTS, REMOTE, REMOTE_STATE,
-    SHARE_STATE, SHARES, VERSIONS, encode, get, prefix_bounds, scan,
+    DEVICES, LOCAL, LOCAL_SEQ, META, META_NEXT_NOTE_ORDER, META_NEXT_PROMPT_ID, META_SCHEMA_VERSION, MUTED, NOTE_ORDER,
+    NOTES, PROMPTS, REMOTE, REMOTE_STATE, SHARE_STATE, SHARES, VERSIONS, encode, get, prefix_bounds, scan,
 };
 
 /// Ferry's database. See the crate documentation.
@@ -72,7 +72,7 @@ impl Store {
 
     /// Sets a setting. The store's own keys (`schema_version`, `next_prompt_id`) are refused.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        if key == META_SCHEMA_VERSION || key == META_NEXT_PROMPT_ID {
+        if key == META_SCHEMA_VERSION || key == META_NEXT_PROMPT_ID || key == META_NEXT_NOTE_ORDER {
             return Err(StoreError::Invalid(format!("meta key {key:?} is reserved for the store")));
         }
         self.write(|txn| {
@@ -413,6 +413,93 @@ impl Store {
             meta.insert(META_NEXT_PROMPT_ID.as_bytes(), (id + 1).to_be_bytes().as_slice())?;
             Ok(id)
         })
+    }
+}
+
+impl Store {
+    // --- notes --------------------------------------------------------------------------------
+
+    /// Stores a new note at the end of its conversation (its `order` is assigned here), in one
+    /// transaction. Returns false, storing nothing, if a note with this id exists (a redelivery).
+    pub fn add_note(&self, note: &NoteRecord) -> Result<bool, StoreError> {
+        self.write(|txn| {
+            let mut notes = txn.open_table(NOTES)?;
+            if notes.get(note.id.0.as_slice())?.is_some() {
+                return Ok(false);
+            }
+            let mut meta = txn.open_table(META)?;
+            let order = match meta.get(META_NEXT_NOTE_ORDER.as_bytes())? {
+                Some(v) => u64::from_be_bytes(
+                    v.value().try_into().map_err(|_| StoreError::Corrupt("next_note_order is not 8 bytes".into()))?,
+                ),
+                None => 1,
+            };
+            meta.insert(META_NEXT_NOTE_ORDER.as_bytes(), (order + 1).to_be_bytes().as_slice())?;
+            let mut rec = note.clone();
+            rec.order = order;
+            notes.insert(note.id.0.as_slice(), encode("note", &rec)?.as_slice())?;
+            txn.open_table(NOTE_ORDER)?
+                .insert(schema::note_order_key(&note.peer, order).as_slice(), note.id.0.as_slice())?;
+            Ok(true)
+        })
+    }
+
+    pub fn note(&self, id: &NoteId) -> Result<Option<NoteRecord>, StoreError> {
+        self.read(|txn| get(&txn.open_table(NOTES)?, &id.0, "note"))
+    }
+
+    /// Replaces the state and receipt flag of an existing note; [`StoreError::NotFound`] if none.
+    pub fn set_note_state(
+        &self,
+        id: &NoteId,
+        state: NoteState,
+        receipt_pending: bool,
+    ) -> Result<NoteRecord, StoreError> {
+        self.write(|txn| {
+            let mut notes = txn.open_table(NOTES)?;
+            let mut rec: NoteRecord =
+                get(&notes, &id.0, "note")?.ok_or_else(|| StoreError::NotFound(format!("note {:?}", id)))?;
+            rec.state = state;
+            rec.receipt_pending = receipt_pending;
+            notes.insert(id.0.as_slice(), encode("note", &rec)?.as_slice())?;
+            Ok(rec)
+        })
+    }
+
+    /// The conversation with `peer` (or every conversation), in the order the notes were stored.
+    pub fn notes(&self, peer: Option<&DeviceId>) -> Result<Vec<NoteRecord>, StoreError> {
+        let bounds = match peer {
+            Some(p) => prefix_bounds(&p.0),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        self.read(|txn| {
+            let order = txn.open_table(NOTE_ORDER)?;
+            let notes = txn.open_table(NOTES)?;
+            let mut out = Vec::new();
+            for item in order.range::<&[u8]>(schema::as_slices(&bounds))? {
+                let (_, id) = item?;
+                let note: NoteRecord = get(&notes, id.value(), "note")?
+                    .ok_or_else(|| StoreError::Corrupt("note order entry without its note".into()))?;
+                out.push(note);
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn set_muted(&self, device: &DeviceId, muted: bool) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut t = txn.open_table(MUTED)?;
+            if muted {
+                t.insert(device.0.as_slice(), b"".as_slice())?;
+            } else {
+                t.remove(device.0.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn is_muted(&self, device: &DeviceId) -> Result<bool, StoreError> {
+        self.read(|txn| Ok(txn.open_table(MUTED)?.get(device.0.as_slice())?.is_some()))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The records the store keeps. Each is stored postcard-encoded inside a versioned wrapper, so
 //! changing one of these types means adding a new wrapper variant and a migration.
 
-use ferry_proto::{ChunkHash, DeviceId, FileRecord, RelPath, ShareId, ShareMode};
+use ferry_proto::{ChunkHash, DeviceId, FileRecord, NoteId, RelPath, ShareId, ShareMode};
 use serde::{Deserialize, Serialize};
 
 /// A device we know: paired, or one that asked to pair.
@@ -110,4 +110,47 @@ pub struct PromptRecord {
 pub enum PromptKind {
     Pair { name: String, owner: String, code: String },
     ShareOffer { share: ShareId, label: String },
+}
+
+/// A quick note, sent to or received from a paired device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteRecord {
+    pub id: NoteId,
+    /// The other device of the conversation.
+    pub peer: DeviceId,
+    /// True for a note this device sent.
+    pub outgoing: bool,
+    pub sent_at_ms: i64,
+    pub text: String,
+    pub state: NoteState,
+    /// Received notes: read here, but the sender has not acknowledged the read receipt yet.
+    pub receipt_pending: bool,
+    /// Position in the conversation, set by the store.
+    pub order: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoteState {
+    /// Sent notes: waiting in the outbox.
+    Queued,
+    /// Sent notes: the receiver stored it.
+    Delivered,
+    /// Sent notes: the receiver's user opened it; received notes: opened here.
+    Read,
+    /// Received notes: not opened yet.
+    Unread,
+    /// Sent notes: the receiver refused it, with its reason.
+    Refused(String),
+}
+
+impl NoteState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NoteState::Queued => "queued",
+            NoteState::Delivered => "delivered",
+            NoteState::Read => "read",
+            NoteState::Unread => "unread",
+            NoteState::Refused(_) => "refused",
+        }
+    }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Raw key/value settings. Values are raw bytes (not [`Versioned`]).
 /// Keys [`META_SCHEMA_VERSION`] and [`META_NEXT_PROMPT_ID`] are the store's own.
@@ -39,14 +39,37 @@ pub const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versio
 /// `prompt id (u64 BE)` -> `PromptRecord`.
 pub const PROMPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("prompts");
 
+/// `note id (16)` -> `NoteRecord` (schema v2).
+pub const NOTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("notes");
+/// `peer device id (32) ++ order (u64 BE)` -> note id (raw, 16 bytes): each conversation in the
+/// order its notes were stored (schema v2). Exactly one key per note.
+pub const NOTE_ORDER: TableDefinition<&[u8], &[u8]> = TableDefinition::new("note_order");
+/// `device id (32)` -> empty: devices whose notes are refused (schema v2).
+pub const MUTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("muted");
+
 /// Every table, for migrations and for tests.
-pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 10] =
-    [META, DEVICES, SHARES, SHARE_STATE, LOCAL, LOCAL_SEQ, REMOTE, REMOTE_STATE, VERSIONS, PROMPTS];
+pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 13] = [
+    META,
+    DEVICES,
+    SHARES,
+    SHARE_STATE,
+    LOCAL,
+    LOCAL_SEQ,
+    REMOTE,
+    REMOTE_STATE,
+    VERSIONS,
+    PROMPTS,
+    NOTES,
+    NOTE_ORDER,
+    MUTED,
+];
 
 /// `meta` key of the schema version (u32 BE).
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 /// `meta` key of the next prompt id to hand out (u64 BE).
 pub const META_NEXT_PROMPT_ID: &str = "next_prompt_id";
+/// `meta` key of the next note order number to hand out (u64 BE).
+pub const META_NEXT_NOTE_ORDER: &str = "next_note_order";
 
 // ---------------------------------------------------------------------------------------------
 // Values
@@ -131,6 +154,12 @@ pub fn version_key(share: &ShareId, path: &RelPath, id: u64) -> Vec<u8> {
     k
 }
 
+pub fn note_order_key(peer: &DeviceId, order: u64) -> Vec<u8> {
+    let mut k = device_key(peer);
+    k.extend_from_slice(&order.to_be_bytes());
+    k
+}
+
 pub fn prompt_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
@@ -209,6 +238,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<(), StoreError> {
     while version < SCHEMA_VERSION {
         match version {
             0 => migrate_v0_to_v1(txn)?,
+            1 => migrate_v1_to_v2(txn)?,
             v => unreachable!("no migration from schema version {v}"),
         }
         version += 1;
@@ -232,6 +262,14 @@ fn read_schema_version(txn: &WriteTransaction) -> Result<u32, StoreError> {
 /// v0 (empty database) -> v1: create every table.
 fn migrate_v0_to_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     for table in ALL_TABLES {
+        txn.open_table(table)?;
+    }
+    Ok(())
+}
+
+/// v1 -> v2: the notes tables.
+fn migrate_v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    for table in [NOTES, NOTE_ORDER, MUTED] {
         txn.open_table(table)?;
     }
     Ok(())
