@@ -451,6 +451,39 @@ fn two_daemons_through_the_cli() {
     assert!(ping["rtt_ms"].as_f64().unwrap() >= 0.0);
     eprintln!("[cli test] paired after {:?}", t0.elapsed());
 
+    // Quick notes both ways, one of them read from stdin, and the read receipt.
+    let sent = a.json(&["note", "send", "beta", "hello from alpha"]);
+    let note_id = sent["id"].as_str().unwrap().to_string();
+    wait_for("note on beta", || {
+        b.json(&["notes"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == note_id.as_str() && n["text"] == "hello from alpha" && n["state"] == "unread")
+    });
+    b.cli(&["notes", "read", &note_id]);
+    wait_for("read receipt on alpha", || {
+        a.json(&["notes"]).as_array().unwrap().iter().any(|n| n["id"] == note_id.as_str() && n["state"] == "read")
+    });
+    let mut child = b
+        .cmd(&["note", "send", "alpha", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all("from beta's stdin\n".as_bytes()).unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "note send from stdin failed");
+    wait_for("stdin note on alpha", || {
+        a.json(&["notes"]).as_array().unwrap().iter().any(|n| {
+            n["from"] == b_id.as_str() && n["text"].as_str().is_some_and(|t| t.trim_end() == "from beta's stdin")
+        })
+    });
+    let err = a.cli_fails(&["note", "send", "nosuchdevice", "hi"]);
+    assert!(err.contains("no known device"), "{err}");
+
     // Share a folder from A; B accepts the offer into a folder that does not exist yet.
     let dirs = tempfile::tempdir().unwrap();
     let dir_a = dirs.path().join("docs-a");
