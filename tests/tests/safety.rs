@@ -364,6 +364,13 @@ async fn paired_peer_cannot_write_outside_the_share() {
     rogue.serve_block("evil.txt", wrong);
     assert_eq!(send_index(&conn, share, vec![rogue.file("evil.txt", right)]).await, Message::Ack);
     wait_for(&[&n], "node asks for evil.txt's block", || async { rogue.asked_for("evil.txt") }).await;
+    // A record whose chunks are right but whose whole-file hash lies is not applied either.
+    let liar_data = b"chunks are fine";
+    rogue.serve_block("liar.txt", liar_data);
+    let mut liar = rogue.file("liar.txt", liar_data);
+    liar.hash = ChunkHash::of(b"something else");
+    assert_eq!(send_index(&conn, share, vec![liar]).await, Message::Ack);
+    wait_for(&[&n], "node asks for liar.txt's block", || async { rogue.asked_for("liar.txt") }).await;
 
     // 2. Records whose chunks do not add up to their size, or have an empty chunk, are refused.
     let ten = b"abcdefghij";
@@ -388,7 +395,7 @@ async fn paired_peer_cannot_write_outside_the_share() {
     assert_eq!(send_index(&conn, share, vec![rogue.file("good.txt", good)]).await, Message::Ack);
     wait_for(&[&n], "good.txt on the node", || async { fs::read(root.join("good.txt")).ok().as_deref() == Some(good) })
         .await;
-    for p in ["evil.txt", "badsize.txt", "zerochunk.txt", "short.txt"] {
+    for p in ["evil.txt", "liar.txt", "badsize.txt", "zerochunk.txt", "short.txt"] {
         assert!(fs::symlink_metadata(root.join(p)).is_err(), "{p} was written");
     }
     for p in ["badsize.txt", "zerochunk.txt", "short.txt"] {

@@ -722,6 +722,18 @@ impl Worker {
 
         // Build the new content first, so a failed transfer leaves the disk untouched.
         let temp = if target.is_file() { Some(self.fetch_to_temp(target, sources, local_chunks).await?) } else { None };
+        if let Some(t) = &temp {
+            // Every chunk was verified; this checks the record itself: a peer announcing a
+            // whole-file hash its chunks do not produce would poison content comparisons.
+            let tp = t.path.clone();
+            let got = blocking(move || ferry_fs::chunk_file(&tp)).await?;
+            if got.hash != target.hash || got.size != target.size {
+                return Err(format!(
+                    "{} sent a record whose hash does not match its content; refused",
+                    target.modified_by.short()
+                ));
+            }
+        }
 
         let mut versions = Vec::new();
         let mut copy: Option<RelPath> = None;
