@@ -1,11 +1,11 @@
 //! [`Node`]: start, the API every client uses, and ordered shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferry_net::{Endpoint, Identity};
 use ferry_proto::wire::Hello;
@@ -47,7 +47,7 @@ pub(crate) struct Inner {
     pub tickets: Mutex<HashMap<u64, watch::Receiver<Option<PairOutcomeDto>>>>,
     pub next_ticket: AtomicU64,
     /// Devices being dialed right now (so the dialer never dials one twice at once).
-    pub dialing: Mutex<HashMap<DeviceId, Instant>>,
+    pub dialing: Mutex<HashSet<DeviceId>>,
     /// One note flush per device at a time, so notes go out in order and only once.
     pub note_flush: Mutex<HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>>,
     pub stop: watch::Sender<bool>,
@@ -251,7 +251,7 @@ impl Node {
             pair_waiters: Mutex::new(HashMap::new()),
             tickets: Mutex::new(HashMap::new()),
             next_ticket: AtomicU64::new(1),
-            dialing: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashSet::new()),
             note_flush: Mutex::new(HashMap::new()),
             stop,
             tasks: Mutex::new(Vec::new()),

@@ -722,10 +722,9 @@ pub(crate) async fn dial_loop(inner: Arc<Inner>) {
             }
             {
                 let mut dialing = inner.dialing.lock().unwrap();
-                if dialing.contains_key(&d.id) {
+                if !dialing.insert(d.id) {
                     continue;
                 }
-                dialing.insert(d.id, now);
             }
             entry.0 = now + entry.1;
             entry.1 = (entry.1 * 2).min(DIAL_MAX);
