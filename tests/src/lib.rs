@@ -1,5 +1,5 @@
 //! Test harness for multi-node tests: in-process nodes on 127.0.0.1 with their own homes
-//! (mDNS is never started here), helpers to pair them and share folders through the same API
+//! (mDNS is never started here: [`config`] turns it off), helpers to pair them and share folders through the same API
 //! the CLI uses, and bounded waits that wake on node events rather than sleeping.
 
 use std::collections::BTreeMap;
@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use ferry_node::api::{AcceptDto, InviteDto, PendingDto, ShareAddDto};
 use ferry_node::{Config, Event, Node};
 use tempfile::TempDir;
+
+pub mod netns;
 
 /// Long enough for a slow CI machine, short enough that a hang fails fast.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -31,6 +33,10 @@ pub fn config(name: &str, home: &Path) -> Config {
         log_file: None,
         rescan_interval: Duration::from_secs(3600),
         debounce: Duration::from_millis(50),
+        // Never mDNS here: these nodes run in the root namespace (network safety rule).
+        mdns: false,
+        mdns_interfaces: vec![],
+        static_addresses: Default::default(),
     }
 }
 

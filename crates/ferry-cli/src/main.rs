@@ -44,6 +44,13 @@ struct DaemonArgs {
     /// Seconds between full safety-net rescans.
     #[arg(long, env = "FERRY_RESCAN_SECS")]
     rescan_secs: Option<u64>,
+    /// Do not announce or browse with mDNS (also FERRY_MDNS=0, or `mdns = false` in ferry.toml).
+    #[arg(long)]
+    no_mdns: bool,
+    /// Use only this interface for mDNS (repeatable; default: every non-loopback, up,
+    /// multicast-capable interface).
+    #[arg(long = "mdns-interface", value_name = "IFACE", env = "FERRY_MDNS_INTERFACE", value_delimiter = ',')]
+    mdns_interface: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -70,8 +77,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: Option<NotesCmd>,
     },
-    /// Ask the device at HOST:PORT to pair; both screens show the same code.
-    Pair { address: String },
+    /// Ask a device to pair: a nearby device's name, id or id prefix (see `ferry devices`), or
+    /// HOST:PORT; both screens show the same code.
+    Pair {
+        #[arg(value_name = "DEVICE|HOST:PORT")]
+        address: String,
+    },
     /// Prompts waiting for an answer: pairing requests and share offers.
     Pending,
     /// Accept a pending prompt (share offers need --path).
@@ -94,6 +105,9 @@ enum Cmd {
     Events,
     /// Rescan every share now.
     Rescan,
+    /// Why devices do not find or reach each other: mDNS per interface, devices seen, listen
+    /// address, inotify watch budget, control socket. Works without a running node too.
+    Doctor,
 }
 
 #[derive(Subcommand)]
@@ -102,6 +116,12 @@ enum DevicesCmd {
     Mute { device: String },
     /// Accept notes from a device again.
     Unmute { device: String },
+    /// Always try HOST:PORT for DEVICE (where multicast is blocked); kept across restarts.
+    AddAddress {
+        device: String,
+        #[arg(value_name = "HOST:PORT")]
+        address: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,7 +176,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let overrides = Overrides { home: cli.home.clone(), ..Default::default() };
     if let Cmd::Daemon(args) = cli.cmd {
+        let mdns = if args.no_mdns { Some(false) } else { mdns_env()? };
         return daemon(Overrides {
+            mdns,
+            mdns_interfaces: args.mdns_interface,
             listen: args.listen,
             name: args.name,
             owner: args.owner,
@@ -212,10 +235,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Cmd::Devices { cmd: Some(DevicesCmd::AddAddress { device, address }) } => {
+            let d: DeviceDto = call(c.post("/v1/devices/add-address", &AddAddressDto { device, address }).await)?;
+            if json {
+                print_json(&d)
+            } else {
+                println!("{} ({}) will be dialed at: {}", d.name, d.id, d.addresses.join(", "));
+            }
+        }
+        Cmd::Doctor => {
+            let report = match c.get::<DoctorDto>("/v1/doctor").await {
+                Ok(r) => r,
+                Err(ClientError::NotRunning { .. }) => ferry_node::doctor::offline(overrides.clone()).await,
+                Err(e) => {
+                    let mut r = ferry_node::doctor::offline(overrides.clone()).await;
+                    r.problems.insert(0, format!("the running node did not answer the doctor: {e}"));
+                    r
+                }
+            };
+            if json {
+                print_json(&report)
+            } else {
+                print_doctor(&report);
+            }
+        }
         Cmd::Devices { cmd: Some(cmd) } => {
             let (device, muted) = match cmd {
                 DevicesCmd::Mute { device } => (device, true),
                 DevicesCmd::Unmute { device } => (device, false),
+                DevicesCmd::AddAddress { .. } => unreachable!("handled above"),
             };
             let m: DeviceMuteDto =
                 call(c.post("/v1/devices/mute", &serde_json::json!({ "name": device, "muted": muted })).await)?;
@@ -279,12 +327,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&list)
             } else if list.is_empty() {
-                println!("no devices yet: `ferry pair HOST:PORT` on one device, `ferry accept` on the other");
+                println!("no devices yet: `ferry pair DEVICE` (a nearby name) or `ferry pair HOST:PORT`");
             } else {
                 for d in list {
-                    let state = match (d.paired, d.connected) {
-                        (true, true) => "connected",
-                        (true, false) => "offline",
+                    let state = match (d.paired, d.connected, d.nearby) {
+                        (true, true, _) => "connected",
+                        (true, false, _) => "offline",
+                        (false, _, true) => "nearby",
                         _ => "not paired",
                     };
                     let rtt = d.rtt_ms.map(|r| format!(" rtt {r:.1} ms")).unwrap_or_default();
@@ -449,6 +498,70 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// FERRY_MDNS: `0`/`false`/`off`/`no` turn mDNS off, `1`/`true`/`on`/`yes` on.
+fn mdns_env() -> Result<Option<bool>> {
+    match std::env::var("FERRY_MDNS") {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(None),
+            "0" | "false" | "off" | "no" => Ok(Some(false)),
+            "1" | "true" | "on" | "yes" => Ok(Some(true)),
+            other => anyhow::bail!("FERRY_MDNS={other:?}: expected 0 or 1"),
+        },
+    }
+}
+
+fn print_doctor(d: &DoctorDto) {
+    let running = if d.daemon_running { "running" } else { "not running" };
+    println!("node:            {running}{}", d.name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default());
+    if let Some(id) = &d.device_id {
+        println!("device id:       {id}");
+    }
+    println!("control socket:  {} ({})", d.control_socket, d.control_socket_state);
+    println!("listen (QUIC):   {} udp", d.listen);
+    let m = &d.mdns;
+    println!(
+        "mDNS:            {}{}",
+        m.state,
+        m.service.as_ref().map(|s| format!(", announcing {s}")).unwrap_or_default()
+    );
+    for i in &m.interfaces {
+        let sent = match i.sent {
+            Some(0) => "nothing sent yet".to_string(),
+            Some(n) => format!("sent {n} packets"),
+            None => "would be used".to_string(),
+        };
+        let answered = match i.answered {
+            Some(true) => format!(", answered by {}", i.peers.join(", ")),
+            Some(false) => ", no answer from another Ferry device".to_string(),
+            None => String::new(),
+        };
+        println!("  {:<14} {:<28} {sent}{answered}", i.name, i.addresses.join(" "));
+    }
+    if !m.nearby.is_empty() {
+        println!("devices seen:");
+        for n in &m.nearby {
+            let p = if n.paired { "paired" } else { "not paired" };
+            println!("  {:<16} {:<10} {}  {}", n.name, p, n.id, n.addresses.join(", "));
+        }
+    }
+    let ino = &d.inotify;
+    println!(
+        "inotify watches: {} in use of {} (shares need {})",
+        ino.watches_in_use.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+        ino.max_user_watches.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+        ino.watches_needed
+    );
+    if d.problems.is_empty() {
+        println!("no problems found");
+    } else {
+        println!("problems:");
+        for p in &d.problems {
+            println!("  - {p}");
+        }
+    }
 }
 
 async fn daemon(overrides: Overrides) -> Result<ExitCode> {

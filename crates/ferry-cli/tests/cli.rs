@@ -41,6 +41,10 @@ fn ferry_cmd(home: &Path) -> Command {
         c.env_remove(var);
     }
     c.env_remove("FERRY_RESCAN_SECS");
+    c.env_remove("FERRY_MDNS_INTERFACE");
+    // These daemons run in the root namespace: mDNS stays off (network safety rule); the
+    // namespaced tests in netns.rs are where it runs.
+    c.env("FERRY_MDNS", "0");
     c.arg("--home").arg(home).stdin(Stdio::null());
     c
 }
@@ -189,7 +193,7 @@ impl Daemon {
         let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let mut cmd = ferry_cmd(&self.home);
         cmd.args(["daemon", "--listen", &format!("127.0.0.1:{}", self.port), "--name", &self.name])
-            .args(["--owner", "tester", "--log", "info"])
+            .args(["--owner", "tester", "--log", "info", "--no-mdns"])
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
         let started = Instant::now();

@@ -1,5 +1,6 @@
 //! Ferry's transport: owns the device identity (a self-signed certificate whose SHA-256 is the
-//! [`DeviceId`]), pinned mutual TLS 1.3 over QUIC, and length-prefixed framed streams.
+//! [`DeviceId`]), pinned mutual TLS 1.3 over QUIC, length-prefixed framed streams, and discovery (address hints
+//! from mDNS and static addresses; see [`discovery`]'s module docs).
 //!
 //! Trust comes only from the TLS identity: a peer *is* the hash of the certificate it proved
 //! possession of in the handshake, never anything it says about itself later. This crate does
@@ -7,11 +8,16 @@
 //! the id is authentic, and, when dialing a known device, refuses any other certificate at the
 //! TLS level. No storage, no sync logic.
 
+mod discovery;
 mod endpoint;
 mod frame;
 mod identity;
 mod tls;
 
+pub use discovery::{
+    AddressBook, Discovery, InterfaceReport, Mdns, MdnsConfig, MdnsError, MdnsReport, Notifier, SERVICE_TYPE, Sighting,
+    StaticAddresses, mdns_interfaces,
+};
 pub use endpoint::{Endpoint, PeerConn};
 pub use frame::{read_frame, write_frame};
 pub use identity::{Identity, device_id_of};

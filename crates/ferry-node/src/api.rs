@@ -91,6 +91,10 @@ pub struct DeviceDto {
     /// UDP bytes sent to / received from this device on the current connection.
     pub bytes_sent: Option<u64>,
     pub bytes_received: Option<u64>,
+    /// Seen on the local network (mDNS) right now.
+    pub nearby: bool,
+    /// Where mDNS says it is (address hints; trust still comes from its TLS identity).
+    pub nearby_addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,4 +235,75 @@ pub struct DeviceMuteDto {
     pub device: String,
     pub name: String,
     pub muted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddAddressDto {
+    pub device: String,
+    /// `HOST:PORT`.
+    pub address: String,
+}
+
+/// `ferry doctor`: what a person needs to know when devices do not connect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DoctorDto {
+    pub daemon_running: bool,
+    pub control_socket: String,
+    /// `answering`, `missing`, or `stale` (a socket file nobody answers on).
+    pub control_socket_state: String,
+    pub device_id: Option<String>,
+    pub name: Option<String>,
+    /// The configured (daemon not running) or bound (running) QUIC address.
+    pub listen: String,
+    pub mdns: MdnsDoctorDto,
+    pub inotify: InotifyDto,
+    /// One line per thing that needs attention, with what to do.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MdnsDoctorDto {
+    pub enabled: bool,
+    /// `running`, `off` (disabled), `failed` or `daemon not running`.
+    pub state: String,
+    pub error: Option<String>,
+    /// The announced instance, e.g. `ABC…._ferry._udp.local.`.
+    pub service: Option<String>,
+    pub interfaces: Vec<InterfaceDto>,
+    /// Devices seen on the network.
+    pub nearby: Vec<NearbyDto>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InterfaceDto {
+    pub name: String,
+    pub addresses: Vec<String>,
+    /// Our record went out on this interface (announcements + answers), when known.
+    pub sent: Option<u64>,
+    /// Other Ferry devices answered on this interface, when known.
+    pub answered: Option<bool>,
+    pub peers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NearbyDto {
+    pub id: String,
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub interfaces: Vec<String>,
+    pub paired: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InotifyDto {
+    /// `fs.inotify.max_user_watches`.
+    pub max_user_watches: Option<u64>,
+    /// Watches this user's processes hold now.
+    pub watches_in_use: Option<u64>,
+    /// Directories in the configured shares (one watch each).
+    pub watches_needed: u64,
+    /// Close to or over the limit.
+    pub near_limit: bool,
+    /// The exact command to raise the limit, when it is needed.
+    pub fix: Option<String>,
 }

@@ -2,6 +2,7 @@
 //! merges those two into [`Overrides`]), which win over `ferry.toml` in the home, which wins
 //! over defaults. Deep code receives the typed [`Config`], never raw strings.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,10 @@ pub struct Overrides {
     pub log: Option<String>,
     pub log_file: Option<PathBuf>,
     pub rescan_secs: Option<u64>,
+    /// `Some(false)` from `--no-mdns` or `FERRY_MDNS=0`.
+    pub mdns: Option<bool>,
+    /// `--mdns-interface` (repeatable); empty means not given.
+    pub mdns_interfaces: Vec<String>,
 }
 
 /// `ferry.toml`: every key optional.
@@ -39,6 +44,11 @@ struct FileConfig {
     log: Option<String>,
     log_file: Option<PathBuf>,
     rescan_secs: Option<u64>,
+    mdns: Option<bool>,
+    mdns_interfaces: Option<Vec<String>>,
+    /// Device id -> `HOST:PORT` addresses always tried for that device (where multicast is
+    /// blocked).
+    static_addresses: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +61,13 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     pub rescan_interval: Duration,
     pub debounce: Duration,
+    /// Announce and browse with mDNS. On by default for the daemon ([`Config::load`]); tests
+    /// that build a `Config` themselves leave it off.
+    pub mdns: bool,
+    /// Interfaces for mDNS; empty: every non-loopback, up, multicast-capable interface.
+    pub mdns_interfaces: Vec<String>,
+    /// Addresses from `ferry.toml` always tried for a device, besides those it remembers.
+    pub static_addresses: HashMap<ferry_proto::DeviceId, Vec<SocketAddr>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +118,36 @@ impl Config {
         if rescan_secs == 0 {
             return Err(ConfigError::Invalid { what: "rescan interval", message: "must be at least 1 second".into() });
         }
+        let mdns_interfaces = if overrides.mdns_interfaces.is_empty() {
+            file.mdns_interfaces.unwrap_or_default()
+        } else {
+            overrides.mdns_interfaces
+        };
+        if let Some(bad) = mdns_interfaces.iter().find(|i| i.is_empty() || i.len() > 15 || i.contains('/')) {
+            return Err(ConfigError::Invalid {
+                what: "mDNS interface",
+                message: format!("{bad:?} is not an interface name"),
+            });
+        }
+        let mut static_addresses = HashMap::new();
+        for (dev, addrs) in file.static_addresses.unwrap_or_default() {
+            let id: ferry_proto::DeviceId = dev.parse().map_err(|e| ConfigError::Invalid {
+                what: "static_addresses",
+                message: format!("{dev:?} is not a device id: {e}"),
+            })?;
+            let mut list = Vec::new();
+            for a in addrs {
+                list.push(a.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid {
+                    what: "static_addresses",
+                    message: format!("{a:?} is not IP:PORT"),
+                })?);
+            }
+            static_addresses.insert(id, list);
+        }
         Ok(Config {
+            mdns: overrides.mdns.or(file.mdns).unwrap_or(true),
+            mdns_interfaces,
+            static_addresses,
             home,
             listen,
             name,
@@ -160,6 +206,36 @@ mod tests {
         .unwrap();
         assert_eq!(c.name, "from-flag");
         assert_eq!(c.rescan_interval, DEFAULT_RESCAN);
+        assert!(c.mdns, "mDNS is on by default for the daemon");
+    }
+
+    #[test]
+    fn mdns_flags_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ferry_proto::DeviceId([1; 32]);
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            format!(
+                "mdns = false\nmdns_interfaces = [\"eth0\"]\n[static_addresses]\n\"{id}\" = [\"10.1.2.3:22010\"]\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Overrides { home: Some(dir.path().into()), ..Default::default() }).unwrap();
+        assert!(!c.mdns);
+        assert_eq!(c.mdns_interfaces, vec!["eth0".to_string()]);
+        assert_eq!(c.static_addresses[&id], vec!["10.1.2.3:22010".parse().unwrap()]);
+        let c = Config::load(Overrides {
+            home: Some(dir.path().into()),
+            mdns: Some(true),
+            mdns_interfaces: vec!["wlan0".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.mdns, "the flag wins over the file");
+        assert_eq!(c.mdns_interfaces, vec!["wlan0".to_string()]);
+        std::fs::write(dir.path().join(CONFIG_FILE), "[static_addresses]\nnope = [\"x\"]\n").unwrap();
+        let e = Config::load(Overrides { home: Some(dir.path().into()), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("static_addresses"), "{e}");
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/devices/mute", post(|State(n): State<Node>, Json(b): Json<MuteArg>| async move { n.device_mute(&b.name, b.muted).await.map(Json) }))
         .route("/v1/rescan", post(|State(n): State<Node>| async move { n.rescan_all(); Json(Empty {}) }))
         .route("/v1/events", get(events))
+        .route("/v1/devices/add-address", post(|State(n): State<Node>, Json(b): Json<AddAddressDto>| async move { n.device_add_address(b).await.map(Json) }))
+        .route("/v1/doctor", get(|State(n): State<Node>| async move { n.doctor().await.map(Json) }))
         .with_state(node)
 }
 

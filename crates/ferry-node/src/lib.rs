@@ -12,6 +12,8 @@ pub mod api;
 pub mod client;
 pub mod config;
 mod control;
+mod discovery;
+pub mod doctor;
 pub mod events;
 mod node;
 mod notes;

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry_net::{Endpoint, Identity};
+use ferry_net::{AddressBook, Endpoint, Identity};
 use ferry_proto::wire::Hello;
 use ferry_proto::{DeviceId, PROTOCOL_VERSION, RelPath, ShareId, ShareMode};
 use ferry_store::{DeviceRecord, PromptKind, PromptRecord, ShareRecord, Store, StoreError};
@@ -52,6 +52,10 @@ pub(crate) struct Inner {
     pub note_flush: Mutex<HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>>,
     pub stop: watch::Sender<bool>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Address hints from every discovery source (mDNS, static addresses from the config).
+    pub book: AddressBook,
+    /// Why mDNS is not running, when it was asked for but failed to start.
+    pub mdns_error: Mutex<Option<String>>,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -255,7 +259,10 @@ impl Node {
             note_flush: Mutex::new(HashMap::new()),
             stop,
             tasks: Mutex::new(Vec::new()),
+            book: AddressBook::new(),
+            mdns_error: Mutex::new(None),
         });
+        crate::discovery::start(&inner);
         // Pairing prompts belong to connections that died with the previous run.
         for p in inner.db(|s| s.prompts()).await? {
             if matches!(p.kind, PromptKind::Pair { .. }) {
@@ -302,6 +309,9 @@ impl Node {
             return;
         }
         tracing::info!("shutting down");
+        // mDNS goodbye first, so the others drop this device at once.
+        let book = inner.book.clone();
+        let _ = tokio::task::spawn_blocking(move || book.shutdown()).await;
         let workers: Vec<ShareHandle> = inner.shares.lock().unwrap().drain().map(|(_, h)| h).collect();
         for w in workers {
             w.stop().await;
@@ -369,9 +379,12 @@ impl Node {
                     rtt_ms: peer.map(|p| p.conn.rtt().as_secs_f64() * 1000.0),
                     bytes_sent: stats.as_ref().map(|s| s.udp_tx.bytes),
                     bytes_received: stats.as_ref().map(|s| s.udp_rx.bytes),
+                    nearby: false,
+                    nearby_addresses: vec![],
                 }
             })
             .collect();
+        crate::discovery::add_nearby(inner, &mut out);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -414,6 +427,11 @@ impl Node {
     /// Asks the device at `address` to pair. Returns once the request is on its screen, with
     /// the code both screens show; [`Node::pair_wait`] waits for the answer.
     pub async fn pair(&self, address: &str) -> ApiResult<PairTicketDto> {
+        if address.parse::<SocketAddr>().is_err()
+            && let Some(t) = crate::discovery::pair_nearby(&self.inner, address).await?
+        {
+            return Ok(t);
+        }
         let addr: SocketAddr = match address.parse() {
             Ok(a) => a,
             Err(_) => tokio::net::lookup_host(address)
@@ -422,7 +440,7 @@ impl Node {
                 .next()
                 .ok_or_else(|| ApiError::bad(format!("{address:?} resolves to no address")))?,
         };
-        crate::peer::start_pairing(&self.inner, addr).await
+        crate::peer::start_pairing(&self.inner, addr, None).await
     }
 
     /// Waits (up to the prompt timeout plus a margin) for the outcome of a pairing attempt.

@@ -248,10 +248,16 @@ fn remember_address(d: &mut DeviceRecord, addr: SocketAddr) {
 }
 
 /// Dials `addr` and asks to pair; returns the ticket once the request is on the other screen.
-pub(crate) async fn start_pairing(inner: &Arc<Inner>, addr: SocketAddr) -> ApiResult<PairTicketDto> {
+/// With `expect`, the device at `addr` must prove that identity (pairing with a nearby device
+/// chosen by name: the mDNS hint is checked against the TLS certificate).
+pub(crate) async fn start_pairing(
+    inner: &Arc<Inner>,
+    addr: SocketAddr,
+    expect: Option<DeviceId>,
+) -> ApiResult<PairTicketDto> {
     let conn = inner
         .endpoint
-        .connect(addr, None)
+        .connect(addr, expect)
         .await
         .map_err(|e| ApiError::new(ErrorCode::Unreachable, format!("cannot reach {addr}: {e}")))?;
     let peer_id = conn.peer();
@@ -392,6 +398,9 @@ pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
             })
             .await;
         tracing::info!(peer = %id.short(), %reason, "disconnected");
+        // Is it still there? mDNS re-queries it rather than trusting a hint up to 120 s old.
+        let book = inner.book.clone();
+        tokio::task::spawn_blocking(move || book.connection_lost(&id));
         inner.emit(Event::DeviceDisconnected { device: id.to_string(), name: hello.name, reason });
     }
 }
@@ -704,17 +713,27 @@ pub(crate) async fn announce_to(inner: &Arc<Inner>, device: DeviceId) {
 pub(crate) async fn dial_loop(inner: Arc<Inner>) {
     let mut stop = inner.stop.subscribe();
     let mut backoff: HashMap<DeviceId, (Instant, Duration)> = HashMap::new();
+    let mut hints = inner.book.changes();
+    // Addresses discovery last gave per device: a new one means "dial now", whatever the backoff.
+    let mut last_hint: HashMap<DeviceId, Vec<SocketAddr>> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(DIAL_TICK) => {}
+            r = hints.changed() => if r.is_err() { return },
         }
         let Ok(devices) = inner.db(|s| s.devices()).await else { continue };
         let now = Instant::now();
         for d in devices.into_iter().filter(|d| d.paired) {
+            let hinted = inner.book.addresses(&d.id);
+            let fresh = !hinted.is_empty() && last_hint.get(&d.id) != Some(&hinted);
+            last_hint.insert(d.id, hinted);
             if inner.peer(&d.id).is_some() {
                 backoff.remove(&d.id);
                 continue;
+            }
+            if fresh {
+                backoff.insert(d.id, (now, DIAL_MIN));
             }
             let entry = backoff.entry(d.id).or_insert((now, DIAL_MIN));
             if entry.0 > now {
@@ -738,8 +757,13 @@ pub(crate) async fn dial_loop(inner: Arc<Inner>) {
 }
 
 async fn dial(inner: &Arc<Inner>, d: &DeviceRecord) {
-    let addrs: Vec<SocketAddr> =
-        d.static_addresses.iter().chain(d.addresses.iter()).filter_map(|a| a.parse().ok()).collect();
+    // Fresh hints (mDNS, config) first, then addresses the user gave, then the last known ones.
+    let mut addrs: Vec<SocketAddr> = inner.book.addresses(&d.id);
+    for a in d.static_addresses.iter().chain(d.addresses.iter()).filter_map(|a| a.parse().ok()) {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
     for addr in addrs {
         if inner.peer(&d.id).is_some() || inner.stopping() {
             return;

@@ -104,6 +104,11 @@ struct Worker {
     wake: Arc<Notify>,
     seq: twatch::Sender<u64>,
     runtime: Arc<Mutex<Runtime>>,
+    /// Temp files of transfers that failed part-way (a peer went away), by path, with the
+    /// content hash they were being built for. The next attempt at the same version continues
+    /// in the same file and fetches only the chunks not already verified there. They are temp
+    /// files (ignored by the scanner, removed at start), so an abandoned one costs nothing.
+    partials: Mutex<HashMap<RelPath, (ChunkHash, PathBuf)>>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
@@ -145,6 +150,7 @@ pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
         wake: wake.clone(),
         seq: seq.clone(),
         runtime: runtime.clone(),
+        partials: Mutex::new(HashMap::new()),
     };
     let task = tokio::spawn(worker.run(stop_rx));
     let handle = ShareHandle {
@@ -814,12 +820,28 @@ impl Worker {
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
     ) -> Result<ferry_fs::TempFile, String> {
         let (r, p) = (self.root.clone(), target.path.clone());
-        let temp = blocking(move || ferry_fs::create_temp(&r, &p)).await?;
+        let partial = match self.partials.lock().unwrap().remove(&target.path) {
+            Some((hash, path)) if hash == target.hash => Some(path),
+            Some((_, path)) => {
+                // Built for a version that is no longer wanted.
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+            None => None,
+        };
+        let resumed = partial.is_some();
+        let temp = match partial {
+            Some(path) => match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(file) => ferry_fs::TempFile { path, file },
+                Err(_) => blocking(move || ferry_fs::create_temp(&r, &p)).await?,
+            },
+            None => blocking(move || ferry_fs::create_temp(&r, &p)).await?,
+        };
         let file = Arc::new(temp.file.try_clone().map_err(|e| e.to_string())?);
         let plan = plan_chunks(target, local_chunks);
         let needs_remote = plan.contains(&ChunkSource::Remote);
         if needs_remote && sources.is_empty() {
-            let _ = std::fs::remove_file(&temp.path);
+            self.keep_partial(target, temp, resumed);
             return Err("no connected device has this version; waiting for one".into());
         }
         let total = target.size;
@@ -834,6 +856,25 @@ impl Worker {
             async move {
                 let mut data = None;
                 let mut fetched = false;
+                if resumed {
+                    // Already in the temp file from an interrupted attempt? Verified, then kept.
+                    let f = file.clone();
+                    let have = blocking(move || {
+                        use std::os::unix::fs::FileExt;
+                        let mut buf = vec![0u8; c.len as usize];
+                        f.read_exact_at(&mut buf, off).map(|_| buf).map_err(|source| ferry_fs::FsError::Io {
+                            op: "read",
+                            path: PathBuf::new(),
+                            source,
+                        })
+                    })
+                    .await;
+                    if let Ok(d) = have
+                        && ChunkHash::of(&d) == c.hash
+                    {
+                        return Ok::<(u64, bool), String>((d.len() as u64, false));
+                    }
+                }
                 if let ChunkSource::Local { path: lp, offset } = src {
                     let r = root.clone();
                     let got = blocking(move || ferry_fs::read_range(&r, &lp, offset, c.len)).await;
@@ -905,12 +946,26 @@ impl Worker {
                 }
                 Err(e) => {
                     drop(stream);
-                    let _ = std::fs::remove_file(&temp.path);
+                    self.keep_partial(target, temp, resumed || done > 0);
                     return Err(e);
                 }
             }
         }
         Ok(temp)
+    }
+
+    /// Keeps an unfinished temp file for the next attempt at the same version (when it holds
+    /// anything worth keeping), or removes it.
+    fn keep_partial(&self, target: &FileRecord, mut temp: ferry_fs::TempFile, worth_keeping: bool) {
+        if !worth_keeping {
+            return; // dropping the temp file removes it
+        }
+        let path = std::mem::take(&mut temp.path);
+        drop(temp);
+        tracing::info!(share = %self.id, path = %target.path, "transfer interrupted; received chunks kept for the next try");
+        if let Some((_, old)) = self.partials.lock().unwrap().insert(target.path.clone(), (target.hash, path)) {
+            let _ = std::fs::remove_file(old);
+        }
     }
 }
 
