@@ -232,6 +232,10 @@ fn cut_link_during_a_300_mib_transfer_resumes_without_refetching() {
         total >> 20
     );
     assert_eq!(tree(&p.b)["big.bin"], tree(&p.a)["big.bin"]);
+    // The cut outlasted the QUIC idle timeout, so the transfer really was interrupted and
+    // continued in the kept temp file (not merely carried over by QUIC retransmissions).
+    let log = std::fs::read_to_string(p.h2.home.join("daemon.log")).unwrap_or_default();
+    assert!(log.contains("received chunks kept for the next try"), "the transfer was never interrupted");
 }
 
 #[test]
