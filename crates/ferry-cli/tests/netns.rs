@@ -197,6 +197,44 @@ fn three_hosts_find_each_other_pair_by_name_sync_and_notice_a_crash() {
 }
 
 #[test]
+fn a_paired_device_that_changes_address_is_found_again_by_mdns() {
+    let Some(p) = two_hosts() else { return };
+    let id2 = p.h2.id();
+    poll("connected", WAIT, POLL, || p._h1.connected_to(&id2).then_some(()));
+    // Host 2 gets a new address (a new DHCP lease) and loses the old one.
+    let ns = &p.net.hosts[1].ns;
+    let run = |args: &[&str]| {
+        let st = Command::new("ip").args(["-n", ns]).args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    run(&["addr", "del", &format!("{}/24", p.net.hosts[1].ip), "dev", "eth0"]);
+    run(&["addr", "add", "10.77.0.42/24", "dev", "eth0"]);
+    run(&["route", "replace", "224.0.0.0/4", "dev", "eth0"]);
+    let moved = Instant::now();
+    let want = format!("10.77.0.42:{PORT}");
+    poll("host1 learns host2's new address from mDNS", WAIT, POLL, || {
+        let d = p._h1.device(&id2)?;
+        d["nearby_addresses"].as_array()?.iter().any(|a| *a == want.as_str()).then_some(())
+    });
+    let learned = moved.elapsed();
+    // Connected again over the new address (the connection's address is remembered first).
+    poll("host1 is connected to host2 at its new address", WAIT, POLL, || {
+        let d = p._h1.device(&id2)?;
+        (d["connected"] == true && d["addresses"].as_array()?.first()? == want.as_str()).then_some(())
+    });
+    eprintln!(
+        "[netns] host2 moved to 10.77.0.42: address learned after {learned:?}, connected there after {:?}",
+        moved.elapsed()
+    );
+    p._h1.cli(&["ping", &id2]);
+    // A file still gets through on the new address.
+    std::fs::write(p.a.join("after-move.txt"), b"still here").unwrap();
+    poll("the file reaches host2 after the move", WAIT, POLL, || {
+        (std::fs::read(p.b.join("after-move.txt")).ok()? == b"still here").then_some(())
+    });
+}
+
+#[test]
 fn cut_link_during_a_300_mib_transfer_resumes_without_refetching() {
     let Some(p) = two_hosts() else { return };
     const SIZE: usize = 300 * MIB;

@@ -36,6 +36,9 @@ const MAX_SIGHTING_ADDRS: usize = 8;
 const IP_CHECK_SECS: u32 = 2;
 /// How long shutdown waits for the goodbye packet to be sent.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
+/// How long an address stays a hint without being announced again: mDNS's address record
+/// lifetime (RFC 6762 recommends 120 s for host records).
+const ADDR_LIFETIME: Duration = Duration::from_secs(120);
 /// Longest device name accepted from a TXT record (the wire protocol's own limit).
 const MAX_NAME: usize = ferry_proto::wire::MAX_NAME;
 
@@ -257,6 +260,8 @@ struct MdnsState {
     announced: HashMap<String, u64>,
     responded: HashMap<String, u64>,
     errors: Vec<String>,
+    /// When each address of each instance was last announced.
+    addr_heard: HashMap<String, HashMap<SocketAddr, std::time::Instant>>,
 }
 
 /// The mDNS source: announces this device and browses for others.
@@ -389,8 +394,21 @@ fn on_service_event(state: &Mutex<MdnsState>, me: DeviceId, ev: ServiceEvent) ->
                 return false;
             }
             let mut st = state.lock().unwrap();
+            // Addresses not heard of again within a record lifetime are dropped, so a
+            // device's old DHCP address does not linger as a hint forever.
+            let now = std::time::Instant::now();
+            let heard = st.addr_heard.entry(svc.fullname.clone()).or_default();
+            for a in &s.addrs {
+                heard.insert(*a, now);
+            }
+            heard.retain(|_, t| now.duration_since(*t) < ADDR_LIFETIME);
+            let live: Vec<SocketAddr> = heard.keys().copied().collect();
             let merged = match st.peers.get(&svc.fullname) {
-                Some(old) if old.id == s.id => merge(old, s),
+                Some(old) if old.id == s.id => {
+                    let mut m = merge(old, s);
+                    m.addrs.retain(|a| live.contains(a));
+                    m
+                }
                 _ => s,
             };
             tracing::debug!(peer = %merged.id.short(), addrs = ?merged.addrs, "mDNS sighting");
@@ -400,7 +418,9 @@ fn on_service_event(state: &Mutex<MdnsState>, me: DeviceId, ev: ServiceEvent) ->
             changed
         }
         ServiceEvent::ServiceRemoved(_, fullname) => {
-            let removed = state.lock().unwrap().peers.remove(&fullname);
+            let mut st = state.lock().unwrap();
+            st.addr_heard.remove(&fullname);
+            let removed = st.peers.remove(&fullname);
             if let Some(s) = &removed {
                 tracing::info!(peer = %s.id.short(), "mDNS: device left (goodbye or no answer)");
             }

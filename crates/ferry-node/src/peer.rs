@@ -36,6 +36,8 @@ const MAX_ADDRESSES: usize = 4;
 /// doubling up to a minute so an absent device costs nearly nothing.
 const DIAL_MIN: Duration = Duration::from_secs(1);
 const DIAL_MAX: Duration = Duration::from_secs(60);
+/// How long a connected device gets to answer a ping when discovery says it moved.
+const MOVED_PROBE: Duration = Duration::from_millis(1500);
 /// How often the dialer looks for paired devices that are not connected.
 const DIAL_TICK: Duration = Duration::from_millis(500);
 
@@ -330,8 +332,17 @@ pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
             let dialer = if conn.outgoing() { inner.id } else { id };
             let keep_new = dialer == inner.id.min(id);
             if !keep_new {
+                let old = existing.clone();
                 drop(peers);
                 conn.close("duplicate connection");
+                // The other side dialed although we hold a connection to it: ours may be dead
+                // (it moved to another address). Check it now rather than at the idle timeout.
+                inner.spawn(async move {
+                    if !matches!(tokio::time::timeout(MOVED_PROBE, old.ping()).await, Ok(Ok(_))) {
+                        tracing::info!(peer = %old.id.short(), "old connection no longer answers; closing it");
+                        old.conn.close("stale");
+                    }
+                });
                 return;
             }
             existing.conn.close("duplicate connection");
@@ -727,11 +738,24 @@ pub(crate) async fn dial_loop(inner: Arc<Inner>) {
         for d in devices.into_iter().filter(|d| d.paired) {
             let hinted = inner.book.addresses(&d.id);
             let fresh = !hinted.is_empty() && last_hint.get(&d.id) != Some(&hinted);
-            last_hint.insert(d.id, hinted);
-            if inner.peer(&d.id).is_some() {
+            if let Some(peer) = inner.peer(&d.id) {
                 backoff.remove(&d.id);
+                if fresh && hinted.first() != Some(&peer.conn.remote_addr()) {
+                    // It announces a newer address than the one we talk to (a new DHCP lease,
+                    // another interface): check the connection at once instead of waiting out
+                    // the idle timeout, so the redial to the new address comes within seconds.
+                    // A device that still answers keeps its connection.
+                    inner.spawn(async move {
+                        if !matches!(tokio::time::timeout(MOVED_PROBE, peer.ping()).await, Ok(Ok(_))) {
+                            tracing::info!(peer = %peer.id.short(), "device moved; redialing at its new address");
+                            peer.conn.close("moved");
+                        }
+                    });
+                }
+                last_hint.insert(d.id, hinted);
                 continue;
             }
+            last_hint.insert(d.id, hinted);
             if fresh {
                 backoff.insert(d.id, (now, DIAL_MIN));
             }
