@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChunkHash, DeviceId, FileRecord, NoteId, RelPath, ShareId};
+use crate::{ChunkHash, ChunkInfo, DeviceId, FileRecord, NoteId, RelPath, ShareId, TransferId};
 
 /// Bumped on any incompatible change to [`Message`].
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -113,6 +113,85 @@ pub enum Message {
     NoteRead {
         id: NoteId,
     },
+    /// A one-shot send: files (and empty folders) the sender offers. Answered by `Ack` once the
+    /// receiver recorded it (or already had it), or an `Error` if refused. The decision comes
+    /// later as a [`Message::SendUpdate`]; on accept the receiver pulls the content with
+    /// [`Message::SendBlockRequest`].
+    SendOffer {
+        id: TransferId,
+        files: Vec<SendFile>,
+        dirs: Vec<RelPath>,
+    },
+    /// One chunk of file number `file` of an accepted send; answered by `Block` or `Error`.
+    SendBlockRequest {
+        id: TransferId,
+        file: u32,
+        offset: u64,
+        len: u32,
+        hash: ChunkHash,
+    },
+    /// The receiver tells the sender how a send goes (or the sender cancels it); answered by `Ack`.
+    SendUpdate {
+        id: TransferId,
+        update: SendUpdate,
+    },
+}
+
+/// Largest number of files in one send offer: keeps the offer well inside one frame.
+pub const MAX_SEND_FILES: usize = 10_000;
+/// Largest number of folders in one send offer.
+pub const MAX_SEND_DIRS: usize = 10_000;
+/// Largest total size of one send (1 TiB): a sanity bound, far above what a LAN send carries.
+pub const MAX_SEND_BYTES: u64 = 1 << 40;
+
+/// One file of a [`Message::SendOffer`]: where it goes (relative to the receiver's inbox), its
+/// content (size, whole-file hash, content-defined chunks) and metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendFile {
+    pub path: RelPath,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub executable: bool,
+    pub hash: ChunkHash,
+    pub chunks: Vec<ChunkInfo>,
+}
+
+impl SendFile {
+    /// Checks the chunk list against the size: every chunk 1..=[`MAX_BLOCK`] bytes, adding up.
+    pub fn check(&self) -> Result<(), String> {
+        let mut sum = 0u64;
+        for c in &self.chunks {
+            if c.len == 0 || c.len > MAX_BLOCK {
+                return Err(format!("{}: a chunk of {} bytes", self.path, c.len));
+            }
+            sum += u64::from(c.len);
+        }
+        if sum != self.size {
+            return Err(format!("{}: chunks add up to {sum} bytes, not {}", self.path, self.size));
+        }
+        Ok(())
+    }
+
+    /// Byte offset of each chunk.
+    pub fn chunk_offsets(&self) -> impl Iterator<Item = (u64, ChunkInfo)> + '_ {
+        self.chunks.iter().scan(0u64, |off, c| {
+            let at = *off;
+            *off += u64::from(c.len);
+            Some((at, *c))
+        })
+    }
+}
+
+/// How a send goes, as told by the receiver (`Accepted`, `Rejected`, `Progress`, `Done`,
+/// `Failed`) or the sender (`Failed`, when a source file changed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendUpdate {
+    Accepted,
+    Rejected(String),
+    /// Bytes the receiver holds, verified.
+    Progress(u64),
+    Done,
+    Failed(String),
 }
 
 #[derive(Debug, thiserror::Error)]
