@@ -31,6 +31,7 @@ pub fn config(name: &str, home: &Path) -> Config {
         log_file: None,
         rescan_interval: Duration::from_secs(3600),
         debounce: Duration::from_millis(50),
+        inbox: home.join("Inbox"),
     }
 }
 

@@ -27,6 +27,7 @@ pub struct Overrides {
     pub log: Option<String>,
     pub log_file: Option<PathBuf>,
     pub rescan_secs: Option<u64>,
+    pub inbox: Option<PathBuf>,
 }
 
 /// `ferry.toml`: every key optional.
@@ -39,6 +40,7 @@ struct FileConfig {
     log: Option<String>,
     log_file: Option<PathBuf>,
     rescan_secs: Option<u64>,
+    inbox: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +53,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     pub rescan_interval: Duration,
     pub debounce: Duration,
+    /// Where accepted one-shot sends land (created on the first accepted send).
+    pub inbox: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +114,16 @@ impl Config {
             log_file: overrides.log_file.or(file.log_file),
             rescan_interval: Duration::from_secs(rescan_secs),
             debounce: DEFAULT_DEBOUNCE,
+            inbox: match overrides.inbox.or(file.inbox) {
+                Some(p) if p.is_absolute() => p,
+                Some(p) => {
+                    return Err(ConfigError::Invalid {
+                        what: "inbox",
+                        message: format!("{} is not an absolute path", p.display()),
+                    });
+                }
+                None => default_inbox(),
+            },
         })
     }
 
@@ -130,6 +144,14 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
         Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
     }
+}
+
+/// `~/Downloads/Ferry` (the platform's download folder when it has one).
+pub fn default_inbox() -> PathBuf {
+    let dirs = directories::UserDirs::new();
+    let downloads = dirs.as_ref().and_then(|d| d.download_dir().map(Path::to_path_buf));
+    let home = dirs.as_ref().map(|d| d.home_dir().join("Downloads"));
+    downloads.or(home).unwrap_or_else(|| PathBuf::from("Downloads")).join("Ferry")
 }
 
 fn default_name() -> String {
@@ -160,6 +182,24 @@ mod tests {
         .unwrap();
         assert_eq!(c.name, "from-flag");
         assert_eq!(c.rescan_interval, DEFAULT_RESCAN);
+        assert!(c.inbox.ends_with("Ferry"), "{}", c.inbox.display());
+        std::fs::write(dir.path().join(CONFIG_FILE), "inbox = \"/tmp/in-file\"\n").unwrap();
+        let c = Config::load(Overrides { home: Some(dir.path().into()), ..Default::default() }).unwrap();
+        assert_eq!(c.inbox, PathBuf::from("/tmp/in-file"));
+        let c = Config::load(Overrides {
+            home: Some(dir.path().into()),
+            inbox: Some("/tmp/in-flag".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.inbox, PathBuf::from("/tmp/in-flag"));
+        let e = Config::load(Overrides {
+            home: Some(dir.path().into()),
+            inbox: Some("relative".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("invalid inbox"), "{e}");
     }
 
     #[test]

@@ -13,9 +13,11 @@ pub mod client;
 pub mod config;
 mod control;
 pub mod events;
+mod limits;
 mod node;
 mod notes;
 mod peer;
+mod send;
 mod share;
 
 pub use api::{ApiError, ErrorCode};
