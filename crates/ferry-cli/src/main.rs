@@ -555,7 +555,7 @@ async fn send(c: &Client, json: bool, req: SendDto, no_wait: bool) -> Result<Exi
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    bar.set_message(format!("waiting for {} to accept", t.device_name));
+    bar.set_message(format!("waiting for {} to connect", t.device_name));
     if !json {
         bar.println(format!(
             "sending {} file(s), {} to {} (transfer {})",
@@ -586,6 +586,7 @@ async fn send(c: &Client, json: bool, req: SendDto, no_wait: bool) -> Result<Exi
             }
         };
         match state.as_str() {
+            "offered" => bar.set_message(format!("waiting for {} to accept", t.device_name)),
             "active" => bar.set_message(format!("sending to {}", t.device_name)),
             "done" | "rejected" | "failed" => {
                 let end: TransferDto = call(c.post(path, &arg).await)?;

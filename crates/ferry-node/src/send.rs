@@ -479,9 +479,11 @@ pub(crate) async fn on_update(inner: &Arc<Inner>, peer: &Arc<Peer>, id: Transfer
             if t.state == TransferState::Offered || t.state == TransferState::Queued {
                 set_state(inner, id, TransferState::Active, open, None).await;
             }
-            if let Some(t) = set_state(inner, id, TransferState::Done, any, None).await {
+            if !t.state.is_final() {
+                inner.sends.with_live(id, |l| l.record(t.total_bytes()));
                 emit_progress(inner, &t, t.total_bytes(), 0.0);
             }
+            set_state(inner, id, TransferState::Done, any, None).await;
         }
         (true, SendUpdate::Failed(m)) | (false, SendUpdate::Failed(m)) => {
             let m = format!("{} reports: {}", peer.id.short(), bounded(m));
@@ -899,9 +901,9 @@ async fn receive(inner: &Arc<Inner>, peer: &Arc<Peer>, id: TransferId) -> Result
         std::fs::remove_dir_all(&st).map_err(io(&st))
     })
     .await?;
+    inner.sends.with_live(id, |l| l.record(t.total_bytes()));
+    emit_progress(inner, &t, t.total_bytes(), 0.0);
     if let Some(t) = set_state(inner, id, TransferState::Done, any, Some(SendUpdate::Done)).await {
-        inner.sends.with_live(id, |l| l.record(t.total_bytes()));
-        emit_progress(inner, &t, t.total_bytes(), 0.0);
         tracing::info!(peer = %peer.id.short(), "send {} received: {} files", id.to_hex(), t.files.len());
     }
     flush_soon(inner, peer.id);
@@ -996,12 +998,9 @@ impl Node {
             let (mut list, mut dirs) = (Vec::new(), Vec::new());
             let mut tops = HashSet::new();
             for p in &paths {
-                let before = list.len() + dirs.len();
                 collect(p, &mut list, &mut dirs)?;
-                let top = list.iter().map(|(r, _)| r).chain(dirs.iter()).nth(before).cloned();
-                if let Some(top) = top.map(|r: RelPath| r.as_str().split('/').next().unwrap_or("").to_string())
-                    && !tops.insert(top.clone())
-                {
+                let top = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if !tops.insert(top.clone()) {
                     return Err(format!("two of the paths are named {top:?}; send them separately"));
                 }
             }

@@ -83,6 +83,9 @@ pub enum Message {
         hash: ChunkHash,
     },
     Block {
+        /// Encoded as bytes (one copy), not as a sequence of u8 (a call per byte); postcard
+        /// writes both the same way, so the wire format does not change.
+        #[serde(with = "raw_bytes")]
         data: Vec<u8>,
     },
     Ping {
@@ -194,6 +197,39 @@ pub enum SendUpdate {
     Failed(String),
 }
 
+/// Serde glue for a `Vec<u8>` as bytes.
+mod raw_bytes {
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
@@ -263,6 +299,27 @@ mod tests {
     }
 
     #[test]
+    fn block_bytes_keep_the_sequence_wire_format() {
+        // The same bytes as a plain Vec<u8> field would give (varint length, raw bytes).
+        #[derive(Serialize)]
+        enum Plain {
+            _Hello,
+            _PairRequest,
+            _PairResponse,
+            _ClusterConfig,
+            _IndexUpdate,
+            _Ack,
+            _BlockRequest,
+            Block { data: Vec<u8> },
+        }
+        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let ours = encode(&Message::Block { data: data.clone() }).unwrap();
+        let plain = postcard::to_allocvec(&Plain::Block { data: data.clone() }).unwrap();
+        assert_eq!(&ours[4..], plain.as_slice());
+        assert_eq!(decode(&plain).unwrap(), Message::Block { data });
+    }
+
+    #[test]
     fn oversized_header_is_refused_before_allocating() {
         assert!(matches!(body_len((MAX_FRAME as u32 + 1).to_be_bytes()), Err(FrameError::TooLarge(_))));
         assert!(body_len(u32::MAX.to_be_bytes()).is_err());
@@ -275,6 +332,29 @@ mod tests {
         let pos = body.windows(7).position(|w| w == b"a/b.txt").unwrap();
         body[pos..pos + 7].copy_from_slice(b"../b.tx");
         assert!(decode(&body).is_err());
+    }
+
+    #[test]
+    fn send_offer_roundtrips_and_hostile_names_are_refused() {
+        let data = b"payload";
+        let f = SendFile {
+            path: RelPath::new("dir/a.txt").unwrap(),
+            size: data.len() as u64,
+            mtime_ns: 3,
+            executable: true,
+            hash: ChunkHash::of(data),
+            chunks: vec![ChunkInfo { hash: ChunkHash::of(data), len: data.len() as u32 }],
+        };
+        f.check().unwrap();
+        assert_eq!(f.chunk_offsets().map(|(o, _)| o).collect::<Vec<_>>(), vec![0]);
+        let msg =
+            Message::SendOffer { id: TransferId([5; 16]), files: vec![f], dirs: vec![RelPath::new("dir").unwrap()] };
+        let frame = encode(&msg).unwrap();
+        assert_eq!(decode(&frame[4..]).unwrap(), msg);
+        let mut body = frame[4..].to_vec();
+        let pos = body.windows(9).position(|w| w == b"dir/a.txt").unwrap();
+        body[pos..pos + 9].copy_from_slice(b"../../etc");
+        assert!(decode(&body).is_err(), "a traversal in an offered name does not decode");
     }
 
     proptest::proptest! {
