@@ -37,6 +37,7 @@ pub fn config(name: &str, home: &Path) -> Config {
         mdns: false,
         mdns_interfaces: vec![],
         static_addresses: Default::default(),
+        inbox: home.join("Inbox"),
     }
 }
 

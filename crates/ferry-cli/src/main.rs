@@ -51,6 +51,9 @@ struct DaemonArgs {
     /// multicast-capable interface).
     #[arg(long = "mdns-interface", value_name = "IFACE", env = "FERRY_MDNS_INTERFACE", value_delimiter = ',')]
     mdns_interface: Vec<String>,
+    /// Where accepted sends land (default ~/Downloads/Ferry).
+    #[arg(long, env = "FERRY_INBOX")]
+    inbox: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +111,20 @@ enum Cmd {
     /// Why devices do not find or reach each other: mDNS per interface, devices seen, listen
     /// address, inotify watch budget, control socket. Works without a running node too.
     Doctor,
+    /// Send files or folders to a paired device (it gets a prompt unless auto-accept is on);
+    /// shows progress and waits until the device has everything.
+    Send {
+        /// Id, unique id prefix or name of a paired device.
+        device: String,
+        /// Files and folders (folders with everything in them).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Queue the send and return at once (it continues in the node).
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Active and recent one-shot sends, both directions.
+    Transfers,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +139,14 @@ enum DevicesCmd {
         #[arg(value_name = "HOST:PORT")]
         address: String,
     },
+    /// Accept sends from a device without a prompt (`on`), or ask each time (`off`).
+    AutoAccept { device: String, state: OnOff },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Subcommand)]
@@ -186,6 +211,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             log: args.log,
             log_file: args.log_file,
             rescan_secs: args.rescan_secs,
+            inbox: args.inbox.map(|p| absolute(&p)).transpose()?,
             ..overrides
         })
         .await;
@@ -259,11 +285,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_doctor(&report);
             }
         }
+        Cmd::Devices { cmd: Some(DevicesCmd::AutoAccept { device, state }) } => {
+            let on = matches!(state, OnOff::On);
+            let a: AutoAcceptDto =
+                call(c.post("/v1/devices/auto-accept", &serde_json::json!({ "name": device, "on": on })).await)?;
+            if json {
+                print_json(&a)
+            } else if a.auto_accept {
+                println!("{}: sends are accepted without asking", a.name);
+            } else {
+                println!("{}: each send asks first", a.name);
+            }
+        }
         Cmd::Devices { cmd: Some(cmd) } => {
             let (device, muted) = match cmd {
                 DevicesCmd::Mute { device } => (device, true),
                 DevicesCmd::Unmute { device } => (device, false),
                 DevicesCmd::AddAddress { .. } => unreachable!("handled above"),
+                DevicesCmd::AutoAccept { .. } => unreachable!("handled above"),
             };
             let m: DeviceMuteDto =
                 call(c.post("/v1/devices/mute", &serde_json::json!({ "name": device, "muted": muted })).await)?;
@@ -388,6 +427,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             p.code.unwrap_or_default(),
                             p.device
                         ),
+                        "send" => println!(
+                            "{:>4}  send   {} sends {} file(s), {}: {}",
+                            p.id,
+                            p.device_name,
+                            p.files.unwrap_or(0),
+                            human_bytes(p.bytes.unwrap_or(0)),
+                            p.names.join(", ")
+                        ),
                         _ => println!(
                             "{:>4}  share  {} offers the share {:?} ({})",
                             p.id,
@@ -496,6 +543,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("rescan requested");
             }
         }
+        Cmd::Send { device, paths, no_wait } => {
+            let paths = paths.iter().map(|p| absolute(p).map(|p| p.display().to_string())).collect::<Result<_>>()?;
+            return send(c, json, SendDto { device, paths }, no_wait).await;
+        }
+        Cmd::Transfers => {
+            let list: Vec<TransferDto> = call(c.get("/v1/transfers").await)?;
+            if json {
+                print_json(&list)
+            } else if list.is_empty() {
+                println!("no transfers yet: `ferry send DEVICE FILE...`");
+            } else {
+                for t in list {
+                    let arrow = if t.direction == "out" { "->" } else { "<-" };
+                    let rate = if t.rate > 0.0 { format!(" {}/s", human_bytes(t.rate as u64)) } else { String::new() };
+                    let why = t.message.map(|m| format!(" ({m})")).unwrap_or_default();
+                    println!(
+                        "{}  {arrow} {:<14} {:<8}{why} {} file(s) {}/{}{rate}  {}",
+                        &t.id[..8.min(t.id.len())],
+                        t.device_name,
+                        t.state,
+                        t.files,
+                        human_bytes(t.bytes_done),
+                        human_bytes(t.bytes_total),
+                        t.names.join(", ")
+                    );
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -560,6 +635,103 @@ fn print_doctor(d: &DoctorDto) {
         println!("problems:");
         for p in &d.problems {
             println!("  - {p}");
+        }
+    }
+}
+
+/// `ferry send`: offers the files, then follows the node's events with a progress bar until the
+/// receiver has everything (exit 0) or the send is rejected or fails (exit 1).
+async fn send(c: &Client, json: bool, req: SendDto, no_wait: bool) -> Result<ExitCode> {
+    // Subscribe first so no event of this transfer can be missed.
+    let mut stream = if no_wait { None } else { Some(c.events().await.map_err(client_err)?) };
+    let t: TransferDto = call(c.post("/v1/send", &req).await)?;
+    if no_wait {
+        if json {
+            print_json(&t);
+        } else {
+            println!(
+                "queued {} file(s), {} for {} (transfer {}); follow it with `ferry transfers`",
+                t.files,
+                human_bytes(t.bytes_total),
+                t.device_name,
+                &t.id[..8]
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(stream) = stream.as_mut() else { unreachable!("subscribed above") };
+    let bar = indicatif::ProgressBar::new(t.bytes_total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("waiting for {} to connect", t.device_name));
+    if !json {
+        bar.println(format!(
+            "sending {} file(s), {} to {} (transfer {})",
+            t.files,
+            human_bytes(t.bytes_total),
+            t.device_name,
+            &t.id[..8]
+        ));
+    }
+    let path = "/v1/transfer";
+    let arg = serde_json::json!({ "name": t.id });
+    loop {
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(2), stream.next()).await;
+        let state = match ev {
+            Ok(Some(Ok(Event::SendProgress { id, done, .. }))) if id == t.id => {
+                bar.set_position(done);
+                continue;
+            }
+            Ok(Some(Ok(Event::SendState { id, state, .. }))) if id == t.id => state,
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return Err(client_err(e)),
+            Ok(None) => anyhow::bail!("the node went away; the send continues when it is back (`ferry transfers`)"),
+            // Quiet for a while (or events were missed): ask for the state.
+            Err(_) => {
+                let now: TransferDto = call(c.post(path, &arg).await)?;
+                bar.set_position(now.bytes_done);
+                now.state
+            }
+        };
+        match state.as_str() {
+            "offered" => bar.set_message(format!("waiting for {} to accept", t.device_name)),
+            "active" => bar.set_message(format!("sending to {}", t.device_name)),
+            "done" | "rejected" | "failed" => {
+                let end: TransferDto = call(c.post(path, &arg).await)?;
+                if state == "done" {
+                    bar.set_position(end.bytes_total);
+                    bar.finish_and_clear();
+                } else {
+                    bar.abandon();
+                }
+                if json {
+                    print_json(&end);
+                }
+                return match state.as_str() {
+                    "done" => {
+                        if !json {
+                            println!(
+                                "sent {} file(s), {} to {}",
+                                end.files,
+                                human_bytes(end.bytes_total),
+                                end.device_name
+                            );
+                        }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    _ => {
+                        let why = end.message.unwrap_or_default();
+                        eprintln!("ferry: the send to {} was {state}: {why}", end.device_name);
+                        Ok(ExitCode::FAILURE)
+                    }
+                };
+            }
+            _ => {}
         }
     }
 }
@@ -692,6 +864,28 @@ fn describe(ev: &Event) -> String {
         }
         Event::NoteState { id, state } => format!("note {}  {state}", &id[..8.min(id.len())]),
         Event::Lagged { missed } => format!("(missed {missed} events)"),
+        Event::SendOffered { id, device_name, direction, files, bytes, names, .. } => {
+            let (verb, prep) = if direction == "out" { ("offered", "to") } else { ("offer", "from") };
+            format!(
+                "send {}  {verb} {prep} {device_name}: {files} file(s), {} ({})",
+                &id[..8.min(id.len())],
+                human_bytes(*bytes),
+                names.join(", ")
+            )
+        }
+        Event::SendState { id, state, message, .. } => {
+            let why = message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
+            format!("send {}  {state}{why}", &id[..8.min(id.len())])
+        }
+        Event::SendProgress { id, done, total, bytes_per_sec, .. } => {
+            let pct = if *total == 0 { 100.0 } else { *done as f64 * 100.0 / *total as f64 };
+            format!(
+                "send {}  {pct:5.1}% of {} at {}/s",
+                &id[..8.min(id.len())],
+                human_bytes(*total),
+                human_bytes(*bytes_per_sec as u64)
+            )
+        }
     }
 }
 

@@ -110,6 +110,15 @@ pub struct PendingDto {
     pub share_id: Option<String>,
     pub share_label: Option<String>,
     pub created_ms: i64,
+    /// Send offers: the transfer id, how many files and bytes, and the top-level names.
+    #[serde(default)]
+    pub transfer: Option<String>,
+    #[serde(default)]
+    pub files: Option<u64>,
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,4 +315,50 @@ pub struct InotifyDto {
     pub near_limit: bool,
     /// The exact command to raise the limit, when it is needed.
     pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendDto {
+    /// Id, unique id prefix or name of a paired device.
+    pub device: String,
+    /// Absolute paths of files and folders (folders are sent with everything in them).
+    pub paths: Vec<String>,
+}
+
+/// One one-shot send, outgoing or incoming.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferDto {
+    /// 32 hex digits.
+    pub id: String,
+    /// The other device, and its name.
+    pub device: String,
+    pub device_name: String,
+    /// `out` (this device sends) or `in`.
+    pub direction: String,
+    pub files: u64,
+    /// Top-level names (the files and folders given to `ferry send`).
+    pub names: Vec<String>,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// `queued`, `offered`, `active`, `done`, `rejected` or `failed`.
+    pub state: String,
+    /// Why it was rejected or failed.
+    pub message: Option<String>,
+    /// Bytes per second over the last few seconds (0 when not moving).
+    pub rate: f64,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// Content bytes that crossed the network for this transfer since the node started.
+    pub wire_bytes: u64,
+    /// Receiver: bytes already present and verified when the transfer last resumed.
+    pub resumed_bytes: u64,
+    /// Receiver: where the items landed in the inbox.
+    pub placed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AutoAcceptDto {
+    pub device: String,
+    pub name: String,
+    pub auto_accept: bool,
 }

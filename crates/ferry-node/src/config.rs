@@ -32,6 +32,7 @@ pub struct Overrides {
     pub mdns: Option<bool>,
     /// `--mdns-interface` (repeatable); empty means not given.
     pub mdns_interfaces: Vec<String>,
+    pub inbox: Option<PathBuf>,
 }
 
 /// `ferry.toml`: every key optional.
@@ -49,6 +50,7 @@ struct FileConfig {
     /// Device id -> `HOST:PORT` addresses always tried for that device (where multicast is
     /// blocked).
     static_addresses: Option<BTreeMap<String, Vec<String>>>,
+    inbox: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ pub struct Config {
     pub mdns_interfaces: Vec<String>,
     /// Addresses from `ferry.toml` always tried for a device, besides those it remembers.
     pub static_addresses: HashMap<ferry_proto::DeviceId, Vec<SocketAddr>>,
+    /// Where accepted one-shot sends land (created on the first accepted send).
+    pub inbox: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +160,16 @@ impl Config {
             log_file: overrides.log_file.or(file.log_file),
             rescan_interval: Duration::from_secs(rescan_secs),
             debounce: DEFAULT_DEBOUNCE,
+            inbox: match overrides.inbox.or(file.inbox) {
+                Some(p) if p.is_absolute() => p,
+                Some(p) => {
+                    return Err(ConfigError::Invalid {
+                        what: "inbox",
+                        message: format!("{} is not an absolute path", p.display()),
+                    });
+                }
+                None => default_inbox(),
+            },
         })
     }
 
@@ -176,6 +190,14 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
         Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
     }
+}
+
+/// `~/Downloads/Ferry` (the platform's download folder when it has one).
+pub fn default_inbox() -> PathBuf {
+    let dirs = directories::UserDirs::new();
+    let downloads = dirs.as_ref().and_then(|d| d.download_dir().map(Path::to_path_buf));
+    let home = dirs.as_ref().map(|d| d.home_dir().join("Downloads"));
+    downloads.or(home).unwrap_or_else(|| PathBuf::from("Downloads")).join("Ferry")
 }
 
 fn default_name() -> String {
@@ -236,6 +258,30 @@ mod tests {
         std::fs::write(dir.path().join(CONFIG_FILE), "[static_addresses]\nnope = [\"x\"]\n").unwrap();
         let e = Config::load(Overrides { home: Some(dir.path().into()), ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("static_addresses"), "{e}");
+    }
+
+    #[test]
+    fn inbox_flag_file_and_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(Overrides { home: Some(dir.path().into()), ..Default::default() }).unwrap();
+        assert!(c.inbox.ends_with("Ferry"), "{}", c.inbox.display());
+        std::fs::write(dir.path().join(CONFIG_FILE), "inbox = \"/tmp/in-file\"\n").unwrap();
+        let c = Config::load(Overrides { home: Some(dir.path().into()), ..Default::default() }).unwrap();
+        assert_eq!(c.inbox, PathBuf::from("/tmp/in-file"));
+        let c = Config::load(Overrides {
+            home: Some(dir.path().into()),
+            inbox: Some("/tmp/in-flag".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.inbox, PathBuf::from("/tmp/in-flag"));
+        let e = Config::load(Overrides {
+            home: Some(dir.path().into()),
+            inbox: Some("relative".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("invalid inbox"), "{e}");
     }
 
     #[test]

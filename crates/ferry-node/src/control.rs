@@ -50,6 +50,12 @@ pub struct MuteArg {
     pub muted: bool,
 }
 
+#[derive(Serialize, Deserialize)]
+pub struct AutoAcceptArg {
+    pub name: String,
+    pub on: bool,
+}
+
 pub(crate) fn router(node: Node) -> Router {
     Router::new()
         .route("/v1/id", get(|State(n): State<Node>| async move { Json(n.id_info()) }))
@@ -70,6 +76,10 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/notes", get(|State(n): State<Node>| async move { n.notes(NotesQuery::default()).await.map(Json) }).post(|State(n): State<Node>, Json(b): Json<NotesQuery>| async move { n.notes(b).await.map(Json) }))
         .route("/v1/notes/read", post(|State(n): State<Node>, Json(b): Json<NoteReadDto>| async move { n.note_read(&b.id).await.map(Json) }))
         .route("/v1/devices/mute", post(|State(n): State<Node>, Json(b): Json<MuteArg>| async move { n.device_mute(&b.name, b.muted).await.map(Json) }))
+        .route("/v1/send", post(|State(n): State<Node>, Json(b): Json<SendDto>| async move { n.send(b).await.map(Json) }))
+        .route("/v1/transfers", get(|State(n): State<Node>| async move { n.transfers().await.map(Json) }))
+        .route("/v1/transfer", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.transfer(&b.name).await.map(Json) }))
+        .route("/v1/devices/auto-accept", post(|State(n): State<Node>, Json(b): Json<AutoAcceptArg>| async move { n.device_auto_accept(&b.name, b.on).await.map(Json) }))
         .route("/v1/rescan", post(|State(n): State<Node>| async move { n.rescan_all(); Json(Empty {}) }))
         .route("/v1/events", get(events))
         .route("/v1/devices/add-address", post(|State(n): State<Node>, Json(b): Json<AddAddressDto>| async move { n.device_add_address(b).await.map(Json) }))

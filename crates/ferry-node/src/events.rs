@@ -93,4 +93,31 @@ pub enum Event {
     Lagged {
         missed: u64,
     },
+    /// A one-shot send was offered (`direction` `out`: by this device; `in`: to it).
+    SendOffered {
+        id: String,
+        device: String,
+        device_name: String,
+        direction: String,
+        files: u64,
+        bytes: u64,
+        names: Vec<String>,
+    },
+    /// A send changed state: `offered`, `active`, `done`, `rejected` or `failed` (with why).
+    SendState {
+        id: String,
+        device: String,
+        direction: String,
+        state: String,
+        message: Option<String>,
+    },
+    /// Bytes of a send the receiver holds, about four times a second while it moves.
+    SendProgress {
+        id: String,
+        device: String,
+        direction: String,
+        done: u64,
+        total: u64,
+        bytes_per_sec: f64,
+    },
 }

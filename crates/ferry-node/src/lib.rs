@@ -15,9 +15,11 @@ mod control;
 mod discovery;
 pub mod doctor;
 pub mod events;
+mod limits;
 mod node;
 mod notes;
 mod peer;
+mod send;
 mod share;
 
 pub use api::{ApiError, ErrorCode};

@@ -56,6 +56,10 @@ pub(crate) struct Inner {
     pub book: AddressBook,
     /// Why mDNS is not running, when it was asked for but failed to start.
     pub mdns_error: Mutex<Option<String>>,
+    /// One-shot sends: live progress, running receives, delivery locks.
+    pub sends: crate::send::Sends,
+    /// Incoming prompts per device (pairing requests, share and send offers) are rate-limited.
+    pub prompt_limits: crate::limits::PromptLimiter,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -261,6 +265,8 @@ impl Node {
             tasks: Mutex::new(Vec::new()),
             book: AddressBook::new(),
             mdns_error: Mutex::new(None),
+            sends: Default::default(),
+            prompt_limits: Default::default(),
         });
         crate::discovery::start(&inner);
         // Pairing prompts belong to connections that died with the previous run.
@@ -407,6 +413,10 @@ impl Node {
                     share_id: None,
                     share_label: None,
                     created_ms: p.created_ms,
+                    transfer: None,
+                    files: None,
+                    bytes: None,
+                    names: vec![],
                 },
                 PromptKind::ShareOffer { share, label } => PendingDto {
                     id: p.id,
@@ -418,6 +428,25 @@ impl Node {
                     share_id: Some(share.to_string()),
                     share_label: Some(label),
                     created_ms: p.created_ms,
+                    transfer: None,
+                    files: None,
+                    bytes: None,
+                    names: vec![],
+                },
+                PromptKind::SendOffer { transfer, files, bytes, names } => PendingDto {
+                    id: p.id,
+                    kind: "send".into(),
+                    device: p.device.to_string(),
+                    device_name: dev_name,
+                    owner: dev_owner,
+                    code: None,
+                    share_id: None,
+                    share_label: None,
+                    created_ms: p.created_ms,
+                    transfer: Some(transfer.to_hex()),
+                    files: Some(files),
+                    bytes: Some(bytes),
+                    names,
                 },
             });
         }
@@ -499,6 +528,12 @@ impl Node {
                     crate::share::accept_offer(inner, &prompt, *share, label, Path::new(&path)).await?;
                 }
                 inner.db(move |s| s.remove_prompt(id)).await?;
+            }
+            PromptKind::SendOffer { transfer, .. } => {
+                let res = crate::send::answer(inner, prompt.device, *transfer, accept).await;
+                inner.db(move |s| s.remove_prompt(id)).await?;
+                inner.emit(Event::PromptResolved { id, accepted: accept && res.is_ok() });
+                return res;
             }
         }
         inner.emit(Event::PromptResolved { id, accepted: accept });
@@ -635,6 +670,10 @@ pub(crate) async fn publish_prompt(inner: &Arc<Inner>, p: PromptRecord) -> ApiRe
         PromptKind::ShareOffer { label, .. } => {
             let name = inner.db(move |s| s.device(&device)).await?.map(|d| d.name).unwrap_or_default();
             ("share", None, Some(label.clone()), name)
+        }
+        PromptKind::SendOffer { names, .. } => {
+            let name = inner.db(move |s| s.device(&device)).await?.map(|d| d.name).unwrap_or_default();
+            ("send", None, Some(names.join(", ")), name)
         }
     };
     inner.emit(Event::PromptAdded {

@@ -110,6 +110,9 @@ fn msg_name(m: &Message) -> &'static str {
         Message::Note { .. } => "Note",
         Message::NoteAck { .. } => "NoteAck",
         Message::NoteRead { .. } => "NoteRead",
+        Message::SendOffer { .. } => "SendOffer",
+        Message::SendBlockRequest { .. } => "SendBlockRequest",
+        Message::SendUpdate { .. } => "SendUpdate",
     }
 }
 
@@ -171,6 +174,12 @@ async fn handle_incoming(inner: &Arc<Inner>, conn: PeerConn) -> Result<(), Strin
     };
     if name.is_empty() || name.len() > MAX_NAME || owner.len() > MAX_NAME {
         return Err("pairing request with a bad name".into());
+    }
+    if let Err(message) = inner.prompt_limits.check(peer_id, "a pairing request") {
+        let _ = write_frame(&mut send, &Message::PairResponse { accepted: false, message }).await;
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+        return Err("too many pairing requests".into());
     }
     let code = conn.pairing_code().map_err(|e| e.to_string())?;
     // The waiter exists before the prompt is visible, so an instant answer finds it.
@@ -376,6 +385,10 @@ pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
         let (i, p) = (inner.clone(), peer.clone());
         inner.spawn(async move { crate::notes::flush(&i, &p).await });
     }
+    {
+        let (i, p) = (inner.clone(), peer.clone());
+        inner.spawn(async move { crate::send::flush(&i, &p).await });
+    }
     for h in inner.shares.lock().unwrap().values() {
         if h.has_member(&id) {
             h.request_pull();
@@ -454,6 +467,11 @@ async fn serve_request(
         }
         Message::Note { id, sent_at, text } => crate::notes::on_note(inner, peer, id, sent_at, text).await,
         Message::NoteRead { id } => crate::notes::on_note_read(inner, peer, id).await,
+        Message::SendOffer { id, files, dirs } => crate::send::on_offer(inner, peer, id, files, dirs).await,
+        Message::SendBlockRequest { id, file, offset, len, hash } => {
+            crate::send::on_block(inner, peer, id, file, offset, len, hash).await
+        }
+        Message::SendUpdate { id, update } => crate::send::on_update(inner, peer, id, update).await,
         // Already paired (the other side may have lost its state): say yes again.
         Message::PairRequest { .. } => Message::PairResponse { accepted: true, message: "already paired".into() },
         other => return Err(format!("unexpected {} request", msg_name(&other))),
@@ -568,7 +586,7 @@ async fn on_cluster_config(inner: &Arc<Inner>, peer: &Arc<Peer>, shares: Vec<Sha
                         })
                     })
                     .unwrap_or(true);
-                if !exists {
+                if !exists && inner.prompt_limits.check(peer.id, "a share offer").is_ok() {
                     let _ = add_prompt(inner, peer.id, PromptKind::ShareOffer { share: sid, label: ann.label.clone() })
                         .await;
                 }

@@ -139,6 +139,18 @@ impl From<blake3::Hash> for ChunkHash {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
 pub struct NoteId(pub [u8; 16]);
 
+/// A one-shot file send's identity, random, chosen by the sender; both sides key their record of
+/// the transfer by it, so a redelivered offer is recognised.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+pub struct TransferId(pub [u8; 16]);
+
+impl TransferId {
+    /// 32 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// Position in a device's index of a share: every local change takes the next one, so a peer
 /// that has seen everything up to `n` asks only for what came after.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug, Default)]

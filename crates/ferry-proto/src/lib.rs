@@ -12,7 +12,7 @@ mod record;
 mod version;
 pub mod wire;
 
-pub use ids::{ChunkHash, DeviceId, IdError, NoteId, Seq, ShareId};
+pub use ids::{ChunkHash, DeviceId, IdError, NoteId, Seq, ShareId, TransferId};
 pub use path::{FERRY_DIR, PathError, RelPath, TEMP_PREFIX};
 pub use record::{ChunkInfo, FileKind, FileRecord, ShareMode};
 pub use version::{Ordering as VersionOrdering, VersionVector};

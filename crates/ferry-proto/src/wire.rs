@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChunkHash, DeviceId, FileRecord, NoteId, RelPath, ShareId};
+use crate::{ChunkHash, ChunkInfo, DeviceId, FileRecord, NoteId, RelPath, ShareId, TransferId};
 
 /// Bumped on any incompatible change to [`Message`].
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -83,6 +83,9 @@ pub enum Message {
         hash: ChunkHash,
     },
     Block {
+        /// Encoded as bytes (one copy), not as a sequence of u8 (a call per byte); postcard
+        /// writes both the same way, so the wire format does not change.
+        #[serde(with = "raw_bytes")]
         data: Vec<u8>,
     },
     Ping {
@@ -113,6 +116,118 @@ pub enum Message {
     NoteRead {
         id: NoteId,
     },
+    /// A one-shot send: files (and empty folders) the sender offers. Answered by `Ack` once the
+    /// receiver recorded it (or already had it), or an `Error` if refused. The decision comes
+    /// later as a [`Message::SendUpdate`]; on accept the receiver pulls the content with
+    /// [`Message::SendBlockRequest`].
+    SendOffer {
+        id: TransferId,
+        files: Vec<SendFile>,
+        dirs: Vec<RelPath>,
+    },
+    /// One chunk of file number `file` of an accepted send; answered by `Block` or `Error`.
+    SendBlockRequest {
+        id: TransferId,
+        file: u32,
+        offset: u64,
+        len: u32,
+        hash: ChunkHash,
+    },
+    /// The receiver tells the sender how a send goes (or the sender cancels it); answered by `Ack`.
+    SendUpdate {
+        id: TransferId,
+        update: SendUpdate,
+    },
+}
+
+/// Largest number of files in one send offer: keeps the offer well inside one frame.
+pub const MAX_SEND_FILES: usize = 10_000;
+/// Largest number of folders in one send offer.
+pub const MAX_SEND_DIRS: usize = 10_000;
+/// Largest total size of one send (1 TiB): a sanity bound, far above what a LAN send carries.
+pub const MAX_SEND_BYTES: u64 = 1 << 40;
+
+/// One file of a [`Message::SendOffer`]: where it goes (relative to the receiver's inbox), its
+/// content (size, whole-file hash, content-defined chunks) and metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendFile {
+    pub path: RelPath,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub executable: bool,
+    pub hash: ChunkHash,
+    pub chunks: Vec<ChunkInfo>,
+}
+
+impl SendFile {
+    /// Checks the chunk list against the size: every chunk 1..=[`MAX_BLOCK`] bytes, adding up.
+    pub fn check(&self) -> Result<(), String> {
+        let mut sum = 0u64;
+        for c in &self.chunks {
+            if c.len == 0 || c.len > MAX_BLOCK {
+                return Err(format!("{}: a chunk of {} bytes", self.path, c.len));
+            }
+            sum += u64::from(c.len);
+        }
+        if sum != self.size {
+            return Err(format!("{}: chunks add up to {sum} bytes, not {}", self.path, self.size));
+        }
+        Ok(())
+    }
+
+    /// Byte offset of each chunk.
+    pub fn chunk_offsets(&self) -> impl Iterator<Item = (u64, ChunkInfo)> + '_ {
+        self.chunks.iter().scan(0u64, |off, c| {
+            let at = *off;
+            *off += u64::from(c.len);
+            Some((at, *c))
+        })
+    }
+}
+
+/// How a send goes, as told by the receiver (`Accepted`, `Rejected`, `Progress`, `Done`,
+/// `Failed`) or the sender (`Failed`, when a source file changed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendUpdate {
+    Accepted,
+    Rejected(String),
+    /// Bytes the receiver holds, verified.
+    Progress(u64),
+    Done,
+    Failed(String),
+}
+
+/// Serde glue for a `Vec<u8>` as bytes.
+mod raw_bytes {
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +299,27 @@ mod tests {
     }
 
     #[test]
+    fn block_bytes_keep_the_sequence_wire_format() {
+        // The same bytes as a plain Vec<u8> field would give (varint length, raw bytes).
+        #[derive(Serialize)]
+        enum Plain {
+            _Hello,
+            _PairRequest,
+            _PairResponse,
+            _ClusterConfig,
+            _IndexUpdate,
+            _Ack,
+            _BlockRequest,
+            Block { data: Vec<u8> },
+        }
+        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let ours = encode(&Message::Block { data: data.clone() }).unwrap();
+        let plain = postcard::to_allocvec(&Plain::Block { data: data.clone() }).unwrap();
+        assert_eq!(&ours[4..], plain.as_slice());
+        assert_eq!(decode(&plain).unwrap(), Message::Block { data });
+    }
+
+    #[test]
     fn oversized_header_is_refused_before_allocating() {
         assert!(matches!(body_len((MAX_FRAME as u32 + 1).to_be_bytes()), Err(FrameError::TooLarge(_))));
         assert!(body_len(u32::MAX.to_be_bytes()).is_err());
@@ -196,6 +332,29 @@ mod tests {
         let pos = body.windows(7).position(|w| w == b"a/b.txt").unwrap();
         body[pos..pos + 7].copy_from_slice(b"../b.tx");
         assert!(decode(&body).is_err());
+    }
+
+    #[test]
+    fn send_offer_roundtrips_and_hostile_names_are_refused() {
+        let data = b"payload";
+        let f = SendFile {
+            path: RelPath::new("dir/a.txt").unwrap(),
+            size: data.len() as u64,
+            mtime_ns: 3,
+            executable: true,
+            hash: ChunkHash::of(data),
+            chunks: vec![ChunkInfo { hash: ChunkHash::of(data), len: data.len() as u32 }],
+        };
+        f.check().unwrap();
+        assert_eq!(f.chunk_offsets().map(|(o, _)| o).collect::<Vec<_>>(), vec![0]);
+        let msg =
+            Message::SendOffer { id: TransferId([5; 16]), files: vec![f], dirs: vec![RelPath::new("dir").unwrap()] };
+        let frame = encode(&msg).unwrap();
+        assert_eq!(decode(&frame[4..]).unwrap(), msg);
+        let mut body = frame[4..].to_vec();
+        let pos = body.windows(9).position(|w| w == b"dir/a.txt").unwrap();
+        body[pos..pos + 9].copy_from_slice(b"../../etc");
+        assert!(decode(&body).is_err(), "a traversal in an offered name does not decode");
     }
 
     proptest::proptest! {

@@ -1,7 +1,8 @@
 //! The records the store keeps. Each is stored postcard-encoded inside a versioned wrapper, so
 //! changing one of these types means adding a new wrapper variant and a migration.
 
-use ferry_proto::{ChunkHash, DeviceId, FileRecord, NoteId, RelPath, ShareId, ShareMode};
+use ferry_proto::wire::SendFile;
+use ferry_proto::{ChunkHash, DeviceId, FileRecord, NoteId, RelPath, ShareId, ShareMode, TransferId};
 use serde::{Deserialize, Serialize};
 
 /// A device we know: paired, or one that asked to pair.
@@ -108,8 +109,22 @@ pub struct PromptRecord {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PromptKind {
-    Pair { name: String, owner: String, code: String },
-    ShareOffer { share: ShareId, label: String },
+    Pair {
+        name: String,
+        owner: String,
+        code: String,
+    },
+    ShareOffer {
+        share: ShareId,
+        label: String,
+    },
+    /// A one-shot send waiting for the user: what `ferry pending` shows of it.
+    SendOffer {
+        transfer: TransferId,
+        files: u64,
+        bytes: u64,
+        names: Vec<String>,
+    },
 }
 
 /// A quick note, sent to or received from a paired device.
@@ -152,5 +167,68 @@ impl NoteState {
             NoteState::Unread => "unread",
             NoteState::Refused(_) => "refused",
         }
+    }
+}
+
+/// A one-shot file send, outgoing or incoming (schema v3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    pub id: TransferId,
+    /// The other device.
+    pub peer: DeviceId,
+    /// True on the sending side.
+    pub outgoing: bool,
+    pub created_ms: i64,
+    /// What was offered, in offer order (block requests name files by their index here).
+    pub files: Vec<SendFile>,
+    /// Folders of the send, including empty ones, so the structure arrives whole.
+    pub dirs: Vec<RelPath>,
+    /// Sender only: the absolute source path of each file of `files`, same order.
+    pub sources: Vec<String>,
+    pub state: TransferState,
+    /// Bytes the receiver holds, verified (last known).
+    pub done_bytes: u64,
+    /// Receiver only: the update the sender has not acknowledged yet (delivered on connect).
+    pub notify: Option<ferry_proto::wire::SendUpdate>,
+    /// Receiver only: top-level names already moved from the staging folder into the inbox,
+    /// with the name each got there (collisions get ` (1)` suffixes).
+    pub placed: Vec<(String, String)>,
+    pub finished_ms: Option<i64>,
+}
+
+impl TransferRecord {
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferState {
+    /// Sender: the offer is stored but not yet delivered (the device is away).
+    Queued,
+    /// The offer is delivered; the receiver's user has not answered.
+    Offered,
+    /// Accepted: content is moving (or waits for the other device to come back).
+    Active,
+    Done,
+    Rejected(String),
+    Failed(String),
+}
+
+impl TransferState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TransferState::Queued => "queued",
+            TransferState::Offered => "offered",
+            TransferState::Active => "active",
+            TransferState::Done => "done",
+            TransferState::Rejected(_) => "rejected",
+            TransferState::Failed(_) => "failed",
+        }
+    }
+
+    /// Done, rejected or failed: nothing more will happen.
+    pub fn is_final(&self) -> bool {
+        matches!(self, TransferState::Done | TransferState::Rejected(_) | TransferState::Failed(_))
     }
 }

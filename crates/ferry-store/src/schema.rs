@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Raw key/value settings. Values are raw bytes (not [`Versioned`]).
 /// Keys [`META_SCHEMA_VERSION`] and [`META_NEXT_PROMPT_ID`] are the store's own.
@@ -47,8 +47,13 @@ pub const NOTE_ORDER: TableDefinition<&[u8], &[u8]> = TableDefinition::new("note
 /// `device id (32)` -> empty: devices whose notes are refused (schema v2).
 pub const MUTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("muted");
 
+/// `transfer id (16)` -> `TransferRecord`: one-shot sends, both directions (schema v3).
+pub const TRANSFERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("transfers");
+/// `device id (32)` -> empty: devices whose sends are accepted without a prompt (schema v3).
+pub const AUTO_ACCEPT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auto_accept");
+
 /// Every table, for migrations and for tests.
-pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 13] = [
+pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 15] = [
     META,
     DEVICES,
     SHARES,
@@ -62,6 +67,8 @@ pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 13] = [
     NOTES,
     NOTE_ORDER,
     MUTED,
+    TRANSFERS,
+    AUTO_ACCEPT,
 ];
 
 /// `meta` key of the schema version (u32 BE).
@@ -239,6 +246,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<(), StoreError> {
         match version {
             0 => migrate_v0_to_v1(txn)?,
             1 => migrate_v1_to_v2(txn)?,
+            2 => migrate_v2_to_v3(txn)?,
             v => unreachable!("no migration from schema version {v}"),
         }
         version += 1;
@@ -270,6 +278,14 @@ fn migrate_v0_to_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
 /// v1 -> v2: the notes tables.
 fn migrate_v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     for table in [NOTES, NOTE_ORDER, MUTED] {
+        txn.open_table(table)?;
+    }
+    Ok(())
+}
+
+/// v2 -> v3: the one-shot send tables.
+fn migrate_v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    for table in [TRANSFERS, AUTO_ACCEPT] {
         txn.open_table(table)?;
     }
     Ok(())

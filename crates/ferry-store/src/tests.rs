@@ -372,7 +372,7 @@ fn newer_schema_is_refused() {
         txn.commit().unwrap();
     }
     match Store::open(&path) {
-        Err(StoreError::TooNew { found: 99, supported: 2 }) => {}
+        Err(StoreError::TooNew { found: 99, supported: 3 }) => {}
         Err(e) => panic!("expected TooNew, got {e}"),
         Ok(_) => panic!("expected TooNew, opened fine"),
     }
@@ -480,4 +480,85 @@ fn note_state_changes_persist_and_unknown_note_is_not_found() {
     assert!(store.is_muted(&a).unwrap());
     store.set_muted(&a, false).unwrap();
     assert!(!store.is_muted(&a).unwrap());
+}
+
+fn transfer(id: u8, outgoing: bool) -> TransferRecord {
+    let data = b"hello world";
+    TransferRecord {
+        id: TransferId([id; 16]),
+        peer: PEER,
+        outgoing,
+        created_ms: 5,
+        files: vec![ferry_proto::wire::SendFile {
+            path: p("dir/a.txt"),
+            size: data.len() as u64,
+            mtime_ns: 7,
+            executable: false,
+            hash: ChunkHash::of(data),
+            chunks: vec![ferry_proto::ChunkInfo { hash: ChunkHash::of(data), len: data.len() as u32 }],
+        }],
+        dirs: vec![p("dir")],
+        sources: if outgoing { vec!["/src/dir/a.txt".into()] } else { vec![] },
+        state: TransferState::Queued,
+        done_bytes: 0,
+        notify: None,
+        placed: vec![],
+        finished_ms: None,
+    }
+}
+
+#[test]
+fn transfers_persist_dedupe_and_update() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        assert!(store.add_transfer(&transfer(1, true)).unwrap());
+        assert!(!store.add_transfer(&transfer(1, false)).unwrap(), "a redelivered offer is not stored twice");
+        assert!(store.add_transfer(&transfer(2, false)).unwrap());
+        let t = store
+            .update_transfer(&TransferId([1; 16]), |t| {
+                t.state = TransferState::Active;
+                t.done_bytes = 4;
+                true
+            })
+            .unwrap();
+        assert_eq!((t.state, t.done_bytes), (TransferState::Active, 4));
+        assert!(matches!(store.update_transfer(&TransferId([9; 16]), |_| true), Err(StoreError::NotFound(_))));
+        store.set_auto_accept(&PEER, true).unwrap();
+    }
+    let store = open(&dir);
+    let all = store.transfers().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].state, TransferState::Active);
+    assert!(all[0].outgoing && !all[1].outgoing);
+    assert_eq!(all[0].total_bytes(), 11);
+    assert!(store.auto_accept(&PEER).unwrap());
+    assert!(!store.auto_accept(&PEER2).unwrap());
+    store.set_auto_accept(&PEER, false).unwrap();
+    assert!(!store.auto_accept(&PEER).unwrap());
+}
+
+#[test]
+fn v2_database_migrates_to_v3_keeping_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    {
+        // A v2 database: every table but the v3 ones, version 2, one note.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        for t in schema::ALL_TABLES.iter().filter(|t| !matches!(t.to_string().as_str(), "transfers" | "auto_accept")) {
+            txn.open_table(*t).unwrap();
+        }
+        txn.open_table(META).unwrap().insert(META_SCHEMA_VERSION.as_bytes(), 2u32.to_be_bytes().as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    {
+        let store = Store::open(&path).unwrap();
+        store.add_note(&note(4, PEER, true)).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.get_meta(META_SCHEMA_VERSION).unwrap(), Some(3u32.to_be_bytes().to_vec()));
+    assert_eq!(store.notes(None).unwrap().len(), 1);
+    assert!(store.transfers().unwrap().is_empty());
+    assert!(!store.auto_accept(&PEER).unwrap());
 }
