@@ -31,6 +31,8 @@ pub fn config(name: &str, home: &Path) -> Config {
         log_file: None,
         rescan_interval: Duration::from_secs(3600),
         debounce: Duration::from_millis(50),
+        mass_delete_percent: 50,
+        prune_interval: Duration::from_secs(3600),
     }
 }
 

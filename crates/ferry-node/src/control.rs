@@ -70,8 +70,17 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/notes", get(|State(n): State<Node>| async move { n.notes(NotesQuery::default()).await.map(Json) }).post(|State(n): State<Node>, Json(b): Json<NotesQuery>| async move { n.notes(b).await.map(Json) }))
         .route("/v1/notes/read", post(|State(n): State<Node>, Json(b): Json<NoteReadDto>| async move { n.note_read(&b.id).await.map(Json) }))
         .route("/v1/devices/mute", post(|State(n): State<Node>, Json(b): Json<MuteArg>| async move { n.device_mute(&b.name, b.muted).await.map(Json) }))
-        .route("/v1/rescan", post(|State(n): State<Node>| async move { n.rescan_all(); Json(Empty {}) }))
+        .route("/v1/rescan", post(|State(n): State<Node>, b: Option<Json<RescanDto>>| async move { n.rescan(b.map(|Json(b)| b).unwrap_or_default()).await.map(|_| Json(Empty {})) }))
         .route("/v1/events", get(events))
+        .route("/v1/restore", post(|State(n): State<Node>, Json(b): Json<RestoreDto>| async move { n.restore(b).await.map(Json) }))
+        .route("/v1/rewind", post(|State(n): State<Node>, Json(b): Json<RewindReqDto>| async move { n.rewind(b).await.map(Json) }))
+        .route("/v1/conflicts", post(|State(n): State<Node>, Json(b): Json<ConflictsQuery>| async move { n.conflicts(b).await.map(Json) }))
+        .route("/v1/resolve", post(|State(n): State<Node>, Json(b): Json<ResolveDto>| async move { n.resolve(b).await.map(Json) }))
+        .route("/v1/shares/policy", post(|State(n): State<Node>, Json(b): Json<SharePolicyDto>| async move { n.share_policy(b).await.map(Json) }))
+        .route("/v1/shares/override", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.share_override(&b.name).await.map(Json) }))
+        .route("/v1/shares/revert", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.share_revert(&b.name).await.map(Json) }))
+        .route("/v1/shares/ack", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.share_ack(&b.name).await.map(Json) }))
+        .route("/v1/prune", post(|State(n): State<Node>| async move { n.prune_versions(None).await.map(Json) }))
         .with_state(node)
 }
 

@@ -93,4 +93,12 @@ pub enum Event {
     Lagged {
         missed: u64,
     },
+    /// A sync session of a share ended having changed something (pysyncml's summary).
+    SyncSummary {
+        share: String,
+        label: String,
+        started_ms: i64,
+        ended_ms: i64,
+        counts: crate::api::SummaryCountsDto,
+    },
 }

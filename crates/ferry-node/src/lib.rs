@@ -11,12 +11,16 @@
 pub mod api;
 pub mod client;
 pub mod config;
+mod conflicts;
 mod control;
 pub mod events;
+mod guard;
+mod history;
 mod node;
 mod notes;
 mod peer;
 mod share;
+mod summary;
 
 pub use api::{ApiError, ErrorCode};
 pub use config::{Config, Overrides};

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Raw key/value settings. Values are raw bytes (not [`Versioned`]).
 /// Keys [`META_SCHEMA_VERSION`] and [`META_NEXT_PROMPT_ID`] are the store's own.
@@ -46,9 +46,11 @@ pub const NOTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("notes");
 pub const NOTE_ORDER: TableDefinition<&[u8], &[u8]> = TableDefinition::new("note_order");
 /// `device id (32)` -> empty: devices whose notes are refused (schema v2).
 pub const MUTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("muted");
+/// `share id (10)` -> `ShareSettings` (schema v3).
+pub const SHARE_SETTINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("share_settings");
 
 /// Every table, for migrations and for tests.
-pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 13] = [
+pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 14] = [
     META,
     DEVICES,
     SHARES,
@@ -62,6 +64,7 @@ pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 13] = [
     NOTES,
     NOTE_ORDER,
     MUTED,
+    SHARE_SETTINGS,
 ];
 
 /// `meta` key of the schema version (u32 BE).
@@ -239,6 +242,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<(), StoreError> {
         match version {
             0 => migrate_v0_to_v1(txn)?,
             1 => migrate_v1_to_v2(txn)?,
+            2 => migrate_v2_to_v3(txn)?,
             v => unreachable!("no migration from schema version {v}"),
         }
         version += 1;
@@ -272,6 +276,12 @@ fn migrate_v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     for table in [NOTES, NOTE_ORDER, MUTED] {
         txn.open_table(table)?;
     }
+    Ok(())
+}
+
+/// v2 -> v3: per-share settings (conflict policy, retention, mass-delete guard).
+fn migrate_v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(SHARE_SETTINGS)?;
     Ok(())
 }
 
