@@ -178,9 +178,8 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
             return Ok(now_ms - ago);
         }
     }
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|_| {
-        format!("{s:?} is not a time: use RFC 3339 (2026-11-23T10:00:00Z) or an age like 10m, 2h, 3d")
-    })?;
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("{s:?} is not a time: use RFC 3339 (2026-11-23T10:00:00Z) or an age like 10m, 2h, 3d"))?;
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -267,7 +266,8 @@ mod tests {
         current.insert(p("edited"), Current { mtime_ns: ns(t + 50), hash: ChunkHash([9; 32]) });
         versions.insert(p("edited"), vec![ver("edited", 2, t + 50, t + 20, 8), ver("edited", 1, t + 20, t - 5, 7)]);
         // deleted after t: only a version.
-        versions.insert(p("deleted"), vec![ver("deleted", 3, t + 30, t - 100, 3), ver("deleted", 4, t - 50, t - 200, 4)]);
+        versions
+            .insert(p("deleted"), vec![ver("deleted", 3, t + 30, t - 100, 3), ver("deleted", 4, t - 50, t - 200, 4)]);
         // created after t.
         current.insert(p("new"), Current { mtime_ns: ns(t + 5), hash: ChunkHash([5; 32]) });
         // created and deleted after t: nothing to do.

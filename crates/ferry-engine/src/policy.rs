@@ -63,7 +63,11 @@ pub fn plan_override(
                     ) && !r.same_content(l)
                 });
                 if behind {
-                    out.push(FileRecord { version: l.version.merged(&merged).bumped(me), modified_by: me, ..l.clone() });
+                    out.push(FileRecord {
+                        version: l.version.merged(&merged).bumped(me),
+                        modified_by: me,
+                        ..l.clone()
+                    });
                 }
             }
             None => {
@@ -120,10 +124,7 @@ mod tests {
         );
         assert_eq!(decide_with_policy(Some(&ours), &theirs, ConflictPolicy::ThisDeviceWins), Action::OverrideLocal);
         // When we win anyway, nothing changes.
-        assert_eq!(
-            decide_with_policy(Some(&theirs), &ours, ConflictPolicy::ThisDeviceWins),
-            Action::ConflictLocalWins
-        );
+        assert_eq!(decide_with_policy(Some(&theirs), &ours, ConflictPolicy::ThisDeviceWins), Action::ConflictLocalWins);
         let o = override_record(&ours, &theirs, a);
         assert_eq!(o.hash, ours.hash);
         assert_eq!(o.version.compare(&theirs.version), ferry_proto::VersionOrdering::Greater);

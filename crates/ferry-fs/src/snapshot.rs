@@ -79,7 +79,12 @@ fn drop_path(p: &Path) -> Result<(), FsError> {
 /// Moves `rel`'s snapshot into the version archive if it still holds the content the index
 /// recorded (`of`): same inode, size and mtime. Returns the archive path, or None (and drops
 /// the stale link) when there is no snapshot or it was rewritten in place.
-pub fn take_snapshot(root: &Path, rel: &RelPath, of: SnapshotOf, now: OffsetDateTime) -> Result<Option<String>, FsError> {
+pub fn take_snapshot(
+    root: &Path,
+    rel: &RelPath,
+    of: SnapshotOf,
+    now: OffsetDateTime,
+) -> Result<Option<String>, FsError> {
     // Refuses a symlinked .ferry or snapshots directory.
     ensure_dirs(root, [FERRY_DIR, "snapshots"], false)?;
     let snap = snapshot_path(root, rel);

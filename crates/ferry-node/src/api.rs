@@ -410,3 +410,21 @@ pub struct RescanDto {
     #[serde(default)]
     pub full: bool,
 }
+
+/// Checks share policy arguments before anything is created (the node checks them again).
+pub fn check_share_policy(
+    conflict_policy: Option<&str>,
+    retention: Option<&str>,
+    mass_delete_percent: Option<u8>,
+) -> Result<(), ApiError> {
+    if let Some(p) = conflict_policy {
+        p.parse::<ferry_proto::ConflictPolicy>().map_err(ApiError::bad)?;
+    }
+    if let Some(r) = retention {
+        ferry_proto::Retention::parse(r).map_err(ApiError::bad)?;
+    }
+    if mass_delete_percent.is_some_and(|p| !(1..=100).contains(&p)) {
+        return Err(ApiError::bad("the mass-delete threshold is a percent, 1 to 100"));
+    }
+    Ok(())
+}

@@ -50,7 +50,11 @@ pub(crate) fn parse_copy(rel: &RelPath) -> Option<CopyName> {
         Some(e) => format!("{stem}.{e}"),
         None => stem.to_string(),
     };
-    Some(CopyName { original: rel.with_file_name(&orig_name).ok()?, stamp: stamp.to_string(), device: device.to_string() })
+    Some(CopyName {
+        original: rel.with_file_name(&orig_name).ok()?,
+        stamp: stamp.to_string(),
+        device: device.to_string(),
+    })
 }
 
 /// `YYYYMMDD-HHMMSS` as ms since the epoch.
@@ -95,7 +99,9 @@ pub(crate) async fn list(inner: &Arc<Inner>, share: Option<&str>) -> ApiResult<V
             let (copy_device, copy_device_name) = device_name(inner, &c.device).await;
             let current = by_path.get(&c.original).filter(|o| o.record.is_file());
             let (cur_dev, cur_name) = match current {
-                Some(o) => (Some(o.record.modified_by.to_string()), Some(describe_device(inner, &o.record.modified_by).await)),
+                Some(o) => {
+                    (Some(o.record.modified_by.to_string()), Some(describe_device(inner, &o.record.modified_by).await))
+                }
                 None => (None, None),
             };
             out.push(ConflictDto {
@@ -199,12 +205,30 @@ pub(crate) async fn resolve(inner: &Arc<Inner>, req: ResolveDto) -> ApiResult<Re
             let wins = winner2.as_ref().is_some_and(|w| w.copy == c.copy);
             if wins {
                 // The current file loses: archive it, then the copy takes its name.
-                if let Some(v) = crate::history::archive_as(&root, sh.id, &orig, &orig, entry(&orig), me_id, ArchiveMode::Move, VersionReason::Conflict)? {
+                if let Some(v) = crate::history::archive_as(
+                    &root,
+                    sh.id,
+                    &orig,
+                    &orig,
+                    entry(&orig),
+                    me_id,
+                    ArchiveMode::Move,
+                    VersionReason::Conflict,
+                )? {
                     versions.push(v);
                 }
                 let _ = ferry_fs::drop_snapshot(&root, &cp);
                 rename_within(&root, &cp, &orig).map_err(|e| e.to_string())?;
-            } else if let Some(v) = crate::history::archive_as(&root, sh.id, &cp, &orig, entry(&cp), me_id, ArchiveMode::Move, VersionReason::Conflict)? {
+            } else if let Some(v) = crate::history::archive_as(
+                &root,
+                sh.id,
+                &cp,
+                &orig,
+                entry(&cp),
+                me_id,
+                ArchiveMode::Move,
+                VersionReason::Conflict,
+            )? {
                 versions.push(v);
             }
         }
@@ -247,7 +271,10 @@ mod tests {
         assert_eq!(c.device, "ABCDEFG");
         assert_eq!(stamp_ms(&c.stamp), Some(1_767_323_045_000));
         assert_eq!(parse_copy(&r("Makefile.sync-conflict-20260102-030405-ABCDEFG")).unwrap().original, r("Makefile"));
-        assert_eq!(parse_copy(&r("x/a.tar.sync-conflict-20260102-030405-ABCDEFG.gz")).unwrap().original, r("x/a.tar.gz"));
+        assert_eq!(
+            parse_copy(&r("x/a.tar.sync-conflict-20260102-030405-ABCDEFG.gz")).unwrap().original,
+            r("x/a.tar.gz")
+        );
         assert!(parse_copy(&r("b.txt")).is_none());
         assert!(parse_copy(&r("b.sync-conflict-2026-ABC.txt")).is_none());
         assert!(parse_copy(&r(".sync-conflict-20260102-030405-ABCDEFG")).is_none());

@@ -61,7 +61,12 @@ pub(crate) async fn hold_mass_delete(
 }
 
 /// The user's answer to a mass-delete prompt.
-pub(crate) async fn answer(inner: &Arc<Inner>, share: ferry_proto::ShareId, accept: bool, deletes: u64) -> ApiResult<()> {
+pub(crate) async fn answer(
+    inner: &Arc<Inner>,
+    share: ferry_proto::ShareId,
+    accept: bool,
+    deletes: u64,
+) -> ApiResult<()> {
     let rec = inner.db(move |s| s.share(&share)).await?.ok_or_else(|| ApiError::not_found("the share is gone"))?;
     if accept {
         inner.db(move |s| s.update_share_settings(&share, |st| st.mass_delete_allowed = true)).await?;
@@ -100,13 +105,16 @@ async fn republish(inner: &Arc<Inner>, share: &ShareRecord) -> ApiResult<()> {
             for d in &members {
                 let remote: HashMap<RelPath, FileRecord> =
                     s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect();
-                for e in local.iter().filter(|e| e.record.is_file() || e.record.kind == FileKind::Dir && !e.record.deleted) {
+                for e in
+                    local.iter().filter(|e| e.record.is_file() || e.record.kind == FileKind::Dir && !e.record.deleted)
+                {
                     let Some(r) = remote.get(&e.record.path) else { continue };
                     let newer = matches!(
                         r.version.compare(&e.record.version),
                         ferry_proto::VersionOrdering::Greater | ferry_proto::VersionOrdering::Concurrent
                     );
-                    if r.deleted && newer && !updates.iter().any(|u: &LocalUpdate| u.entry.record.path == e.record.path) {
+                    if r.deleted && newer && !updates.iter().any(|u: &LocalUpdate| u.entry.record.path == e.record.path)
+                    {
                         let record = ferry_engine::override_record(&e.record, r, me);
                         updates.push(LocalUpdate { entry: LocalEntry { record, meta: e.meta }, new_seq: true });
                     }

@@ -125,7 +125,11 @@ pub(crate) fn on_scan(
 /// Apply hook (blocking, after a peer's change is on disk): the snapshot now follows the new
 /// content (the old one was archived by the apply itself).
 pub(crate) fn after_apply(root: &Path, target: &FileRecord) {
-    let res = if target.is_file() { link_snapshot(root, &target.path).map(|_| ()) } else { drop_snapshot(root, &target.path) };
+    let res = if target.is_file() {
+        link_snapshot(root, &target.path).map(|_| ())
+    } else {
+        drop_snapshot(root, &target.path)
+    };
     if let Err(e) = res {
         tracing::debug!(path = %target.path, "snapshot: {e}");
     }
@@ -201,7 +205,12 @@ fn restore_blocking(
 
 /// Commits version records, then asks the worker to rescan `paths` (which makes them changes
 /// that propagate).
-async fn finish(inner: &Arc<Inner>, share: ShareId, versions: Vec<VersionRecord>, paths: Vec<RelPath>) -> ApiResult<()> {
+async fn finish(
+    inner: &Arc<Inner>,
+    share: ShareId,
+    versions: Vec<VersionRecord>,
+    paths: Vec<RelPath>,
+) -> ApiResult<()> {
     if !versions.is_empty() {
         inner.db(move |s| s.commit_local(&share, &[], &versions).map(|_| ())).await?;
     }
@@ -250,7 +259,8 @@ pub(crate) fn version_dto(share: &ShareRecord, v: VersionRecord) -> VersionDto {
 /// `ferry restore PATH [--version ID | --at TIME]`.
 pub(crate) async fn restore(inner: &Arc<Inner>, req: RestoreDto) -> ApiResult<RestoredDto> {
     let (share, rel) = inner.locate(&req.path).await?;
-    let rel = rel.ok_or_else(|| ApiError::bad("give a file inside the share, not the share itself (see `ferry rewind`)"))?;
+    let rel =
+        rel.ok_or_else(|| ApiError::bad("give a file inside the share, not the share itself (see `ferry rewind`)"))?;
     let (id, r) = (share.id, rel.clone());
     let (versions, entry) = inner.db(move |s| Ok((s.versions(&id, &r)?, s.local_file(&id, &r)?))).await?;
     if versions.is_empty() {
@@ -284,7 +294,8 @@ pub(crate) async fn restore(inner: &Arc<Inner>, req: RestoreDto) -> ApiResult<Re
     let v = chosen.clone();
     let lock = disk_lock(inner, &share.id)?;
     let _g = lock.lock().await;
-    let (root, id, me, r, vv, e) = (PathBuf::from(&share.path), share.id, inner.id, rel.clone(), v.clone(), entry.clone());
+    let (root, id, me, r, vv, e) =
+        (PathBuf::from(&share.path), share.id, inner.id, rel.clone(), v.clone(), entry.clone());
     let archived = tokio::task::spawn_blocking(move || restore_blocking(&root, id, &r, &vv, e.as_ref(), me))
         .await
         .map_err(ApiError::internal)?
@@ -368,9 +379,12 @@ pub(crate) async fn rewind(inner: &Arc<Inner>, req: RewindReqDto) -> ApiResult<R
                 };
                 match res {
                     Ok(v) => out.extend(v),
-                    Err(e) => errs.push(format!("{}: {e}", match step {
-                        RewindStep::Restore { path, .. } | RewindStep::Remove { path } => path,
-                    })),
+                    Err(e) => errs.push(format!(
+                        "{}: {e}",
+                        match step {
+                            RewindStep::Restore { path, .. } | RewindStep::Remove { path } => path,
+                        }
+                    )),
                 }
             }
             (out, errs)
@@ -464,10 +478,12 @@ pub(crate) async fn override_share(inner: &Arc<Inner>, arg: &str) -> ApiResult<M
         .db(move |s| {
             let local = s.local_files(&id)?;
             let meta: HashMap<RelPath, LocalMeta> = local.iter().map(|e| (e.record.path.clone(), e.meta)).collect();
-            let local: HashMap<RelPath, FileRecord> = local.into_iter().map(|e| (e.record.path.clone(), e.record)).collect();
+            let local: HashMap<RelPath, FileRecord> =
+                local.into_iter().map(|e| (e.record.path.clone(), e.record)).collect();
             let mut remotes = Vec::new();
             for d in &members {
-                remotes.push(s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect::<HashMap<_, _>>());
+                remotes
+                    .push(s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect::<HashMap<_, _>>());
             }
             let refs: Vec<&HashMap<RelPath, FileRecord>> = remotes.iter().collect();
             let plan = ferry_engine::plan_override(&local, &refs, me, now);
@@ -535,7 +551,16 @@ pub(crate) async fn revert_share(inner: &Arc<Inner>, arg: &str) -> ApiResult<Mod
     let archived = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for e in only.iter().filter(|e| e.record.kind == FileKind::File) {
-            match archive_as(&root, id, &e.record.path, &e.record.path, Some(e), me, ArchiveMode::Move, VersionReason::Deleted) {
+            match archive_as(
+                &root,
+                id,
+                &e.record.path,
+                &e.record.path,
+                Some(e),
+                me,
+                ArchiveMode::Move,
+                VersionReason::Deleted,
+            ) {
                 Ok(v) => out.extend(v),
                 Err(err) => tracing::warn!(path = %e.record.path, "revert: {err}"),
             }

@@ -505,8 +505,9 @@ impl Node {
                 inner.db(move |s| s.remove_prompt(id)).await?;
             }
             PromptKind::MassDelete { share, deletes, .. } => {
-                inner.db(move |s| s.remove_prompt(id)).await?;
+                // Answer first: while the prompt exists, the guard raises no second one.
                 crate::guard::answer(inner, *share, accept, *deletes).await?;
+                inner.db(move |s| s.remove_prompt(id)).await?;
             }
         }
         inner.emit(Event::PromptResolved { id, accepted: accept });
@@ -645,7 +646,8 @@ impl Node {
         let share = inner.resolve_share(&req.share).await?;
         let policy: Option<ferry_proto::ConflictPolicy> =
             req.conflict_policy.as_deref().map(str::parse).transpose().map_err(ApiError::bad)?;
-        let retention = req.retention.as_deref().map(ferry_proto::Retention::parse).transpose().map_err(ApiError::bad)?;
+        let retention =
+            req.retention.as_deref().map(ferry_proto::Retention::parse).transpose().map_err(ApiError::bad)?;
         if let Some(p) = req.mass_delete_percent
             && !(1..=100).contains(&p)
         {

@@ -238,9 +238,8 @@ pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiRe
     let runtime = runtime.unwrap_or(Runtime { state: "stopped", ..Default::default() });
     let connected: Vec<DeviceId> = rec.devices.iter().copied().filter(|d| inner.peer(d).is_some()).collect();
     let id = rec.id;
-    let (settings, local_changes) = inner
-        .db(move |s| Ok((s.share_settings(&id)?, crate::history::local_changes(&s.local_files(&id)?))))
-        .await?;
+    let (settings, local_changes) =
+        inner.db(move |s| Ok((s.share_settings(&id)?, crate::history::local_changes(&s.local_files(&id)?)))).await?;
     let (files, bytes, peers_have_all) = inner
         .db(move |s| {
             let local = s.local_files(&id)?;

@@ -69,8 +69,7 @@ impl Retention {
         let mut parts = s.split(':');
         let kind = parts.next().unwrap_or_default();
         let num = |p: Option<&str>, what: &str| -> Result<Option<u64>, String> {
-            p.map(|v| v.trim().parse::<u64>().map_err(|_| format!("{what} in {s:?} is not a number")))
-                .transpose()
+            p.map(|v| v.trim().parse::<u64>().map_err(|_| format!("{what} in {s:?} is not a number"))).transpose()
         };
         let r = match kind {
             "off" => Retention::Off,
@@ -122,7 +121,10 @@ mod tests {
         assert!("whatever".parse::<ConflictPolicy>().is_err());
         assert_eq!(Retention::parse("off").unwrap(), Retention::Off);
         assert_eq!(Retention::parse("trash-can:7").unwrap(), Retention::TrashCan { days: 7 });
-        assert_eq!(Retention::parse("staggered:3:1000").unwrap(), Retention::Staggered { keep_all_days: 3, max_bytes: 1000 });
+        assert_eq!(
+            Retention::parse("staggered:3:1000").unwrap(),
+            Retention::Staggered { keep_all_days: 3, max_bytes: 1000 }
+        );
         assert_eq!(Retention::parse("staggered").unwrap(), Retention::default());
         for bad in ["", "trash-can:x", "off:1", "staggered:1:2:3", "keep"] {
             assert!(Retention::parse(bad).is_err(), "{bad}");

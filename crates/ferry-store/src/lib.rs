@@ -34,7 +34,8 @@ pub use records::{
 };
 use schema::{
     DEVICES, LOCAL, LOCAL_SEQ, META, META_NEXT_NOTE_ORDER, META_NEXT_PROMPT_ID, META_SCHEMA_VERSION, MUTED, NOTE_ORDER,
-    NOTES, PROMPTS, REMOTE, REMOTE_STATE, SHARE_SETTINGS, SHARE_STATE, SHARES, VERSIONS, encode, get, prefix_bounds, scan,
+    NOTES, PROMPTS, REMOTE, REMOTE_STATE, SHARE_SETTINGS, SHARE_STATE, SHARES, VERSIONS, encode, get, prefix_bounds,
+    scan,
 };
 
 /// Ferry's database. See the crate documentation.

@@ -108,10 +108,22 @@ pub struct PromptRecord {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PromptKind {
-    Pair { name: String, owner: String, code: String },
-    ShareOffer { share: ShareId, label: String },
+    Pair {
+        name: String,
+        owner: String,
+        code: String,
+    },
+    ShareOffer {
+        share: ShareId,
+        label: String,
+    },
     /// A peer's update would delete `deletes` of the share's `files` files; held until answered.
-    MassDelete { share: ShareId, label: String, deletes: u64, files: u64 },
+    MassDelete {
+        share: ShareId,
+        label: String,
+        deletes: u64,
+        files: u64,
+    },
 }
 
 /// A quick note, sent to or received from a paired device.

@@ -372,7 +372,7 @@ fn newer_schema_is_refused() {
         txn.commit().unwrap();
     }
     match Store::open(&path) {
-        Err(StoreError::TooNew { found: 99, supported: 2 }) => {}
+        Err(StoreError::TooNew { found: 99, supported: schema::SCHEMA_VERSION }) => {}
         Err(e) => panic!("expected TooNew, got {e}"),
         Ok(_) => panic!("expected TooNew, opened fine"),
     }
@@ -480,4 +480,23 @@ fn note_state_changes_persist_and_unknown_note_is_not_found() {
     assert!(store.is_muted(&a).unwrap());
     store.set_muted(&a, false).unwrap();
     assert!(!store.is_muted(&a).unwrap());
+}
+
+#[test]
+fn share_settings_default_update_and_go_with_the_share() {
+    use ferry_proto::{ConflictPolicy, Retention};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("ferry.redb")).unwrap();
+    let id = ShareId([7; 10]);
+    assert_eq!(store.share_settings(&id).unwrap(), ShareSettings::default());
+    let s = store
+        .update_share_settings(&id, |s| {
+            s.conflict_policy = ConflictPolicy::NewestWins;
+            s.retention = Retention::TrashCan { days: 3 };
+            s.attention = Some("look".into());
+        })
+        .unwrap();
+    assert_eq!(store.share_settings(&id).unwrap(), s);
+    store.remove_share(&id).unwrap();
+    assert_eq!(store.share_settings(&id).unwrap(), ShareSettings::default());
 }
