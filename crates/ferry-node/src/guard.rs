@@ -16,6 +16,12 @@ use ferry_store::{LocalEntry, LocalUpdate, PromptKind, ShareRecord};
 use crate::api::ApiError;
 use crate::node::{ApiResult, Inner};
 
+/// A peer's burst of deletes may reach us in several index updates (its scanner commits as the
+/// events come); deletions applied this recently count towards the guard's threshold, so a
+/// burst cannot slip through in slices. At most the threshold's worth of a burst is applied
+/// before the rest is held (and what was applied is in the version history).
+const BURST_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Pull hook: removes held deletions from `wanted` (and raises the prompt) when they trip the
 /// guard. Returns how many were held.
 pub(crate) async fn hold_mass_delete(
@@ -33,11 +39,16 @@ pub(crate) async fn hold_mass_delete(
     let id = share.id;
     let settings = inner.db(move |s| s.share_settings(&id)).await?;
     let percent = settings.mass_delete_percent.unwrap_or(inner.cfg.mass_delete_percent);
-    if !ferry_engine::mass_delete_trips(live_files, deletes.len(), percent) {
+    if deletes.is_empty() || inner.summaries.guard_is_quiet(id) {
+        return Ok(0);
+    }
+    let recent = inner.summaries.recent_remote_deletes(id, BURST_WINDOW) as usize;
+    if !ferry_engine::mass_delete_trips(live_files + recent, deletes.len() + recent, percent) {
         return Ok(0);
     }
     if settings.mass_delete_allowed {
         inner.db(move |s| s.update_share_settings(&id, |st| st.mass_delete_allowed = false)).await?;
+        inner.summaries.quiet_guard(id, BURST_WINDOW);
         tracing::info!(share = %id, deletes = deletes.len(), "applying an allowed mass delete");
         return Ok(0);
     }
@@ -48,7 +59,7 @@ pub(crate) async fn hold_mass_delete(
     let prompts = inner.db(|s| s.prompts()).await?;
     let open = prompts.iter().any(|p| matches!(&p.kind, PromptKind::MassDelete { share: s, .. } if *s == id));
     if !open {
-        tracing::warn!(share = %id, deletes = deletes.len(), live_files, "holding a mass delete for the user");
+        tracing::warn!(share = %id, deletes = deletes.len(), recent, live_files, "holding a mass delete for the user");
         let kind = PromptKind::MassDelete {
             share: id,
             label: share.label.clone(),

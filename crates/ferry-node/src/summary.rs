@@ -13,6 +13,10 @@ use crate::events::Event;
 
 #[derive(Default)]
 struct Tracker {
+    /// Remote deletions applied recently, for the mass-delete guard: (when, how many).
+    recent_deletes: std::collections::VecDeque<(std::time::Instant, u64)>,
+    /// Until then the user's "allow" of a mass delete covers the rest of its burst.
+    guard_quiet_until: Option<std::time::Instant>,
     current: SummaryCountsDto,
     started_ms: i64,
     last: Option<(SummaryCountsDto, i64, i64)>,
@@ -61,6 +65,11 @@ impl Summaries {
     /// Counts applied changes and conflicts from the events a pull produced.
     pub fn remote_events(&self, share: ShareId, events: &[Event]) {
         self.with(share, |t| {
+            let deletes =
+                events.iter().filter(|e| matches!(e, Event::Applied { action, .. } if action == "deleted")).count();
+            if deletes > 0 {
+                t.recent_deletes.push_back((std::time::Instant::now(), deletes as u64));
+            }
             for e in events {
                 match e {
                     Event::Applied { action, .. } => match action.as_str() {
@@ -73,6 +82,32 @@ impl Summaries {
                 }
             }
         });
+    }
+
+    /// Remote deletions applied in the last `window`.
+    pub fn recent_remote_deletes(&self, share: ShareId, window: std::time::Duration) -> u64 {
+        let mut n = 0;
+        self.with(share, |t| {
+            while t.recent_deletes.front().is_some_and(|(at, _)| at.elapsed() > window) {
+                t.recent_deletes.pop_front();
+            }
+            n = t.recent_deletes.iter().map(|(_, c)| c).sum();
+        });
+        n
+    }
+
+    /// After the user allowed a mass delete: the guard stays quiet for `d` (the rest of the burst).
+    pub fn quiet_guard(&self, share: ShareId, d: std::time::Duration) {
+        self.with(share, |t| {
+            t.guard_quiet_until = Some(std::time::Instant::now() + d);
+            t.recent_deletes.clear();
+        });
+    }
+
+    pub fn guard_is_quiet(&self, share: ShareId) -> bool {
+        let mut q = false;
+        self.with(share, |t| q = t.guard_quiet_until.is_some_and(|u| std::time::Instant::now() < u));
+        q
     }
 
     pub fn conflict(&self, share: ShareId) {
