@@ -556,3 +556,32 @@ async fn retention_prunes_by_policy_with_a_fake_clock() {
     );
     a.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_rescan_rehashes_what_size_and_mtime_hide() {
+    let a = TestNode::start("alpha").await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = a
+        .node
+        .share_add(ferry_node::api::ShareAddDto { path: dir.path().display().to_string(), label: None, mode: None })
+        .await
+        .unwrap();
+    let f = dir.path().join("data.bin");
+    fs::write(&f, b"0123456789").unwrap();
+    let summary = || async { a.node.status().await.unwrap().shares[0].summary.since_start.clone() };
+    wait_for(&[&a], "indexed", || async { summary().await.local_adds == 1 }).await;
+    // Same size, same mtime, same inode, changed while the node was down: only reading the
+    // bytes can tell.
+    let (home, guard) = a.stop().await;
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    fs::write(&f, b"9876543210").unwrap();
+    fs::File::options().write(true).open(&f).unwrap().set_modified(mtime).unwrap();
+    let a = TestNode::start_at("alpha", &home).await;
+    let _keep = guard;
+    let summary = || async { a.node.status().await.unwrap().shares[0].summary.since_start.clone() };
+    wait_for(&[&a], "start-up scan done", || async { a.node.status().await.unwrap().shares[0].state == "idle" }).await;
+    assert_eq!(summary().await.local_changes, 0, "a normal scan trusts size, mtime and inode");
+    a.node.rescan(ferry_node::api::RescanDto { share: Some(s.id.clone()), full: true }).await.unwrap();
+    wait_for(&[&a], "the full rescan finds the change", || async { summary().await.local_changes == 1 }).await;
+    a.node.shutdown().await;
+}
