@@ -499,17 +499,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else if list.is_empty() {
                 println!("no versions kept");
             } else {
+                println!(
+                    "{:<19}  {:<20}  {:<8} {:>10}  {:<24} by -> replaced by  archived copy",
+                    "id", "archived", "reason", "size", "path"
+                );
                 for v in list {
                     println!(
-                        "{}  {:<8} {:>10}  {}  replaced by {}  {}",
+                        "{:<19}  {}  {:<8} {:>10}  {:<24} {} -> {}  {}",
+                        v.id,
                         fmt_ms(v.archived_at_ms),
                         v.reason,
                         human_bytes(v.size),
                         v.path,
+                        &v.modified_by[..7.min(v.modified_by.len())],
                         &v.replaced_by[..7.min(v.replaced_by.len())],
                         v.file
                     );
                 }
+                println!("bring one back with `ferry restore PATH --version ID`");
             }
         }
         Cmd::Ping { device } => {
@@ -796,6 +803,10 @@ fn describe(ev: &Event) -> String {
         Event::DeviceDisconnected { name, reason, .. } => format!("disconnected  {name}: {reason}"),
         Event::PromptAdded { id, kind, device_name, code, label, .. } => match kind.as_str() {
             "pair" => format!("prompt {id}     {device_name} wants to pair, code {}", code.clone().unwrap_or_default()),
+            "mass-delete" => format!(
+                "prompt {id}     {device_name} would delete most of {:?}: held (`ferry pending`)",
+                label.clone().unwrap_or_default()
+            ),
             _ => format!("prompt {id}     {device_name} offers the share {:?}", label.clone().unwrap_or_default()),
         },
         Event::PromptResolved { id, accepted } => {

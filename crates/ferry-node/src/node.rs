@@ -568,6 +568,14 @@ impl Node {
         }
         let id = share.id;
         inner.db(move |s| s.remove_share(&id)).await?;
+        // Snapshot links only serve versioning of a synced share; left behind they would keep
+        // old contents alive. The version archive itself stays (it is the user's data).
+        let snapshots = Path::new(&share.path).join(ferry_proto::FERRY_DIR).join("snapshots");
+        if let Err(e) = std::fs::remove_dir_all(&snapshots)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %snapshots.display(), "could not remove snapshot links: {e}");
+        }
         for d in &share.devices {
             crate::peer::announce_to(inner, *d).await;
         }
