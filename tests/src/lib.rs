@@ -38,6 +38,8 @@ pub fn config(name: &str, home: &Path) -> Config {
         mdns_interfaces: vec![],
         static_addresses: Default::default(),
         inbox: home.join("Inbox"),
+        mass_delete_percent: 50,
+        prune_interval: Duration::from_secs(3600),
     }
 }
 

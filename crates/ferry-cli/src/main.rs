@@ -106,8 +106,6 @@ enum Cmd {
     Ping { device: String },
     /// Follow the node's live events (scans, transfers, prompts, errors).
     Events,
-    /// Rescan every share now.
-    Rescan,
     /// Why devices do not find or reach each other: mDNS per interface, devices seen, listen
     /// address, inotify watch budget, control socket. Works without a running node too.
     Doctor,
@@ -125,6 +123,44 @@ enum Cmd {
     },
     /// Active and recent one-shot sends, both directions.
     Transfers,
+    /// Rescan every share (or one) now; --full re-hashes every file.
+    Rescan {
+        share: Option<String>,
+        /// Re-hash every file instead of trusting size, mtime and inode (slow).
+        #[arg(long)]
+        full: bool,
+    },
+    /// Bring back an archived version of a file as a new change that syncs everywhere; the
+    /// current content becomes a version itself. Default: the newest version.
+    Restore {
+        path: PathBuf,
+        /// A version id from `ferry versions`.
+        #[arg(long, conflicts_with = "at")]
+        version: Option<u64>,
+        /// The content the file had at TIME: RFC 3339 or an age like 10m, 2h, 3d.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Put a share (SHARE, SHARE/SUBDIR or a folder path) back as it was at TIME: deleted files
+    /// come back, changed files get their old content, newer files move to the history.
+    Rewind {
+        target: String,
+        /// RFC 3339 or an age like 10m, 2h, 3d.
+        #[arg(long)]
+        to: String,
+        /// Only print the plan.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Conflict copies waiting to be settled, with both sides' device, time and size.
+    Conflicts { share: Option<String> },
+    /// Settle a conflict: keep this device's content (local), the other's (remote), both
+    /// (the copy gets a normal name), or a given copy. The loser goes to the history.
+    Resolve {
+        path: PathBuf,
+        #[arg(long)]
+        keep: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +207,15 @@ enum ShareCmd {
         /// send-receive (default), send-only or receive-only.
         #[arg(long)]
         mode: Option<String>,
+        /// keep-both (default), newest-wins or this-device-wins.
+        #[arg(long)]
+        conflict_policy: Option<String>,
+        /// staggered[:DAYS[:MAXBYTES]] (default staggered:30:10GiB), trash-can[:DAYS] or off.
+        #[arg(long)]
+        retention: Option<String>,
+        /// Hold a peer's update that deletes more than this percent of the files (default 50).
+        #[arg(long)]
+        mass_delete_percent: Option<u8>,
     },
     /// Offer a share to a paired device (it gets a prompt).
     Invite { share: String, device: String },
@@ -178,6 +223,23 @@ enum ShareCmd {
     List,
     /// Stop syncing a share (its files stay where they are).
     Remove { share: String },
+    /// Show or set a share's conflict policy (keep-both, newest-wins, this-device-wins),
+    /// version retention and mass-delete threshold.
+    Policy {
+        share: String,
+        /// keep-both, newest-wins or this-device-wins.
+        policy: Option<String>,
+        #[arg(long)]
+        retention: Option<String>,
+        #[arg(long)]
+        mass_delete_percent: Option<u8>,
+    },
+    /// Send-only share: make every other device match this one.
+    Override { share: String },
+    /// Receive-only share: drop this device's changes (kept as versions) and match the others.
+    Revert { share: String },
+    /// Clear a share's "needs attention" mark (e.g. after a refused mass delete).
+    Ack { share: String },
 }
 
 fn main() -> ExitCode {
@@ -258,6 +320,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     if let Some(e) = &sh.last_error {
                         println!("    last error: {e}");
                     }
+                    if sh.local_changes > 0 {
+                        println!(
+                            "    {} local change(s) not sent (receive-only; `ferry share revert` drops them)",
+                            sh.local_changes
+                        );
+                    }
+                    if let Some(a) = &sh.attention {
+                        println!("    NEEDS ATTENTION: {a}");
+                    }
+                    println!("    conflicts: {}, versions: {}", sh.conflict_policy, sh.retention);
+                }
+                if !s.shares.is_empty() {
+                    print!("{}", summary_table(&s.shares));
                 }
             }
         }
@@ -435,6 +510,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             human_bytes(p.bytes.unwrap_or(0)),
                             p.names.join(", ")
                         ),
+                        "mass-delete" => println!(
+                            "{:>4}  delete {} would delete {} of {} files in {:?}: held until you answer",
+                            p.id,
+                            p.device_name,
+                            p.deletes.unwrap_or_default(),
+                            p.files.unwrap_or_default(),
+                            p.share_label.clone().unwrap_or_default()
+                        ),
                         _ => println!(
                             "{:>4}  share  {} offers the share {:?} ({})",
                             p.id,
@@ -460,9 +543,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("rejected {id}");
             }
         }
-        Cmd::Share(ShareCmd::Add { path, label, mode }) => {
+        Cmd::Share(ShareCmd::Add { path, label, mode, conflict_policy, retention, mass_delete_percent }) => {
+            // Check the policies before creating anything.
+            check_share_policy(conflict_policy.as_deref(), retention.as_deref(), mass_delete_percent)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let path = absolute(&path)?.display().to_string();
             let s: ShareDto = call(c.post("/v1/shares/add", &ShareAddDto { path, label, mode }).await)?;
+            if conflict_policy.is_some() || retention.is_some() || mass_delete_percent.is_some() {
+                let req = SharePolicyDto { share: s.id.clone(), conflict_policy, retention, mass_delete_percent };
+                let _: ShareSettingsDto = call(c.post("/v1/shares/policy", &req).await)?;
+            }
             if json {
                 print_json(&s)
             } else {
@@ -505,17 +595,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else if list.is_empty() {
                 println!("no versions kept");
             } else {
+                println!(
+                    "{:<19}  {:<20}  {:<8} {:>10}  {:<24} by -> replaced by  archived copy",
+                    "id", "archived", "reason", "size", "path"
+                );
                 for v in list {
                     println!(
-                        "{}  {:<8} {:>10}  {}  replaced by {}  {}",
+                        "{:<19}  {}  {:<8} {:>10}  {:<24} {} -> {}  {}",
+                        v.id,
                         fmt_ms(v.archived_at_ms),
                         v.reason,
                         human_bytes(v.size),
                         v.path,
+                        &v.modified_by[..7.min(v.modified_by.len())],
                         &v.replaced_by[..7.min(v.replaced_by.len())],
                         v.file
                     );
                 }
+                println!("bring one back with `ferry restore PATH --version ID`");
             }
         }
         Cmd::Ping { device } => {
@@ -537,10 +634,129 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Rescan => {
-            let _: serde_json::Value = call(c.post("/v1/rescan", &serde_json::json!({})).await)?;
+        Cmd::Rescan { share, full } => {
+            let _: serde_json::Value = call(c.post("/v1/rescan", &RescanDto { share, full }).await)?;
             if !json {
-                println!("rescan requested");
+                println!("{} requested", if full { "full re-hash" } else { "rescan" });
+            }
+        }
+        Cmd::Restore { path, version, at } => {
+            let path = absolute(&path)?.display().to_string();
+            let r: RestoredDto = call(c.post("/v1/restore", &RestoreDto { path, version, at }).await)?;
+            if json {
+                print_json(&r)
+            } else {
+                println!("restored {} from version {}", r.path, r.version);
+                if let Some(a) = r.current_archived_as {
+                    println!("the content it replaced is kept as {a}");
+                }
+            }
+        }
+        Cmd::Rewind { target, to, dry_run } => {
+            let p = Path::new(&target);
+            let target = if p.is_absolute() || target.starts_with('.') || (p.is_dir() && !target.contains('/')) {
+                absolute(p)?.display().to_string()
+            } else {
+                target
+            };
+            let r: RewindDto = call(c.post("/v1/rewind", &RewindReqDto { target, to, dry_run }).await)?;
+            if json {
+                print_json(&r)
+            } else {
+                let verb = if r.dry_run { "would" } else { "did" };
+                println!("rewind to {}: {verb} change {} file(s)", fmt_ms(r.to_ms), r.steps.len());
+                for st in &r.steps {
+                    let what = match st.action.as_str() {
+                        "restore" => "restore old content",
+                        "undelete" => "bring back        ",
+                        _ => "move to history   ",
+                    };
+                    let v = st.version.map(|v| format!("  (version {v})")).unwrap_or_default();
+                    println!("  {what} {}{v}", st.path);
+                }
+                for e in &r.errors {
+                    println!("  failed: {e}");
+                }
+                if !r.errors.is_empty() {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Cmd::Conflicts { share } => {
+            let list: Vec<ConflictDto> = call(c.post("/v1/conflicts", &ConflictsQuery { share }).await)?;
+            if json {
+                print_json(&list)
+            } else if list.is_empty() {
+                println!("no conflicts");
+            } else {
+                for k in &list {
+                    println!("{} ({})", k.path, k.share_label);
+                    match (&k.current_device_name, k.current_time_ms, k.current_size) {
+                        (Some(d), Some(t), Some(sz)) => {
+                            println!("  current: {:<28} {}  {:>10}", d, fmt_ms(t), human_bytes(sz))
+                        }
+                        _ => println!("  current: (deleted)"),
+                    }
+                    println!(
+                        "  copy:    {:<28} {}  {:>10}  {}",
+                        k.copy_device_name,
+                        fmt_ms(k.copy_time_ms),
+                        human_bytes(k.copy_size),
+                        k.copy
+                    );
+                }
+                println!("settle one with `ferry resolve PATH --keep local|remote|both|COPY`");
+            }
+        }
+        Cmd::Resolve { path, keep } => {
+            let path = absolute(&path)?.display().to_string();
+            let r: ResolvedDto = call(c.post("/v1/resolve", &ResolveDto { path, keep }).await)?;
+            if json {
+                print_json(&r)
+            } else {
+                println!("{}: kept {}; {} losing version(s) moved to the history", r.path, r.kept, r.archived);
+                for n in &r.renamed {
+                    println!("  copy renamed to {n}");
+                }
+            }
+        }
+        Cmd::Share(ShareCmd::Policy { share, policy, retention, mass_delete_percent }) => {
+            let req = SharePolicyDto { share, conflict_policy: policy, retention, mass_delete_percent };
+            let st: ShareSettingsDto = call(c.post("/v1/shares/policy", &req).await)?;
+            if json {
+                print_json(&st)
+            } else {
+                println!(
+                    "{}: conflicts {}, retention {}, mass-delete guard at {}%",
+                    st.label, st.conflict_policy, st.retention, st.mass_delete_percent
+                );
+                if let Some(a) = st.attention {
+                    println!("needs attention: {a}");
+                }
+            }
+        }
+        Cmd::Share(ShareCmd::Override { share }) => {
+            let r: ModeActionDto = call(c.post("/v1/shares/override", &serde_json::json!({ "name": share })).await)?;
+            if json {
+                print_json(&r)
+            } else {
+                println!("override: {} path(s) republished; the other devices will match this one", r.changed);
+            }
+        }
+        Cmd::Share(ShareCmd::Revert { share }) => {
+            let r: ModeActionDto = call(c.post("/v1/shares/revert", &serde_json::json!({ "name": share })).await)?;
+            if json {
+                print_json(&r)
+            } else {
+                println!("revert: {} local change(s) dropped (kept as versions); matching the others", r.changed);
+            }
+        }
+        Cmd::Share(ShareCmd::Ack { share }) => {
+            let st: ShareSettingsDto = call(c.post("/v1/shares/ack", &serde_json::json!({ "name": share })).await)?;
+            if json {
+                print_json(&st)
+            } else {
+                println!("{}: attention cleared", st.label);
             }
         }
         Cmd::Send { device, paths, no_wait } => {
@@ -829,12 +1045,53 @@ fn fmt_ms(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// The sync summary of every share as a table, like pysyncml's: one row for the last session
+/// and one for everything since the node started.
+fn summary_table(shares: &[ShareStatusDto]) -> String {
+    let line = "+----------------------------+-----------------------+-----------------------+-----------+--------+\n";
+    let mut out = String::new();
+    out.push_str(line);
+    out.push_str(
+        "|                            |         Local         |        Remote         |           |        |\n",
+    );
+    out.push_str(
+        "| Share                      |   Add   Mod   Del     |   Add   Mod   Del     | Conflicts | Errors |\n",
+    );
+    out.push_str(line);
+    for sh in shares {
+        let rows = [
+            ("last session", sh.summary.last_session.clone().unwrap_or_default()),
+            ("since start", sh.summary.since_start.clone()),
+        ];
+        for (what, c) in rows {
+            let name: String = format!("{} ({what})", sh.label).chars().take(26).collect();
+            out.push_str(&format!(
+                "| {name:<26} | {:>5} {:>5} {:>5}     | {:>5} {:>5} {:>5}     | {:>9} | {:>6} |\n",
+                c.local_adds,
+                c.local_changes,
+                c.local_deletes,
+                c.remote_adds,
+                c.remote_changes,
+                c.remote_deletes,
+                c.conflicts,
+                c.errors
+            ));
+        }
+    }
+    out.push_str(line);
+    out
+}
+
 fn describe(ev: &Event) -> String {
     match ev {
         Event::DeviceConnected { name, address, .. } => format!("connected     {name} at {address}"),
         Event::DeviceDisconnected { name, reason, .. } => format!("disconnected  {name}: {reason}"),
         Event::PromptAdded { id, kind, device_name, code, label, .. } => match kind.as_str() {
             "pair" => format!("prompt {id}     {device_name} wants to pair, code {}", code.clone().unwrap_or_default()),
+            "mass-delete" => format!(
+                "prompt {id}     {device_name} would delete most of {:?}: held (`ferry pending`)",
+                label.clone().unwrap_or_default()
+            ),
             _ => format!("prompt {id}     {device_name} offers the share {:?}", label.clone().unwrap_or_default()),
         },
         Event::PromptResolved { id, accepted } => {
@@ -886,6 +1143,17 @@ fn describe(ev: &Event) -> String {
                 human_bytes(*bytes_per_sec as u64)
             )
         }
+        Event::SyncSummary { label, counts: c, .. } => format!(
+            "summary       {label}: local +{} ~{} -{}, remote +{} ~{} -{}, {} conflict(s), {} error(s)",
+            c.local_adds,
+            c.local_changes,
+            c.local_deletes,
+            c.remote_adds,
+            c.remote_changes,
+            c.remote_deletes,
+            c.conflicts,
+            c.errors
+        ),
     }
 }
 

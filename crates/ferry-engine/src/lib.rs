@@ -9,7 +9,12 @@
 //! - between two modifications the later mtime wins, ties go to the greater device id;
 //! - the losing content is kept as `NAME.sync-conflict-...` by the device that holds it.
 
+pub mod history;
+pub mod policy;
+
 use std::collections::HashMap;
+
+pub use policy::{decide_with_policy, mass_delete_trips, override_record, plan_override};
 
 use ferry_proto::{ChunkHash, FileRecord, RelPath, VersionOrdering};
 
@@ -27,6 +32,12 @@ pub enum Action {
     ConflictRemoteWins,
     /// Concurrent versions with different content, local wins: the other side keeps the copy.
     ConflictLocalWins,
+    /// As `ConflictRemoteWins`, but our losing content goes to the version history instead of
+    /// a conflict copy (policy `newest-wins`).
+    ConflictRemoteWinsArchive,
+    /// The remote edit would win, but this device's policy is to win: keep our content under a
+    /// version that has seen both (policy `this-device-wins`).
+    OverrideLocal,
 }
 
 /// Decide what `remote` means for this device, whose record of the same path is `local`.

@@ -53,6 +53,9 @@ fn sync(from: &Device, to: &mut Device) -> bool {
         let local = to.files.get(path).cloned();
         match decide(local.as_ref(), remote) {
             Action::Nothing | Action::ConflictLocalWins => {}
+            Action::ConflictRemoteWinsArchive | Action::OverrideLocal => {
+                unreachable!("only decide_with_policy settles by policy")
+            }
             Action::Apply => {
                 to.files.insert(path.clone(), remote.clone());
                 changed = true;

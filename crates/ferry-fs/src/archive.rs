@@ -75,6 +75,40 @@ pub fn archive(root: &Path, rel: &RelPath, now: OffsetDateTime, mode: ArchiveMod
         };
         return Err(FsError::WrongKind { path: src, expected: "regular file", found });
     }
+    let placed = place_in_archive(root, rel, now, |dst| match mode {
+        ArchiveMode::Move => place_move(&src, dst),
+        ArchiveMode::Link => place_link(&src, dst, &meta),
+    })?;
+    if mode == ArchiveMode::Move {
+        fsync_dir(src.parent().unwrap_or(root))?;
+    }
+    Ok(placed)
+}
+
+/// Moves `src`, a regular file inside Ferry's own folder of this share (a snapshot link kept by
+/// the node), into the archive as a version of `rel`, named as [`archive`] names it.
+pub fn archive_from(root: &Path, src: &Path, rel: &RelPath, now: OffsetDateTime) -> Result<String, FsError> {
+    let own = root.join(FERRY_DIR);
+    if !src.starts_with(&own) {
+        return Err(FsError::UnsafePath { path: src.to_path_buf(), reason: "not inside the share's .ferry".into() });
+    }
+    let meta = fs::symlink_metadata(src).ctx("lstat", src)?;
+    if !meta.file_type().is_file() {
+        return Err(FsError::WrongKind { path: src.to_path_buf(), expected: "regular file", found: "other" });
+    }
+    let placed = place_in_archive(root, rel, now, |dst| place_move(src, dst))?;
+    fsync_dir(src.parent().unwrap_or(root))?;
+    Ok(placed)
+}
+
+/// Finds a free archive name for `rel` at `now` and lets `place` put the content there (it
+/// returns false when the name is taken); fsyncs the versions directory.
+fn place_in_archive(
+    root: &Path,
+    rel: &RelPath,
+    now: OffsetDateTime,
+    mut place: impl FnMut(&Path) -> Result<bool, FsError>,
+) -> Result<String, FsError> {
     let parent = rel.parent();
     let mut comps = vec![FERRY_DIR, "versions"];
     if let Some(p) = &parent {
@@ -88,17 +122,10 @@ pub fn archive(root: &Path, rel: &RelPath, now: OffsetDateTime, mode: ArchiveMod
         let middle = if n == 0 { format!("~{ts}") } else { format!("~{ts}~{n}") };
         let name = compose(stem, &middle, ext, NAME_MAX);
         let dst = vdir.join(&name);
-        let placed = match mode {
-            ArchiveMode::Move => place_move(&src, &dst)?,
-            ArchiveMode::Link => place_link(&src, &dst, &meta)?,
-        };
-        if !placed {
+        if !place(&dst)? {
             continue;
         }
         fsync_dir(&vdir)?;
-        if mode == ArchiveMode::Move {
-            fsync_dir(src.parent().unwrap_or(root))?;
-        }
         let rel_dir = match &parent {
             Some(p) => format!("{VERSIONS_DIR}/{p}"),
             None => VERSIONS_DIR.to_string(),

@@ -19,13 +19,15 @@ mod archive;
 mod chunker;
 mod error;
 mod scan;
+mod snapshot;
 mod watch;
 mod write;
 
-pub use archive::{ArchiveMode, VERSIONS_DIR, archive, conflict_name, rename_within};
+pub use archive::{ArchiveMode, VERSIONS_DIR, archive, archive_from, conflict_name, rename_within};
 pub use chunker::{AVG_CHUNK, Chunked, MAX_CHUNK, MIN_CHUNK, chunk_bytes, chunk_file};
 pub use error::FsError;
 pub use scan::{Change, IGNORE_FILE, Ignore, Known, Observed, ScanOutcome, Scope, scan};
+pub use snapshot::{SnapshotOf, drop_snapshot, link_snapshot, snapshot_path, take_snapshot};
 pub use watch::{ShareWatcher, WatchEvent, watch};
 pub use write::{
     TempFile, checked_path, commit_temp, create_dir, create_symlink, create_temp, fsync_dir, prepare_parent,

@@ -76,6 +76,21 @@ pub struct ShareStatusDto {
     pub fetched_bytes: u64,
     /// Bytes copied from content already on this device (renames, moved or repeated data).
     pub reused_bytes: u64,
+    /// `keep-both`, `newest-wins` or `this-device-wins`.
+    #[serde(default)]
+    pub conflict_policy: String,
+    /// `staggered:DAYS:MAXBYTES`, `trash-can:DAYS` or `off`.
+    #[serde(default)]
+    pub retention: String,
+    /// Changes made here that a receive-only share does not send (`ferry share revert` drops them).
+    #[serde(default)]
+    pub local_changes: u64,
+    /// Why the share needs the user (a refused or held mass delete), if it does.
+    #[serde(default)]
+    pub attention: Option<String>,
+    /// What syncing did: the last session and everything since the node started.
+    #[serde(default)]
+    pub summary: SummaryDto,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,6 +134,10 @@ pub struct PendingDto {
     pub bytes: Option<u64>,
     #[serde(default)]
     pub names: Vec<String>,
+    /// Mass-delete prompts (`kind` = `mass-delete`): deletions held, of how many files (in
+    /// `files`).
+    #[serde(default)]
+    pub deletes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -361,4 +380,180 @@ pub struct AutoAcceptDto {
     pub device: String,
     pub name: String,
     pub auto_accept: bool,
+}
+
+/// Counts of one sync session (or of all sessions since start).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct SummaryCountsDto {
+    pub local_adds: u64,
+    pub local_changes: u64,
+    pub local_deletes: u64,
+    pub remote_adds: u64,
+    pub remote_changes: u64,
+    pub remote_deletes: u64,
+    pub errors: u64,
+    pub conflicts: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SummaryDto {
+    pub last_session: Option<SummaryCountsDto>,
+    pub last_session_started_ms: Option<i64>,
+    pub last_session_ended_ms: Option<i64>,
+    pub since_start: SummaryCountsDto,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreDto {
+    /// A file inside a share (absolute), live or deleted.
+    pub path: String,
+    /// A version id from `ferry versions`.
+    pub version: Option<u64>,
+    /// RFC 3339, or an age like `10m`, `2h`, `3d`.
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoredDto {
+    pub share: String,
+    pub path: String,
+    /// The version whose content is back.
+    pub version: u64,
+    /// Where the content it replaced was archived (none if the file did not exist).
+    pub current_archived_as: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewindReqDto {
+    /// `SHARE`, `SHARE/SUBDIR` or an absolute folder inside a share.
+    pub target: String,
+    /// RFC 3339, or an age like `10m`, `2h`, `3d`.
+    pub to: String,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewindStepDto {
+    /// `restore` (changed since), `undelete` (deleted since) or `remove` (created since: moved
+    /// to the history).
+    pub action: String,
+    pub path: String,
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewindDto {
+    pub share: String,
+    pub to_ms: i64,
+    pub dry_run: bool,
+    pub steps: Vec<RewindStepDto>,
+    /// Steps that failed (path: reason); the others were done.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PruneDto {
+    pub share: String,
+    pub removed: u64,
+    pub freed_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModeActionDto {
+    pub share: String,
+    pub mode: String,
+    /// Paths republished (override) or reset (revert).
+    pub changed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConflictDto {
+    pub share: String,
+    pub share_label: String,
+    /// The conflicted file.
+    pub path: String,
+    /// The conflict copy (the losing content), relative to the share.
+    pub copy: String,
+    /// Device that wrote the copy's content (full id when known, else the short id) and its name.
+    pub copy_device: String,
+    pub copy_device_name: String,
+    pub copy_time_ms: i64,
+    pub copy_size: u64,
+    /// Device that wrote the current content of `path` (none if it is gone).
+    pub current_device: Option<String>,
+    pub current_device_name: Option<String>,
+    pub current_time_ms: Option<i64>,
+    pub current_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ConflictsQuery {
+    pub share: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolveDto {
+    /// The conflicted file or one of its copies (absolute).
+    pub path: String,
+    /// `local`, `remote`, `both`, or a copy's name or path.
+    pub keep: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolvedDto {
+    pub share: String,
+    pub path: String,
+    /// `both`, the file itself, or the copy whose content now has its name.
+    pub kept: String,
+    /// Losing contents archived as versions of `path`.
+    pub archived: u64,
+    /// Keep both: the copies' new names.
+    pub renamed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SharePolicyDto {
+    pub share: String,
+    pub conflict_policy: Option<String>,
+    pub retention: Option<String>,
+    pub mass_delete_percent: Option<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShareSettingsDto {
+    pub share: String,
+    pub label: String,
+    pub conflict_policy: String,
+    pub retention: String,
+    pub mass_delete_percent: u8,
+    pub attention: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RescanDto {
+    /// Only this share (default: all).
+    #[serde(default)]
+    pub share: Option<String>,
+    /// Re-hash every file instead of trusting size, mtime and inode.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// Checks share policy arguments before anything is created (the node checks them again).
+pub fn check_share_policy(
+    conflict_policy: Option<&str>,
+    retention: Option<&str>,
+    mass_delete_percent: Option<u8>,
+) -> Result<(), ApiError> {
+    if let Some(p) = conflict_policy {
+        p.parse::<ferry_proto::ConflictPolicy>().map_err(ApiError::bad)?;
+    }
+    if let Some(r) = retention {
+        ferry_proto::Retention::parse(r).map_err(ApiError::bad)?;
+    }
+    if mass_delete_percent.is_some_and(|p| !(1..=100).contains(&p)) {
+        return Err(ApiError::bad("the mass-delete threshold is a percent, 1 to 100"));
+    }
+    Ok(())
 }

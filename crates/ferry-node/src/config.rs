@@ -17,6 +17,9 @@ pub const DEFAULT_RESCAN: Duration = Duration::from_secs(3600);
 /// coalesce an editor's write-rename-chmod burst into one scan.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 pub const CONFIG_FILE: &str = "ferry.toml";
+/// How often old versions are pruned by each share's retention policy: hourly is fine-grained
+/// enough for the hourly buckets of the staggered policy.
+pub const DEFAULT_PRUNE: Duration = Duration::from_secs(3600);
 
 /// Values given on the command line or in the environment (already merged by the CLI).
 #[derive(Debug, Clone, Default)]
@@ -51,6 +54,10 @@ struct FileConfig {
     /// blocked).
     static_addresses: Option<BTreeMap<String, Vec<String>>>,
     inbox: Option<PathBuf>,
+    /// Default percent of a share's files one peer update may delete before it is held.
+    mass_delete_percent: Option<u8>,
+    /// Seconds between version prunes.
+    prune_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +79,9 @@ pub struct Config {
     pub static_addresses: HashMap<ferry_proto::DeviceId, Vec<SocketAddr>>,
     /// Where accepted one-shot sends land (created on the first accepted send).
     pub inbox: PathBuf,
+    /// Default mass-delete threshold (percent of a share's files), per share overridable.
+    pub mass_delete_percent: u8,
+    pub prune_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +132,14 @@ impl Config {
         if rescan_secs == 0 {
             return Err(ConfigError::Invalid { what: "rescan interval", message: "must be at least 1 second".into() });
         }
+        let mass_delete_percent = file.mass_delete_percent.unwrap_or(ferry_engine::policy::MASS_DELETE_PERCENT);
+        if !(1..=100).contains(&mass_delete_percent) {
+            return Err(ConfigError::Invalid { what: "mass_delete_percent", message: "must be 1 to 100".into() });
+        }
+        let prune_secs = file.prune_secs.unwrap_or(DEFAULT_PRUNE.as_secs());
+        if prune_secs == 0 {
+            return Err(ConfigError::Invalid { what: "prune_secs", message: "must be at least 1 second".into() });
+        }
         let mdns_interfaces = if overrides.mdns_interfaces.is_empty() {
             file.mdns_interfaces.unwrap_or_default()
         } else {
@@ -152,6 +170,8 @@ impl Config {
             mdns: overrides.mdns.or(file.mdns).unwrap_or(true),
             mdns_interfaces,
             static_addresses,
+            mass_delete_percent,
+            prune_interval: Duration::from_secs(prune_secs),
             home,
             listen,
             name,

@@ -120,4 +120,12 @@ pub enum Event {
         total: u64,
         bytes_per_sec: f64,
     },
+    /// A sync session of a share ended having changed something (pysyncml's summary).
+    SyncSummary {
+        share: String,
+        label: String,
+        started_ms: i64,
+        ended_ms: i64,
+        counts: crate::api::SummaryCountsDto,
+    },
 }

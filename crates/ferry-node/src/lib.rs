@@ -11,16 +11,20 @@
 pub mod api;
 pub mod client;
 pub mod config;
+mod conflicts;
 mod control;
 mod discovery;
 pub mod doctor;
 pub mod events;
+mod guard;
+mod history;
 mod limits;
 mod node;
 mod notes;
 mod peer;
 mod send;
 mod share;
+mod summary;
 
 pub use api::{ApiError, ErrorCode};
 pub use config::{Config, Overrides};

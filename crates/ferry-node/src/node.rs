@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub sends: crate::send::Sends,
     /// Incoming prompts per device (pairing requests, share and send offers) are rate-limited.
     pub prompt_limits: crate::limits::PromptLimiter,
+    /// Per-share sync summaries (last session, since start).
+    pub summaries: crate::summary::Summaries,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -267,6 +269,7 @@ impl Node {
             mdns_error: Mutex::new(None),
             sends: Default::default(),
             prompt_limits: Default::default(),
+            summaries: Default::default(),
         });
         crate::discovery::start(&inner);
         // Pairing prompts belong to connections that died with the previous run.
@@ -283,6 +286,8 @@ impl Node {
         inner.spawn(crate::peer::accept_loop(acc));
         let dial = inner.clone();
         inner.spawn(crate::peer::dial_loop(dial));
+        let pruner = inner.clone();
+        inner.spawn(crate::history::prune_loop(pruner));
         Ok(Node { inner })
     }
 
@@ -417,6 +422,7 @@ impl Node {
                     files: None,
                     bytes: None,
                     names: vec![],
+                    deletes: None,
                 },
                 PromptKind::ShareOffer { share, label } => PendingDto {
                     id: p.id,
@@ -432,6 +438,7 @@ impl Node {
                     files: None,
                     bytes: None,
                     names: vec![],
+                    deletes: None,
                 },
                 PromptKind::SendOffer { transfer, files, bytes, names } => PendingDto {
                     id: p.id,
@@ -447,6 +454,23 @@ impl Node {
                     files: Some(files),
                     bytes: Some(bytes),
                     names,
+                    deletes: None,
+                },
+                PromptKind::MassDelete { share, label, deletes, files } => PendingDto {
+                    id: p.id,
+                    kind: "mass-delete".into(),
+                    device: p.device.to_string(),
+                    device_name: dev_name,
+                    owner: dev_owner,
+                    code: None,
+                    share_id: Some(share.to_string()),
+                    share_label: Some(label),
+                    created_ms: p.created_ms,
+                    transfer: None,
+                    files: Some(files),
+                    bytes: None,
+                    names: vec![],
+                    deletes: Some(deletes),
                 },
             });
         }
@@ -535,6 +559,11 @@ impl Node {
                 inner.emit(Event::PromptResolved { id, accepted: accept && res.is_ok() });
                 return res;
             }
+            PromptKind::MassDelete { share, deletes, .. } => {
+                // Answer first: while the prompt exists, the guard raises no second one.
+                crate::guard::answer(inner, *share, accept, *deletes).await?;
+                inner.db(move |s| s.remove_prompt(id)).await?;
+            }
         }
         inner.emit(Event::PromptResolved { id, accepted: accept });
         Ok(())
@@ -594,6 +623,14 @@ impl Node {
         }
         let id = share.id;
         inner.db(move |s| s.remove_share(&id)).await?;
+        // Snapshot links only serve versioning of a synced share; left behind they would keep
+        // old contents alive. The version archive itself stays (it is the user's data).
+        let snapshots = Path::new(&share.path).join(ferry_proto::FERRY_DIR).join("snapshots");
+        if let Err(e) = std::fs::remove_dir_all(&snapshots)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %snapshots.display(), "could not remove snapshot links: {e}");
+        }
         for d in &share.devices {
             crate::peer::announce_to(inner, *d).await;
         }
@@ -608,21 +645,7 @@ impl Node {
             Some(rel) => inner.db(move |s| s.versions(&id, &rel)).await?,
             None => inner.db(move |s| s.share_versions(&id)).await?,
         };
-        Ok(list
-            .into_iter()
-            .map(|v| VersionDto {
-                id: v.id,
-                share: v.share.to_string(),
-                path: v.path.to_string(),
-                archived_at_ms: v.archived_at_ms,
-                size: v.size,
-                hash: v.hash.to_hex(),
-                modified_by: v.modified_by.to_string(),
-                replaced_by: v.replaced_by.to_string(),
-                reason: format!("{:?}", v.reason).to_lowercase(),
-                file: Path::new(&share.path).join(&v.archive_path).display().to_string(),
-            })
-            .collect())
+        Ok(list.into_iter().map(|v| crate::history::version_dto(&share, v)).collect())
     }
 
     pub async fn ping(&self, device: &str) -> ApiResult<PingDto> {
@@ -640,6 +663,111 @@ impl Node {
         for h in self.inner.shares.lock().unwrap().values() {
             h.request_full_scan();
         }
+    }
+
+    /// Rescans one share (or all); `full` re-hashes every file.
+    pub async fn rescan(&self, req: RescanDto) -> ApiResult<()> {
+        let ids: Vec<ShareId> = match &req.share {
+            Some(s) => vec![self.inner.resolve_share(s).await?.id],
+            None => self.inner.shares.lock().unwrap().keys().copied().collect(),
+        };
+        for id in ids {
+            if let Some(h) = self.inner.shares.lock().unwrap().get(&id) {
+                if req.full { h.request_rehash() } else { h.request_full_scan() }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings a version of a file back as a new local change.
+    pub async fn restore(&self, req: RestoreDto) -> ApiResult<RestoredDto> {
+        crate::history::restore(&self.inner, req).await
+    }
+
+    /// Puts a share (or a folder in it) back as it was at a moment; `dry_run` only plans.
+    pub async fn rewind(&self, req: RewindReqDto) -> ApiResult<RewindDto> {
+        crate::history::rewind(&self.inner, req).await
+    }
+
+    /// Prunes every share's versions by its retention policy as of `now_ms` (default: now).
+    /// Tests pass a future `now_ms` instead of waiting for time to pass.
+    pub async fn prune_versions(&self, now_ms: Option<i64>) -> ApiResult<Vec<PruneDto>> {
+        crate::history::prune_all(&self.inner, now_ms.unwrap_or_else(now_ms_fn)).await
+    }
+
+    pub async fn conflicts(&self, q: ConflictsQuery) -> ApiResult<Vec<ConflictDto>> {
+        crate::conflicts::list(&self.inner, q.share.as_deref()).await
+    }
+
+    pub async fn resolve(&self, req: ResolveDto) -> ApiResult<ResolvedDto> {
+        crate::conflicts::resolve(&self.inner, req).await
+    }
+
+    /// Changes a share's conflict policy, retention or mass-delete threshold (what is given).
+    pub async fn share_policy(&self, req: SharePolicyDto) -> ApiResult<ShareSettingsDto> {
+        let inner = &self.inner;
+        let share = inner.resolve_share(&req.share).await?;
+        let policy: Option<ferry_proto::ConflictPolicy> =
+            req.conflict_policy.as_deref().map(str::parse).transpose().map_err(ApiError::bad)?;
+        let retention =
+            req.retention.as_deref().map(ferry_proto::Retention::parse).transpose().map_err(ApiError::bad)?;
+        if let Some(p) = req.mass_delete_percent
+            && !(1..=100).contains(&p)
+        {
+            return Err(ApiError::bad("the mass-delete threshold is a percent, 1 to 100"));
+        }
+        let id = share.id;
+        let pct = req.mass_delete_percent;
+        let st = inner
+            .db(move |s| {
+                s.update_share_settings(&id, |st| {
+                    if let Some(p) = policy {
+                        st.conflict_policy = p;
+                    }
+                    if let Some(r) = retention {
+                        st.retention = r;
+                    }
+                    if pct.is_some() {
+                        st.mass_delete_percent = pct;
+                    }
+                })
+            })
+            .await?;
+        Ok(settings_dto(inner, &share, st))
+    }
+
+    /// Send-only shares: make every other device match this one.
+    pub async fn share_override(&self, share: &str) -> ApiResult<ModeActionDto> {
+        crate::history::override_share(&self.inner, share).await
+    }
+
+    /// Receive-only shares: drop local changes (into the history) and match the others.
+    pub async fn share_revert(&self, share: &str) -> ApiResult<ModeActionDto> {
+        crate::history::revert_share(&self.inner, share).await
+    }
+
+    /// Clears a share's "needs attention" flag.
+    pub async fn share_ack(&self, share: &str) -> ApiResult<ShareSettingsDto> {
+        let inner = &self.inner;
+        let share = inner.resolve_share(share).await?;
+        let id = share.id;
+        let st = inner.db(move |s| s.update_share_settings(&id, |st| st.attention = None)).await?;
+        Ok(settings_dto(inner, &share, st))
+    }
+}
+
+fn now_ms_fn() -> i64 {
+    now_ms()
+}
+
+fn settings_dto(inner: &Inner, share: &ShareRecord, st: ferry_store::ShareSettings) -> ShareSettingsDto {
+    ShareSettingsDto {
+        share: share.id.to_string(),
+        label: share.label.clone(),
+        conflict_policy: st.conflict_policy.as_str().into(),
+        retention: st.retention.to_string(),
+        mass_delete_percent: st.mass_delete_percent.unwrap_or(inner.cfg.mass_delete_percent),
+        attention: st.attention,
     }
 }
 
@@ -674,6 +802,10 @@ pub(crate) async fn publish_prompt(inner: &Arc<Inner>, p: PromptRecord) -> ApiRe
         PromptKind::SendOffer { names, .. } => {
             let name = inner.db(move |s| s.device(&device)).await?.map(|d| d.name).unwrap_or_default();
             ("send", None, Some(names.join(", ")), name)
+        }
+        PromptKind::MassDelete { label, .. } => {
+            let name = inner.db(move |s| s.device(&device)).await?.map(|d| d.name).unwrap_or_default();
+            ("mass-delete", None, Some(label.clone()), name)
         }
     };
     inner.emit(Event::PromptAdded {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_engine::{Action, ChunkSource, apply_order, decide, plan_chunks, remote_wins};
+use ferry_engine::{Action, ChunkSource, apply_order, decide_with_policy, plan_chunks, remote_wins};
 use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan};
 use ferry_fs::{ShareWatcher, WatchEvent, watch};
 use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, Seq, ShareId};
@@ -40,6 +40,8 @@ const MAX_PULL_PASSES: usize = 4;
 #[derive(Default)]
 struct Pending {
     full: bool,
+    /// With `full`: re-hash every file (`ferry rescan --full`).
+    rehash: bool,
     pull: bool,
     paths: BTreeSet<RelPath>,
 }
@@ -65,6 +67,9 @@ pub(crate) struct ShareHandle {
     stop: twatch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     _watcher: Option<ShareWatcher>,
+    /// Held by the worker while it scans or pulls, and by history operations (restore, rewind,
+    /// resolve, override, revert) while they change files, so they never race.
+    pub(crate) disk: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ShareHandle {
@@ -75,6 +80,23 @@ impl ShareHandle {
     pub fn request_full_scan(&self) {
         self.pending.lock().unwrap().full = true;
         self.wake.notify_one();
+    }
+    /// Rescans these paths soon (after a history operation changed them).
+    pub fn request_paths(&self, paths: Vec<RelPath>) {
+        self.pending.lock().unwrap().paths.extend(paths);
+        self.wake.notify_one();
+    }
+    /// A full scan that re-hashes every file.
+    pub fn request_rehash(&self) {
+        let mut p = self.pending.lock().unwrap();
+        p.full = true;
+        p.rehash = true;
+        drop(p);
+        self.wake.notify_one();
+    }
+    /// Tells the index senders about records committed outside the worker.
+    pub fn publish_seq(&self, seq: u64) {
+        self.seq.send_replace(seq);
     }
     pub fn has_member(&self, d: &DeviceId) -> bool {
         self.members.lock().unwrap().contains(d)
@@ -109,10 +131,12 @@ struct Worker {
     /// in the same file and fetches only the chunks not already verified there. They are temp
     /// files (ignored by the scanner, removed at start), so an abandoned one costs nothing.
     partials: Mutex<HashMap<RelPath, (ChunkHash, PathBuf)>>,
+    disk: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
-    let pending = Arc::new(Mutex::new(Pending { full: true, pull: true, paths: BTreeSet::new() }));
+    let pending = Arc::new(Mutex::new(Pending { full: true, pull: true, ..Default::default() }));
+    let disk = Arc::new(tokio::sync::Mutex::new(()));
     let wake = Arc::new(Notify::new());
     let max_seq = inner.store.share_state(&share.id).map(|s| s.max_seq).unwrap_or(0);
     let (seq, _) = twatch::channel(max_seq);
@@ -151,6 +175,7 @@ pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
         seq: seq.clone(),
         runtime: runtime.clone(),
         partials: Mutex::new(HashMap::new()),
+        disk: disk.clone(),
     };
     let task = tokio::spawn(worker.run(stop_rx));
     let handle = ShareHandle {
@@ -163,6 +188,7 @@ pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
         stop,
         task: Some(task),
         _watcher: watcher,
+        disk,
     };
     inner.shares.lock().unwrap().insert(share.id, handle);
 }
@@ -218,6 +244,8 @@ pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiRe
     let runtime = runtime.unwrap_or(Runtime { state: "stopped", ..Default::default() });
     let connected: Vec<DeviceId> = rec.devices.iter().copied().filter(|d| inner.peer(d).is_some()).collect();
     let id = rec.id;
+    let (settings, local_changes) =
+        inner.db(move |s| Ok((s.share_settings(&id)?, crate::history::local_changes(&s.local_files(&id)?)))).await?;
     let (files, bytes, peers_have_all) = inner
         .db(move |s| {
             let local = s.local_files(&id)?;
@@ -255,6 +283,11 @@ pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiRe
         last_error: runtime.last_error,
         fetched_bytes: runtime.fetched_bytes,
         reused_bytes: runtime.reused_bytes,
+        conflict_policy: settings.conflict_policy.as_str().into(),
+        retention: settings.retention.to_string(),
+        local_changes,
+        attention: settings.attention,
+        summary: inner.summaries.get(rec.id),
     })
 }
 
@@ -311,12 +344,17 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            let (full, pull, paths) = {
+            let (full, rehash, pull, paths) = {
                 let mut p = self.pending.lock().unwrap();
-                (std::mem::take(&mut p.full), std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
+                let taken = (std::mem::take(&mut p.full), std::mem::take(&mut p.rehash));
+                (taken.0, taken.1, std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
             };
-            let paused = self.record().await.map(|r| r.paused).unwrap_or(false);
+            let rec = self.record().await.ok();
+            let paused = rec.as_ref().map(|r| r.paused).unwrap_or(false);
             if !paused {
+                let disk = self.disk.clone();
+                let _disk = disk.lock().await;
+                self.inner.summaries.begin(self.id);
                 let scope = if full {
                     Some(Scope::Full)
                 } else if !paths.is_empty() {
@@ -326,7 +364,7 @@ impl Worker {
                 };
                 if let Some(scope) = scope {
                     self.set_state("scanning");
-                    if let Err(e) = self.scan(scope).await {
+                    if let Err(e) = self.scan(scope, rehash).await {
                         self.report_error(format!("scan failed: {e}"));
                     }
                 }
@@ -340,6 +378,10 @@ impl Worker {
                     }
                 }
                 self.set_state("idle");
+                let label = rec.map(|r| r.label).unwrap_or_default();
+                if let Some(ev) = self.inner.summaries.end(self.id, &label) {
+                    self.inner.emit(ev);
+                }
             } else {
                 self.set_state("paused");
             }
@@ -368,6 +410,7 @@ impl Worker {
     fn report_error(&self, message: String) {
         tracing::warn!(share = %self.id, "{message}");
         self.runtime.lock().unwrap().last_error = Some(message.clone());
+        self.inner.summaries.error(self.id);
         self.inner.emit(Event::Error { share: Some(self.id.to_string()), device: None, message });
     }
 
@@ -377,14 +420,14 @@ impl Worker {
     }
 
     /// Scans, then commits what changed as local changes in one transaction.
-    async fn scan(&self, scope: Scope) -> ApiResult<()> {
+    async fn scan(&self, scope: Scope, rehash: bool) -> ApiResult<()> {
         let started = Instant::now();
         let rec = self.record().await?;
         let me = self.inner.id;
         let store = self.inner.store.clone();
         let id = self.id;
         let root = self.root.clone();
-        let (outcome, max_seq) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let (outcome, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let ignore = Ignore::load(&root).map_err(|e| e.to_string())?;
             let preload: Option<HashMap<RelPath, LocalEntry>> = match scope {
                 Scope::Full => Some(
@@ -403,7 +446,10 @@ impl Worker {
                     None => store.local_file(&id, p).ok().flatten(),
                 }
             };
-            let known = |p: &RelPath| lookup(p).map(|e| known_of(&e));
+            // A re-hash scan claims to know nothing, so every file is read and hashed; the
+            // unchanged ones come back as metadata-only updates below.
+            let rehash = rehash && matches!(scope, Scope::Full);
+            let known = |p: &RelPath| if rehash { None } else { lookup(p).map(|e| known_of(&e)) };
             let known_paths = |p: Option<&RelPath>| -> Vec<RelPath> {
                 match (p, &preload) {
                     (None, Some(m)) => {
@@ -495,12 +541,15 @@ impl Worker {
                     }
                 }
             }
+            // Versions of the local content this scan saw replaced or deleted (archived before
+            // the index commit, like every version).
+            let (versions, counts) = crate::history::on_scan(&root, id, me, &updates, &lookup);
             let max_seq = if updates.is_empty() {
                 None
             } else {
-                Some(store.commit_local(&id, &updates, &[]).map_err(|e| e.to_string())?.0)
+                Some(store.commit_local(&id, &updates, &versions).map_err(|e| e.to_string())?.0)
             };
-            Ok((outcome, max_seq))
+            Ok((outcome, max_seq, counts))
         })
         .await
         .map_err(ApiError::internal)?
@@ -508,6 +557,7 @@ impl Worker {
         if let Some(s) = max_seq {
             self.seq.send_replace(s);
         }
+        self.inner.summaries.local(self.id, counts);
         for (path, msg) in &outcome.errors {
             self.report_error(format!("{path}: {msg}"));
         }
@@ -559,6 +609,7 @@ impl Worker {
         }
         let id = self.id;
         let members = rec.devices.clone();
+        let policy = self.inner.db(move |s| s.share_settings(&id)).await?.conflict_policy;
         let (local, remotes) = self
             .inner
             .db(move |s| {
@@ -579,7 +630,7 @@ impl Worker {
         for recs in remotes.values() {
             for r in recs.values() {
                 let l = local.get(&r.path).map(|e| &e.record);
-                let action = decide(l, r);
+                let action = decide_with_policy(l, r, policy);
                 if matches!(action, Action::Nothing | Action::ConflictLocalWins) {
                     continue;
                 }
@@ -605,6 +656,7 @@ impl Worker {
                 }
             }
         }
+        crate::guard::hold_mass_delete(&self.inner, &rec, &local, &mut wanted).await?;
         if wanted.is_empty() {
             return Ok(PullStats::default());
         }
@@ -644,6 +696,26 @@ impl Worker {
                     Ok(())
                 }
                 Action::ConflictRemoteWins => self.apply(&target, l, &sources, &local_chunks, true, &mut batch).await,
+                Action::OverrideLocal => {
+                    // This device's policy wins the conflict: keep our content under a version
+                    // that has seen theirs; the other devices archive their content as they apply it.
+                    let mut e = l.expect("a conflict implies local").clone();
+                    e.record = ferry_engine::override_record(&e.record, &target, self.inner.id);
+                    batch.updates.push(LocalUpdate { entry: e, new_seq: true });
+                    self.inner.summaries.conflict(self.id);
+                    Ok(())
+                }
+                Action::ConflictRemoteWinsArchive => {
+                    // Newest wins: our losing content goes to the history, not a conflict copy.
+                    let r = self.apply(&target, l, &sources, &local_chunks, false, &mut batch).await;
+                    if r.is_ok() {
+                        if let Some(v) = batch.versions.last_mut().filter(|v| v.path == target.path) {
+                            v.reason = VersionReason::Conflict;
+                        }
+                        self.inner.summaries.conflict(self.id);
+                    }
+                    r
+                }
                 _ => self.apply(&target, l, &sources, &local_chunks, false, &mut batch).await,
             };
             match res {
@@ -667,6 +739,7 @@ impl Worker {
         let id = self.id;
         let seq = self.inner.db(move |s| s.commit_local(&id, &updates, &versions)).await?;
         self.seq.send_replace(seq.0);
+        self.inner.summaries.remote_events(self.id, &batch.events);
         for e in batch.events.drain(..) {
             self.inner.emit(e);
         }
@@ -774,6 +847,7 @@ impl Worker {
                     FileKind::Symlink { target } => ferry_fs::create_symlink(&r, &p, target)?,
                 }
             }
+            crate::history::after_apply(&r, &t);
             ferry_fs::stat_known(&r, &p)
         })
         .await?;

@@ -8,12 +8,14 @@
 
 mod ids;
 mod path;
+mod policy;
 mod record;
 mod version;
 pub mod wire;
 
 pub use ids::{ChunkHash, DeviceId, IdError, NoteId, Seq, ShareId, TransferId};
 pub use path::{FERRY_DIR, PathError, RelPath, TEMP_PREFIX};
+pub use policy::{ConflictPolicy, Retention};
 pub use record::{ChunkInfo, FileKind, FileRecord, ShareMode};
 pub use version::{Ordering as VersionOrdering, VersionVector};
 pub use wire::{MAX_FRAME, PROTOCOL_VERSION};

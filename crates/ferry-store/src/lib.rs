@@ -30,12 +30,13 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 pub use error::StoreError;
 pub use records::{
     DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, NoteRecord, NoteState, PromptKind, PromptRecord, RemoteState,
-    ShareRecord, ShareState, TransferRecord, TransferState, VersionReason, VersionRecord,
+    ShareRecord, ShareSettings, ShareState, TransferRecord, TransferState, VersionReason, VersionRecord,
 };
 use schema::{AUTO_ACCEPT, TRANSFERS};
 use schema::{
     DEVICES, LOCAL, LOCAL_SEQ, META, META_NEXT_NOTE_ORDER, META_NEXT_PROMPT_ID, META_SCHEMA_VERSION, MUTED, NOTE_ORDER,
-    NOTES, PROMPTS, REMOTE, REMOTE_STATE, SHARE_STATE, SHARES, VERSIONS, encode, get, prefix_bounds, scan,
+    NOTES, PROMPTS, REMOTE, REMOTE_STATE, SHARE_SETTINGS, SHARE_STATE, SHARES, VERSIONS, encode, get, prefix_bounds,
+    scan,
 };
 
 /// Ferry's database. See the crate documentation.
@@ -141,6 +142,7 @@ impl Store {
         self.write(|txn| {
             txn.open_table(SHARES)?.remove(id.0.as_slice())?;
             txn.open_table(SHARE_STATE)?.remove(id.0.as_slice())?;
+            txn.open_table(SHARE_SETTINGS)?.remove(id.0.as_slice())?;
             for table in [LOCAL, LOCAL_SEQ, REMOTE, REMOTE_STATE, VERSIONS] {
                 schema::remove_range(&mut txn.open_table(table)?, &bounds)?;
             }
@@ -372,6 +374,44 @@ impl Store {
             let mut out: Vec<VersionRecord> = scan(&txn.open_table(VERSIONS)?, &prefix_bounds(&share.0), "version")?;
             out.sort_by(|a, b| b.id.cmp(&a.id).then_with(|| a.path.cmp(&b.path)));
             Ok(out)
+        })
+    }
+
+    /// Removes these (path, id) version records in one transaction (missing ones are skipped).
+    pub fn remove_versions(&self, share: &ShareId, which: &[(RelPath, u64)]) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(VERSIONS)?;
+            for (path, id) in which {
+                table.remove(schema::version_key(share, path, *id).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One version record, if it exists.
+    pub fn version(&self, share: &ShareId, path: &RelPath, id: u64) -> Result<Option<VersionRecord>, StoreError> {
+        self.read(|txn| get(&txn.open_table(VERSIONS)?, &schema::version_key(share, path, id), "version"))
+    }
+
+    // --- share settings -----------------------------------------------------------------------
+
+    /// The share's settings; the defaults if none were stored.
+    pub fn share_settings(&self, id: &ShareId) -> Result<ShareSettings, StoreError> {
+        self.read(|txn| Ok(get(&txn.open_table(SHARE_SETTINGS)?, &id.0, "share settings")?.unwrap_or_default()))
+    }
+
+    /// Reads, changes and writes the share's settings in one transaction; returns the result.
+    pub fn update_share_settings(
+        &self,
+        id: &ShareId,
+        f: impl FnOnce(&mut ShareSettings),
+    ) -> Result<ShareSettings, StoreError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(SHARE_SETTINGS)?;
+            let mut s: ShareSettings = get(&table, &id.0, "share settings")?.unwrap_or_default();
+            f(&mut s);
+            table.insert(id.0.as_slice(), encode("share settings", &s)?.as_slice())?;
+            Ok(s)
         })
     }
 

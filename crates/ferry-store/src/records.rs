@@ -2,7 +2,9 @@
 //! changing one of these types means adding a new wrapper variant and a migration.
 
 use ferry_proto::wire::SendFile;
-use ferry_proto::{ChunkHash, DeviceId, FileRecord, NoteId, RelPath, ShareId, ShareMode, TransferId};
+use ferry_proto::{
+    ChunkHash, ConflictPolicy, DeviceId, FileRecord, NoteId, RelPath, Retention, ShareId, ShareMode, TransferId,
+};
 use serde::{Deserialize, Serialize};
 
 /// A device we know: paired, or one that asked to pair.
@@ -125,6 +127,13 @@ pub enum PromptKind {
         bytes: u64,
         names: Vec<String>,
     },
+    /// A peer's update would delete `deletes` of the share's `files` files; held until answered.
+    MassDelete {
+        share: ShareId,
+        label: String,
+        deletes: u64,
+        files: u64,
+    },
 }
 
 /// A quick note, sent to or received from a paired device.
@@ -231,4 +240,19 @@ impl TransferState {
     pub fn is_final(&self) -> bool {
         matches!(self, TransferState::Done | TransferState::Rejected(_) | TransferState::Failed(_))
     }
+}
+
+/// A share's history, conflict and safety settings, and its "needs attention" flag (schema v3).
+/// Kept apart from [`ShareRecord`] so that record's encoding stays as it was.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ShareSettings {
+    pub conflict_policy: ConflictPolicy,
+    pub retention: Retention,
+    /// Percent of the share's files one peer update may delete before it is held; `None`: the
+    /// node's configured default.
+    pub mass_delete_percent: Option<u8>,
+    /// Why the share needs the user's attention (e.g. a refused mass delete); shown by status.
+    pub attention: Option<String>,
+    /// The user allowed a held mass delete: the next pull applies it (and clears this).
+    pub mass_delete_allowed: bool,
 }

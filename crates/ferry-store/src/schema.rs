@@ -46,6 +46,8 @@ pub const NOTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("notes");
 pub const NOTE_ORDER: TableDefinition<&[u8], &[u8]> = TableDefinition::new("note_order");
 /// `device id (32)` -> empty: devices whose notes are refused (schema v2).
 pub const MUTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("muted");
+/// `share id (10)` -> `ShareSettings` (schema v3).
+pub const SHARE_SETTINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("share_settings");
 
 /// `transfer id (16)` -> `TransferRecord`: one-shot sends, both directions (schema v3).
 pub const TRANSFERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("transfers");
@@ -53,7 +55,7 @@ pub const TRANSFERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trans
 pub const AUTO_ACCEPT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auto_accept");
 
 /// Every table, for migrations and for tests.
-pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 15] = [
+pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 16] = [
     META,
     DEVICES,
     SHARES,
@@ -69,6 +71,7 @@ pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 15] = [
     MUTED,
     TRANSFERS,
     AUTO_ACCEPT,
+    SHARE_SETTINGS,
 ];
 
 /// `meta` key of the schema version (u32 BE).
@@ -283,9 +286,10 @@ fn migrate_v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// v2 -> v3: the one-shot send tables.
+/// v2 -> v3: the one-shot send tables and per-share settings (conflict policy, retention,
+/// mass-delete guard).
 fn migrate_v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
-    for table in [TRANSFERS, AUTO_ACCEPT] {
+    for table in [TRANSFERS, AUTO_ACCEPT, SHARE_SETTINGS] {
         txn.open_table(table)?;
     }
     Ok(())

@@ -372,7 +372,7 @@ fn newer_schema_is_refused() {
         txn.commit().unwrap();
     }
     match Store::open(&path) {
-        Err(StoreError::TooNew { found: 99, supported: 3 }) => {}
+        Err(StoreError::TooNew { found: 99, supported: schema::SCHEMA_VERSION }) => {}
         Err(e) => panic!("expected TooNew, got {e}"),
         Ok(_) => panic!("expected TooNew, opened fine"),
     }
@@ -546,7 +546,10 @@ fn v2_database_migrates_to_v3_keeping_notes() {
         // A v2 database: every table but the v3 ones, version 2, one note.
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        for t in schema::ALL_TABLES.iter().filter(|t| !matches!(t.to_string().as_str(), "transfers" | "auto_accept")) {
+        for t in schema::ALL_TABLES
+            .iter()
+            .filter(|t| !matches!(t.to_string().as_str(), "transfers" | "auto_accept" | "share_settings"))
+        {
             txn.open_table(*t).unwrap();
         }
         txn.open_table(META).unwrap().insert(META_SCHEMA_VERSION.as_bytes(), 2u32.to_be_bytes().as_slice()).unwrap();
@@ -561,4 +564,23 @@ fn v2_database_migrates_to_v3_keeping_notes() {
     assert_eq!(store.notes(None).unwrap().len(), 1);
     assert!(store.transfers().unwrap().is_empty());
     assert!(!store.auto_accept(&PEER).unwrap());
+}
+
+#[test]
+fn share_settings_default_update_and_go_with_the_share() {
+    use ferry_proto::{ConflictPolicy, Retention};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("ferry.redb")).unwrap();
+    let id = ShareId([7; 10]);
+    assert_eq!(store.share_settings(&id).unwrap(), ShareSettings::default());
+    let s = store
+        .update_share_settings(&id, |s| {
+            s.conflict_policy = ConflictPolicy::NewestWins;
+            s.retention = Retention::TrashCan { days: 3 };
+            s.attention = Some("look".into());
+        })
+        .unwrap();
+    assert_eq!(store.share_settings(&id).unwrap(), s);
+    store.remove_share(&id).unwrap();
+    assert_eq!(store.share_settings(&id).unwrap(), ShareSettings::default());
 }

@@ -1,0 +1,603 @@
+//! File history on this device: versions of local edits and deletes (through snapshot links,
+//! see [`ferry_fs::take_snapshot`] for what that can and cannot keep), restore, rewind, pruning
+//! by each share's retention policy, and the override / revert / full-rescan modes.
+//!
+//! Every operation here that touches a share's files holds the share's disk lock, which its
+//! worker also holds while it scans or pulls, so they never race. They write like a user
+//! would (temp file, rename, fsync) and then ask the worker to rescan the paths, so a restore is
+//! an ordinary local change that propagates to every device. The content they replace or remove
+//! is archived first, and its snapshot link dropped so it is not archived twice.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferry_engine::history::{AtTime, Current, RewindStep, VersionInfo, content_at, parse_time, plan_rewind, prune};
+use ferry_fs::{ArchiveMode, SnapshotOf, archive, chunk_file, drop_snapshot, link_snapshot, take_snapshot};
+use ferry_proto::{ChunkHash, DeviceId, FileKind, FileRecord, RelPath, ShareId, ShareMode};
+use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, ShareRecord, VersionReason, VersionRecord};
+use time::OffsetDateTime;
+
+use crate::api::*;
+use crate::node::{ApiResult, Inner, now_ms};
+
+/// A version id: the archive time in ns, made strictly increasing within this process so two
+/// versions archived in the same nanosecond never share a key.
+pub(crate) fn next_version_id() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = OffsetDateTime::now_utc().unix_timestamp_nanos().max(0) as u64;
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let id = now.max(last + 1);
+        match LAST.compare_exchange(last, id, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return id,
+            Err(cur) => last = cur,
+        }
+    }
+}
+
+fn version_record(
+    share: ShareId,
+    path: &RelPath,
+    content: (u64, ChunkHash, i64, DeviceId),
+    replaced_by: DeviceId,
+    archive_path: String,
+    reason: VersionReason,
+) -> VersionRecord {
+    let id = next_version_id();
+    let (size, hash, mtime_ns, modified_by) = content;
+    VersionRecord {
+        share,
+        path: path.clone(),
+        id,
+        archived_at_ms: (id / 1_000_000) as i64,
+        size,
+        hash,
+        mtime_ns,
+        modified_by,
+        replaced_by,
+        archive_path,
+        reason,
+    }
+}
+
+/// Local adds, changes and deletes a scan found (files and links; directories are not counted).
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct LocalCounts {
+    pub adds: u64,
+    pub changes: u64,
+    pub deletes: u64,
+}
+
+/// Scan hook (blocking, before the index commit): versions of the local content this scan saw
+/// replaced or deleted, taken from snapshot links; new snapshot links for new content; and what
+/// kind of changes they were.
+pub(crate) fn on_scan(
+    root: &Path,
+    share: ShareId,
+    me: DeviceId,
+    updates: &[LocalUpdate],
+    old: &dyn Fn(&RelPath) -> Option<LocalEntry>,
+) -> (Vec<VersionRecord>, LocalCounts) {
+    let mut versions = Vec::new();
+    let mut counts = LocalCounts::default();
+    let now = OffsetDateTime::now_utc();
+    for u in updates {
+        let new = &u.entry.record;
+        let path = &new.path;
+        let prev = old(path).filter(|e| !e.record.deleted);
+        if u.new_seq && new.kind != FileKind::Dir {
+            match (&prev, new.deleted) {
+                (_, true) => counts.deletes += 1,
+                (None, false) => counts.adds += 1,
+                (Some(_), false) => counts.changes += 1,
+            }
+        }
+        if let Some(p) = prev.as_ref().filter(|p| p.record.kind == FileKind::File && u.new_seq) {
+            let content_changed = new.deleted || new.kind != FileKind::File || new.hash != p.record.hash;
+            if content_changed {
+                let of = SnapshotOf { inode: p.meta.inode, size: p.record.size, mtime_ns: p.record.mtime_ns };
+                match take_snapshot(root, path, of, now) {
+                    Ok(Some(ap)) => {
+                        let reason = if new.deleted { VersionReason::Deleted } else { VersionReason::Replaced };
+                        let content = (p.record.size, p.record.hash, p.record.mtime_ns, p.record.modified_by);
+                        versions.push(version_record(share, path, content, me, ap, reason));
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(%path, "could not keep the previous content: {e}"),
+                }
+            }
+        }
+        if !new.deleted && new.kind == FileKind::File {
+            // A new inode (or a new file): link it so its content can become a version later.
+            let relink = u.new_seq || prev.as_ref().is_none_or(|p| p.meta.inode != u.entry.meta.inode);
+            if relink && let Err(e) = link_snapshot(root, path) {
+                tracing::debug!(%path, "no snapshot: {e}");
+            }
+        } else if new.deleted {
+            let _ = drop_snapshot(root, path);
+        }
+    }
+    (versions, counts)
+}
+
+/// Apply hook (blocking, after a peer's change is on disk): the snapshot now follows the new
+/// content (the old one was archived by the apply itself).
+pub(crate) fn after_apply(root: &Path, target: &FileRecord) {
+    let res = if target.is_file() {
+        link_snapshot(root, &target.path).map(|_| ())
+    } else {
+        drop_snapshot(root, &target.path)
+    };
+    if let Err(e) = res {
+        tracing::debug!(path = %target.path, "snapshot: {e}");
+    }
+}
+
+/// The archived copy of a version, checked to be a plain file inside the share's archive.
+fn version_file(root: &Path, archive_path: &str) -> Result<PathBuf, String> {
+    let ok = archive_path.starts_with(ferry_fs::VERSIONS_DIR)
+        && archive_path.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    if !ok {
+        return Err(format!("version path {archive_path:?} is not inside the archive"));
+    }
+    let p = root.join(archive_path);
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.file_type().is_file() => Ok(p),
+        Ok(_) => Err(format!("{} is not a regular file", p.display())),
+        Err(e) => Err(format!("the archived copy {} is gone: {e}", p.display())),
+    }
+}
+
+/// Archives whatever file is at `rel` now (a version of `record_as`), returning its record.
+pub(crate) fn archive_as(
+    root: &Path,
+    share: ShareId,
+    rel: &RelPath,
+    record_as: &RelPath,
+    entry: Option<&LocalEntry>,
+    me: DeviceId,
+    mode: ArchiveMode,
+    reason: VersionReason,
+) -> Result<Option<VersionRecord>, String> {
+    let Some(k) = ferry_fs::stat_known(root, rel).map_err(|e| e.to_string())? else { return Ok(None) };
+    if k.kind != FileKind::File {
+        return Err(format!("{rel} is not a regular file here; move it away first"));
+    }
+    let abs = ferry_fs::checked_path(root, rel).map_err(|e| e.to_string())?;
+    let c = chunk_file(&abs).map_err(|e| e.to_string())?;
+    let by = entry.filter(|e| e.record.hash == c.hash).map(|e| e.record.modified_by).unwrap_or(me);
+    let _ = drop_snapshot(root, rel);
+    let ap = archive(root, rel, OffsetDateTime::now_utc(), mode).map_err(|e| e.to_string())?;
+    Ok(Some(version_record(share, record_as, (c.size, c.hash, k.mtime_ns, by), me, ap, reason)))
+}
+
+/// Writes version `v`'s content at `rel` as a new change (mtime now), archiving what is there.
+fn restore_blocking(
+    root: &Path,
+    share: ShareId,
+    rel: &RelPath,
+    v: &VersionRecord,
+    entry: Option<&LocalEntry>,
+    me: DeviceId,
+) -> Result<Vec<VersionRecord>, String> {
+    let src = version_file(root, &v.archive_path)?;
+    let mut out = Vec::new();
+    let temp = ferry_fs::create_temp(root, rel).map_err(|e| e.to_string())?;
+    {
+        let mut input = std::fs::File::open(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+        let mut f = &temp.file;
+        std::io::copy(&mut input, &mut f).map_err(|e| format!("copying {}: {e}", src.display()))?;
+    }
+    let got = chunk_file(&temp.path).map_err(|e| e.to_string())?;
+    if got.hash != v.hash {
+        return Err(format!("the archived copy {} no longer has the recorded content; not restored", src.display()));
+    }
+    if let Some(rec) = archive_as(root, share, rel, rel, entry, me, ArchiveMode::Link, VersionReason::Replaced)? {
+        out.push(rec);
+    }
+    let executable = entry.is_some_and(|e| e.record.executable && !e.record.deleted);
+    let now_ns = OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    ferry_fs::commit_temp(temp, root, rel, now_ns, executable).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Commits version records, then asks the worker to rescan `paths` (which makes them changes
+/// that propagate).
+async fn finish(
+    inner: &Arc<Inner>,
+    share: ShareId,
+    versions: Vec<VersionRecord>,
+    paths: Vec<RelPath>,
+) -> ApiResult<()> {
+    if !versions.is_empty() {
+        inner.db(move |s| s.commit_local(&share, &[], &versions).map(|_| ())).await?;
+    }
+    if let Some(h) = inner.shares.lock().unwrap().get(&share) {
+        h.request_paths(paths);
+    }
+    Ok(())
+}
+
+fn disk_lock(inner: &Arc<Inner>, share: &ShareId) -> ApiResult<Arc<tokio::sync::Mutex<()>>> {
+    inner
+        .shares
+        .lock()
+        .unwrap()
+        .get(share)
+        .map(|h| h.disk.clone())
+        .ok_or_else(|| ApiError::new(ErrorCode::Conflict, "the share is not running"))
+}
+
+fn info(v: &VersionRecord) -> VersionInfo {
+    VersionInfo {
+        path: v.path.clone(),
+        id: v.id,
+        archived_at_ms: v.archived_at_ms,
+        size: v.size,
+        mtime_ns: v.mtime_ns,
+        hash: v.hash,
+    }
+}
+
+pub(crate) fn version_dto(share: &ShareRecord, v: VersionRecord) -> VersionDto {
+    VersionDto {
+        id: v.id,
+        share: v.share.to_string(),
+        path: v.path.to_string(),
+        archived_at_ms: v.archived_at_ms,
+        size: v.size,
+        hash: v.hash.to_hex(),
+        modified_by: v.modified_by.to_string(),
+        replaced_by: v.replaced_by.to_string(),
+        reason: format!("{:?}", v.reason).to_lowercase(),
+        file: Path::new(&share.path).join(&v.archive_path).display().to_string(),
+    }
+}
+
+/// `ferry restore PATH [--version ID | --at TIME]`.
+pub(crate) async fn restore(inner: &Arc<Inner>, req: RestoreDto) -> ApiResult<RestoredDto> {
+    let (share, rel) = inner.locate(&req.path).await?;
+    let rel =
+        rel.ok_or_else(|| ApiError::bad("give a file inside the share, not the share itself (see `ferry rewind`)"))?;
+    let (id, r) = (share.id, rel.clone());
+    let (versions, entry) = inner.db(move |s| Ok((s.versions(&id, &r)?, s.local_file(&id, &r)?))).await?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!("no versions of {rel} are kept")));
+    }
+    let chosen = match (req.version, &req.at) {
+        (Some(_), Some(_)) => return Err(ApiError::bad("give --version or --at, not both")),
+        (Some(vid), None) => versions
+            .iter()
+            .find(|v| v.id == vid)
+            .ok_or_else(|| ApiError::not_found(format!("{rel} has no version {vid} (see `ferry versions`)")))?,
+        (None, Some(at)) => {
+            let t = parse_time(at, now_ms()).map_err(ApiError::bad)?;
+            let cur = entry
+                .as_ref()
+                .filter(|e| e.record.is_file())
+                .map(|e| Current { mtime_ns: e.record.mtime_ns, hash: e.record.hash });
+            let infos: Vec<VersionInfo> = versions.iter().map(info).collect();
+            match content_at(cur.as_ref(), &infos, t) {
+                AtTime::Version(vid) => versions.iter().find(|v| v.id == vid).expect("chosen from the list"),
+                AtTime::Current => {
+                    return Err(ApiError::new(ErrorCode::Conflict, format!("{rel} has not changed since then")));
+                }
+                AtTime::Absent => {
+                    return Err(ApiError::not_found(format!("{rel} did not exist then (or no version of it is kept)")));
+                }
+            }
+        }
+        (None, None) => &versions[0],
+    };
+    let v = chosen.clone();
+    let lock = disk_lock(inner, &share.id)?;
+    let _g = lock.lock().await;
+    let (root, id, me, r, vv, e) =
+        (PathBuf::from(&share.path), share.id, inner.id, rel.clone(), v.clone(), entry.clone());
+    let archived = tokio::task::spawn_blocking(move || restore_blocking(&root, id, &r, &vv, e.as_ref(), me))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let current = archived.first().map(|a| Path::new(&share.path).join(&a.archive_path).display().to_string());
+    finish(inner, share.id, archived, vec![rel.clone()]).await?;
+    Ok(RestoredDto { share: share.id.to_string(), path: rel.to_string(), version: v.id, current_archived_as: current })
+}
+
+/// `ferry rewind SHARE[/SUBDIR] --to TIME [--dry-run]`.
+pub(crate) async fn rewind(inner: &Arc<Inner>, req: RewindReqDto) -> ApiResult<RewindDto> {
+    let (share, sub) = if req.target.starts_with('/') {
+        inner.locate(&req.target).await?
+    } else {
+        let (name, sub) = match req.target.split_once('/') {
+            Some((n, s)) if !s.trim_matches('/').is_empty() => {
+                (n, Some(RelPath::new(s.trim_matches('/')).map_err(|e| ApiError::bad(e.to_string()))?))
+            }
+            Some((n, _)) => (n, None),
+            None => (req.target.as_str(), None),
+        };
+        (inner.resolve_share(name).await?, sub)
+    };
+    let t = parse_time(&req.to, now_ms()).map_err(ApiError::bad)?;
+    let id = share.id;
+    let (entries, versions) = inner.db(move |s| Ok((s.local_files(&id)?, s.share_versions(&id)?))).await?;
+    let within = |p: &RelPath| sub.as_ref().is_none_or(|s| p == s || p.is_within(s));
+    let entries: HashMap<RelPath, LocalEntry> =
+        entries.into_iter().filter(|e| within(&e.record.path)).map(|e| (e.record.path.clone(), e)).collect();
+    let current: HashMap<RelPath, Current> = entries
+        .values()
+        .filter(|e| e.record.is_file())
+        .map(|e| (e.record.path.clone(), Current { mtime_ns: e.record.mtime_ns, hash: e.record.hash }))
+        .collect();
+    let mut by_path: HashMap<RelPath, Vec<VersionInfo>> = HashMap::new();
+    let mut records: HashMap<(RelPath, u64), VersionRecord> = HashMap::new();
+    for v in versions.into_iter().filter(|v| within(&v.path)) {
+        by_path.entry(v.path.clone()).or_default().push(info(&v));
+        records.insert((v.path.clone(), v.id), v);
+    }
+    let plan = plan_rewind(&current, &by_path, t);
+    let steps: Vec<RewindStepDto> = plan
+        .iter()
+        .map(|s| match s {
+            RewindStep::Restore { path, version } => RewindStepDto {
+                action: if current.contains_key(path) { "restore".into() } else { "undelete".into() },
+                path: path.to_string(),
+                version: Some(*version),
+            },
+            RewindStep::Remove { path } => {
+                RewindStepDto { action: "remove".into(), path: path.to_string(), version: None }
+            }
+        })
+        .collect();
+    let mut errors = Vec::new();
+    if !req.dry_run && !plan.is_empty() {
+        let lock = disk_lock(inner, &share.id)?;
+        let _g = lock.lock().await;
+        let (root, me) = (PathBuf::from(&share.path), inner.id);
+        let plan2 = plan.clone();
+        let (versions, errs) = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let mut errs = Vec::new();
+            for step in &plan2 {
+                let res = match step {
+                    RewindStep::Restore { path, version } => {
+                        let v = &records[&(path.clone(), *version)];
+                        restore_blocking(&root, id, path, v, entries.get(path), me)
+                    }
+                    RewindStep::Remove { path } => archive_as(
+                        &root,
+                        id,
+                        path,
+                        path,
+                        entries.get(path),
+                        me,
+                        ArchiveMode::Move,
+                        VersionReason::Deleted,
+                    )
+                    .map(|v| v.into_iter().collect()),
+                };
+                match res {
+                    Ok(v) => out.extend(v),
+                    Err(e) => errs.push(format!(
+                        "{}: {e}",
+                        match step {
+                            RewindStep::Restore { path, .. } | RewindStep::Remove { path } => path,
+                        }
+                    )),
+                }
+            }
+            (out, errs)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        errors = errs;
+        let paths = plan
+            .iter()
+            .map(|s| match s {
+                RewindStep::Restore { path, .. } | RewindStep::Remove { path } => path.clone(),
+            })
+            .collect();
+        finish(inner, share.id, versions, paths).await?;
+    }
+    Ok(RewindDto { share: share.id.to_string(), to_ms: t, dry_run: req.dry_run, steps, errors })
+}
+
+/// Prunes every share's versions by its retention policy, as of `now_ms`.
+pub(crate) async fn prune_all(inner: &Arc<Inner>, now_ms: i64) -> ApiResult<Vec<PruneDto>> {
+    let mut out = Vec::new();
+    for share in inner.db(|s| s.shares()).await? {
+        out.push(prune_share(inner, &share, now_ms).await?);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn prune_share(inner: &Arc<Inner>, share: &ShareRecord, now_ms: i64) -> ApiResult<PruneDto> {
+    let id = share.id;
+    let (settings, versions) = inner.db(move |s| Ok((s.share_settings(&id)?, s.share_versions(&id)?))).await?;
+    let infos: Vec<VersionInfo> = versions.iter().map(info).collect();
+    let drop = prune(&infos, settings.retention, now_ms);
+    if drop.is_empty() {
+        return Ok(PruneDto { share: id.to_string(), removed: 0, freed_bytes: 0 });
+    }
+    let by_key: HashMap<(RelPath, u64), VersionRecord> =
+        versions.into_iter().map(|v| ((v.path.clone(), v.id), v)).collect();
+    let doomed: Vec<VersionRecord> = drop.iter().filter_map(|k| by_key.get(k).cloned()).collect();
+    let root = PathBuf::from(&share.path);
+    // Records go first: a record whose file is gone would promise a restore that cannot happen;
+    // a file without a record is only wasted space (and is removed right after).
+    let keys = drop.clone();
+    inner.db(move |s| s.remove_versions(&id, &keys)).await?;
+    let freed = tokio::task::spawn_blocking(move || {
+        let mut freed = 0;
+        for v in &doomed {
+            if let Ok(p) = version_file(&root, &v.archive_path) {
+                match std::fs::remove_file(&p) {
+                    Ok(()) => freed += v.size,
+                    Err(e) => tracing::warn!(path = %p.display(), "could not prune: {e}"),
+                }
+            }
+        }
+        freed
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    tracing::info!(share = %id, removed = drop.len(), freed, "pruned versions");
+    Ok(PruneDto { share: id.to_string(), removed: drop.len() as u64, freed_bytes: freed })
+}
+
+/// The background pruner: every `prune_interval`, until the node stops.
+pub(crate) async fn prune_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(inner.cfg.prune_interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = prune_all(&inner, now_ms()).await {
+            tracing::warn!("pruning versions failed: {e}");
+        }
+    }
+}
+
+/// `ferry share override SHARE`: a send-only share makes every peer match this device.
+pub(crate) async fn override_share(inner: &Arc<Inner>, arg: &str) -> ApiResult<ModeActionDto> {
+    let share = inner.resolve_share(arg).await?;
+    if share.mode != ShareMode::SendOnly {
+        return Err(ApiError::bad(format!(
+            "{:?} is {}: override is for send-only shares (make the others match this device)",
+            share.label,
+            share.mode.as_str()
+        )));
+    }
+    let lock = disk_lock(inner, &share.id)?;
+    let _g = lock.lock().await;
+    let (id, members, me) = (share.id, share.devices.clone(), inner.id);
+    let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let (n, seq) = inner
+        .db(move |s| {
+            let local = s.local_files(&id)?;
+            let meta: HashMap<RelPath, LocalMeta> = local.iter().map(|e| (e.record.path.clone(), e.meta)).collect();
+            let local: HashMap<RelPath, FileRecord> =
+                local.into_iter().map(|e| (e.record.path.clone(), e.record)).collect();
+            let mut remotes = Vec::new();
+            for d in &members {
+                remotes
+                    .push(s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect::<HashMap<_, _>>());
+            }
+            let refs: Vec<&HashMap<RelPath, FileRecord>> = remotes.iter().collect();
+            let plan = ferry_engine::plan_override(&local, &refs, me, now);
+            let updates: Vec<LocalUpdate> = plan
+                .into_iter()
+                .map(|r| {
+                    let meta = meta.get(&r.path).copied().unwrap_or_default();
+                    LocalUpdate { entry: LocalEntry { record: r, meta }, new_seq: true }
+                })
+                .collect();
+            let n = updates.len();
+            let seq = if n > 0 { Some(s.commit_local(&id, &updates, &[])?) } else { None };
+            Ok((n, seq))
+        })
+        .await?;
+    if let Some(seq) = seq
+        && let Some(h) = inner.shares.lock().unwrap().get(&id)
+    {
+        h.publish_seq(seq.0);
+    }
+    Ok(ModeActionDto { share: id.to_string(), mode: share.mode.as_str().into(), changed: n as u64 })
+}
+
+/// `ferry share revert SHARE`: a receive-only share drops its local changes and matches the
+/// others. Changed and deleted files are marked as older than any peer's, so the worker's next
+/// pull applies the peers' versions (archiving the local content first, like any apply); files
+/// only this device has go to the history.
+pub(crate) async fn revert_share(inner: &Arc<Inner>, arg: &str) -> ApiResult<ModeActionDto> {
+    let share = inner.resolve_share(arg).await?;
+    if share.mode != ShareMode::ReceiveOnly {
+        return Err(ApiError::bad(format!(
+            "{:?} is {}: revert is for receive-only shares (drop local changes, match the others)",
+            share.label,
+            share.mode.as_str()
+        )));
+    }
+    let lock = disk_lock(inner, &share.id)?;
+    let _g = lock.lock().await;
+    let (id, members) = (share.id, share.devices.clone());
+    let (changed, only_here) = inner
+        .db(move |s| {
+            let mut known_remote = std::collections::HashSet::new();
+            for d in &members {
+                for r in s.remote_files(&id, d)? {
+                    if !r.deleted {
+                        known_remote.insert(r.path);
+                    }
+                }
+            }
+            let mut changed = Vec::new();
+            let mut only_here = Vec::new();
+            for e in s.local_files(&id)?.into_iter().filter(|e| e.meta.local_change && !is_dropped_change(e)) {
+                if e.record.deleted || known_remote.contains(&e.record.path) {
+                    changed.push(e);
+                } else {
+                    only_here.push(e);
+                }
+            }
+            Ok((changed, only_here))
+        })
+        .await?;
+    let root = PathBuf::from(&share.path);
+    let me = inner.id;
+    let only = only_here.clone();
+    let archived = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for e in only.iter().filter(|e| e.record.kind == FileKind::File) {
+            match archive_as(
+                &root,
+                id,
+                &e.record.path,
+                &e.record.path,
+                Some(e),
+                me,
+                ArchiveMode::Move,
+                VersionReason::Deleted,
+            ) {
+                Ok(v) => out.extend(v),
+                Err(err) => tracing::warn!(path = %e.record.path, "revert: {err}"),
+            }
+        }
+        out
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let mut updates = Vec::new();
+    for mut e in changed.iter().cloned() {
+        e.record.version = Default::default();
+        updates.push(LocalUpdate { entry: e, new_seq: false });
+    }
+    for e in only_here.iter().filter(|e| e.record.kind == FileKind::File) {
+        let mut e = e.clone();
+        e.record.deleted = true;
+        e.record.version = Default::default();
+        e.record.hash = ChunkHash([0; 32]);
+        e.record.chunks.clear();
+        e.record.size = 0;
+        e.meta.inode = 0;
+        updates.push(LocalUpdate { entry: e, new_seq: false });
+    }
+    let n = updates.len() as u64;
+    inner.db(move |s| s.commit_local(&id, &updates, &archived).map(|_| ())).await?;
+    if let Some(h) = inner.shares.lock().unwrap().get(&id) {
+        h.request_pull();
+    }
+    Ok(ModeActionDto { share: id.to_string(), mode: share.mode.as_str().into(), changed: n })
+}
+
+/// A local-only file that revert already moved to the history.
+pub(crate) fn is_dropped_change(e: &LocalEntry) -> bool {
+    e.record.deleted && e.record.version.0.is_empty()
+}
+
+/// Local changes of a receive-only share (never sent), for status.
+pub(crate) fn local_changes(entries: &[LocalEntry]) -> u64 {
+    entries.iter().filter(|e| e.meta.local_change && !is_dropped_change(e)).count() as u64
+}

@@ -1,0 +1,160 @@
+//! Sync summaries (pysyncml's report): per share, what the last sync session and everything
+//! since the node started did: local and remote adds, changes and deletes, errors and
+//! conflicts. A session is one round of the share's worker (scan, then pull) that changed
+//! something; at its end the counts go to status and out as a [`Event::SyncSummary`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ferry_proto::ShareId;
+
+use crate::api::{SummaryCountsDto, SummaryDto};
+use crate::events::Event;
+
+#[derive(Default)]
+struct Tracker {
+    /// Remote deletions applied recently, for the mass-delete guard: (when, how many).
+    recent_deletes: std::collections::VecDeque<(std::time::Instant, u64)>,
+    /// Until then the user's "allow" of a mass delete covers the rest of its burst.
+    guard_quiet_until: Option<std::time::Instant>,
+    current: SummaryCountsDto,
+    started_ms: i64,
+    last: Option<(SummaryCountsDto, i64, i64)>,
+    total: SummaryCountsDto,
+}
+
+/// Every share's summary, owned by the node.
+#[derive(Default)]
+pub(crate) struct Summaries(Mutex<HashMap<ShareId, Tracker>>);
+
+fn add(a: &mut SummaryCountsDto, b: &SummaryCountsDto) {
+    a.local_adds += b.local_adds;
+    a.local_changes += b.local_changes;
+    a.local_deletes += b.local_deletes;
+    a.remote_adds += b.remote_adds;
+    a.remote_changes += b.remote_changes;
+    a.remote_deletes += b.remote_deletes;
+    a.errors += b.errors;
+    a.conflicts += b.conflicts;
+}
+
+fn is_empty(c: &SummaryCountsDto) -> bool {
+    *c == SummaryCountsDto::default()
+}
+
+impl Summaries {
+    fn with(&self, share: ShareId, f: impl FnOnce(&mut Tracker)) {
+        f(self.0.lock().unwrap().entry(share).or_default())
+    }
+
+    pub fn begin(&self, share: ShareId) {
+        self.with(share, |t| {
+            t.current = SummaryCountsDto::default();
+            t.started_ms = crate::node::now_ms();
+        });
+    }
+
+    pub fn local(&self, share: ShareId, c: crate::history::LocalCounts) {
+        self.with(share, |t| {
+            t.current.local_adds += c.adds;
+            t.current.local_changes += c.changes;
+            t.current.local_deletes += c.deletes;
+        });
+    }
+
+    /// Counts applied changes and conflicts from the events a pull produced.
+    pub fn remote_events(&self, share: ShareId, events: &[Event]) {
+        self.with(share, |t| {
+            let deletes =
+                events.iter().filter(|e| matches!(e, Event::Applied { action, .. } if action == "deleted")).count();
+            if deletes > 0 {
+                t.recent_deletes.push_back((std::time::Instant::now(), deletes as u64));
+            }
+            for e in events {
+                match e {
+                    Event::Applied { action, .. } => match action.as_str() {
+                        "added" => t.current.remote_adds += 1,
+                        "deleted" => t.current.remote_deletes += 1,
+                        _ => t.current.remote_changes += 1,
+                    },
+                    Event::Conflict { .. } => t.current.conflicts += 1,
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    /// Remote deletions applied in the last `window`.
+    pub fn recent_remote_deletes(&self, share: ShareId, window: std::time::Duration) -> u64 {
+        let mut n = 0;
+        self.with(share, |t| {
+            while t.recent_deletes.front().is_some_and(|(at, _)| at.elapsed() > window) {
+                t.recent_deletes.pop_front();
+            }
+            n = t.recent_deletes.iter().map(|(_, c)| c).sum();
+        });
+        n
+    }
+
+    /// After the user allowed a mass delete: the guard stays quiet for `d` (the rest of the burst).
+    pub fn quiet_guard(&self, share: ShareId, d: std::time::Duration) {
+        self.with(share, |t| {
+            t.guard_quiet_until = Some(std::time::Instant::now() + d);
+            t.recent_deletes.clear();
+        });
+    }
+
+    pub fn guard_is_quiet(&self, share: ShareId) -> bool {
+        let mut q = false;
+        self.with(share, |t| q = t.guard_quiet_until.is_some_and(|u| std::time::Instant::now() < u));
+        q
+    }
+
+    pub fn conflict(&self, share: ShareId) {
+        self.with(share, |t| t.current.conflicts += 1);
+    }
+
+    pub fn error(&self, share: ShareId) {
+        self.with(share, |t| t.current.errors += 1);
+    }
+
+    /// Ends the session; returns the event to emit if it did anything.
+    pub fn end(&self, share: ShareId, label: &str) -> Option<Event> {
+        let mut map = self.0.lock().unwrap();
+        let t = map.entry(share).or_default();
+        let c = std::mem::take(&mut t.current);
+        if is_empty(&c) {
+            return None;
+        }
+        let now = crate::node::now_ms();
+        add(&mut t.total, &c);
+        t.last = Some((c.clone(), t.started_ms, now));
+        Some(Event::SyncSummary {
+            share: share.to_string(),
+            label: label.to_string(),
+            started_ms: t.started_ms,
+            ended_ms: now,
+            counts: c,
+        })
+    }
+
+    pub fn get(&self, share: ShareId) -> SummaryDto {
+        let map = self.0.lock().unwrap();
+        match map.get(&share) {
+            Some(t) => SummaryDto {
+                last_session: t.last.as_ref().map(|(c, _, _)| c.clone()),
+                last_session_started_ms: t.last.as_ref().map(|(_, s, _)| *s),
+                last_session_ended_ms: t.last.as_ref().map(|(_, _, e)| *e),
+                since_start: t.total.clone(),
+            },
+            None => SummaryDto::default(),
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ`.
+pub(crate) fn fmt_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z")).unwrap_or_default()
+}
