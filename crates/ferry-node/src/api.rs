@@ -4,14 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 /// Every failure crosses the API as `{code, message}`.
-#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error, ts_rs::TS)]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -39,14 +39,14 @@ impl ApiError {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct IdDto {
     pub device_id: String,
     pub name: String,
     pub owner: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct StatusDto {
     pub device_id: String,
     pub name: String,
@@ -55,9 +55,12 @@ pub struct StatusDto {
     pub home: String,
     pub connected: usize,
     pub shares: Vec<ShareStatusDto>,
+    /// True while syncing is paused for the whole node (`ferry pause`, the tray).
+    #[serde(default)]
+    pub paused: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ShareStatusDto {
     pub id: String,
     pub label: String,
@@ -78,7 +81,7 @@ pub struct ShareStatusDto {
     pub reused_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct DeviceDto {
     pub id: String,
     pub name: String,
@@ -93,7 +96,7 @@ pub struct DeviceDto {
     pub bytes_received: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PendingDto {
     pub id: u64,
     /// `pair` or `share`.
@@ -108,7 +111,7 @@ pub struct PendingDto {
     pub created_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ShareDto {
     pub id: String,
     pub label: String,
@@ -118,7 +121,7 @@ pub struct ShareDto {
     pub paused: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct VersionDto {
     pub id: u64,
     pub share: String,
@@ -133,13 +136,13 @@ pub struct VersionDto {
     pub file: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PairRequestDto {
     /// `HOST:PORT`.
     pub address: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PairTicketDto {
     pub ticket: u64,
     pub device: String,
@@ -147,46 +150,46 @@ pub struct PairTicketDto {
     pub code: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PairOutcomeDto {
     /// `accepted`, `rejected`, `failed` or `timeout`.
     pub state: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct AcceptDto {
     pub id: u64,
     pub path: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ShareAddDto {
     pub path: String,
     pub label: Option<String>,
     pub mode: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct InviteDto {
     pub share: String,
     pub device: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PingDto {
     pub device: String,
     pub rtt_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct VersionsQuery {
     /// A path inside a share (absolute, or relative to the current dir on the client).
     pub path: String,
 }
 
 /// One quick note, sent or received.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct NoteDto {
     /// 32 hex digits.
     pub id: String,
@@ -208,25 +211,25 @@ pub struct NoteDto {
     pub refused: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct NoteSendDto {
     pub device: String,
     pub text: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, ts_rs::TS)]
 pub struct NotesQuery {
     /// Only the conversation with this device.
     pub device: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct NoteReadDto {
     /// A note id or unique prefix of one.
     pub id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct DeviceMuteDto {
     pub device: String,
     pub name: String,

@@ -72,6 +72,9 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/devices/mute", post(|State(n): State<Node>, Json(b): Json<MuteArg>| async move { n.device_mute(&b.name, b.muted).await.map(Json) }))
         .route("/v1/rescan", post(|State(n): State<Node>| async move { n.rescan_all(); Json(Empty {}) }))
         .route("/v1/events", get(events))
+        .route("/v1/pause", post(|State(n): State<Node>| async move { n.set_paused(true).await.map(|_| Json(Empty {})) }))
+        .route("/v1/resume", post(|State(n): State<Node>| async move { n.set_paused(false).await.map(|_| Json(Empty {})) }))
+        .route("/v1/settings", get(|State(n): State<Node>| async move { n.settings().await.map(Json) }).post(|State(n): State<Node>, Json(b): Json<crate::settings::SettingsUpdateDto>| async move { n.save_settings(b).await.map(Json) }))
         .with_state(node)
 }
 

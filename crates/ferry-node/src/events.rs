@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     DeviceConnected {
@@ -92,5 +92,9 @@ pub enum Event {
     /// Sent to a subscriber that fell behind.
     Lagged {
         missed: u64,
+    },
+    /// Syncing was paused or resumed for the whole node.
+    SyncPaused {
+        paused: bool,
     },
 }

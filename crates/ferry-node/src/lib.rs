@@ -9,13 +9,17 @@
 //! Blocking work (redb, hashing, file IO) runs on the blocking pool, never on the runtime.
 
 pub mod api;
+#[cfg(test)]
+mod bindings;
 pub mod client;
 pub mod config;
 mod control;
 pub mod events;
 mod node;
 mod notes;
+pub mod pause;
 mod peer;
+pub mod settings;
 mod share;
 
 pub use api::{ApiError, ErrorCode};

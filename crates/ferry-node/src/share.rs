@@ -305,12 +305,13 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            let (full, pull, paths) = {
-                let mut p = self.pending.lock().unwrap();
-                (std::mem::take(&mut p.full), std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
-            };
-            let paused = self.record().await.map(|r| r.paused).unwrap_or(false);
+            // Paused (this share, or all syncing): the pending work stays queued for resume.
+            let paused = self.record().await.map(|r| r.paused).unwrap_or(false) || self.inner.sync_paused();
             if !paused {
+                let (full, pull, paths) = {
+                    let mut p = self.pending.lock().unwrap();
+                    (std::mem::take(&mut p.full), std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
+                };
                 let scope = if full {
                     Some(Scope::Full)
                 } else if !paths.is_empty() {
@@ -337,7 +338,7 @@ impl Worker {
             } else {
                 self.set_state("paused");
             }
-            let has_more = {
+            let has_more = !paused && {
                 let p = self.pending.lock().unwrap();
                 p.full || p.pull || !p.paths.is_empty()
             };
