@@ -94,6 +94,10 @@ enum Cmd {
     Events,
     /// Rescan every share now.
     Rescan,
+    /// Pause syncing (no scans, no transfers, no new connections; notes still go). Persisted.
+    Pause,
+    /// Resume syncing after `ferry pause`.
+    Resume,
 }
 
 #[derive(Subcommand)]
@@ -445,6 +449,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let _: serde_json::Value = call(c.post("/v1/rescan", &serde_json::json!({})).await)?;
             if !json {
                 println!("rescan requested");
+            }
+        }
+        Cmd::Pause => {
+            let _: serde_json::Value = call(c.post("/v1/pause", &serde_json::json!({})).await)?;
+            if !json {
+                println!("syncing paused");
+            }
+        }
+        Cmd::Resume => {
+            let _: serde_json::Value = call(c.post("/v1/resume", &serde_json::json!({})).await)?;
+            if !json {
+                println!("syncing resumed");
             }
         }
     }
