@@ -271,8 +271,8 @@ pub(crate) async fn start_pairing(inner: &Arc<Inner>, addr: SocketAddr) -> ApiRe
     let i = inner.clone();
     let h = hello.clone();
     inner.spawn(async move {
-        let h = i.hello();
-        let req = Message::PairRequest { name: h.name, owner: h.owner };
+        let me = i.hello();
+        let req = Message::PairRequest { name: me.name, owner: me.owner };
         let outcome = match conn.request(&req, PAIR_PROMPT_TIMEOUT + Duration::from_secs(5)).await {
             Ok(Message::PairResponse { accepted: true, .. }) => {
                 match mark_paired(&i, peer_id, &h.name, &h.owner, addr).await {
