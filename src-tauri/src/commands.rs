@@ -165,7 +165,8 @@ pub fn app_prefs(app: AppHandle, node: State<'_, Node>) -> R<AppPrefsDto> {
 #[tauri::command]
 pub fn save_app_prefs(app: AppHandle, node: State<'_, Node>, req: AppPrefsDto) -> R<AppPrefsDto> {
     let auto = app.autolaunch();
-    if req.start_at_login { auto.enable() } else { auto.disable() }.map_err(shell_err)?;
+    let set = if req.start_at_login { auto.enable() } else { auto.disable() };
+    set.map_err(shell_err)?;
     prefs::save(node.home(), &Prefs { start_hidden: req.start_hidden }).map_err(shell_err)?;
     app_prefs(app, node)
 }
