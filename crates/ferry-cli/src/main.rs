@@ -595,6 +595,7 @@ fn describe(ev: &Event) -> String {
         }
         Event::NoteState { id, state } => format!("note {}  {state}", &id[..8.min(id.len())]),
         Event::Lagged { missed } => format!("(missed {missed} events)"),
+        Event::SyncPaused { paused } => format!("syncing       {}", if *paused { "paused" } else { "resumed" }),
     }
 }
 
