@@ -161,6 +161,10 @@ enum Cmd {
         #[arg(long)]
         keep: String,
     },
+    /// Pause syncing (no scans, no transfers, no new connections; notes still go). Persisted.
+    Pause,
+    /// Resume syncing after `ferry pause`.
+    Resume,
 }
 
 #[derive(Subcommand)]
@@ -787,6 +791,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Cmd::Pause => {
+            let _: serde_json::Value = call(c.post("/v1/pause", &serde_json::json!({})).await)?;
+            if !json {
+                println!("syncing paused");
+            }
+        }
+        Cmd::Resume => {
+            let _: serde_json::Value = call(c.post("/v1/resume", &serde_json::json!({})).await)?;
+            if !json {
+                println!("syncing resumed");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1154,6 +1170,7 @@ fn describe(ev: &Event) -> String {
             c.conflicts,
             c.errors
         ),
+        Event::SyncPaused { paused } => format!("syncing       {}", if *paused { "paused" } else { "resumed" }),
     }
 }
 

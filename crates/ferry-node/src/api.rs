@@ -4,14 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 /// Every failure crosses the API as `{code, message}`.
-#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error, ts_rs::TS)]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -39,14 +39,14 @@ impl ApiError {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct IdDto {
     pub device_id: String,
     pub name: String,
     pub owner: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct StatusDto {
     pub device_id: String,
     pub name: String,
@@ -55,9 +55,12 @@ pub struct StatusDto {
     pub home: String,
     pub connected: usize,
     pub shares: Vec<ShareStatusDto>,
+    /// True while syncing is paused for the whole node (`ferry pause`, the tray).
+    #[serde(default)]
+    pub paused: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ShareStatusDto {
     pub id: String,
     pub label: String,
@@ -93,7 +96,7 @@ pub struct ShareStatusDto {
     pub summary: SummaryDto,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct DeviceDto {
     pub id: String,
     pub name: String,
@@ -112,7 +115,7 @@ pub struct DeviceDto {
     pub nearby_addresses: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PendingDto {
     pub id: u64,
     /// `pair` or `share`.
@@ -140,7 +143,7 @@ pub struct PendingDto {
     pub deletes: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ShareDto {
     pub id: String,
     pub label: String,
@@ -150,7 +153,7 @@ pub struct ShareDto {
     pub paused: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct VersionDto {
     pub id: u64,
     pub share: String,
@@ -165,13 +168,13 @@ pub struct VersionDto {
     pub file: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PairRequestDto {
     /// `HOST:PORT`.
     pub address: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PairTicketDto {
     pub ticket: u64,
     pub device: String,
@@ -179,46 +182,46 @@ pub struct PairTicketDto {
     pub code: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PairOutcomeDto {
     /// `accepted`, `rejected`, `failed` or `timeout`.
     pub state: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct AcceptDto {
     pub id: u64,
     pub path: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ShareAddDto {
     pub path: String,
     pub label: Option<String>,
     pub mode: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct InviteDto {
     pub share: String,
     pub device: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PingDto {
     pub device: String,
     pub rtt_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct VersionsQuery {
     /// A path inside a share (absolute, or relative to the current dir on the client).
     pub path: String,
 }
 
 /// One quick note, sent or received.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct NoteDto {
     /// 32 hex digits.
     pub id: String,
@@ -240,32 +243,32 @@ pub struct NoteDto {
     pub refused: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct NoteSendDto {
     pub device: String,
     pub text: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, ts_rs::TS)]
 pub struct NotesQuery {
     /// Only the conversation with this device.
     pub device: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct NoteReadDto {
     /// A note id or unique prefix of one.
     pub id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct DeviceMuteDto {
     pub device: String,
     pub name: String,
     pub muted: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct AddAddressDto {
     pub device: String,
     /// `HOST:PORT`.
@@ -273,7 +276,7 @@ pub struct AddAddressDto {
 }
 
 /// `ferry doctor`: what a person needs to know when devices do not connect.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct DoctorDto {
     pub daemon_running: bool,
     pub control_socket: String,
@@ -289,7 +292,7 @@ pub struct DoctorDto {
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct MdnsDoctorDto {
     pub enabled: bool,
     /// `running`, `off` (disabled), `failed` or `daemon not running`.
@@ -302,7 +305,7 @@ pub struct MdnsDoctorDto {
     pub nearby: Vec<NearbyDto>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct InterfaceDto {
     pub name: String,
     pub addresses: Vec<String>,
@@ -313,7 +316,7 @@ pub struct InterfaceDto {
     pub peers: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct NearbyDto {
     pub id: String,
     pub name: String,
@@ -322,7 +325,7 @@ pub struct NearbyDto {
     pub paired: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct InotifyDto {
     /// `fs.inotify.max_user_watches`.
     pub max_user_watches: Option<u64>,
@@ -336,7 +339,7 @@ pub struct InotifyDto {
     pub fix: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct SendDto {
     /// Id, unique id prefix or name of a paired device.
     pub device: String,
@@ -345,7 +348,7 @@ pub struct SendDto {
 }
 
 /// One one-shot send, outgoing or incoming.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct TransferDto {
     /// 32 hex digits.
     pub id: String,
@@ -375,7 +378,7 @@ pub struct TransferDto {
     pub placed: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct AutoAcceptDto {
     pub device: String,
     pub name: String,
@@ -383,7 +386,7 @@ pub struct AutoAcceptDto {
 }
 
 /// Counts of one sync session (or of all sessions since start).
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq, ts_rs::TS)]
 pub struct SummaryCountsDto {
     pub local_adds: u64,
     pub local_changes: u64,
@@ -395,7 +398,7 @@ pub struct SummaryCountsDto {
     pub conflicts: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, ts_rs::TS)]
 pub struct SummaryDto {
     pub last_session: Option<SummaryCountsDto>,
     pub last_session_started_ms: Option<i64>,
@@ -403,7 +406,7 @@ pub struct SummaryDto {
     pub since_start: SummaryCountsDto,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct RestoreDto {
     /// A file inside a share (absolute), live or deleted.
     pub path: String,
@@ -413,7 +416,7 @@ pub struct RestoreDto {
     pub at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct RestoredDto {
     pub share: String,
     pub path: String,
@@ -423,7 +426,7 @@ pub struct RestoredDto {
     pub current_archived_as: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct RewindReqDto {
     /// `SHARE`, `SHARE/SUBDIR` or an absolute folder inside a share.
     pub target: String,
@@ -433,7 +436,7 @@ pub struct RewindReqDto {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct RewindStepDto {
     /// `restore` (changed since), `undelete` (deleted since) or `remove` (created since: moved
     /// to the history).
@@ -442,7 +445,7 @@ pub struct RewindStepDto {
     pub version: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct RewindDto {
     pub share: String,
     pub to_ms: i64,
@@ -452,14 +455,14 @@ pub struct RewindDto {
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct PruneDto {
     pub share: String,
     pub removed: u64,
     pub freed_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ModeActionDto {
     pub share: String,
     pub mode: String,
@@ -467,7 +470,7 @@ pub struct ModeActionDto {
     pub changed: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ConflictDto {
     pub share: String,
     pub share_label: String,
@@ -487,12 +490,12 @@ pub struct ConflictDto {
     pub current_size: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, ts_rs::TS)]
 pub struct ConflictsQuery {
     pub share: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ResolveDto {
     /// The conflicted file or one of its copies (absolute).
     pub path: String,
@@ -500,7 +503,7 @@ pub struct ResolveDto {
     pub keep: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ResolvedDto {
     pub share: String,
     pub path: String,
@@ -512,7 +515,7 @@ pub struct ResolvedDto {
     pub renamed: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, ts_rs::TS)]
 pub struct SharePolicyDto {
     pub share: String,
     pub conflict_policy: Option<String>,
@@ -520,7 +523,7 @@ pub struct SharePolicyDto {
     pub mass_delete_percent: Option<u8>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct ShareSettingsDto {
     pub share: String,
     pub label: String,
@@ -530,7 +533,7 @@ pub struct ShareSettingsDto {
     pub attention: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, ts_rs::TS)]
 pub struct RescanDto {
     /// Only this share (default: all).
     #[serde(default)]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     DeviceConnected {
@@ -127,5 +127,9 @@ pub enum Event {
         started_ms: i64,
         ended_ms: i64,
         counts: crate::api::SummaryCountsDto,
+    },
+    /// Syncing was paused or resumed for the whole node.
+    SyncPaused {
+        paused: bool,
     },
 }

@@ -9,6 +9,8 @@
 //! Blocking work (redb, hashing, file IO) runs on the blocking pool, never on the runtime.
 
 pub mod api;
+#[cfg(test)]
+mod bindings;
 pub mod client;
 pub mod config;
 mod conflicts;
@@ -21,8 +23,10 @@ mod history;
 mod limits;
 mod node;
 mod notes;
+pub mod pause;
 mod peer;
 mod send;
+pub mod settings;
 mod share;
 mod summary;
 

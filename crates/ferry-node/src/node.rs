@@ -51,6 +51,10 @@ pub(crate) struct Inner {
     /// One note flush per device at a time, so notes go out in order and only once.
     pub note_flush: Mutex<HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>>,
     pub stop: watch::Sender<bool>,
+    /// Syncing paused by the user (see `pause.rs`).
+    pub sync_paused: watch::Sender<bool>,
+    /// Name and owner now (the app can change them while running, see `settings.rs`).
+    pub profile: std::sync::RwLock<crate::settings::Profile>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Address hints from every discovery source (mDNS, static addresses from the config).
     pub book: AddressBook,
@@ -92,7 +96,8 @@ impl Inner {
     }
 
     pub fn hello(&self) -> Hello {
-        Hello { protocol: PROTOCOL_VERSION, name: self.cfg.name.clone(), owner: self.cfg.owner.clone() }
+        let p = self.profile.read().unwrap().clone();
+        Hello { protocol: PROTOCOL_VERSION, name: p.name, owner: p.owner }
     }
 
     pub fn stopping(&self) -> bool {
@@ -249,6 +254,9 @@ impl Node {
         let listen = endpoint.local_addr().map_err(ApiError::internal)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (stop, _) = watch::channel(false);
+        let (sync_paused, _) = watch::channel(crate::pause::load(&cfg.home));
+        let profile =
+            std::sync::RwLock::new(crate::settings::Profile { name: cfg.name.clone(), owner: cfg.owner.clone() });
         let inner = Arc::new(Inner {
             id: identity.device_id(),
             cfg,
@@ -264,6 +272,8 @@ impl Node {
             dialing: Mutex::new(HashSet::new()),
             note_flush: Mutex::new(HashMap::new()),
             stop,
+            sync_paused,
+            profile,
             tasks: Mutex::new(Vec::new()),
             book: AddressBook::new(),
             mdns_error: Mutex::new(None),
@@ -346,11 +356,8 @@ impl Node {
     }
 
     pub fn id_info(&self) -> IdDto {
-        IdDto {
-            device_id: self.inner.id.to_string(),
-            name: self.inner.cfg.name.clone(),
-            owner: self.inner.cfg.owner.clone(),
-        }
+        let p = self.profile();
+        IdDto { device_id: self.inner.id.to_string(), name: p.name, owner: p.owner }
     }
 
     pub async fn status(&self) -> ApiResult<StatusDto> {
@@ -359,14 +366,16 @@ impl Node {
         for s in inner.db(|s| s.shares()).await? {
             shares.push(crate::share::share_status(inner, &s).await?);
         }
+        let p = self.profile();
         Ok(StatusDto {
             device_id: inner.id.to_string(),
-            name: inner.cfg.name.clone(),
-            owner: inner.cfg.owner.clone(),
+            name: p.name,
+            owner: p.owner,
             listen: inner.listen.to_string(),
             home: inner.cfg.home.display().to_string(),
             connected: inner.peers.lock().unwrap().len(),
             shares,
+            paused: inner.sync_paused(),
         })
     }
 

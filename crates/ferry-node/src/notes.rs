@@ -122,7 +122,7 @@ pub(crate) async fn on_note(inner: &Arc<Inner>, peer: &Arc<Peer>, id: NoteId, se
     if muted {
         return Message::Error {
             code: WireError::Refused,
-            message: format!("{} does not accept notes from this device", inner.cfg.name),
+            message: format!("{} does not accept notes from this device", inner.hello().name),
         };
     }
     let rec = NoteRecord {

@@ -288,7 +288,8 @@ pub(crate) async fn start_pairing(
     let i = inner.clone();
     let h = hello.clone();
     inner.spawn(async move {
-        let req = Message::PairRequest { name: i.cfg.name.clone(), owner: i.cfg.owner.clone() };
+        let me = i.hello();
+        let req = Message::PairRequest { name: me.name, owner: me.owner };
         let outcome = match conn.request(&req, PAIR_PROMPT_TIMEOUT + Duration::from_secs(5)).await {
             Ok(Message::PairResponse { accepted: true, .. }) => {
                 match mark_paired(&i, peer_id, &h.name, &h.owner, addr).await {
@@ -750,6 +751,10 @@ pub(crate) async fn dial_loop(inner: Arc<Inner>) {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(DIAL_TICK) => {}
             r = hints.changed() => if r.is_err() { return },
+        }
+        // Paused syncing: no new connections (see pause.rs).
+        if inner.sync_paused() {
+            continue;
         }
         let Ok(devices) = inner.db(|s| s.devices()).await else { continue };
         let now = Instant::now();

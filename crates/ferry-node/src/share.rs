@@ -344,14 +344,15 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            let (full, rehash, pull, paths) = {
-                let mut p = self.pending.lock().unwrap();
-                let taken = (std::mem::take(&mut p.full), std::mem::take(&mut p.rehash));
-                (taken.0, taken.1, std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
-            };
+            // Paused (this share, or all syncing): the pending work stays queued for resume.
             let rec = self.record().await.ok();
-            let paused = rec.as_ref().map(|r| r.paused).unwrap_or(false);
+            let paused = rec.as_ref().map(|r| r.paused).unwrap_or(false) || self.inner.sync_paused();
             if !paused {
+                let (full, rehash, pull, paths) = {
+                    let mut p = self.pending.lock().unwrap();
+                    let taken = (std::mem::take(&mut p.full), std::mem::take(&mut p.rehash));
+                    (taken.0, taken.1, std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
+                };
                 let disk = self.disk.clone();
                 let _disk = disk.lock().await;
                 self.inner.summaries.begin(self.id);
@@ -385,7 +386,7 @@ impl Worker {
             } else {
                 self.set_state("paused");
             }
-            let has_more = {
+            let has_more = !paused && {
                 let p = self.pending.lock().unwrap();
                 p.full || p.pull || !p.paths.is_empty()
             };

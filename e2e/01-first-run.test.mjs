@@ -1,0 +1,29 @@
+// Flow 1: first run shows the device name and the default folder; "Get started" creates and
+// shares ~/Ferry.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { el, firstRun, screenshot, startApp } from './harness.mjs';
+
+test('first run shows the device name and the default folder', async () => {
+  const app = await startApp();
+  try {
+    const b = app.browser;
+    await el(b, 'first-run');
+    assert.equal(await (await el(b, 'first-name')).getValue(), hostname());
+    const folder = join(app.home, 'Ferry');
+    assert.equal(await (await el(b, 'first-folder')).getText(), folder);
+    await screenshot('01-first-run');
+    await firstRun(app);
+    assert.ok(existsSync(folder), 'the default folder exists');
+    assert.equal(await (await el(b, 'folder-path')).getText(), folder);
+    // The CLI talks to the app's in-process node through its control socket.
+    const shares = await app.cli('share', 'list');
+    assert.deepEqual(shares.map((s) => s.path), [folder]);
+    await screenshot('01-folders');
+  } finally {
+    await app.stop();
+  }
+});

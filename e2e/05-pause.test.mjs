@@ -1,0 +1,58 @@
+// Flow 5: Pause from the tray menu (clicked over D-Bus through the published dbusmenu): the
+// state shows paused and a file created on the daemon does not arrive, although its index
+// did; Resume (tray again) and it arrives.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FERRY, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, waitFor } from './harness.mjs';
+import { clickTray, startPanel, trayItems } from './tray-dbus.mjs';
+
+test('pause from the tray holds a file until resume', async () => {
+  const panel = await startPanel();
+  const app = await startApp();
+  const daemon = await startDaemon('Desk');
+  let events;
+  try {
+    const b = app.browser;
+    await firstRun(app);
+    await pair(app, daemon);
+    const dest = join(app.home, 'Projects');
+    const { share, folder } = await shareFromDaemon(app, daemon, dest);
+    writeFileSync(join(folder, 'before.txt'), 'synced before the pause\n');
+    await waitFor('before.txt', () => readIf(join(dest, 'before.txt')) !== null);
+
+    const { items } = await trayItems(panel);
+    for (const l of ['Open Ferry', 'Pause syncing', 'Send note to', 'Open folder', 'Quit Ferry']) {
+      assert.ok(items.some((i) => i.label === l), `tray menu has "${l}": ${items.map((i) => i.label)}`);
+    }
+    await clickTray(panel, 'Pause syncing');
+    await waitFor('paused state', async () => (await (await el(b, 'overall-state')).getText()).includes('Paused'));
+    assert.equal((await app.cli('status')).paused, true);
+    await waitFor('the tray offers Resume', async () => (await trayItems(panel)).items.some((i) => i.label === 'Resume syncing'));
+
+    // Watch the app's events: the daemon's index for the new file arrives, the file does not.
+    events = spawn(FERRY, ['--home', app.ferryHome, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let seen = '';
+    events.stdout.on('data', (d) => (seen += d));
+    // A note makes an event, which proves the stream is live before the file is created.
+    await daemon.cli('note', 'send', (await app.cli('id')).device_id, 'pausing');
+    await waitFor('the events stream', () => seen.includes('"note_received"'));
+    writeFileSync(join(folder, 'held.txt'), 'held until resume\n');
+    await waitFor('the index for held.txt reaching the app', () =>
+      seen.split('\n').some((l) => l.includes('"index_received"') && l.includes(share.id)));
+    assert.equal(existsSync(join(dest, 'held.txt')), false, 'held.txt must not arrive while paused');
+    await screenshot('05-paused');
+
+    await clickTray(panel, 'Resume syncing');
+    await waitFor('held.txt after resume', () => readIf(join(dest, 'held.txt')) === 'held until resume\n');
+    await waitFor('up to date state', async () => !(await (await el(b, 'overall-state')).getText()).includes('Paused'));
+    await screenshot('05-resumed');
+  } finally {
+    events?.kill();
+    await app.stop();
+    await daemon.stop();
+    panel.close();
+  }
+});

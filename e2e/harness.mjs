@@ -1,0 +1,205 @@
+// End-to-end harness for the desktop app: the real app (driven by tauri-driver + WebKitWebDriver
+// through webdriverio) and a headless `ferry daemon` playing the other computer. Everything
+// listens on 127.0.0.1 only; each test has its own temp HOMEs. .ci/desktop-test runs every test
+// file in its own dbus-run-session under Xvfb.
+import { spawn, execFile } from 'node:child_process';
+import { mkdtempSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import net from 'node:net';
+import { promisify } from 'node:util';
+import { remote } from 'webdriverio';
+
+const run = promisify(execFile);
+export const ROOT = resolve(import.meta.dirname, '..');
+const TARGET = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/ferry-target');
+export const APP = process.env.FERRY_DESKTOP_BIN ?? join(TARGET, 'debug/ferry-desktop');
+export const FERRY = process.env.FERRY_BIN ?? join(TARGET, 'debug/ferry');
+export const ARTIFACTS = join(ROOT, 'test-artifacts');
+/** Upper bound for any single wait: generous for a loaded 2-core CI machine. */
+export const WAIT = 60_000;
+
+async function freePort() {
+  return new Promise((ok, fail) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+    s.on('error', fail);
+  });
+}
+
+/** Polls `check` until it returns a truthy value; fails with `what` after `ms`. */
+export async function waitFor(what, check, ms = WAIT) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+/** `ferry --home HOME ARGS --json`, parsed. */
+export async function ferry(home, ...args) {
+  const { stdout } = await run(FERRY, ['--home', home, '--json', ...args], { timeout: WAIT });
+  return stdout.trim() ? JSON.parse(stdout) : null;
+}
+
+/** A temp directory for this test. */
+export function tempDir(name) {
+  return mkdtempSync(join(tmpdir(), `ferry-e2e-${name}-`));
+}
+
+/** A headless node on loopback, the "other computer". */
+export async function startDaemon(name = 'Desk') {
+  const home = tempDir('daemon');
+  const proc = spawn(FERRY, ['--home', home, 'daemon', '--listen', '127.0.0.1:0', '--name', name, '--owner', 'dana'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, FERRY_LOG: 'warn' },
+  });
+  let stderr = '';
+  proc.stderr.on('data', (d) => (stderr += d));
+  const status = await waitFor(`daemon start (${stderr})`, () => ferry(home, 'status'));
+  return {
+    home,
+    proc,
+    name,
+    id: status.device_id,
+    address: status.listen,
+    cli: (...args) => ferry(home, ...args),
+    async stop() {
+      if (proc.exitCode === null) {
+        proc.kill('SIGTERM');
+        await new Promise((r) => proc.once('exit', r));
+      }
+    },
+  };
+}
+
+/** Starts tauri-driver, which starts the app (with HOME = a temp dir) for a WebDriver session. */
+export async function startApp() {
+  const home = tempDir('app');
+  const port = await freePort();
+  const nativePort = await freePort();
+  const env = {
+    ...process.env,
+    HOME: home,
+    XDG_DATA_HOME: join(home, '.local/share'),
+    XDG_CONFIG_HOME: join(home, '.config'),
+    FERRY_LISTEN: '127.0.0.1:0',
+    FERRY_LOG: 'warn',
+  };
+  delete env.FERRY_HOME;
+  delete env.FERRY_NAME;
+  delete env.FERRY_OWNER;
+  const driver = spawn('tauri-driver', ['--port', String(port), '--native-port', String(nativePort)], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env,
+  });
+  await waitFor('tauri-driver', () => new Promise((ok) => {
+    const c = net.connect(port, '127.0.0.1', () => { c.end(); ok(true); });
+    c.on('error', () => ok(false));
+  }));
+  const browser = await remote({
+    hostname: '127.0.0.1',
+    port,
+    logLevel: 'warn',
+    capabilities: {
+      'wdio:enforceWebDriverClassic': true,
+      'tauri:options': { application: APP },
+    },
+  });
+  const ferryHome = join(home, '.local/share/ferry');
+  await waitFor('the app node', () => existsSync(join(ferryHome, 'ferry.sock')) && ferry(ferryHome, 'status'));
+  return {
+    home,
+    ferryHome,
+    browser,
+    cli: (...args) => ferry(ferryHome, ...args),
+    async stop() {
+      await browser.deleteSession().catch(() => {});
+      driver.kill('SIGTERM');
+      await new Promise((r) => (driver.exitCode === null ? driver.once('exit', r) : r()));
+    },
+  };
+}
+
+/** Waits for an element by data-testid and returns it. */
+export async function el(browser, id, ms = WAIT) {
+  const e = await browser.$(`[data-testid="${id}"]`);
+  await e.waitForDisplayed({ timeout: ms });
+  return e;
+}
+
+export async function click(browser, id) {
+  await (await el(browser, id)).click();
+}
+
+/** Sets an input's value the way a user would (select all, type). */
+export async function type(browser, id, text) {
+  const e = await el(browser, id);
+  await e.clearValue();
+  await e.setValue(text);
+}
+
+/** Completes the first-run screen and waits for the main window. */
+export async function firstRun(app) {
+  await click(app.browser, 'first-start');
+  await el(app.browser, 'folder-row');
+}
+
+/** Saves a screenshot of the whole X screen. */
+export async function screenshot(name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await run('import', ['-window', 'root', join(ARTIFACTS, `${name}.png`)], { timeout: WAIT });
+}
+
+/** The daemon asks the app to pair; the test accepts in the app. Returns the daemon's pair process result. */
+export function daemonPair(daemon, address) {
+  const proc = spawn(FERRY, ['--home', daemon.home, 'pair', address], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d) => (out += d));
+  proc.stderr.on('data', (d) => (out += d));
+  const exited = new Promise((r) => proc.once('exit', (code) => r(code)));
+  return {
+    proc,
+    output: () => out,
+    code: () => waitFor('the pairing code from `ferry pair`', () => /Code: (\S+)/.exec(out)?.[1]),
+    exited,
+  };
+}
+
+/** Pairs the daemon with the app through the app's prompt. */
+export async function pair(app, daemon) {
+  const status = await app.cli('status');
+  const p = daemonPair(daemon, status.listen);
+  await p.code();
+  await click(app.browser, 'pair-accept');
+  const code = await p.exited;
+  if (code !== 0) throw new Error(`ferry pair exited ${code}: ${p.output()}`);
+  return status;
+}
+
+/** The daemon shares a folder with the app, which accepts it into `dest`. */
+export async function shareFromDaemon(app, daemon, dest) {
+  const folder = tempDir('daemon-share');
+  const share = await daemon.cli('share', 'add', folder, '--label', 'Projects');
+  const appId = (await app.cli('id')).device_id;
+  await daemon.cli('share', 'invite', share.id, appId);
+  await click(app.browser, 'nav-folders');
+  await type(app.browser, 'offer-path', dest);
+  await click(app.browser, 'offer-accept');
+  await waitFor('the accepted share', async () => (await app.cli('share', 'list')).some((s) => s.id === share.id));
+  return { share, folder };
+}
+
+export function readIf(path) {
+  return existsSync(path) ? readFileSync(path, 'utf8') : null;
+}

@@ -1,0 +1,204 @@
+//! Ferry's desktop app: a thin Tauri 2 shell around an in-process node.
+//!
+//! The node runs inside this process and also serves its control socket, so the `ferry` CLI
+//! works against the app exactly as against `ferry daemon`. Commands (commands.rs) each call
+//! one node method; node events are forwarded to the window as `ferry-event` and drive the
+//! tray (tray.rs), notifications and the raising of the window for prompts. Closing the
+//! window keeps Ferry in the tray; Quit shuts the node down in order, then exits.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod commands;
+mod prefs;
+mod tray;
+
+use ferry_node::{Config, Event, Node, Overrides};
+use tauri::{AppHandle, Emitter, Manager, RunEvent, WindowEvent};
+use tauri_plugin_notification::NotificationExt;
+
+/// Shows, raises and focuses the main window.
+pub fn show_main(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+}
+
+/// Ordered exit: the node stops (workers, connections, endpoint, socket), then the app.
+pub fn quit(app: &AppHandle) {
+    let app = app.clone();
+    let node = app.state::<Node>().inner().clone();
+    tauri::async_runtime::spawn(async move {
+        node.shutdown().await;
+        app.exit(0);
+    });
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The same environment variables as `ferry daemon` (FERRY_HOME, FERRY_LISTEN, ...).
+fn config() -> anyhow::Result<Config> {
+    Ok(Config::load(Overrides {
+        home: env("FERRY_HOME").map(Into::into),
+        listen: env("FERRY_LISTEN"),
+        name: env("FERRY_NAME"),
+        owner: env("FERRY_OWNER"),
+        log: env("FERRY_LOG"),
+        log_file: None,
+        rescan_secs: env("FERRY_RESCAN_SECS").map(|s| s.parse()).transpose()?,
+    })?)
+}
+
+fn notify(app: &AppHandle, title: &str, body: &str) {
+    // No notification daemon (a bare session) is not an error worth more than a log line.
+    if let Err(e) = app.notification().builder().title(title).body(body).show() {
+        tracing::debug!("notification not shown: {e}");
+    }
+}
+
+fn window_focused(app: &AppHandle) -> bool {
+    app.get_webview_window("main").and_then(|w| w.is_focused().ok()).unwrap_or(false)
+}
+
+/// What the shell itself does with an event besides forwarding it to the window.
+fn on_event(app: &AppHandle, ev: &Event) {
+    match ev {
+        Event::PromptAdded { kind, device_name, code, label, .. } => {
+            let (title, body) = if kind == "pair" {
+                ("Pairing request", format!("{device_name} wants to pair. Code {}", code.as_deref().unwrap_or("")))
+            } else {
+                ("Folder offered", format!("{device_name} offers the folder “{}”", label.as_deref().unwrap_or("")))
+            };
+            notify(app, title, &body);
+            show_main(app);
+        }
+        Event::NoteReceived { from_name, text, .. } if !window_focused(app) => notify(app, from_name, text),
+        Event::Conflict { path, .. } => {
+            notify(app, "Conflict", &format!("{path}: both sides changed; a copy was kept"))
+        }
+        _ => {}
+    }
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "info,tao=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = match config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferry-desktop: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let start_hidden_arg = std::env::args().any(|a| a == "--hidden");
+    let refresh = tray::TrayRefresh::default();
+
+    let app = tauri::Builder::default()
+        // First: a second launch focuses the running window and exits before starting a node.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_main(app)))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--hidden"]),
+        ))
+        .manage(refresh.clone())
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            let node = tauri::async_runtime::block_on(Node::start(cfg)).map_err(|e| {
+                eprintln!("ferry-desktop: {e}");
+                e
+            })?;
+            app.manage(node.clone());
+            let control = node.clone();
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = control.serve_control().await {
+                    tracing::error!("control socket: {e}");
+                }
+            });
+            // Events: to the window, to the tray, to notifications.
+            let mut rx = node.subscribe();
+            let (h, r) = (handle.clone(), refresh.clone());
+            tauri::async_runtime::spawn(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    let ev = match rx.recv().await {
+                        Ok(ev) => ev,
+                        Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
+                        Err(RecvError::Closed) => break,
+                    };
+                    on_event(&h, &ev);
+                    let _ = h.emit("ferry-event", &ev);
+                    r.poke();
+                }
+            });
+            tray::build(&handle)?;
+            tauri::async_runtime::spawn(tray::run(handle.clone(), node.clone(), refresh.clone()));
+            let prefs = prefs::load(node.home());
+            if !(start_hidden_arg || prefs.start_hidden) {
+                show_main(&handle);
+            }
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps Ferry running in the tray.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+                let _ = window.hide();
+            }
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::status,
+            commands::devices,
+            commands::pending,
+            commands::pair,
+            commands::pair_wait,
+            commands::accept,
+            commands::reject,
+            commands::shares,
+            commands::share_add,
+            commands::share_invite,
+            commands::share_remove,
+            commands::versions,
+            commands::ping,
+            commands::notes,
+            commands::note_send,
+            commands::note_read,
+            commands::set_paused,
+            commands::settings,
+            commands::save_settings,
+            commands::first_run,
+            commands::default_folder,
+            commands::pick_folder,
+            commands::open_path,
+            commands::app_prefs,
+            commands::save_app_prefs,
+        ])
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ferry-desktop: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|app, event| {
+        // Only Quit (which stops the node first) ends the app; the last window closing does not.
+        if let RunEvent::ExitRequested { code: None, api, .. } = event {
+            api.prevent_exit();
+        }
+        if let RunEvent::Exit = event
+            && let Some(node) = app.try_state::<Node>()
+        {
+            tauri::async_runtime::block_on(node.inner().clone().shutdown());
+        }
+    });
+}

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { emptyActivity, MAX_ENTRIES, progress, reduce } from './activity';
+
+const name = (id: string) => (id === 's1' ? 'Photos' : id);
+
+describe('activity', () => {
+  it('tracks a transfer until its file is applied', () => {
+    let a = emptyActivity();
+    a = reduce(a, { type: 'transfer_progress', share: 's1', path: 'a.bin', done: 50, total: 200, bytes_per_sec: 1000 }, 1, name);
+    expect(Object.values(a.transfers)).toHaveLength(1);
+    expect(progress(Object.values(a.transfers)[0])).toBe(0.25);
+    a = reduce(a, { type: 'applied', share: 's1', path: 'a.bin', action: 'added', from: 'desk' }, 2, name);
+    expect(Object.values(a.transfers)).toHaveLength(0);
+    expect(a.entries[0].title).toBe('Added a.bin');
+    expect(a.entries[0].detail).toBe('in Photos, from desk');
+  });
+  it('keeps newest first, bounded, and does not mutate its input', () => {
+    const start = emptyActivity();
+    let a = start;
+    for (let i = 0; i < MAX_ENTRIES + 5; i++) {
+      a = reduce(a, { type: 'error', share: null, device: null, message: `e${i}` }, i, name);
+    }
+    expect(start.entries).toHaveLength(0);
+    expect(a.entries).toHaveLength(MAX_ENTRIES);
+    expect(a.entries[0].detail).toBe(`e${MAX_ENTRIES + 4}`);
+  });
+  it('ignores quiet events', () => {
+    const a = reduce(emptyActivity(), { type: 'scan_finished', share: 's1', changes: 0, seen: 3, hashed_bytes: 0, millis: 1 }, 1, name);
+    expect(a.entries).toHaveLength(0);
+    const b = reduce(a, { type: 'index_sent', share: 's1', device: 'd', records: 3 }, 1, name);
+    expect(b).toBe(a);
+  });
+  it('records pause and conflicts', () => {
+    let a = reduce(emptyActivity(), { type: 'sync_paused', paused: true }, 1, name);
+    a = reduce(a, { type: 'conflict', share: 's1', path: 'x.txt', copy: 'x.conflict.txt', winner: 'd' }, 2, name);
+    expect(a.entries.map((e) => e.kind)).toEqual(['conflict', 'sync']);
+  });
+});

@@ -1,0 +1,94 @@
+// The only module that talks to the shell: every command goes through `invoke` here, and
+// node events arrive through `onEvent`. Types come from the generated bindings.
+import { invoke } from '@tauri-apps/api/core';
+import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import type {
+  ApiError,
+  DeviceDto,
+  ErrorCode,
+  Event,
+  FirstRunDto,
+  NoteDto,
+  PairOutcomeDto,
+  PairTicketDto,
+  PendingDto,
+  PingDto,
+  SettingsDto,
+  SettingsUpdateDto,
+  ShareAddDto,
+  ShareDto,
+  StatusDto,
+  VersionDto,
+} from './bindings';
+
+export type * from './bindings';
+
+/** The shell's own preferences (src-tauri/src/commands.rs `AppPrefsDto`; not a node DTO). */
+export interface AppPrefs {
+  start_at_login: boolean;
+  start_hidden: boolean;
+}
+
+/** A failed command: the node's `{code, message}`. */
+export class FerryError extends Error {
+  code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export function toFerryError(e: unknown): FerryError {
+  if (e instanceof FerryError) return e;
+  if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
+    const a = e as ApiError;
+    return new FerryError(a.code, a.message);
+  }
+  return new FerryError('internal', typeof e === 'string' ? e : String(e));
+}
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    throw toFerryError(e);
+  }
+}
+
+export const api = {
+  status: () => call<StatusDto>('status'),
+  devices: () => call<DeviceDto[]>('devices'),
+  pending: () => call<PendingDto[]>('pending'),
+  pair: (address: string) => call<PairTicketDto>('pair', { address }),
+  pairWait: (ticket: number) => call<PairOutcomeDto>('pair_wait', { ticket }),
+  accept: (id: number, path: string | null = null) => call<void>('accept', { id, path }),
+  reject: (id: number) => call<void>('reject', { id }),
+  shares: () => call<ShareDto[]>('shares'),
+  shareAdd: (req: ShareAddDto) => call<ShareDto>('share_add', { req }),
+  shareInvite: (share: string, device: string) => call<ShareDto>('share_invite', { share, device }),
+  shareRemove: (share: string) => call<ShareDto>('share_remove', { share }),
+  versions: (path: string) => call<VersionDto[]>('versions', { path }),
+  ping: (device: string) => call<PingDto>('ping', { device }),
+  notes: (device: string | null = null) => call<NoteDto[]>('notes', { device }),
+  noteSend: (device: string, text: string) => call<NoteDto>('note_send', { device, text }),
+  noteRead: (id: string) => call<NoteDto>('note_read', { id }),
+  setPaused: (paused: boolean) => call<boolean>('set_paused', { paused }),
+  settings: () => call<SettingsDto>('settings'),
+  saveSettings: (req: SettingsUpdateDto) => call<SettingsDto>('save_settings', { req }),
+  firstRun: (req: FirstRunDto) => call<ShareDto>('first_run', { req }),
+  defaultFolder: () => call<string>('default_folder'),
+  pickFolder: () => call<string | null>('pick_folder'),
+  openPath: (path: string) => call<void>('open_path', { path }),
+  appPrefs: () => call<AppPrefs>('app_prefs'),
+  saveAppPrefs: (req: AppPrefs) => call<AppPrefs>('save_app_prefs', { req }),
+};
+
+/** Node events, as the node emits them. */
+export function onEvent(cb: (e: Event) => void): Promise<UnlistenFn> {
+  return listen<Event>('ferry-event', (m) => cb(m.payload));
+}
+
+/** The tray asks the window to show a view (e.g. Send note to > device). */
+export function onNavigate(cb: (to: { view: string; device?: string }) => void): Promise<UnlistenFn> {
+  return listen<{ view: string; device?: string }>('ferry-navigate', (m) => cb(m.payload));
+}

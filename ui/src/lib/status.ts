@@ -1,0 +1,29 @@
+// The overall state shown in the sidebar (the same four the tray icon shows).
+import type { PendingDto, StatusDto } from './bindings';
+
+export type Overall = 'up_to_date' | 'syncing' | 'attention' | 'paused';
+
+export function overall(s: StatusDto | null, pending: PendingDto[]): Overall {
+  if (!s) return 'syncing';
+  if (s.paused) return 'paused';
+  if (pending.length > 0 || s.shares.some((x) => x.state === 'error' || x.last_error)) return 'attention';
+  if (s.shares.some((x) => x.state === 'scanning' || x.state === 'syncing' || x.need > 0)) return 'syncing';
+  return 'up_to_date';
+}
+
+export const OVERALL_LABEL: Record<Overall, string> = {
+  up_to_date: 'Up to date',
+  syncing: 'Syncing…',
+  attention: 'Needs attention',
+  paused: 'Paused',
+};
+
+/** A share's state in words. */
+export function shareState(state: string, inSync: boolean, need: number): string {
+  if (state === 'paused') return 'Paused';
+  if (state === 'error') return 'Error';
+  if (state === 'scanning') return 'Scanning…';
+  if (need > 0) return `Syncing · ${need} to fetch`;
+  if (state === 'stopped') return 'Stopped';
+  return inSync ? 'Up to date' : 'Waiting for devices';
+}
