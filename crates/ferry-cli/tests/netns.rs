@@ -18,6 +18,8 @@ use ferry_e2e::{random_bytes, tree};
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const POLL: Duration = Duration::from_millis(100);
 const WAIT: Duration = Duration::from_secs(90);
+/// Bound for the phases that move hundreds of MiB.
+const SLOW: Duration = Duration::from_secs(420);
 const MIB: usize = 1 << 20;
 
 fn net(n: usize) -> Option<Net> {
@@ -226,7 +228,8 @@ fn a_paired_device_that_changes_address_is_found_again_by_mdns() {
         "[netns] host2 moved to 10.77.0.42: address learned after {learned:?}, connected there after {:?}",
         moved.elapsed()
     );
-    p._h1.cli(&["ping", &id2]);
+    // Both sides redial at once after a move; the duplicate is settled within a moment.
+    poll("host1 pings host2", WAIT, POLL, || p._h1.try_cli(&["ping", &id2]).status.success().then_some(()));
     // A file still gets through on the new address.
     std::fs::write(p.a.join("after-move.txt"), b"still here").unwrap();
     poll("the file reaches host2 after the move", WAIT, POLL, || {
@@ -242,7 +245,8 @@ fn cut_link_during_a_300_mib_transfer_resumes_without_refetching() {
     p.net.rate_limit(1, 400);
     write_random(&p.a.join("big.bin"), 42, SIZE);
     let start = Instant::now();
-    poll("a third of the file has arrived", WAIT, Duration::from_millis(50), || {
+    // Generous bounds: debug builds on a busy 2-core machine hash and move a few MB/s at worst.
+    poll("a third of the file has arrived", SLOW, Duration::from_millis(50), || {
         (fetched(&p.h2, &p.share) >= (SIZE / 3) as u64).then_some(())
     });
     p.net.cut(1);
@@ -257,9 +261,7 @@ fn cut_link_during_a_300_mib_transfer_resumes_without_refetching() {
     });
     let resumed = back.elapsed();
     eprintln!("[netns] transfer resumed {resumed:?} after the link came back");
-    poll("the trees converge", Duration::from_secs(180), POLL, || {
-        (in_sync(&p.h2, &p.share) && tree(&p.b) == tree(&p.a)).then_some(())
-    });
+    poll("the trees converge", SLOW, POLL, || (in_sync(&p.h2, &p.share) && tree(&p.b) == tree(&p.a)).then_some(()));
     let total = fetched(&p.h2, &p.share);
     eprintln!("[netns] 300 MiB delivered in {:?}; fetched {} MiB in all", start.elapsed(), total >> 20);
     // Chunks received before the cut are not fetched again: at most the blocks in flight at
@@ -283,7 +285,7 @@ fn five_percent_loss_100_mib_arrives_intact() {
     const SIZE: usize = 100 * MIB;
     write_random(&p.a.join("lossy.bin"), 9, SIZE);
     let start = Instant::now();
-    poll("100 MiB arrives through 5% loss", Duration::from_secs(240), POLL, || {
+    poll("100 MiB arrives through 5% loss", SLOW, POLL, || {
         (in_sync(&p.h2, &p.share) && tree(&p.b) == tree(&p.a)).then_some(())
     });
     eprintln!("[netns] 100 MiB through 5% loss in {:?}", start.elapsed());
