@@ -355,3 +355,23 @@ async fn an_unpaired_device_cannot_offer_a_send() {
     assert!(b.node.transfers().await.unwrap().is_empty());
     assert!(!inbox(&b).exists());
 }
+
+/// A source file that changes after it was offered fails the send cleanly on both sides:
+/// nothing half-old, half-new arrives, and no temp files stay behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_changed_source_fails_the_send_cleanly() {
+    let (a, b) = two_nodes().await;
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("draft.txt");
+    std::fs::write(&file, random_bytes(3, 2 << 20)).unwrap();
+    let t = send(&a, &b, &[&file]).await;
+    let p = send_prompt(&b, &t.id).await;
+    std::fs::write(&file, random_bytes(4, 2 << 20)).unwrap();
+    b.node.accept(AcceptDto { id: p.id, path: None }).await.unwrap();
+    wait_state(&a, &b, &t.id, "failed").await;
+    let m = transfer(&a, &t.id).await.unwrap().message.unwrap_or_default();
+    assert!(m.contains("changed since it was offered"), "{m}");
+    let m = transfer(&b, &t.id).await.unwrap().message.unwrap_or_default();
+    assert!(m.contains("changed since it was offered"), "{m}");
+    wait_for(&[&a, &b], "staging folder removed", || async { all_names(&inbox(&b)).is_empty() }).await;
+}

@@ -808,10 +808,12 @@ async fn receive(inner: &Arc<Inner>, peer: &Arc<Peer>, id: TransferId) -> Result
                 Ok(_) => return Err(Stop::Failed("unexpected answer to a block request".into())),
                 Err(e) => return Err(Stop::Paused(e.to_string())),
             };
-            if data.len() != n.len as usize || ChunkHash::of(&data) != n.hash {
-                return Err(Stop::Failed(format!("{} sent a chunk that does not match its hash", peer.id.short())));
-            }
+            let who = peer.id.short();
+            // Hashing and writing run off the runtime.
             blocking(move || {
+                if data.len() != n.len as usize || ChunkHash::of(&data) != n.hash {
+                    return Err(format!("{who} sent a chunk that does not match its hash"));
+                }
                 let f = std::fs::OpenOptions::new().write(true).open(&n.path).map_err(io(&n.path))?;
                 f.write_all_at(&data, n.offset).map_err(io(&n.path))?;
                 Ok(data.len() as u64)
