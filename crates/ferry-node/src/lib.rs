@@ -9,10 +9,12 @@
 //! Blocking work (redb, hashing, file IO) runs on the blocking pool, never on the runtime.
 
 pub mod api;
+mod block_cache;
 pub mod client;
 pub mod config;
 mod control;
 pub mod events;
+mod need;
 mod node;
 mod notes;
 mod peer;

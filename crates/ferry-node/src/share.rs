@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_engine::{Action, ChunkSource, apply_order, decide, plan_chunks, remote_wins};
-use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan};
+use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan_reusing};
 use ferry_fs::{ShareWatcher, WatchEvent, watch};
 use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, Seq, ShareId};
 use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord};
@@ -87,6 +87,10 @@ impl ShareHandle {
     }
     pub fn seq_watch(&self) -> twatch::Receiver<u64> {
         self.seq.subscribe()
+    }
+    /// The sequence of the last committed change to the local index.
+    pub fn current_seq(&self) -> u64 {
+        *self.seq.borrow()
     }
     /// Stops the worker after the item at hand and waits for it.
     pub async fn stop(mut self) {
@@ -421,7 +425,15 @@ impl Worker {
                         .unwrap_or_default(),
                 }
             };
-            let outcome = scan(&root, &known, &known_paths, &scope, &ignore).map_err(|e| e.to_string())?;
+            // Files renamed here keep their content: found by inode, not hashed again.
+            let by_inode = match (&preload, &scope) {
+                (Some(m), _) => fast::inodes(m.values()),
+                (None, Scope::Paths(ps)) => fast::inodes(ps.iter().filter_map(&lookup).collect::<Vec<_>>().iter()),
+                (None, Scope::Full) => HashMap::new(),
+            };
+            let reuse = |rel: &RelPath, now: &Known| fast::reuse_moved(&root, &by_inode, &lookup, rel, now);
+            let outcome =
+                scan_reusing(&root, &known, &known_paths, &scope, &ignore, &reuse).map_err(|e| e.to_string())?;
             let mut updates = Vec::new();
             for ch in &outcome.changes {
                 match ch {

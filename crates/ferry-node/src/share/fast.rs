@@ -8,6 +8,10 @@
 //! renamed it. Anything else (the old file changed here, something already at the new path,
 //! different mode) goes the ordinary way: copy from local chunks, archive the old file.
 //!
+//! **Renames seen by the scanner.** A file renamed on this device keeps its inode, size and
+//! mtime; [`reuse_moved`] hands the scanner its indexed content so it is not read and hashed
+//! again (the same trust as the scanner's "unchanged" test).
+//!
 //! **New files in groups.** A file that does not exist here yet (no record, or a tombstone, and
 //! nothing on disk) needs no archive and cannot conflict, so many of them are handled together:
 //! fetched concurrently (each chunk verified, each whole file checked against its record),
@@ -240,4 +244,40 @@ impl Worker {
         let temp = self.fetch_to_temp(target, sources, local_chunks).await?;
         self.check_whole(target, temp).await
     }
+}
+
+/// Live indexed files by inode, among `entries` (the scanner's candidates for a rename).
+pub(super) fn inodes<'a>(entries: impl Iterator<Item = &'a LocalEntry>) -> HashMap<u64, RelPath> {
+    entries
+        .filter(|e| e.record.is_file() && e.meta.inode != 0 && e.record.size > 0)
+        .map(|e| (e.meta.inode, e.record.path.clone()))
+        .collect()
+}
+
+/// The indexed content of the file now at `rel`, if it was renamed there: an indexed file had
+/// the same inode, size and mtime, and its old path no longer holds that inode (a hard link is
+/// two files, each hashed).
+pub(super) fn reuse_moved(
+    root: &Path,
+    by_inode: &HashMap<u64, RelPath>,
+    lookup: &dyn Fn(&RelPath) -> Option<LocalEntry>,
+    rel: &RelPath,
+    now: &Known,
+) -> Option<ferry_fs::Reused> {
+    let old = by_inode.get(&now.inode).filter(|p| *p != rel)?;
+    let e = lookup(old)?;
+    if !e.record.is_file()
+        || e.meta.inode != now.inode
+        || e.record.size != now.size
+        || e.record.mtime_ns != now.mtime_ns
+    {
+        return None;
+    }
+    match ferry_fs::stat_known(root, old) {
+        Ok(None) => {}
+        Ok(Some(k)) if k.inode != now.inode => {}
+        _ => return None,
+    }
+    tracing::debug!(from = %old, to = %rel, "renamed file: content reused, not hashed");
+    Some((e.record.hash, e.record.chunks))
 }
