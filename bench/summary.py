@@ -23,10 +23,11 @@ ROWS = [
 ]
 
 
-def load(path):
+def load(paths):
     data = defaultdict(list)  # (tool, workload, metric) -> [values]
-    for r in csv.DictReader(open(path), delimiter="\t"):
-        data[(r["tool"], r["workload"], r["metric"])].append(r["value"])
+    for path in paths:
+        for r in csv.DictReader(open(path), delimiter="\t"):
+            data[(r["tool"], r["workload"], r["metric"])].append(r["value"])
     return data
 
 
@@ -82,7 +83,8 @@ def failures(data, t, w):
 
 
 def main():
-    data = load(sys.argv[1])
+    # usage: summary.py RESULTS.tsv [MORE.tsv ...] OUT.json (several runs' rows are pooled)
+    data = load(sys.argv[1:-1])
     out = {"medians": {}, "raw": {}}
     for (t, w, m), vals in data.items():
         out["raw"].setdefault(t, {}).setdefault(w, {})[m] = vals
@@ -115,7 +117,7 @@ def main():
         print(f"| {w} {what} | {target} | " + " | ".join(cells)
               + f" | {ratio(times['ferry'], times['syncthing'])} | {ratio(times['ferry'], times['rsync'])}"
               + f" | {wire} | {rss} | {cpu} |")
-    json.dump(out, open(sys.argv[2], "w"), indent=1, sort_keys=True)
+    json.dump(out, open(sys.argv[-1], "w"), indent=1, sort_keys=True)
 
 
 if __name__ == "__main__":
