@@ -48,6 +48,31 @@ pub fn chunk_file(path: &Path) -> Result<Chunked, FsError> {
     chunk_reader(path, file)
 }
 
+/// BLAKE3 of the whole content of the regular file at `path`, and its size: one streaming
+/// pass, no chunking (for checking a file assembled from already verified chunks against its
+/// record). Opened like [`chunk_file`] (no symlink followed, non-regular files refused).
+pub fn hash_file(path: &Path) -> Result<(ChunkHash, u64), FsError> {
+    let mut file = open_nofollow(path)?;
+    let meta = file.metadata().ctx("fstat", path)?;
+    if !meta.file_type().is_file() {
+        return Err(FsError::WrongKind { path: path.to_path_buf(), expected: "regular file", found: "other" });
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; READ_BUF.min(meta.len() as usize + 1).max(4096)];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FsError::io("read", path, e)),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((ChunkHash(*hasher.finalize().as_bytes()), size))
+}
+
 /// Chunks an in-memory buffer; gives exactly what [`chunk_file`] gives for the same bytes.
 pub fn chunk_bytes(data: &[u8]) -> Chunked {
     let chunks = FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
@@ -150,6 +175,19 @@ mod tests {
             std::fs::write(&p, &data).unwrap();
             assert_eq!(chunk_file(&p).unwrap(), chunk_bytes(&data), "len {len}");
         }
+    }
+
+    #[test]
+    fn hash_file_is_the_whole_content_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, len) in [0usize, 1, 300_000, 3 * 1024 * 1024 + 7].into_iter().enumerate() {
+            let data = random(len, 20 + i as u64);
+            let p = dir.path().join(format!("h{i}"));
+            std::fs::write(&p, &data).unwrap();
+            assert_eq!(hash_file(&p).unwrap(), (ChunkHash::of(&data), len as u64), "len {len}");
+        }
+        std::os::unix::fs::symlink("h1", dir.path().join("link")).unwrap();
+        assert!(hash_file(&dir.path().join("link")).is_err());
     }
 
     #[test]

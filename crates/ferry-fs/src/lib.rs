@@ -16,6 +16,7 @@
 //! Linux (Unix) only.
 
 mod archive;
+mod batch;
 mod chunker;
 mod error;
 mod scan;
@@ -24,9 +25,10 @@ mod watch;
 mod write;
 
 pub use archive::{ArchiveMode, VERSIONS_DIR, archive, archive_from, conflict_name, rename_within};
-pub use chunker::{AVG_CHUNK, Chunked, MAX_CHUNK, MIN_CHUNK, chunk_bytes, chunk_file};
+pub use batch::{PendingFile, commit_temps, move_file};
+pub use chunker::{AVG_CHUNK, Chunked, MAX_CHUNK, MIN_CHUNK, chunk_bytes, chunk_file, hash_file};
 pub use error::FsError;
-pub use scan::{Change, IGNORE_FILE, Ignore, Known, Observed, ScanOutcome, Scope, scan};
+pub use scan::{Change, IGNORE_FILE, Ignore, Known, Observed, Reused, ScanOutcome, Scope, scan, scan_reusing};
 pub use snapshot::{SnapshotOf, drop_snapshot, link_snapshot, snapshot_path, take_snapshot};
 pub use watch::{ShareWatcher, WatchEvent, watch};
 pub use write::{

@@ -166,9 +166,28 @@ pub fn scan(
     scope: &Scope,
     ignore: &Ignore,
 ) -> Result<ScanOutcome, FsError> {
+    scan_reusing(root, known, known_paths, scope, ignore, &|_, _| None)
+}
+
+/// Content already known for a file that was moved: its whole-file hash and chunks.
+pub type Reused = (ChunkHash, Vec<ChunkInfo>);
+
+/// [`scan`], but before hashing a new or changed file it asks `reuse(path, stat)` for content
+/// already known for it (a file renamed from a path the index knows, with the same inode, size
+/// and mtime: the same test that lets an unchanged file skip hashing). A renamed 1 GiB file
+/// then costs a lookup instead of a full read.
+pub fn scan_reusing(
+    root: &Path,
+    known: &dyn Fn(&RelPath) -> Option<Known>,
+    known_paths: &dyn Fn(Option<&RelPath>) -> Vec<RelPath>,
+    scope: &Scope,
+    ignore: &Ignore,
+    reuse: &dyn Fn(&RelPath, &Known) -> Option<Reused>,
+) -> Result<ScanOutcome, FsError> {
     let mut s = Scanner {
         root,
         known,
+        reuse,
         ignore,
         out: ScanOutcome::default(),
         seen: HashSet::new(),
@@ -209,6 +228,7 @@ pub fn scan(
 struct Scanner<'a> {
     root: &'a Path,
     known: &'a dyn Fn(&RelPath) -> Option<Known>,
+    reuse: &'a dyn Fn(&RelPath, &Known) -> Option<Reused>,
     ignore: &'a Ignore,
     out: ScanOutcome,
     /// Paths that exist on disk (or could not be checked): never reported deleted.
@@ -345,9 +365,11 @@ impl Scanner<'_> {
 
     /// Hashes an entry whose stat info is `now`.
     fn observe(&mut self, rel: &RelPath, full: &Path, now: Known) -> Result<Observed, FsError> {
+        let reused = if now.kind == FileKind::File { (self.reuse)(rel, &now) } else { None };
         let (hash, chunks) = match &now.kind {
             FileKind::Dir => (ChunkHash([0; 32]), Vec::new()),
             FileKind::Symlink { target } => (ChunkHash::of(target.as_bytes()), Vec::new()),
+            FileKind::File if reused.is_some() => reused.expect("checked"),
             FileKind::File => {
                 let file = open_nofollow(full)?;
                 let before = file.metadata().ctx("fstat", full)?;
@@ -662,6 +684,32 @@ mod tests {
         let out = idx.scan(r, &Scope::Paths(vec![rel("x"), rel("x/y/z")]));
         assert_eq!(upserts(&out), ["x"]);
         assert_eq!(deletes(&out), ["x/y/z", "x/y"]);
+    }
+
+    #[test]
+    fn reused_content_is_not_hashed_and_only_files_are_asked() {
+        let dir = setup();
+        let r = dir.path();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let fake = ChunkHash([7; 32]);
+        let reuse = |p: &RelPath, k: &Known| -> Option<Reused> {
+            assert_eq!(k.kind, FileKind::File, "only files are offered for reuse");
+            asked.borrow_mut().push(p.to_string());
+            (p.as_str() == "docs/a.txt").then(|| (fake, vec![ChunkInfo { hash: fake, len: k.size as u32 }]))
+        };
+        let out = scan_reusing(r, &|_| None, &|_| Vec::new(), &Scope::Full, &Ignore::load(r).unwrap(), &reuse).unwrap();
+        let a = out.changes.iter().find_map(|c| match c {
+            Change::Upsert(o) if o.path.as_str() == "docs/a.txt" => Some(o),
+            _ => None,
+        });
+        assert_eq!(a.unwrap().hash, fake, "the reused hash is taken as is");
+        let b = out.changes.iter().find_map(|c| match c {
+            Change::Upsert(o) if o.path.as_str() == "run.sh" => Some(o),
+            _ => None,
+        });
+        assert_eq!(b.unwrap().hash, ChunkHash::of(&fs::read(r.join("run.sh")).unwrap()), "others are hashed");
+        assert!(asked.borrow().contains(&"run.sh".to_string()));
+        assert!(!asked.borrow().iter().any(|p| p == "docs" || p == "link"), "{:?}", asked.borrow());
     }
 
     #[test]

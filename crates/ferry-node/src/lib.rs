@@ -11,6 +11,7 @@
 pub mod api;
 #[cfg(test)]
 mod bindings;
+mod block_cache;
 pub mod client;
 pub mod config;
 mod conflicts;
@@ -21,6 +22,7 @@ pub mod events;
 mod guard;
 mod history;
 mod limits;
+mod need;
 mod node;
 mod notes;
 pub mod pause;

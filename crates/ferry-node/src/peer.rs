@@ -49,6 +49,8 @@ pub(crate) struct Peer {
     senders: Mutex<HashMap<ShareId, JoinHandle<()>>>,
     /// The shares this peer last announced to us.
     announced: Mutex<HashMap<ShareId, ShareAnnounce>>,
+    /// The file this peer last fetched blocks of.
+    blocks: crate::block_cache::BlockCache,
 }
 
 impl Peer {
@@ -331,6 +333,7 @@ pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
         conn: conn.clone(),
         senders: Mutex::new(HashMap::new()),
         announced: Mutex::new(HashMap::new()),
+        blocks: Default::default(),
     });
     {
         let mut peers = inner.peers.lock().unwrap();
@@ -504,12 +507,23 @@ async fn serve_block(
     if len == 0 || len > MAX_BLOCK {
         return wire_err(WireError::BadRequest, "bad block length");
     }
-    let p = path.clone();
-    let entry = match inner.db(move |s| s.local_file(&share, &p)).await {
-        Ok(Some(e)) if e.record.is_file() => e,
-        _ => return wire_err(WireError::NotFound, format!("{path} is not here")),
+    // Read before the lookup: a commit racing it only makes the cached size look stale.
+    let seq = inner.shares.lock().unwrap().get(&share).map(|h| h.current_seq());
+    let size = match seq.and_then(|q| peer.blocks.size(&share, &path, q)) {
+        Some(size) => size,
+        None => {
+            let p = path.clone();
+            let size = match inner.db(move |s| s.local_file(&share, &p)).await {
+                Ok(Some(e)) if e.record.is_file() && !e.record.deleted => e.record.size,
+                _ => return wire_err(WireError::NotFound, format!("{path} is not here")),
+            };
+            if let Some(q) = seq {
+                peer.blocks.put(share, path.clone(), q, size);
+            }
+            size
+        }
     };
-    if offset.checked_add(len as u64).is_none_or(|end| end > entry.record.size) {
+    if offset.checked_add(len as u64).is_none_or(|end| end > size) {
         return wire_err(WireError::BadRequest, "block beyond the end of the file");
     }
     let root = std::path::PathBuf::from(&rec.path);
@@ -555,11 +569,18 @@ async fn on_index(
     }
     let n = good.len();
     let pid = peer.id;
-    if let Err(e) = inner.db(move |s| s.put_remote(&share, &pid, epoch, &good)).await {
-        return wire_err(WireError::Internal, e.message);
-    }
+    let needed = inner
+        .db(move |s| {
+            s.put_remote(&share, &pid, epoch, &good)?;
+            crate::need::any_needed(s, &share, &good)
+        })
+        .await;
+    let needed = match needed {
+        Ok(n) => n,
+        Err(e) => return wire_err(WireError::Internal, e.message),
+    };
     inner.emit(Event::IndexReceived { share: share.to_string(), device: peer.id.to_string(), records: n });
-    if let Some(h) = inner.shares.lock().unwrap().get(&share) {
+    if needed && let Some(h) = inner.shares.lock().unwrap().get(&share) {
         h.request_pull();
     }
     Message::Ack

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_engine::{Action, ChunkSource, apply_order, decide_with_policy, plan_chunks, remote_wins};
-use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan};
+use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan_reusing};
 use ferry_fs::{ShareWatcher, WatchEvent, watch};
 use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, Seq, ShareId};
 use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord};
@@ -27,6 +27,9 @@ use crate::api::{ApiError, ShareStatusDto};
 use crate::events::Event;
 use crate::node::{ApiResult, Inner};
 use crate::peer::Peer;
+
+mod fast;
+mod writeback;
 
 /// Blocks fetched or copied at once per file: enough to fill a LAN link (each request is a
 /// round trip), few enough to bound memory (16 x 1 MiB max chunk).
@@ -106,6 +109,10 @@ impl ShareHandle {
     }
     pub fn seq_watch(&self) -> twatch::Receiver<u64> {
         self.seq.subscribe()
+    }
+    /// The sequence of the last committed change to the local index.
+    pub fn current_seq(&self) -> u64 {
+        *self.seq.borrow()
     }
     /// Stops the worker after the item at hand and waits for it.
     pub async fn stop(mut self) {
@@ -471,7 +478,18 @@ impl Worker {
                         .unwrap_or_default(),
                 }
             };
-            let outcome = scan(&root, &known, &known_paths, &scope, &ignore).map_err(|e| e.to_string())?;
+            // Files renamed here keep their content: found by inode, not hashed again.
+            let by_inode = match (&preload, &scope) {
+                (Some(m), _) => fast::inodes(m.values()),
+                (None, Scope::Paths(ps)) => fast::inodes(ps.iter().filter_map(&lookup).collect::<Vec<_>>().iter()),
+                (None, Scope::Full) => HashMap::new(),
+            };
+            // A re-hash trusts nothing, moved content included.
+            let reuse = |rel: &RelPath, now: &Known| {
+                if rehash { None } else { fast::reuse_moved(&root, &by_inode, &lookup, rel, now) }
+            };
+            let outcome =
+                scan_reusing(&root, &known, &known_paths, &scope, &ignore, &reuse).map_err(|e| e.to_string())?;
             let mut updates = Vec::new();
             for ch in &outcome.changes {
                 match ch {
@@ -676,6 +694,8 @@ impl Worker {
 
         let mut stats = PullStats::default();
         let mut batch = Batch::default();
+        self.apply_moves(&mut items, &local, &mut batch, &mut stats).await;
+        let mut group: Vec<fast::NewFile> = Vec::new();
         for (target, action) in items {
             if self.inner.stopping() {
                 break;
@@ -689,6 +709,18 @@ impl Worker {
                 .filter(|p| remotes.get(&p.id).and_then(|m| m.get(&target.path)).is_some_and(|r| r.hash == target.hash))
                 .cloned()
                 .collect();
+            if Self::groupable(&target, &action, l) {
+                group.push(fast::NewFile { target, sources });
+                if group.len() >= fast::GROUP_MAX {
+                    self.apply_group(std::mem::take(&mut group), &local_chunks, &mut batch, &mut stats).await;
+                    self.flush(&mut batch).await?;
+                }
+                continue;
+            }
+            if !group.is_empty() {
+                self.apply_group(std::mem::take(&mut group), &local_chunks, &mut batch, &mut stats).await;
+                self.flush(&mut batch).await?;
+            }
             let res = match action {
                 Action::MergeVersion => {
                     let mut e = l.expect("merge implies local").clone();
@@ -726,6 +758,9 @@ impl Worker {
                     self.report_error(format!("{}: {e}", target.path));
                 }
             }
+        }
+        if !self.inner.stopping() {
+            self.apply_group(group, &local_chunks, &mut batch, &mut stats).await;
         }
         self.flush(&mut batch).await?;
         Ok(stats)
@@ -801,19 +836,12 @@ impl Worker {
         let local_live = expected.is_some();
 
         // Build the new content first, so a failed transfer leaves the disk untouched.
-        let temp = if target.is_file() { Some(self.fetch_to_temp(target, sources, local_chunks).await?) } else { None };
-        if let Some(t) = &temp {
-            // Every chunk was verified; this checks the record itself: a peer announcing a
-            // whole-file hash its chunks do not produce would poison content comparisons.
-            let tp = t.path.clone();
-            let got = blocking(move || ferry_fs::chunk_file(&tp)).await?;
-            if got.hash != target.hash || got.size != target.size {
-                return Err(format!(
-                    "{} sent a record whose hash does not match its content; refused",
-                    target.modified_by.short()
-                ));
-            }
-        }
+        let temp = if target.is_file() {
+            let t = self.fetch_to_temp(target, sources, local_chunks).await?;
+            Some(self.check_whole(target, t).await?)
+        } else {
+            None
+        };
 
         let mut versions = Vec::new();
         let mut copy: Option<RelPath> = None;
@@ -884,6 +912,22 @@ impl Worker {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Every chunk of `temp` was verified; this checks the record itself: a peer announcing a
+    /// whole-file hash its chunks do not produce would poison content comparisons. (A plain
+    /// BLAKE3 pass: the chunk boundaries were already checked chunk by chunk.)
+    async fn check_whole(&self, target: &FileRecord, temp: ferry_fs::TempFile) -> Result<ferry_fs::TempFile, String> {
+        let tp = temp.path.clone();
+        let (hash, size) = blocking(move || ferry_fs::hash_file(&tp)).await?;
+        if hash != target.hash || size != target.size {
+            // Dropping the temp removes it.
+            return Err(format!(
+                "{} sent a record whose hash does not match its content; refused",
+                target.modified_by.short()
+            ));
+        }
+        Ok(temp)
     }
 
     /// Assembles `target`'s content in a temp file beside it: local chunks first, the rest
@@ -994,11 +1038,13 @@ impl Worker {
                 Ok::<(u64, bool), String>((n, fetched))
             }
         });
+        let mut writeback = writeback::Writeback::new(file.clone());
         let mut stream = futures::stream::iter(jobs).buffer_unordered(PARALLEL_BLOCKS);
         while let Some(res) = stream.next().await {
             match res {
                 Ok((n, fetched)) => {
                     done += n;
+                    writeback.wrote(n);
                     {
                         let mut rt = self.runtime.lock().unwrap();
                         if fetched {
@@ -1025,6 +1071,11 @@ impl Worker {
                     return Err(e);
                 }
             }
+        }
+        drop(stream);
+        if let Err(e) = writeback.finish().await {
+            let _ = std::fs::remove_file(&temp.path);
+            return Err(e);
         }
         Ok(temp)
     }

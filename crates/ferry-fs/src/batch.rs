@@ -1,0 +1,248 @@
+//! Committing many files at once, and moving a file within a share.
+//!
+//! [`commit_temp`](crate::commit_temp) costs two synchronous flushes per file (the temp, then
+//! its directory). For thousands of small files that is most of the time, so
+//! [`commit_temps`] keeps the same guarantees with far fewer waits: every temp is fsynced
+//! first (from several threads at once, so the file system groups them into a few journal
+//! commits), only then renamed over its target, and each touched directory is fsynced once at
+//! the end. A file is never visible at its final name before its content is durable, and the
+//! caller learns a file is committed only after its directory is durable too.
+//!
+//! [`move_file`] renames a file to another path of the same share (a rename seen on a peer),
+//! with the same path checks as every write.
+
+use std::collections::BTreeMap;
+use std::fs::{self, Permissions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use ferry_proto::RelPath;
+
+use crate::error::{FsError, IoContext};
+use crate::file_time;
+use crate::write::{TempFile, checked_path, fsync_dir, prepare_parent};
+
+/// Threads fsyncing temps at once. A handful is enough for the journal to batch their commits;
+/// more only adds threads on a small machine.
+const SYNC_THREADS: usize = 4;
+
+/// A filled temp file and where it goes.
+#[derive(Debug)]
+pub struct PendingFile {
+    pub temp: TempFile,
+    pub rel: RelPath,
+    pub mtime_ns: i64,
+    pub executable: bool,
+}
+
+/// Commits every pending file like [`commit_temp`](crate::commit_temp) does one: mode, mtime,
+/// fsync (all temps, before any rename), then rename over the target (ancestors re-checked;
+/// refused if something appeared at a target expected to be empty, see `expect_absent`), then
+/// one fsync per parent directory. Returns one result per input, in input order; a temp that
+/// was not renamed is removed.
+///
+/// `expect_absent[i]`: the caller checked that nothing was at item i's target; if something is
+/// there now (created since), the item fails with [`FsError::Exists`] instead of replacing it.
+pub fn commit_temps(root: &Path, items: Vec<PendingFile>, expect_absent: &[bool]) -> Vec<Result<(), FsError>> {
+    let n = items.len();
+    let mut results: Vec<Result<(), FsError>> = (0..n).map(|_| Ok(())).collect();
+    let mut slots: Vec<Option<PendingFile>> = items.into_iter().map(Some).collect();
+
+    // 1. Mode, times and content durable, on a few threads.
+    let prepared: Vec<Result<(), FsError>> = {
+        let per = n.div_ceil(SYNC_THREADS).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = slots
+                .chunks(per)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|p| {
+                                let p = p.as_ref().expect("all present");
+                                let mode = if p.executable { 0o755 } else { 0o644 };
+                                let t = &p.temp;
+                                t.file.set_permissions(Permissions::from_mode(mode)).ctx("chmod", &t.path)?;
+                                let ft = file_time(p.mtime_ns);
+                                filetime::set_file_handle_times(&t.file, Some(ft), Some(ft))
+                                    .ctx("set times", &t.path)?;
+                                t.file.sync_all().ctx("fsync", &t.path)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| panic!("fsync thread panicked"))).collect()
+        })
+    };
+
+    // 2. Renames, each after its own temp is durable.
+    let mut dirs: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
+    for (i, r) in prepared.into_iter().enumerate() {
+        let p = slots[i].take().expect("present");
+        if let Err(e) = r {
+            results[i] = Err(e);
+            continue; // the temp is dropped (removed)
+        }
+        match rename_into_place(root, p, expect_absent.get(i).copied().unwrap_or(false)) {
+            Ok(dir) => dirs.entry(dir).or_default().push(i),
+            Err(e) => results[i] = Err(e),
+        }
+    }
+
+    // 3. One fsync per directory makes all its renames durable.
+    for (dir, members) in dirs {
+        if let Err(e) = fsync_dir(&dir) {
+            let msg = e.to_string();
+            for i in members {
+                results[i] = Err(FsError::io("fsync dir", &dir, io::Error::other(msg.clone())));
+            }
+        }
+    }
+    results
+}
+
+fn rename_into_place(root: &Path, mut p: PendingFile, expect_absent: bool) -> Result<PathBuf, FsError> {
+    let target = prepare_parent(root, &p.rel)?;
+    let dir = target.parent().unwrap_or(root).to_path_buf();
+    if p.temp.path.parent() != Some(dir.as_path()) {
+        return Err(FsError::UnsafePath {
+            path: p.temp.path.clone(),
+            reason: format!("temp file is not beside its target {}", target.display()),
+        });
+    }
+    if expect_absent {
+        match fs::symlink_metadata(&target) {
+            Ok(_) => return Err(FsError::Exists(target)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FsError::io("lstat", &target, e)),
+        }
+    }
+    fs::rename(&p.temp.path, &target).ctx("rename", &target)?;
+    // Committed: nothing left for Drop to remove.
+    p.temp.path = PathBuf::new();
+    Ok(dir)
+}
+
+/// Moves the file at `from` to `to` (both inside `root`, ancestors checked, missing parents of
+/// `to` created), refusing to replace anything at `to` ([`FsError::Exists`]); then fsyncs both
+/// directories. The content is not copied: a rename on a peer costs a rename here.
+pub fn move_file(root: &Path, from: &RelPath, to: &RelPath) -> Result<(), FsError> {
+    let src = checked_path(root, from)?;
+    let dst = prepare_parent(root, to)?;
+    match fs::symlink_metadata(&dst) {
+        Ok(_) => return Err(FsError::Exists(dst)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(FsError::io("lstat", &dst, e)),
+    }
+    let meta = fs::symlink_metadata(&src).ctx("lstat", &src)?;
+    if !meta.file_type().is_file() {
+        return Err(FsError::WrongKind { path: src, expected: "regular file", found: "other" });
+    }
+    fs::rename(&src, &dst).ctx("rename", &dst)?;
+    let (sd, dd) = (src.parent().unwrap_or(root), dst.parent().unwrap_or(root));
+    fsync_dir(dd)?;
+    if sd != dd {
+        fsync_dir(sd)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::write::create_temp;
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    fn rel(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    fn pending(root: &Path, path: &str, content: &[u8], mtime_ns: i64) -> PendingFile {
+        let r = rel(path);
+        let mut t = create_temp(root, &r).unwrap();
+        t.file.write_all(content).unwrap();
+        PendingFile { temp: t, rel: r, mtime_ns, executable: false }
+    }
+
+    #[test]
+    fn commits_many_files_with_content_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let items: Vec<PendingFile> = (0..50)
+            .map(|i| {
+                pending(root, &format!("d{}/f{i}.txt", i % 3), format!("content {i}").as_bytes(), 1_000_000_000 * i)
+            })
+            .collect();
+        let res = commit_temps(root, items, &[true; 50]);
+        assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
+        for i in 0..50 {
+            let p = root.join(format!("d{}/f{i}.txt", i % 3));
+            assert_eq!(fs::read_to_string(&p).unwrap(), format!("content {i}"));
+            assert_eq!(fs::metadata(&p).unwrap().mtime(), i);
+        }
+        // No temp is left behind.
+        for d in 0..3 {
+            let names: Vec<String> = fs::read_dir(root.join(format!("d{d}")))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(names.iter().all(|n| !n.starts_with(ferry_proto::TEMP_PREFIX)), "{names:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_target_that_appeared_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let a = pending(root, "a.txt", b"theirs a", 0);
+        let b = pending(root, "b.txt", b"theirs b", 0);
+        fs::write(root.join("b.txt"), b"mine, written meanwhile").unwrap();
+        let res = commit_temps(root, vec![a, b], &[true, true]);
+        assert!(res[0].is_ok());
+        assert!(matches!(res[1], Err(FsError::Exists(_))), "{:?}", res[1]);
+        assert_eq!(fs::read(root.join("b.txt")).unwrap(), b"mine, written meanwhile");
+        assert_eq!(fs::read(root.join("a.txt")).unwrap(), b"theirs a");
+        assert_eq!(fs::read_dir(root).unwrap().count(), 2, "the refused temp is removed");
+    }
+
+    #[test]
+    fn replaces_when_not_expected_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("a.txt"), b"old").unwrap();
+        let a = pending(root, "a.txt", b"new", 0);
+        let res = commit_temps(root, vec![a], &[false]);
+        assert!(res[0].is_ok());
+        assert_eq!(fs::read(root.join("a.txt")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn refuses_a_symlinked_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let a = pending(root, "sub/a.txt", b"x", 0);
+        // The parent is swapped for a symlink after the temp was made.
+        fs::rename(root.join("sub"), root.join("sub-moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("sub")).unwrap();
+        let res = commit_temps(root, vec![a], &[true]);
+        assert!(res[0].is_err());
+        assert!(!outside.path().join("a.txt").exists(), "nothing written through the link");
+    }
+
+    #[test]
+    fn moves_a_file_without_replacing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("big.bin"), b"content").unwrap();
+        move_file(root, &rel("big.bin"), &rel("x/moved.bin")).unwrap();
+        assert!(!root.join("big.bin").exists());
+        assert_eq!(fs::read(root.join("x/moved.bin")).unwrap(), b"content");
+        fs::write(root.join("other"), b"o").unwrap();
+        assert!(matches!(move_file(root, &rel("other"), &rel("x/moved.bin")), Err(FsError::Exists(_))));
+        assert_eq!(fs::read(root.join("x/moved.bin")).unwrap(), b"content");
+        assert!(move_file(root, &rel("missing"), &rel("y")).is_err());
+    }
+}

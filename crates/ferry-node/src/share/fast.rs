@@ -1,0 +1,283 @@
+//! The two fast paths of a pull pass.
+//!
+//! **Renames.** A peer's rename arrives as a tombstone for the old path and a new record with
+//! the same content for the new one. When both are in one pass, and our file at the old path
+//! is still exactly what we indexed (kind, size, mtime, inode), the new path is made by renaming
+//! that file instead of copying (or fetching) its content. Nothing is archived for the old path:
+//! its content is not gone, it lives at the new path, exactly as on the device where the user
+//! renamed it. Anything else (the old file changed here, something already at the new path,
+//! different mode) goes the ordinary way: copy from local chunks, archive the old file.
+//!
+//! **Renames seen by the scanner.** A file renamed on this device keeps its inode, size and
+//! mtime; [`reuse_moved`] hands the scanner its indexed content so it is not read and hashed
+//! again (the same trust as the scanner's "unchanged" test).
+//!
+//! **New files in groups.** A file that does not exist here yet (no record, or a tombstone, and
+//! nothing on disk) needs no archive and cannot conflict, so many of them are handled together:
+//! fetched concurrently (each chunk verified, each whole file checked against its record),
+//! committed in one wave ([`ferry_fs::commit_temps`]: every temp fsynced before any rename,
+//! then one fsync per directory) and recorded in one index transaction, after the disk.
+
+use super::*;
+
+/// Files fetched at once: hides the per-file round trips and blocking-thread hops without
+/// holding much memory (small files; a big one still streams through its own 16-block window).
+const PARALLEL_FILES: usize = 32;
+/// New files per group: one commit wave and one index transaction each.
+pub(super) const GROUP_MAX: usize = BATCH_MAX;
+
+/// A new file to fetch, with the peers that have its version.
+pub(super) struct NewFile {
+    pub target: FileRecord,
+    pub sources: Vec<Arc<Peer>>,
+}
+
+impl Worker {
+    /// True for an item the grouped path can apply: a plain pull of a live file where nothing
+    /// live is recorded here.
+    pub(super) fn groupable(target: &FileRecord, action: &Action, local: Option<&LocalEntry>) -> bool {
+        matches!(action, Action::Apply) && target.is_file() && !target.deleted && local.is_none_or(|l| l.record.deleted)
+    }
+
+    /// Applies the renames found among `items` (see the module docs) and removes them from it.
+    pub(super) async fn apply_moves(
+        &self,
+        items: &mut Vec<(FileRecord, Action)>,
+        local: &HashMap<RelPath, LocalEntry>,
+        batch: &mut Batch,
+        stats: &mut PullStats,
+    ) {
+        // Tombstones of files we have, by content.
+        let mut gone: HashMap<(ChunkHash, u64), Vec<usize>> = HashMap::new();
+        for (i, (t, a)) in items.iter().enumerate() {
+            if !t.deleted || !matches!(a, Action::Apply) {
+                continue;
+            }
+            if let Some(l) = local.get(&t.path)
+                && !l.record.deleted
+                && l.record.is_file()
+                && !l.meta.local_change
+                && l.record.size > 0
+            {
+                gone.entry((l.record.hash, l.record.size)).or_default().push(i);
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        let mut pairs = Vec::new();
+        for (i, (t, a)) in items.iter().enumerate() {
+            if !Self::groupable(t, a, local.get(&t.path)) {
+                continue;
+            }
+            if let Some(list) = gone.get_mut(&(t.hash, t.size))
+                && let Some(d) = list.pop()
+            {
+                pairs.push((i, d));
+            }
+        }
+        let mut done = BTreeSet::new();
+        for (n, d) in pairs {
+            let (new, del) = (&items[n].0, &items[d].0);
+            let old = local.get(&del.path).expect("paired tombstones have a live local file");
+            if old.record.executable != new.executable {
+                continue;
+            }
+            match self.move_one(new, del, old).await {
+                Ok(inode) => {
+                    batch.updates.push(LocalUpdate {
+                        entry: LocalEntry { record: new.clone(), meta: LocalMeta { inode, local_change: false } },
+                        new_seq: true,
+                    });
+                    batch.updates.push(LocalUpdate {
+                        entry: LocalEntry { record: del.clone(), meta: LocalMeta { inode: 0, local_change: false } },
+                        new_seq: true,
+                    });
+                    for (p, action, by) in
+                        [(&new.path, "added", new.modified_by), (&del.path, "deleted", del.modified_by)]
+                    {
+                        batch.events.push(Event::Applied {
+                            share: self.id.to_string(),
+                            path: p.to_string(),
+                            action: action.into(),
+                            from: by.to_string(),
+                        });
+                    }
+                    tracing::debug!(share = %self.id, from = %del.path, to = %new.path, "applied a rename");
+                    stats.applied += 2;
+                    done.insert(n);
+                    done.insert(d);
+                }
+                // Not applicable after all: the ordinary path handles (and reports) both.
+                Err(e) => tracing::debug!(share = %self.id, path = %new.path, "rename not applied as one: {e}"),
+            }
+        }
+        if !done.is_empty() {
+            let mut i = 0;
+            items.retain(|_| {
+                let keep = !done.contains(&i);
+                i += 1;
+                keep
+            });
+        }
+    }
+
+    /// Renames our file at `del.path` (still as indexed in `old`) to `new.path`; returns its
+    /// inode.
+    async fn move_one(&self, new: &FileRecord, del: &FileRecord, old: &LocalEntry) -> Result<u64, String> {
+        let root = self.root.clone();
+        let (from, to, mtime) = (del.path.clone(), new.path.clone(), new.mtime_ns);
+        let known = known_of(old);
+        let old_mtime = old.record.mtime_ns;
+        blocking(move || {
+            if !ferry_fs::unchanged_on_disk(&root, &from, Some(&known))? {
+                return Err(ferry_fs::FsError::Exists(from.to_fs(&root)));
+            }
+            if ferry_fs::stat_known(&root, &to)?.is_some() {
+                return Err(ferry_fs::FsError::Exists(to.to_fs(&root)));
+            }
+            ferry_fs::move_file(&root, &from, &to)?;
+            if mtime != old_mtime {
+                ferry_fs::set_mtime(&root, &to, mtime)?;
+            }
+            Ok(ferry_fs::stat_known(&root, &to)?.map(|k| k.inode).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Fetches, commits and records a group of new files (see the module docs).
+    pub(super) async fn apply_group(
+        &self,
+        group: Vec<NewFile>,
+        local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
+        batch: &mut Batch,
+        stats: &mut PullStats,
+    ) {
+        if group.is_empty() {
+            return;
+        }
+        let fetches = group.into_iter().map(|nf| async move {
+            let r = self.fetch_new(&nf.target, &nf.sources, local_chunks).await;
+            (nf.target, r)
+        });
+        let mut fetched = futures::stream::iter(fetches).buffer_unordered(PARALLEL_FILES);
+        let mut ready = Vec::new();
+        while let Some((target, r)) = fetched.next().await {
+            match r {
+                Ok(temp) => ready.push((target, temp)),
+                Err(e) => {
+                    stats.failed += 1;
+                    self.report_error(format!("{}: {e}", target.path));
+                }
+            }
+        }
+        drop(fetched);
+        if ready.is_empty() {
+            return;
+        }
+        let root = self.root.clone();
+        let (targets, pending): (Vec<FileRecord>, Vec<ferry_fs::PendingFile>) = ready
+            .into_iter()
+            .map(|(t, temp)| {
+                let p =
+                    ferry_fs::PendingFile { temp, rel: t.path.clone(), mtime_ns: t.mtime_ns, executable: t.executable };
+                (t, p)
+            })
+            .unzip();
+        let paths: Vec<RelPath> = targets.iter().map(|t| t.path.clone()).collect();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let absent = vec![true; pending.len()];
+            ferry_fs::commit_temps(&root, pending, &absent)
+                .into_iter()
+                .zip(paths)
+                .map(|(r, p)| r.and_then(|()| ferry_fs::stat_known(&root, &p)).map(|k| k.map(|k| k.inode).unwrap_or(0)))
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                stats.failed += targets.len();
+                self.report_error(format!("committing {} files failed: {e}", targets.len()));
+                return;
+            }
+        };
+        for (target, r) in targets.into_iter().zip(outcome) {
+            match r {
+                Ok(inode) => {
+                    batch.events.push(Event::Applied {
+                        share: self.id.to_string(),
+                        path: target.path.to_string(),
+                        action: "added".into(),
+                        from: target.modified_by.to_string(),
+                    });
+                    batch.updates.push(LocalUpdate {
+                        entry: LocalEntry { record: target, meta: LocalMeta { inode, local_change: false } },
+                        new_seq: true,
+                    });
+                    stats.applied += 1;
+                }
+                Err(ferry_fs::FsError::Exists(_)) => {
+                    stats.failed += 1;
+                    let msg = self.rescan_first(&target.path);
+                    self.report_error(format!("{}: {msg}", target.path));
+                }
+                Err(e) => {
+                    stats.failed += 1;
+                    self.report_error(format!("{}: {e}", target.path));
+                }
+            }
+        }
+    }
+
+    /// A new file's content in a verified temp beside it, after checking nothing is there.
+    async fn fetch_new(
+        &self,
+        target: &FileRecord,
+        sources: &[Arc<Peer>],
+        local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
+    ) -> Result<ferry_fs::TempFile, String> {
+        let (r, p) = (self.root.clone(), target.path.clone());
+        if blocking(move || ferry_fs::stat_known(&r, &p)).await?.is_some() {
+            return Err(self.rescan_first(&target.path));
+        }
+        let temp = self.fetch_to_temp(target, sources, local_chunks).await?;
+        self.check_whole(target, temp).await
+    }
+}
+
+/// Live indexed files by inode, among `entries` (the scanner's candidates for a rename).
+pub(super) fn inodes<'a>(entries: impl Iterator<Item = &'a LocalEntry>) -> HashMap<u64, RelPath> {
+    entries
+        .filter(|e| e.record.is_file() && e.meta.inode != 0 && e.record.size > 0)
+        .map(|e| (e.meta.inode, e.record.path.clone()))
+        .collect()
+}
+
+/// The indexed content of the file now at `rel`, if it was renamed there: an indexed file had
+/// the same inode, size and mtime, and its old path no longer holds that inode (a hard link is
+/// two files, each hashed).
+pub(super) fn reuse_moved(
+    root: &Path,
+    by_inode: &HashMap<u64, RelPath>,
+    lookup: &dyn Fn(&RelPath) -> Option<LocalEntry>,
+    rel: &RelPath,
+    now: &Known,
+) -> Option<ferry_fs::Reused> {
+    let old = by_inode.get(&now.inode).filter(|p| *p != rel)?;
+    let e = lookup(old)?;
+    if !e.record.is_file()
+        || e.meta.inode != now.inode
+        || e.record.size != now.size
+        || e.record.mtime_ns != now.mtime_ns
+    {
+        return None;
+    }
+    match ferry_fs::stat_known(root, old) {
+        Ok(None) => {}
+        Ok(Some(k)) if k.inode != now.inode => {}
+        _ => return None,
+    }
+    tracing::debug!(from = %old, to = %rel, "renamed file: content reused, not hashed");
+    Some((e.record.hash, e.record.chunks))
+}
