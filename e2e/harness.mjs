@@ -60,7 +60,7 @@ export function tempDir(name) {
 /** A headless node on loopback, the "other computer". */
 export async function startDaemon(name = 'Desk') {
   const home = tempDir('daemon');
-  const proc = spawn(FERRY, ['--home', home, 'daemon', '--listen', '127.0.0.1:0', '--name', name, '--owner', 'dana'], {
+  const proc = spawn(FERRY, ['--home', home, 'daemon', '--listen', '127.0.0.1:0', '--name', name, '--owner', 'dana', '--no-mdns'], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, FERRY_LOG: 'warn' },
   });
@@ -95,6 +95,8 @@ export async function startApp() {
     XDG_CONFIG_HOME: join(home, '.config'),
     FERRY_LISTEN: '127.0.0.1:0',
     FERRY_LOG: 'warn',
+    // The app runs in the root namespace: mDNS stays off (network safety rule).
+    FERRY_MDNS: '0',
   };
   delete env.FERRY_HOME;
   delete env.FERRY_NAME;

@@ -49,6 +49,16 @@ fn config() -> anyhow::Result<Config> {
         log: env("FERRY_LOG"),
         log_file: None,
         rescan_secs: env("FERRY_RESCAN_SECS").map(|s| s.parse()).transpose()?,
+        mdns: match env("FERRY_MDNS").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") => None,
+            Some("0" | "false" | "off" | "no") => Some(false),
+            Some("1" | "true" | "on" | "yes") => Some(true),
+            Some(other) => anyhow::bail!("FERRY_MDNS={other:?}: expected 0 or 1"),
+        },
+        mdns_interfaces: env("FERRY_MDNS_INTERFACE")
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default(),
+        inbox: env("FERRY_INBOX").map(Into::into),
     })?)
 }
 
