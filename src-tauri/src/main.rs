@@ -202,13 +202,14 @@ fn main() {
     };
     app.run(|app, event| {
         // Only Quit (which stops the node first) ends the app; the last window closing does not.
-        if let RunEvent::ExitRequested { code: None, api, .. } = event {
-            api.prevent_exit();
-        }
-        if let RunEvent::Exit = event
-            && let Some(node) = app.try_state::<Node>()
-        {
-            tauri::async_runtime::block_on(node.inner().clone().shutdown());
+        match event {
+            RunEvent::ExitRequested { code: None, api, .. } => api.prevent_exit(),
+            RunEvent::Exit => {
+                if let Some(node) = app.try_state::<Node>() {
+                    tauri::async_runtime::block_on(node.inner().clone().shutdown());
+                }
+            }
+            _ => {}
         }
     });
 }
