@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { el, firstRun, screenshot, startApp } from './harness.mjs';
+import { el, firstRun, screenshot, startApp, text } from './harness.mjs';
 
 test('first run shows the device name and the default folder', async () => {
   const app = await startApp();
@@ -14,15 +14,15 @@ test('first run shows the device name and the default folder', async () => {
     await el(b, 'first-run');
     assert.equal(await (await el(b, 'first-name')).getValue(), hostname());
     const folder = join(app.home, 'Ferry');
-    assert.equal(await (await el(b, 'first-folder')).getText(), folder);
-    await screenshot('01-first-run');
+    await screenshot(b, '01-first-run');
+    assert.equal(await text(b, 'first-folder'), folder);
     await firstRun(app);
     assert.ok(existsSync(folder), 'the default folder exists');
-    assert.equal(await (await el(b, 'folder-path')).getText(), folder);
+    assert.equal(await text(b, 'folder-path'), folder);
     // The CLI talks to the app's in-process node through its control socket.
     const shares = await app.cli('share', 'list');
     assert.deepEqual(shares.map((s) => s.path), [folder]);
-    await screenshot('01-folders');
+    await screenshot(b, '01-folders');
   } finally {
     await app.stop();
   }

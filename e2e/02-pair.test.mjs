@@ -16,7 +16,7 @@ test('pairing prompt shows the same code; accept pairs both sides', async () => 
     await el(b, 'pair-prompt');
     assert.equal((await (await el(b, 'pair-code')).getText()).replace(/\s/g, ''), code.replace(/\s/g, ''));
     assert.equal(await (await el(b, 'pair-name')).getText(), 'Desk');
-    await screenshot('02-pair-prompt');
+    await screenshot(b, '02-pair-prompt');
     await click(b, 'pair-accept');
     assert.equal(await p.exited, 0, p.output());
     const appDevices = await app.cli('devices');
@@ -25,7 +25,7 @@ test('pairing prompt shows the same code; accept pairs both sides', async () => 
     assert.ok(daemonDevices.some((d) => d.id === status.device_id && d.paired), 'the daemon lists the app as paired');
     await click(b, 'nav-devices');
     await waitFor('the device row', async () => (await b.$$('[data-testid="device-row"]')).length === 1);
-    await screenshot('02-devices');
+    await screenshot(b, '02-devices');
   } finally {
     await app.stop();
     await daemon.stop();

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { click, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, waitFor } from './harness.mjs';
+import { click, el, firstRun, offerFromDaemon, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, waitFor } from './harness.mjs';
 
 test('accepting a share offer syncs a file from the daemon', async () => {
   const app = await startApp();
@@ -13,11 +13,13 @@ test('accepting a share offer syncs a file from the daemon', async () => {
     const b = app.browser;
     await firstRun(app);
     await pair(app, daemon);
+    const offered = await offerFromDaemon(app, daemon);
     await click(b, 'nav-folders');
     await el(b, 'share-offer');
-    await screenshot('03-share-offer');
+    assert.match(await (await el(b, 'share-offer')).getText(), /Desk offers “Projects”/);
+    await screenshot(b, '03-share-offer');
     const dest = join(app.home, 'Projects from Desk');
-    const { folder } = await shareFromDaemon(app, daemon, dest);
+    const { folder } = await shareFromDaemon(app, daemon, dest, offered);
     const body = `plan for monday ${Date.now()}\n`;
     writeFileSync(join(folder, 'plan.txt'), body);
     await waitFor('plan.txt in the accepted folder', () => readIf(join(dest, 'plan.txt')) === body);
@@ -26,10 +28,10 @@ test('accepting a share offer syncs a file from the daemon', async () => {
       for (const e of await b.$$('[data-testid="activity-entry"]')) if ((await e.getText()).includes('Added plan.txt')) return true;
       return false;
     });
-    await screenshot('03-activity');
+    await screenshot(b, '03-activity');
     await click(b, 'nav-folders');
     await waitFor('two folders listed', async () => (await b.$$('[data-testid="folder-row"]')).length === 2);
-    await screenshot('03-folders');
+    await screenshot(b, '03-folders');
   } finally {
     await app.stop();
     await daemon.stop();

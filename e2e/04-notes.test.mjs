@@ -16,7 +16,7 @@ test('notes both ways with unread badge and receipt', async () => {
     assert.equal(await (await el(b, 'badge-notes')).getText(), '1');
     await click(b, 'nav-notes');
     assert.equal(await (await el(b, 'conversation-unread')).getText(), '1');
-    await screenshot('04-notes-unread');
+    await screenshot(b, '04-notes-unread');
     await click(b, 'conversation');
     await waitFor('the note text', async () => (await (await el(b, 'note')).getText()).includes('the keys are in the drawer'));
     // Opening the conversation marks it read, on both sides.
@@ -30,7 +30,7 @@ test('notes both ways with unread badge and receipt', async () => {
       for (const r of await b.$$('[data-testid="note-receipt"]')) if (['Delivered', 'Read'].includes(await r.getText())) return true;
       return false;
     });
-    await screenshot('04-notes-reply');
+    await screenshot(b, '04-notes-reply');
   } finally {
     await app.stop();
     await daemon.stop();

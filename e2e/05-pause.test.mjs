@@ -33,7 +33,7 @@ test('pause from the tray holds a file until resume', async () => {
     await waitFor('the tray offers Resume', async () => (await trayItems(panel)).items.some((i) => i.label === 'Resume syncing'));
 
     // Watch the app's events: the daemon's index for the new file arrives, the file does not.
-    events = spawn(FERRY, ['--home', app.ferryHome, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    events = spawn(FERRY, ['--home', app.ferryHome, '--json', 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let seen = '';
     events.stdout.on('data', (d) => (seen += d));
     // A note makes an event, which proves the stream is live before the file is created.
@@ -43,12 +43,12 @@ test('pause from the tray holds a file until resume', async () => {
     await waitFor('the index for held.txt reaching the app', () =>
       seen.split('\n').some((l) => l.includes('"index_received"') && l.includes(share.id)));
     assert.equal(existsSync(join(dest, 'held.txt')), false, 'held.txt must not arrive while paused');
-    await screenshot('05-paused');
+    await screenshot(b, '05-paused');
 
     await clickTray(panel, 'Resume syncing');
     await waitFor('held.txt after resume', () => readIf(join(dest, 'held.txt')) === 'held until resume\n');
     await waitFor('up to date state', async () => !(await (await el(b, 'overall-state')).getText()).includes('Paused'));
-    await screenshot('05-resumed');
+    await screenshot(b, '05-resumed');
   } finally {
     events?.kill();
     await app.stop();

@@ -140,6 +140,15 @@ export async function el(browser, id, ms = WAIT) {
   return e;
 }
 
+/**
+ * An element's text content, trimmed. WebKitWebDriver's getText returns '' for some displayed
+ * elements (seen for the path boxes), so tests read textContent instead.
+ */
+export async function text(browser, id) {
+  const e = await el(browser, id);
+  return (await browser.execute((n) => n.textContent, e)).trim();
+}
+
 export async function click(browser, id) {
   await (await el(browser, id)).click();
 }
@@ -157,9 +166,14 @@ export async function firstRun(app) {
   await el(app.browser, 'folder-row');
 }
 
-/** Saves a screenshot of the whole X screen. */
-export async function screenshot(name) {
+/**
+ * Saves a screenshot of the whole X screen (tray and window as a user sees them). WebKit paints
+ * after the DOM changes: wait until the page has rendered two frames so the picture shows what
+ * the test just checked, not the previous state.
+ */
+export async function screenshot(browser, name) {
   mkdirSync(ARTIFACTS, { recursive: true });
+  await browser.executeAsync((done) => requestAnimationFrame(() => requestAnimationFrame(() => done())));
   await run('import', ['-window', 'root', join(ARTIFACTS, `${name}.png`)], { timeout: WAIT });
 }
 
@@ -186,15 +200,27 @@ export async function pair(app, daemon) {
   await click(app.browser, 'pair-accept');
   const code = await p.exited;
   if (code !== 0) throw new Error(`ferry pair exited ${code}: ${p.output()}`);
+  await promptGone(app.browser);
   return status;
 }
 
-/** The daemon shares a folder with the app, which accepts it into `dest`. */
-export async function shareFromDaemon(app, daemon, dest) {
+/** Waits until no pairing prompt covers the window (it closes once the node reports the answer). */
+export async function promptGone(browser) {
+  await waitFor('the pairing prompt to close', async () => (await browser.$$('[data-testid="pair-prompt"]')).length === 0);
+}
+
+/** The daemon creates a folder "Projects" and offers it to the app. */
+export async function offerFromDaemon(app, daemon) {
   const folder = tempDir('daemon-share');
   const share = await daemon.cli('share', 'add', folder, '--label', 'Projects');
   const appId = (await app.cli('id')).device_id;
   await daemon.cli('share', 'invite', share.id, appId);
+  return { share, folder };
+}
+
+/** The daemon shares a folder with the app, which accepts it into `dest` in Folders. */
+export async function shareFromDaemon(app, daemon, dest, offered = null) {
+  const { share, folder } = offered ?? (await offerFromDaemon(app, daemon));
   await click(app.browser, 'nav-folders');
   await type(app.browser, 'offer-path', dest);
   await click(app.browser, 'offer-accept');

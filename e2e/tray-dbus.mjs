@@ -57,8 +57,18 @@ export async function startPanel() {
   };
 }
 
+/** A D-Bus call that may never be answered (a connection busy in its own call) gets 2 s. */
+function bounded(p, what) {
+  let t;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise((_, fail) => (t = setTimeout(() => fail(new Error(`no D-Bus answer: ${what}`)), 2000))),
+  ]);
+}
+
 /** Finds the registered item (its bus name and menu object) once the app has published it. */
 async function findMenu(panel) {
+  if (panel.menu) return panel.menu;
   const { bus, watcher } = panel;
   const dbusObj = await bus.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus');
   const names = await dbusObj.getInterface('org.freedesktop.DBus').ListNames();
@@ -66,14 +76,17 @@ async function findMenu(panel) {
     // The item registers either its object path (then it lives on one of the unique names)
     // or a bus name (then at the standard path).
     const path = reg.startsWith('/') ? reg : '/StatusNotifierItem';
-    const candidates = reg.startsWith('/') ? names.filter((n) => n.startsWith(':')) : [reg];
+    // Not our own connection: it cannot answer while it waits for the answer.
+    const candidates = reg.startsWith('/') ? names.filter((n) => n.startsWith(':') && n !== bus.name) : [reg];
     for (const name of candidates) {
       try {
-        const obj = await bus.getProxyObject(name, path);
+        const obj = await bounded(bus.getProxyObject(name, path), `introspect ${name}`);
+        if (!obj.interfaces['org.kde.StatusNotifierItem']) continue;
         const props = obj.getInterface('org.freedesktop.DBus.Properties');
-        const menu = (await props.Get('org.kde.StatusNotifierItem', 'Menu')).value;
-        const menuObj = await bus.getProxyObject(name, menu);
-        return menuObj.getInterface('com.canonical.dbusmenu');
+        const menu = (await bounded(props.Get('org.kde.StatusNotifierItem', 'Menu'), 'Menu')).value;
+        const menuObj = await bounded(bus.getProxyObject(name, menu), `introspect ${menu}`);
+        panel.menu = menuObj.getInterface('com.canonical.dbusmenu');
+        return panel.menu;
       } catch {
         // Not this connection.
       }
@@ -93,8 +106,8 @@ function flatten(node, out = []) {
 /** The tray menu's items, as the panel sees them. */
 export async function trayItems(panel) {
   const menu = await waitFor('the tray menu on D-Bus', () => findMenu(panel));
-  await menu.AboutToShow(0).catch(() => {});
-  const [, layout] = await menu.GetLayout(0, -1, []);
+  await bounded(menu.AboutToShow(0), 'AboutToShow').catch(() => {});
+  const [, layout] = await bounded(menu.GetLayout(0, -1, []), 'GetLayout');
   return { menu, items: flatten(layout) };
 }
 
@@ -105,5 +118,5 @@ export async function clickTray(panel, label) {
     return r.items.some((i) => i.label === label) ? r : null;
   });
   const item = items.find((i) => i.label === label);
-  await menu.Event(item.id, 'clicked', new dbus.Variant('s', ''), 0);
+  await bounded(menu.Event(item.id, 'clicked', new dbus.Variant('s', ''), 0), 'Event');
 }
