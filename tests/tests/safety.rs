@@ -15,7 +15,9 @@ use ferry_e2e::*;
 use ferry_net::{Endpoint, Identity, PeerConn, read_frame, write_frame};
 use ferry_node::Event;
 use ferry_node::api::{AcceptDto, InviteDto, ShareAddDto};
-use ferry_proto::wire::{self, ErrorCode, Hello, Message, PROTOCOL_VERSION, ShareAnnounce};
+use ferry_proto::wire::{
+    self, BlockRef, BlockReply, ErrorCode, Hello, MAX_BATCH_BLOCKS, Message, PROTOCOL_VERSION, ShareAnnounce,
+};
 use ferry_proto::{ChunkHash, ChunkInfo, DeviceId, FileKind, FileRecord, RelPath, Seq, ShareId, VersionVector};
 
 /// The epoch the rogue claims for its index.
@@ -579,6 +581,55 @@ async fn paired_peer_cannot_read_outside_its_shares() {
     // Still serves the legit request afterwards.
     let r = conn.request(&block(share, "shared.txt", 0, shared.len() as u32, ChunkHash::of(shared)), WAIT).await;
     assert_eq!(r.unwrap(), Message::Block { data: shared.to_vec() });
+
+    // Batched requests get the same checks, block by block.
+    let req = |m: Message| {
+        let c = conn.clone();
+        async move { c.request(&m, WAIT).await.map_err(|e| e.to_string()) }
+    };
+    let bref = |path: &str, offset: u64, len: u32, hash: ChunkHash| BlockRef {
+        path: RelPath::new(path).unwrap(),
+        offset,
+        len,
+        hash,
+    };
+    let good = bref("shared.txt", 0, shared.len() as u32, ChunkHash::of(shared));
+    let r = req(Message::BlocksRequest {
+        share,
+        blocks: vec![
+            good.clone(),
+            bref("secret.txt", 0, secret.len() as u32, ChunkHash::of(secret)),
+            bref("lnk/secret.txt", 0, secret.len() as u32, ChunkHash::of(secret)),
+            bref("lnk", 0, 1, ChunkHash::of(b"/")),
+            bref("shared.txt", 4, shared.len() as u32, ChunkHash::of(shared)),
+            bref("shared.txt", u64::MAX - 1, 4, ChunkHash::of(shared)),
+            bref("shared.txt", 0, shared.len() as u32, ChunkHash::of(b"something else")),
+        ],
+    })
+    .await;
+    let Ok(Message::Blocks { blocks }) = r else { panic!("batch answer: {r:?}") };
+    assert_eq!(blocks.len(), 7);
+    assert_eq!(blocks[0], BlockReply::Data(shared.to_vec()));
+    for (i, b) in blocks.iter().enumerate().skip(1) {
+        assert!(matches!(b, BlockReply::Missing(_)), "block {i} was served: {b:?}");
+    }
+    // Not a member, too many blocks, too many bytes, a zero length: the whole batch is refused.
+    let r = req(Message::BlocksRequest {
+        share: private_share,
+        blocks: vec![bref("private.txt", 0, mine.len() as u32, ChunkHash::of(mine))],
+    })
+    .await;
+    assert!(matches!(r, Ok(Message::Error { code: ErrorCode::Refused, .. })), "{r:?}");
+    let r = req(Message::BlocksRequest { share, blocks: vec![good.clone(); MAX_BATCH_BLOCKS + 1] }).await;
+    assert!(matches!(r, Ok(Message::Error { code: ErrorCode::BadRequest, .. })), "{r:?}");
+    let r =
+        req(Message::BlocksRequest { share, blocks: vec![bref("shared.txt", 0, 4 << 20, ChunkHash::of(shared)); 2] })
+            .await;
+    assert!(matches!(r, Ok(Message::Error { code: ErrorCode::BadRequest, .. })), "{r:?}");
+    let r = req(Message::BlocksRequest { share, blocks: vec![bref("shared.txt", 0, 0, ChunkHash::of(b""))] }).await;
+    assert!(matches!(r, Ok(Message::Error { code: ErrorCode::BadRequest, .. })), "{r:?}");
+    let r = req(Message::BlocksRequest { share, blocks: vec![] }).await;
+    assert!(matches!(r, Ok(Message::Error { code: ErrorCode::BadRequest, .. })), "{r:?}");
     n.node.shutdown().await;
 }
 

@@ -290,7 +290,7 @@ fn multicast_capable(name: &str) -> bool {
 }
 
 fn selected(i: &if_addrs::Interface, names: &[String]) -> bool {
-    if names.is_empty() { default_interface(i) } else { names.iter().any(|n| *n == i.name) }
+    if names.is_empty() { default_interface(i) } else { names.contains(&i.name) }
 }
 
 /// The interfaces mDNS would use now (up, and selected by `names` or the default rule).

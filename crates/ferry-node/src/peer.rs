@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_net::{NetError, PeerConn, read_frame, write_frame};
-use ferry_proto::wire::{ErrorCode as WireError, Hello, MAX_BLOCK, MAX_NAME, Message, ShareAnnounce};
+use ferry_proto::wire::{
+    BlockRef, BlockReply, ErrorCode as WireError, Hello, MAX_BLOCK, MAX_NAME, Message, ShareAnnounce,
+};
 use ferry_proto::{ChunkHash, DeviceId, FileRecord, RelPath, Seq, ShareId};
 use ferry_store::{DeviceRecord, PromptKind, PromptRecord};
 use tokio::sync::{oneshot, watch};
@@ -88,6 +90,36 @@ impl Peer {
         }
     }
 
+    /// Fetches a batch of blocks (see [`Message::BlocksRequest`]) in one round trip. Each
+    /// result is checked (length and hash); a block the peer did not serve is an `Err` with its
+    /// reason, so the caller can fetch it another way.
+    pub async fn fetch_blocks(
+        &self,
+        share: ShareId,
+        blocks: &[BlockRef],
+    ) -> Result<Vec<Result<Vec<u8>, String>>, String> {
+        let req = Message::BlocksRequest { share, blocks: blocks.to_vec() };
+        match self.conn.request(&req, REQUEST_TIMEOUT).await {
+            Ok(Message::Blocks { blocks: replies }) if replies.len() == blocks.len() => Ok(replies
+                .into_iter()
+                .zip(blocks)
+                .map(|(r, b)| match r {
+                    BlockReply::Data(d) if d.len() == b.len as usize && ChunkHash::of(&d) == b.hash => Ok(d),
+                    BlockReply::Data(_) => {
+                        Err(format!("{} sent a block of {} that does not match its hash", self.id.short(), b.path))
+                    }
+                    BlockReply::Missing(why) => Err(why),
+                })
+                .collect()),
+            Ok(Message::Blocks { .. }) => {
+                Err(format!("{} answered a batch with the wrong number of blocks", self.id.short()))
+            }
+            Ok(Message::Error { message, .. }) => Err(message),
+            Ok(other) => Err(format!("unexpected answer to a batch request: {}", msg_name(&other))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn stop_senders(&self) {
         for (_, h) in self.senders.lock().unwrap().drain() {
             h.abort();
@@ -115,6 +147,8 @@ fn msg_name(m: &Message) -> &'static str {
         Message::SendOffer { .. } => "SendOffer",
         Message::SendBlockRequest { .. } => "SendBlockRequest",
         Message::SendUpdate { .. } => "SendUpdate",
+        Message::BlocksRequest { .. } => "BlocksRequest",
+        Message::Blocks { .. } => "Blocks",
     }
 }
 
@@ -469,6 +503,7 @@ async fn serve_request(
         Message::BlockRequest { share, path, offset, len, hash } => {
             serve_block(inner, peer, share, path, offset, len, hash).await
         }
+        Message::BlocksRequest { share, blocks } => serve_blocks(inner, peer, share, blocks).await,
         Message::Note { id, sent_at, text } => crate::notes::on_note(inner, peer, id, sent_at, text).await,
         Message::NoteRead { id } => crate::notes::on_note_read(inner, peer, id).await,
         Message::SendOffer { id, files, dirs } => crate::send::on_offer(inner, peer, id, files, dirs).await,
@@ -532,6 +567,51 @@ async fn serve_block(
         Ok(Ok(data)) if ChunkHash::of(&data) == hash => Message::Block { data },
         Ok(Ok(_)) => wire_err(WireError::NotFound, "the file changed; block no longer here"),
         Ok(Err(e)) => wire_err(WireError::NotFound, e.to_string()),
+        Err(e) => wire_err(WireError::Internal, e.to_string()),
+    }
+}
+
+/// Serves a batch of small blocks: one share check, one index read, one blocking task. Every
+/// block is checked like a single one (indexed here, inside the file, same hash on disk).
+async fn serve_blocks(inner: &Arc<Inner>, peer: &Arc<Peer>, share: ShareId, blocks: Vec<BlockRef>) -> Message {
+    if let Err(e) = Message::check_blocks_request(&blocks) {
+        return wire_err(WireError::BadRequest, e);
+    }
+    let Ok(Some(rec)) = inner.db(move |s| s.share(&share)).await else {
+        return wire_err(WireError::NotFound, "no such share");
+    };
+    if !rec.devices.contains(&peer.id) {
+        return wire_err(WireError::Refused, "not a member of this share");
+    }
+    let paths: Vec<RelPath> = blocks.iter().map(|b| b.path.clone()).collect();
+    let entries = match inner.db(move |s| s.local_files_at(&share, &paths)).await {
+        Ok(e) => e,
+        Err(e) => return wire_err(WireError::Internal, e.message),
+    };
+    let root = std::path::PathBuf::from(&rec.path);
+    let read = tokio::task::spawn_blocking(move || {
+        blocks
+            .into_iter()
+            .zip(entries)
+            .map(|(b, e)| {
+                let size = match e {
+                    Some(e) if e.record.is_file() && !e.record.deleted => e.record.size,
+                    _ => return BlockReply::Missing(format!("{} is not here", b.path)),
+                };
+                if b.offset.checked_add(b.len as u64).is_none_or(|end| end > size) {
+                    return BlockReply::Missing("block beyond the end of the file".into());
+                }
+                match ferry_fs::read_range(&root, &b.path, b.offset, b.len) {
+                    Ok(data) if ChunkHash::of(&data) == b.hash => BlockReply::Data(data),
+                    Ok(_) => BlockReply::Missing("the file changed; block no longer here".into()),
+                    Err(e) => BlockReply::Missing(e.to_string()),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match read {
+        Ok(blocks) => Message::Blocks { blocks },
         Err(e) => wire_err(WireError::Internal, e.to_string()),
     }
 }

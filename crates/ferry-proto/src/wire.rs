@@ -138,6 +138,58 @@ pub enum Message {
         id: TransferId,
         update: SendUpdate,
     },
+    /// Many small blocks of one share in one round trip (the whole content of small files):
+    /// at most [`MAX_BATCH_BLOCKS`] blocks adding up to at most [`MAX_BATCH_BYTES`]. Answered
+    /// by `Blocks` with one reply per block, in order, or an `Error` for the whole request.
+    BlocksRequest {
+        share: ShareId,
+        blocks: Vec<BlockRef>,
+    },
+    Blocks {
+        blocks: Vec<BlockReply>,
+    },
+}
+
+/// Most blocks in one [`Message::BlocksRequest`].
+pub const MAX_BATCH_BLOCKS: usize = 256;
+/// Most bytes asked for in one [`Message::BlocksRequest`]: the answer stays well inside a frame.
+pub const MAX_BATCH_BYTES: u64 = 4 << 20;
+
+/// One block of a [`Message::BlocksRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRef {
+    pub path: RelPath,
+    pub offset: u64,
+    pub len: u32,
+    pub hash: ChunkHash,
+}
+
+/// The answer for one block of a [`Message::BlocksRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlockReply {
+    Data(#[serde(with = "raw_bytes")] Vec<u8>),
+    /// Not served (changed, gone, refused), with the reason.
+    Missing(String),
+}
+
+impl Message {
+    /// Checks a [`Message::BlocksRequest`]'s size limits (count, each length, total).
+    pub fn check_blocks_request(blocks: &[BlockRef]) -> Result<(), String> {
+        if blocks.is_empty() || blocks.len() > MAX_BATCH_BLOCKS {
+            return Err(format!("a batch holds 1..={MAX_BATCH_BLOCKS} blocks, not {}", blocks.len()));
+        }
+        let mut total = 0u64;
+        for b in blocks {
+            if b.len == 0 || b.len > MAX_BLOCK {
+                return Err("bad block length".into());
+            }
+            total += b.len as u64;
+        }
+        if total > MAX_BATCH_BYTES {
+            return Err(format!("a batch asks for at most {MAX_BATCH_BYTES} bytes, not {total}"));
+        }
+        Ok(())
+    }
 }
 
 /// Largest number of files in one send offer: keeps the offer well inside one frame.
@@ -337,6 +389,26 @@ mod tests {
         assert_eq!(decode(&frame[4..]).unwrap(), Message::Block { data });
         // A truncated block is refused.
         assert!(decode(&new[..new.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn block_batches_round_trip_and_are_bounded() {
+        let b =
+            |len: u32| BlockRef { path: RelPath::new("a/b.txt").unwrap(), offset: 0, len, hash: ChunkHash::of(b"x") };
+        let req = Message::BlocksRequest { share: ShareId([7; 10]), blocks: vec![b(10), b(20)] };
+        assert_eq!(decode(&encode(&req).unwrap()[4..]).unwrap(), req);
+        let answer =
+            Message::Blocks { blocks: vec![BlockReply::Data(vec![1, 2, 3]), BlockReply::Missing("gone".into())] };
+        assert_eq!(decode(&encode(&answer).unwrap()[4..]).unwrap(), answer);
+        assert!(Message::check_blocks_request(&[b(10), b(20)]).is_ok());
+        assert!(Message::check_blocks_request(&[]).is_err());
+        assert!(Message::check_blocks_request(&vec![b(1); MAX_BATCH_BLOCKS + 1]).is_err());
+        assert!(Message::check_blocks_request(&[b(0)]).is_err());
+        assert!(Message::check_blocks_request(&[b(MAX_BLOCK + 1)]).is_err());
+        assert!(Message::check_blocks_request(&[b(MAX_BLOCK), b(MAX_BLOCK)]).is_err());
+        // The largest answer a batch can bring fits in a frame.
+        let full = Message::Blocks { blocks: vec![BlockReply::Data(vec![0; MAX_BATCH_BYTES as usize])] };
+        assert!(encode(&full).is_ok());
     }
 
     #[test]

@@ -169,6 +169,14 @@ impl Store {
         self.read(|txn| get(&txn.open_table(LOCAL)?, &schema::local_key(share, path), "local entry"))
     }
 
+    /// The local entries at `paths` (None where there is none), in order, in one read.
+    pub fn local_files_at(&self, share: &ShareId, paths: &[RelPath]) -> Result<Vec<Option<LocalEntry>>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(LOCAL)?;
+            paths.iter().map(|p| get(&table, &schema::local_key(share, p), "local entry")).collect()
+        })
+    }
+
     /// Every entry of the share's local index, sorted by path.
     pub fn local_files(&self, share: &ShareId) -> Result<Vec<LocalEntry>, StoreError> {
         self.read(|txn| scan(&txn.open_table(LOCAL)?, &prefix_bounds(&share.0), "local entry"))

@@ -197,6 +197,18 @@ fn commit_local_assigns_seqs_and_local_since_follows_them() {
 }
 
 #[test]
+fn local_files_at_reads_many_paths_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    store.commit_local(&S1, &[update("a"), update("c")], &[]).unwrap();
+    let got = store.local_files_at(&S1, &[p("c"), p("b"), p("a")]).unwrap();
+    let paths: Vec<Option<String>> = got.iter().map(|e| e.as_ref().map(|e| e.record.path.to_string())).collect();
+    assert_eq!(paths, vec![Some("c".to_string()), None, Some("a".to_string())]);
+    assert!(store.local_files_at(&S2, &[p("a")]).unwrap()[0].is_none());
+}
+
+#[test]
 fn commit_local_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

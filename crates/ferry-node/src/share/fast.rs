@@ -19,12 +19,20 @@
 //! then one fsync per directory) and recorded in one index transaction, after the disk.
 
 use super::*;
+use ferry_proto::wire::BlockRef;
 
 /// Files fetched at once: hides the per-file round trips and blocking-thread hops without
 /// holding much memory (small files; a big one still streams through its own 16-block window).
 const PARALLEL_FILES: usize = 32;
 /// New files per group: one commit wave and one index transaction each.
 pub(super) const GROUP_MAX: usize = BATCH_MAX;
+/// A new file this small, in at most one chunk, is fetched with others in one request.
+const SMALL_FILE: u64 = 256 << 10;
+/// Most files and bytes per small-file request (within the protocol's batch limits).
+const SMALL_BATCH_FILES: usize = 128;
+const SMALL_BATCH_BYTES: u64 = 1 << 20;
+/// Small-file requests in flight at once.
+const PARALLEL_BATCHES: usize = 4;
 
 /// A new file to fetch, with the peers that have its version.
 pub(super) struct NewFile {
@@ -156,12 +164,21 @@ impl Worker {
         if group.is_empty() {
             return;
         }
-        let fetches = group.into_iter().map(|nf| async move {
+        // Small files many per request; the rest (and any small file a batch did not bring)
+        // one by one, each from any source.
+        let (small, mut single): (Vec<NewFile>, Vec<NewFile>) =
+            group.into_iter().partition(|nf| self.batchable(&nf.target, &nf.sources, local_chunks));
+        let mut ready = Vec::new();
+        if !small.is_empty() {
+            let (done, retry) = self.fetch_small(small, stats).await;
+            ready.extend(done);
+            single.extend(retry);
+        }
+        let fetches = single.into_iter().map(|nf| async move {
             let r = self.fetch_new(&nf.target, &nf.sources, local_chunks).await;
             (nf.target, r)
         });
         let mut fetched = futures::stream::iter(fetches).buffer_unordered(PARALLEL_FILES);
-        let mut ready = Vec::new();
         while let Some((target, r)) = fetched.next().await {
             match r {
                 Ok(temp) => ready.push((target, temp)),
@@ -228,6 +245,158 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// True for a new file fetched with others in one request: small, at most one chunk, not
+    /// available here, no partial download kept for it, and a connected source.
+    fn batchable(
+        &self,
+        target: &FileRecord,
+        sources: &[Arc<Peer>],
+        local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
+    ) -> bool {
+        target.size <= SMALL_FILE
+            && target.chunks.len() <= 1
+            && !sources.is_empty()
+            && target.chunks.iter().all(|c| !local_chunks.contains_key(&c.hash))
+            && !self.partials.lock().unwrap().contains_key(&target.path)
+    }
+
+    /// Fetches small new files many per request (grouped by the first peer that has them),
+    /// checks each against its record and writes each into a temp file beside its place, one
+    /// blocking task per batch. Returns the verified temps and the files to fetch one by one
+    /// instead (the peer did not serve them: changed, gone, or an older peer without batches).
+    async fn fetch_small(
+        &self,
+        files: Vec<NewFile>,
+        stats: &mut PullStats,
+    ) -> (Vec<(FileRecord, ferry_fs::TempFile)>, Vec<NewFile>) {
+        let mut by_peer: HashMap<DeviceId, Vec<NewFile>> = HashMap::new();
+        for nf in files {
+            by_peer.entry(nf.sources[0].id).or_default().push(nf);
+        }
+        let mut batches: Vec<Vec<NewFile>> = Vec::new();
+        for (_, list) in by_peer {
+            let mut cur: Vec<NewFile> = Vec::new();
+            let mut bytes = 0;
+            for nf in list {
+                if !cur.is_empty() && (cur.len() >= SMALL_BATCH_FILES || bytes + nf.target.size > SMALL_BATCH_BYTES) {
+                    batches.push(std::mem::take(&mut cur));
+                    bytes = 0;
+                }
+                bytes += nf.target.size;
+                cur.push(nf);
+            }
+            if !cur.is_empty() {
+                batches.push(cur);
+            }
+        }
+        let mut ready = Vec::new();
+        let mut retry = Vec::new();
+        let mut runs =
+            futures::stream::iter(batches.into_iter().map(|b| self.fetch_batch(b))).buffer_unordered(PARALLEL_BATCHES);
+        while let Some((done, again, failed)) = runs.next().await {
+            ready.extend(done);
+            retry.extend(again);
+            for (target, e) in failed {
+                stats.failed += 1;
+                self.report_error(format!("{}: {e}", target.path));
+            }
+        }
+        (ready, retry)
+    }
+
+    /// One small-file request and the temps it fills: (written, to retry one by one, failed).
+    #[allow(clippy::type_complexity)]
+    async fn fetch_batch(
+        &self,
+        batch: Vec<NewFile>,
+    ) -> (Vec<(FileRecord, ferry_fs::TempFile)>, Vec<NewFile>, Vec<(FileRecord, String)>) {
+        let peer = batch[0].sources[0].clone();
+        let refs: Vec<BlockRef> = batch
+            .iter()
+            .filter_map(|nf| {
+                nf.target.chunks.first().map(|c| BlockRef {
+                    path: nf.target.path.clone(),
+                    offset: 0,
+                    len: c.len,
+                    hash: c.hash,
+                })
+            })
+            .collect();
+        let mut replies = if refs.is_empty() {
+            Vec::new()
+        } else {
+            match peer.fetch_blocks(self.id, &refs).await {
+                Ok(r) => r,
+                // The whole request failed (an older peer, a dropped connection): one by one.
+                Err(e) => {
+                    tracing::debug!(peer = %peer.id.short(), "small-file batch failed, fetching one by one: {e}");
+                    return (Vec::new(), batch, Vec::new());
+                }
+            }
+        }
+        .into_iter();
+        let mut retry = Vec::new();
+        let mut work: Vec<(FileRecord, Vec<u8>)> = Vec::new();
+        for nf in batch {
+            if nf.target.chunks.is_empty() {
+                work.push((nf.target, Vec::new()));
+                continue;
+            }
+            match replies.next() {
+                Some(Ok(data)) => {
+                    self.runtime.lock().unwrap().fetched_bytes += data.len() as u64;
+                    work.push((nf.target, data));
+                }
+                _ => retry.push(nf),
+            }
+        }
+        let root = self.root.clone();
+        let targets: Vec<FileRecord> = work.iter().map(|(t, _)| t.clone()).collect();
+        let written = tokio::task::spawn_blocking(move || {
+            work.into_iter()
+                .map(|(target, data)| {
+                    let r = (|| {
+                        // The record's whole-file hash, not only the chunk's.
+                        if data.len() as u64 != target.size || ChunkHash::of(&data) != target.hash {
+                            return Err(Err(format!(
+                                "{} sent a record whose hash does not match its content; refused",
+                                target.modified_by.short()
+                            )));
+                        }
+                        if ferry_fs::stat_known(&root, &target.path).map_err(|e| Err(e.to_string()))?.is_some() {
+                            return Err(Ok(()));
+                        }
+                        let mut temp = ferry_fs::create_temp(&root, &target.path).map_err(|e| Err(e.to_string()))?;
+                        std::io::Write::write_all(&mut temp.file, &data)
+                            .map_err(|e| Err(format!("writing {}: {e}", temp.path.display())))?;
+                        Ok(temp)
+                    })();
+                    (target, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        match written {
+            Ok(list) => {
+                for (target, r) in list {
+                    match r {
+                        Ok(temp) => done.push((target, temp)),
+                        // Something appeared at the path meanwhile: scan it before syncing it.
+                        Err(Ok(())) => {
+                            let msg = self.rescan_first(&target.path);
+                            failed.push((target, msg));
+                        }
+                        Err(Err(e)) => failed.push((target, e)),
+                    }
+                }
+            }
+            Err(e) => failed.extend(targets.into_iter().map(|t| (t, format!("writing failed: {e}")))),
+        }
+        (done, retry, failed)
     }
 
     /// A new file's content in a verified temp beside it, after checking nothing is there.
