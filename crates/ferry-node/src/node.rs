@@ -66,6 +66,9 @@ pub(crate) struct Inner {
     pub prompt_limits: crate::limits::PromptLimiter,
     /// Per-share sync summaries (last session, since start).
     pub summaries: crate::summary::Summaries,
+    /// The index-derived part of each share's status, with the store generation and the
+    /// connected devices it was computed for (see `share::share_status`).
+    pub status_cache: Mutex<HashMap<ShareId, crate::share::IndexStatus>>,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -280,6 +283,7 @@ impl Node {
             sends: Default::default(),
             prompt_limits: Default::default(),
             summaries: Default::default(),
+            status_cache: Default::default(),
         });
         crate::discovery::start(&inner);
         // Pairing prompts belong to connections that died with the previous run.

@@ -246,16 +246,35 @@ pub(crate) fn refresh_members(inner: &Arc<Inner>, rec: &ShareRecord) {
     }
 }
 
-pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiResult<ShareStatusDto> {
-    let runtime = inner.shares.lock().unwrap().get(&rec.id).map(|h| h.runtime.lock().unwrap().clone());
-    let runtime = runtime.unwrap_or(Runtime { state: "stopped", ..Default::default() });
-    let connected: Vec<DeviceId> = rec.devices.iter().copied().filter(|d| inner.peer(d).is_some()).collect();
-    let id = rec.id;
-    let (settings, local_changes) =
-        inner.db(move |s| Ok((s.share_settings(&id)?, crate::history::local_changes(&s.local_files(&id)?)))).await?;
-    let (files, bytes, peers_have_all) = inner
+/// What a share's status reads from the index: live files and bytes, files changed here and
+/// not yet synced, and whether every connected member holds our versions. Walking the index
+/// costs O(files); it is cached per share and reused until the store is written to or the
+/// set of connected devices changes, so an idle node answers status calls (the app refreshes
+/// every few seconds) without decoding its whole index each time.
+#[derive(Clone)]
+pub(crate) struct IndexStatus {
+    generation: u64,
+    connected: Vec<DeviceId>,
+    files: u64,
+    bytes: u64,
+    local_changes: u64,
+    peers_have_all: bool,
+}
+
+async fn index_status(inner: &Arc<Inner>, id: ShareId, connected: Vec<DeviceId>) -> ApiResult<IndexStatus> {
+    if let Some(c) = inner.status_cache.lock().unwrap().get(&id)
+        && c.generation == inner.store.generation()
+        && c.connected == connected
+    {
+        return Ok(c.clone());
+    }
+    let st = inner
         .db(move |s| {
+            // Read the generation first: a write racing the reads below makes the entry stale
+            // (recomputed next time), never wrongly current.
+            let generation = s.generation();
             let local = s.local_files(&id)?;
+            let local_changes = crate::history::local_changes(&local);
             let live: Vec<&LocalEntry> = local.iter().filter(|e| !e.record.deleted).collect();
             let files = live.iter().filter(|e| e.record.kind == FileKind::File).count() as u64;
             let bytes = live.iter().map(|e| e.record.size).sum();
@@ -274,9 +293,20 @@ pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiRe
                     }
                 }
             }
-            Ok((files, bytes, all))
+            Ok(IndexStatus { generation, connected, files, bytes, local_changes, peers_have_all: all })
         })
         .await?;
+    inner.status_cache.lock().unwrap().insert(id, st.clone());
+    Ok(st)
+}
+
+pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiResult<ShareStatusDto> {
+    let runtime = inner.shares.lock().unwrap().get(&rec.id).map(|h| h.runtime.lock().unwrap().clone());
+    let runtime = runtime.unwrap_or(Runtime { state: "stopped", ..Default::default() });
+    let connected: Vec<DeviceId> = rec.devices.iter().copied().filter(|d| inner.peer(d).is_some()).collect();
+    let id = rec.id;
+    let settings = inner.db(move |s| s.share_settings(&id)).await?;
+    let IndexStatus { files, bytes, local_changes, peers_have_all, .. } = index_status(inner, id, connected).await?;
     Ok(ShareStatusDto {
         id: rec.id.to_string(),
         label: rec.label.clone(),

@@ -47,13 +47,15 @@ const CACHE_BYTES: usize = 32 << 20;
 /// Ferry's database. See the crate documentation.
 pub struct Store {
     db: Database,
+    /// Bumped after every committed write transaction (see [`Store::generation`]).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, migrating it to the current schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
-        let store = Store { db };
+        let store = Store { db, generation: std::sync::atomic::AtomicU64::new(0) };
         store.write(schema::migrate)?;
         Ok(store)
     }
@@ -68,7 +70,15 @@ impl Store {
         let txn = self.db.begin_write()?;
         let out = f(&txn)?;
         txn.commit()?;
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(out)
+    }
+
+    /// A number that changes whenever anything was written through this store: a value
+    /// computed from the database while it read `g` is still current while it reads `g`.
+    /// (Read it before reading the data: a write racing the read then only makes it stale.)
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     // --- meta ---------------------------------------------------------------------------------

@@ -202,10 +202,14 @@ fn local_files_at_reads_many_paths_in_order() {
     let store = open(&dir);
     store.put_share(&share(S1)).unwrap();
     store.commit_local(&S1, &[update("a"), update("c")], &[]).unwrap();
+    let g = store.generation();
     let got = store.local_files_at(&S1, &[p("c"), p("b"), p("a")]).unwrap();
+    assert_eq!(store.generation(), g, "reads leave the generation alone");
     let paths: Vec<Option<String>> = got.iter().map(|e| e.as_ref().map(|e| e.record.path.to_string())).collect();
     assert_eq!(paths, vec![Some("c".to_string()), None, Some("a".to_string())]);
     assert!(store.local_files_at(&S2, &[p("a")]).unwrap()[0].is_none());
+    store.commit_local(&S1, &[update("b")], &[]).unwrap();
+    assert!(store.generation() > g, "a write moves it");
 }
 
 #[test]
