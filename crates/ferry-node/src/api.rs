@@ -113,6 +113,12 @@ pub struct DeviceDto {
     pub nearby: bool,
     /// Where mDNS says it is (address hints; trust still comes from its TLS identity).
     pub nearby_addresses: Vec<String>,
+    /// Its notes are refused (`ferry device mute`).
+    #[serde(default)]
+    pub muted: bool,
+    /// Files it sends are accepted without a prompt (`ferry device auto-accept`).
+    #[serde(default)]
+    pub auto_accept: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]

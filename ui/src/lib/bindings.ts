@@ -67,7 +67,15 @@ nearby: boolean,
 /**
  * Where mDNS says it is (address hints; trust still comes from its TLS identity).
  */
-nearby_addresses: Array<string>, };
+nearby_addresses: Array<string>, 
+/**
+ * Its notes are refused (`ferry device mute`).
+ */
+muted: boolean, 
+/**
+ * Files it sends are accepted without a prompt (`ferry device auto-accept`).
+ */
+auto_accept: boolean, };
 
 export type PendingDto = { id: number, 
 /**
@@ -397,13 +405,30 @@ listen: string, listening_on: string,
 /**
  * False until name and owner were saved once (first run).
  */
-configured: boolean, config_file: string, };
+configured: boolean, config_file: string, 
+/**
+ * mDNS discovery as saved (used from the next start) and as running now (an environment
+ * override such as `FERRY_MDNS=0` wins over the file).
+ */
+mdns: boolean, mdns_now: boolean, 
+/**
+ * Where received files land, as saved (absolute path) and as used now.
+ */
+inbox: string, inbox_now: string, };
 
 export type SettingsUpdateDto = { name: string, owner: string, 
 /**
  * IP:PORT; `None` keeps the current one.
  */
-listen: string | null, };
+listen: string | null, 
+/**
+ * mDNS discovery on or off (next start); `None` keeps it.
+ */
+mdns: boolean | null, 
+/**
+ * The inbox for received files, an absolute path (next start); `None` keeps it.
+ */
+inbox: string | null, };
 
 export type FirstRunDto = { name: string, owner: string, 
 /**
