@@ -89,6 +89,52 @@ pub async fn versions(node: State<'_, Node>, path: String) -> R<Vec<VersionDto>>
 }
 
 #[tauri::command]
+pub async fn restore(node: State<'_, Node>, req: RestoreDto) -> R<RestoredDto> {
+    node.restore(req).await
+}
+
+/// Plans (`dry_run`) or applies a rewind of a share or a folder in it.
+#[tauri::command]
+pub async fn rewind(node: State<'_, Node>, req: RewindReqDto) -> R<RewindDto> {
+    node.rewind(req).await
+}
+
+#[tauri::command]
+pub async fn conflicts(node: State<'_, Node>, share: Option<String>) -> R<Vec<ConflictDto>> {
+    node.conflicts(ConflictsQuery { share }).await
+}
+
+#[tauri::command]
+pub async fn resolve(node: State<'_, Node>, path: String, keep: String) -> R<ResolvedDto> {
+    node.resolve(ResolveDto { path, keep }).await
+}
+
+#[tauri::command]
+pub async fn send(node: State<'_, Node>, device: String, paths: Vec<String>) -> R<TransferDto> {
+    node.send(SendDto { device, paths }).await
+}
+
+#[tauri::command]
+pub async fn transfers(node: State<'_, Node>) -> R<Vec<TransferDto>> {
+    node.transfers().await
+}
+
+#[tauri::command]
+pub async fn device_mute(node: State<'_, Node>, device: String, muted: bool) -> R<DeviceMuteDto> {
+    node.device_mute(&device, muted).await
+}
+
+#[tauri::command]
+pub async fn device_auto_accept(node: State<'_, Node>, device: String, on: bool) -> R<AutoAcceptDto> {
+    node.device_auto_accept(&device, on).await
+}
+
+#[tauri::command]
+pub async fn device_add_address(node: State<'_, Node>, device: String, address: String) -> R<DeviceDto> {
+    node.device_add_address(AddAddressDto { device, address }).await
+}
+
+#[tauri::command]
 pub async fn ping(node: State<'_, Node>, device: String) -> R<PingDto> {
     node.ping(&device).await
 }
@@ -141,6 +187,13 @@ pub fn default_folder() -> R<String> {
 pub async fn pick_folder(app: AppHandle) -> R<Option<String>> {
     let picked = app.dialog().file().set_title("Choose a folder").blocking_pick_folder();
     Ok(picked.and_then(|p| p.into_path().ok()).map(|p| p.display().to_string()))
+}
+
+/// The native file picker (several files); `None` when the user cancels.
+#[tauri::command]
+pub async fn pick_files(app: AppHandle) -> R<Option<Vec<String>>> {
+    let picked = app.dialog().file().set_title("Choose files to send").blocking_pick_files();
+    Ok(picked.map(|ps| ps.into_iter().filter_map(|p| p.into_path().ok()).map(|p| p.display().to_string()).collect()))
 }
 
 /// Opens a folder in the file manager.
