@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { VersionDto } from './bindings';
-import { groupVersions, localToRfc3339, msToLocal, reasonLabel, stepLabel, summarizeRewind, summaryLines } from './history';
+import { groupVersions, localToRfc3339, msToLocal, rewindTime, reasonLabel, stepLabel, summarizeRewind, summaryLines } from './history';
 
 const v = (path: string, id: number, at: number): VersionDto => ({
   id, share: 'S', path, archived_at_ms: at, size: 1, hash: 'h', modified_by: 'A', replaced_by: 'B', reason: 'deleted', file: `/x/${id}`,
@@ -31,6 +31,16 @@ describe('history', () => {
     expect(iso).toBe('2026-11-23T10:30:00Z');
     expect(localToRfc3339('yesterday')).toBeNull();
     expect(localToRfc3339('')).toBeNull();
+  });
+  it('reads the rewind time as typed', () => {
+    const now = Date.UTC(2026, 10, 23, 12, 0);
+    expect(rewindTime(' 10m ', now)).toEqual({ to: '10m', ms: now - 600_000 });
+    expect(rewindTime('45s', now)).toEqual({ to: '45s', ms: now - 45_000 });
+    expect(rewindTime('2026-11-23T10:00:00Z', now)).toEqual({ to: '2026-11-23T10:00:00Z', ms: Date.UTC(2026, 10, 23, 10) });
+    const local = msToLocal(Date.UTC(2026, 10, 23, 9, 15), ' ');
+    expect(rewindTime(local, now)).toEqual({ to: '2026-11-23T09:15:00Z', ms: Date.UTC(2026, 10, 23, 9, 15) });
+    expect(rewindTime('last tuesday', now)).toBeNull();
+    expect(rewindTime('10x', now)).toBeNull();
   });
   it('puts summary counts in words', () => {
     const c = { local_adds: 2, local_changes: 0, local_deletes: 1, remote_adds: 0, remote_changes: 3, remote_deletes: 0, errors: 0, conflicts: 1 };

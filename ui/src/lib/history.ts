@@ -58,6 +58,27 @@ export function summarizeRewind(r: Pick<RewindDto, 'steps'>): string {
   return parts.length ? parts.join(', ') : 'Nothing to do: the folder already looks like that.';
 }
 
+/**
+ * What the user typed as the moment to rewind to, as the node takes it: an age (`30s`, `10m`,
+ * `2h`, `3d`, `1w`) passes through; a local date and time (`2026-11-23 10:30`, seconds
+ * optional, `T` or a space) becomes RFC 3339 in UTC; RFC 3339 with a zone passes through.
+ * `ms` is the moment itself (for checks and display); null when the text is none of these.
+ */
+export function rewindTime(input: string, now: number): { to: string; ms: number } | null {
+  const t = input.trim();
+  const age = /^(\d{1,6})\s*([smhdw])$/.exec(t);
+  if (age) {
+    const unit = { s: 1000, m: 60_000, h: 3600_000, d: 86_400_000, w: 604_800_000 }[age[2] as 's' | 'm' | 'h' | 'd' | 'w'];
+    return { to: `${age[1]}${age[2]}`, ms: now - Number(age[1]) * unit };
+  }
+  if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(t)) {
+    const ms = new Date(t).getTime();
+    return Number.isNaN(ms) ? null : { to: t, ms };
+  }
+  const local = localToRfc3339(t.replace(' ', 'T'));
+  return local ? { to: local, ms: new Date(local).getTime() } : null;
+}
+
 /** A datetime-local value ("2026-11-23T10:30") as RFC 3339 in UTC; null when not a time. */
 export function localToRfc3339(value: string): string | null {
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(value.trim())) return null;
@@ -66,11 +87,11 @@ export function localToRfc3339(value: string): string | null {
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** `ms` as a datetime-local value in the local time zone. */
-export function msToLocal(ms: number): string {
+/** `ms` as a local date and time, "2026-11-23T10:30" (`sep` between date and time). */
+export function msToLocal(ms: number, sep = 'T'): string {
   const d = new Date(ms);
   const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}${sep}${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
 /** A share's summary counts in words: here (local) and from other devices. */
