@@ -79,6 +79,9 @@ test('a deleted file comes back from History, and a folder rewinds to a time', a
     await waitFor('scratch.txt moved to the history', () => !existsSync(join(dest, 'scratch.txt')));
     await waitFor('the rewind on the daemon', () => readIf(join(folder, 'report.txt')) === body && !existsSync(join(folder, 'scratch.txt')));
     await screenshot(b, '06-rewound');
+  } catch (e) {
+    await screenshot(app.browser, '06-failure').catch(() => {});
+    throw e;
   } finally {
     await app.stop();
     await daemon.stop();

@@ -98,7 +98,16 @@ deletes: number | null, };
 
 export type ShareDto = { id: string, label: string, path: string, mode: string, devices: Array<string>, paused: boolean, };
 
-export type VersionDto = { id: number, share: string, path: string, archived_at_ms: number, size: number, hash: string, modified_by: string, replaced_by: string, reason: string, 
+export type VersionDto = { 
+/**
+ * The archive time in nanoseconds: beyond the integers a JavaScript number holds exactly
+ * (2^53), so JavaScript clients use `id_text`.
+ */
+id: number, 
+/**
+ * `id` as decimal text (what the desktop UI reads and sends back to restore).
+ */
+id_text: string, share: string, path: string, archived_at_ms: number, size: number, hash: string, modified_by: string, replaced_by: string, reason: string, 
 /**
  * Absolute path of the archived copy.
  */
@@ -290,9 +299,10 @@ export type RestoreDto = {
  */
 path: string, 
 /**
- * A version id from `ferry versions`.
+ * A version id from `ferry versions`: a number, or its decimal text (`id_text`, for
+ * clients whose numbers cannot hold it exactly).
  */
-version: number | null, 
+version: number | string | null, 
 /**
  * RFC 3339, or an age like `10m`, `2h`, `3d`.
  */

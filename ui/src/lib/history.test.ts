@@ -3,7 +3,7 @@ import type { VersionDto } from './bindings';
 import { groupVersions, localToRfc3339, msToLocal, rewindTime, reasonLabel, stepLabel, summarizeRewind, summaryLines } from './history';
 
 const v = (path: string, id: number, at: number): VersionDto => ({
-  id, share: 'S', path, archived_at_ms: at, size: 1, hash: 'h', modified_by: 'A', replaced_by: 'B', reason: 'deleted', file: `/x/${id}`,
+  id, id_text: String(id), share: 'S', path, archived_at_ms: at, size: 1, hash: 'h', modified_by: 'A', replaced_by: 'B', reason: 'deleted', file: `/x/${id}`,
 });
 
 describe('history', () => {
