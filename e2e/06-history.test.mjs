@@ -43,7 +43,7 @@ test('a deleted file comes back from History, and a folder rewinds to a time', a
     // Restore: back in the app's folder with the original bytes, and back on the daemon.
     await click(b, 'history-restore');
     await el(b, 'history-restored');
-    assert.match(await text(b, 'history-restored'), /Restored report\.txt/);
+    assert.match(await text(b, 'history-restored'), /Restored report\.txt \(the version deleted by Desk/);
     await waitFor('report.txt restored in the app folder', () => readIf(join(dest, 'report.txt')) === body);
     await waitFor('report.txt back on the daemon', () => readIf(join(folder, 'report.txt')) === body);
     await screenshot(b, '06-restored');

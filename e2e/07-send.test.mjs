@@ -1,0 +1,80 @@
+// Flow 7: one-shot file sends. The daemon sends a file: the app shows an accept prompt in
+// Activity (with a badge); Accept puts the same bytes in the app's inbox and the transfer shows
+// received. With "Accept files without asking" ticked in Devices, the next send arrives with no
+// prompt. The app sends a file to the daemon (through its node, as the native picker cannot be
+// driven): Activity shows it waiting, then delivered. Settings shows mDNS and the inbox.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { click, el, firstRun, pair, readIf, screenshot, startApp, startDaemon, tempDir, text, waitFor } from './harness.mjs';
+
+/** The transfer rows' statuses as shown, e.g. ["Received", "Waiting for Desk to accept"]. */
+async function statuses(b) {
+  const out = [];
+  for (const e of await b.$$('[data-testid="send-transfer-status"]')) out.push((await b.execute((n) => n.textContent, e)).trim());
+  return out;
+}
+
+test('files sent both ways, with the accept prompt and auto-accept', async () => {
+  const app = await startApp();
+  const daemon = await startDaemon('Desk');
+  try {
+    const b = app.browser;
+    await firstRun(app);
+    await pair(app, daemon);
+    const appId = (await app.cli('id')).device_id;
+
+    // An offer from the daemon: badge, prompt card, Accept, same bytes in the inbox.
+    const src = tempDir('daemon-send');
+    const body = `holiday photos index ${Date.now()}\n`.repeat(2000);
+    writeFileSync(join(src, 'photos.txt'), body);
+    await daemon.cli('send', appId, join(src, 'photos.txt'), '--no-wait');
+    await waitFor('the Activity badge', async () => (await text(b, 'badge-activity')) === '1');
+    await click(b, 'nav-activity');
+    await el(b, 'send-offer');
+    assert.match(await text(b, 'send-offer-title'), /Desk wants to send you photos\.txt/);
+    await screenshot(b, '07-send-offer');
+    await click(b, 'send-offer-accept');
+    const received = await waitFor('the received transfer', async () =>
+      (await app.cli('transfers')).find((t) => t.direction === 'in' && t.state === 'done'));
+    assert.equal(received.placed.length, 1);
+    assert.equal(readIf(received.placed[0]), body, 'the inbox holds the same bytes');
+    await waitFor('Received in Activity', async () => (await statuses(b)).includes('Received'));
+    assert.equal((await b.$$('[data-testid="send-offer"]')).length, 0, 'the prompt is gone');
+
+    // Auto-accept from Devices: the next send needs no answer.
+    await click(b, 'nav-devices');
+    await click(b, 'device-auto-accept');
+    await waitFor('auto-accept on', async () => (await app.cli('devices')).some((d) => d.id === daemon.id && d.auto_accept));
+    await el(b, 'device-message');
+    assert.match(await text(b, 'device-message'), /accepted without asking/);
+    await screenshot(b, '07-devices');
+    writeFileSync(join(src, 'notes.md'), '# trip notes\n');
+    await daemon.cli('send', appId, join(src, 'notes.md'), '--no-wait');
+    const second = await waitFor('the auto-accepted transfer', async () =>
+      (await app.cli('transfers')).find((t) => t.direction === 'in' && t.state === 'done' && t.names.includes('notes.md')));
+    assert.equal(readIf(second.placed[0]), '# trip notes\n');
+
+    // The app sends to the daemon: waiting for its answer, then delivered.
+    const mine = tempDir('app-send');
+    writeFileSync(join(mine, 'budget.csv'), 'month,amount\njan,10\n');
+    await app.cli('send', daemon.id, join(mine, 'budget.csv'), '--no-wait');
+    await click(b, 'nav-activity');
+    await waitFor('the outgoing transfer waiting', async () => (await statuses(b)).includes('Waiting for Desk to accept'));
+    const offer = await waitFor('the offer on the daemon', async () => (await daemon.cli('pending')).find((p) => p.kind === 'send'));
+    await daemon.cli('accept', String(offer.id));
+    await waitFor('Delivered in Activity', async () => (await statuses(b)).includes('Delivered to Desk'));
+    await screenshot(b, '07-activity');
+
+    await click(b, 'nav-settings');
+    await el(b, 'settings-inbox');
+    await screenshot(b, '07-settings');
+  } catch (e) {
+    await screenshot(app.browser, '07-failure').catch(() => {});
+    throw e;
+  } finally {
+    await app.stop();
+    await daemon.stop();
+  }
+});
