@@ -83,6 +83,12 @@ pub async fn share_remove(node: State<'_, Node>, tray: State<'_, TrayRefresh>, s
     r
 }
 
+/// Clears a share's "needs attention" note (a refused mass delete) once the user has seen it.
+#[tauri::command]
+pub async fn share_ack(node: State<'_, Node>, share: String) -> R<ShareSettingsDto> {
+    node.share_ack(&share).await
+}
+
 #[tauri::command]
 pub async fn versions(node: State<'_, Node>, path: String) -> R<Vec<VersionDto>> {
     node.versions(&path).await

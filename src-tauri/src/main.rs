@@ -213,6 +213,7 @@ fn main() {
             commands::share_add,
             commands::share_invite,
             commands::share_remove,
+            commands::share_ack,
             commands::versions,
             commands::restore,
             commands::rewind,

@@ -6,7 +6,7 @@ export type Overall = 'up_to_date' | 'syncing' | 'attention' | 'paused';
 export function overall(s: StatusDto | null, pending: PendingDto[]): Overall {
   if (!s) return 'syncing';
   if (s.paused) return 'paused';
-  if (pending.length > 0 || s.shares.some((x) => x.state === 'error' || x.last_error)) return 'attention';
+  if (pending.length > 0 || s.shares.some((x) => x.state === 'error' || x.last_error || x.attention)) return 'attention';
   if (s.shares.some((x) => x.state === 'scanning' || x.state === 'syncing' || x.need > 0)) return 'syncing';
   return 'up_to_date';
 }
