@@ -1,6 +1,6 @@
 // Flow 9: the daemon deletes every file of a shared folder at once. The app holds the
 // deletions and asks in Folders; "Keep my files" keeps them here and sends them back to the
-// daemon, and the folder shows why it needs attention until dismissed.
+// daemon, and the folder shows why it needs attention until Dismiss.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,8 +32,11 @@ test('a mass delete is held until the user keeps the files', async () => {
     await waitFor('the pages back on the daemon', () => names.every((n) => readIf(join(folder, n)) === `${n}\n`));
     assert.ok(names.every((n) => readIf(join(dest, n)) === `${n}\n`), 'the app kept every page');
     await el(b, 'folder-attention');
-    assert.match(await text(b, 'folder-attention'), /refused a peer's deletion/);
+    assert.match(await text(b, 'folder-attention'), /Refused a peer's deletion of \d+ files/);
     await screenshot(b, '09-kept');
+    await click(b, 'folder-attention-dismiss');
+    await waitFor('the note dismissed', async () => (await b.$$('[data-testid="folder-attention"]')).length === 0);
+    assert.equal((await app.cli('status')).shares.find((s) => s.label === 'Projects').attention, null);
   } catch (e) {
     await screenshot(app.browser, '09-failure').catch(() => {});
     throw e;

@@ -27,3 +27,12 @@ export function shareState(state: string, inSync: boolean, need: number): string
   if (state === 'stopped') return 'Stopped';
   return inSync ? 'Up to date' : 'Waiting for devices';
 }
+
+/**
+ * A share's attention note for the window: the node writes it for the CLI too, ending with the
+ * command that clears it; the window has a Dismiss button instead.
+ */
+export function attentionText(note: string): string {
+  const t = note.replace(/\s*\(`ferry [^`]*`[^)]*\)\s*$/, '').trim();
+  return t ? t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.') : '';
+}
