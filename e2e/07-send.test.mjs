@@ -2,12 +2,13 @@
 // Activity (with a badge); Accept puts the same bytes in the app's inbox and the transfer shows
 // received. With "Accept files without asking" ticked in Devices, the next send arrives with no
 // prompt. The app sends a file to the daemon (through its node, as the native picker cannot be
-// driven): Activity shows it waiting, then delivered. Settings shows mDNS and the inbox.
+// driven): Activity shows it waiting, then delivered. Devices mutes the daemon and adds an
+// address; Settings saves a new inbox (and refuses a relative one).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { click, el, firstRun, pair, readIf, screenshot, startApp, startDaemon, tempDir, text, waitFor } from './harness.mjs';
+import { click, el, firstRun, pair, readIf, screenshot, startApp, startDaemon, tempDir, text, type, waitFor } from './harness.mjs';
 
 /** The transfer rows' statuses as shown, e.g. ["Received", "Waiting for Desk to accept"]. */
 async function statuses(b) {
@@ -67,8 +68,35 @@ test('files sent both ways, with the accept prompt and auto-accept', async () =>
     await waitFor('Delivered in Activity', async () => (await statuses(b)).includes('Delivered to Desk'));
     await screenshot(b, '07-activity');
 
+    // Devices: mute and an extra address, as the node reports them.
+    await click(b, 'nav-devices');
+    await click(b, 'device-mute');
+    await waitFor('muted', async () => (await app.cli('devices')).some((d) => d.id === daemon.id && d.muted));
+    await el(b, 'device-muted');
+    await click(b, 'device-add-address');
+    await type(b, 'device-address', '127.0.0.1:22999');
+    await click(b, 'device-address-save');
+    await waitFor('the added address', async () =>
+      (await app.cli('devices')).some((d) => d.id === daemon.id && d.addresses.includes('127.0.0.1:22999')));
+    assert.match(await text(b, 'device-message'), /also tries 127\.0\.0\.1:22999/);
+    await screenshot(b, '07-devices-muted');
+    await click(b, 'device-mute');
+    await waitFor('unmuted', async () => (await app.cli('devices')).some((d) => d.id === daemon.id && !d.muted));
+
+    // Settings: a new inbox is saved to ferry.toml and used from the next start; a relative
+    // one is refused with the node's message.
     await click(b, 'nav-settings');
-    await el(b, 'settings-inbox');
+    await type(b, 'settings-inbox', 'Downloads');
+    await click(b, 'settings-save');
+    await el(b, 'settings-error');
+    assert.match(await text(b, 'settings-error'), /absolute path/);
+    const inbox = join(app.home, 'Received');
+    await type(b, 'settings-inbox', inbox);
+    await click(b, 'settings-save');
+    await el(b, 'settings-saved');
+    assert.match(await text(b, 'settings-saved'), /the new inbox after it restarts/);
+    assert.match(readIf(join(app.ferryHome, 'ferry.toml')), new RegExp(`inbox = "${inbox}"`));
+    assert.doesNotMatch(readIf(join(app.ferryHome, 'ferry.toml')), /mdns/, 'an untouched mDNS box is not written');
     await screenshot(b, '07-settings');
   } catch (e) {
     await screenshot(app.browser, '07-failure').catch(() => {});
