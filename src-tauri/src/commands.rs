@@ -208,6 +208,13 @@ pub fn open_path(app: AppHandle, path: String) -> R<()> {
     app.opener().open_path(path, None::<&str>).map_err(shell_err)
 }
 
+/// Shows a file in the file manager, selected, without opening it (received files and archived
+/// versions came from other devices: opening them is the user's choice there).
+#[tauri::command]
+pub fn reveal_path(app: AppHandle, path: String) -> R<()> {
+    app.opener().reveal_item_in_dir(path).map_err(shell_err)
+}
+
 /// The shell's own preferences: start at login (autostart plugin) and start hidden.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppPrefsDto {

@@ -236,6 +236,7 @@ fn main() {
             commands::default_folder,
             commands::pick_folder,
             commands::open_path,
+            commands::reveal_path,
             commands::app_prefs,
             commands::save_app_prefs,
         ])

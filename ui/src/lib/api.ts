@@ -102,6 +102,8 @@ export const api = {
   defaultFolder: () => call<string>('default_folder'),
   pickFolder: () => call<string | null>('pick_folder'),
   openPath: (path: string) => call<void>('open_path', { path }),
+  /** Shows a file selected in the file manager (never opens it). */
+  revealPath: (path: string) => call<void>('reveal_path', { path }),
   appPrefs: () => call<AppPrefs>('app_prefs'),
   saveAppPrefs: (req: AppPrefs) => call<AppPrefs>('save_app_prefs', { req }),
 };
