@@ -83,9 +83,61 @@ pub async fn share_remove(node: State<'_, Node>, tray: State<'_, TrayRefresh>, s
     r
 }
 
+/// Clears a share's "needs attention" note (a refused mass delete) once the user has seen it.
+#[tauri::command]
+pub async fn share_ack(node: State<'_, Node>, share: String) -> R<ShareSettingsDto> {
+    node.share_ack(&share).await
+}
+
 #[tauri::command]
 pub async fn versions(node: State<'_, Node>, path: String) -> R<Vec<VersionDto>> {
     node.versions(&path).await
+}
+
+#[tauri::command]
+pub async fn restore(node: State<'_, Node>, req: RestoreDto) -> R<RestoredDto> {
+    node.restore(req).await
+}
+
+/// Plans (`dry_run`) or applies a rewind of a share or a folder in it.
+#[tauri::command]
+pub async fn rewind(node: State<'_, Node>, req: RewindReqDto) -> R<RewindDto> {
+    node.rewind(req).await
+}
+
+#[tauri::command]
+pub async fn conflicts(node: State<'_, Node>, share: Option<String>) -> R<Vec<ConflictDto>> {
+    node.conflicts(ConflictsQuery { share }).await
+}
+
+#[tauri::command]
+pub async fn resolve(node: State<'_, Node>, path: String, keep: String) -> R<ResolvedDto> {
+    node.resolve(ResolveDto { path, keep }).await
+}
+
+#[tauri::command]
+pub async fn send(node: State<'_, Node>, device: String, paths: Vec<String>) -> R<TransferDto> {
+    node.send(SendDto { device, paths }).await
+}
+
+#[tauri::command]
+pub async fn transfers(node: State<'_, Node>) -> R<Vec<TransferDto>> {
+    node.transfers().await
+}
+
+#[tauri::command]
+pub async fn device_mute(node: State<'_, Node>, device: String, muted: bool) -> R<DeviceMuteDto> {
+    node.device_mute(&device, muted).await
+}
+
+#[tauri::command]
+pub async fn device_auto_accept(node: State<'_, Node>, device: String, on: bool) -> R<AutoAcceptDto> {
+    node.device_auto_accept(&device, on).await
+}
+
+#[tauri::command]
+pub async fn device_add_address(node: State<'_, Node>, device: String, address: String) -> R<DeviceDto> {
+    node.device_add_address(AddAddressDto { device, address }).await
 }
 
 #[tauri::command]
@@ -143,10 +195,24 @@ pub async fn pick_folder(app: AppHandle) -> R<Option<String>> {
     Ok(picked.and_then(|p| p.into_path().ok()).map(|p| p.display().to_string()))
 }
 
+/// The native file picker (several files); `None` when the user cancels.
+#[tauri::command]
+pub async fn pick_files(app: AppHandle) -> R<Option<Vec<String>>> {
+    let picked = app.dialog().file().set_title("Choose files to send").blocking_pick_files();
+    Ok(picked.map(|ps| ps.into_iter().filter_map(|p| p.into_path().ok()).map(|p| p.display().to_string()).collect()))
+}
+
 /// Opens a folder in the file manager.
 #[tauri::command]
 pub fn open_path(app: AppHandle, path: String) -> R<()> {
     app.opener().open_path(path, None::<&str>).map_err(shell_err)
+}
+
+/// Shows a file in the file manager, selected, without opening it (received files and archived
+/// versions came from other devices: opening them is the user's choice there).
+#[tauri::command]
+pub fn reveal_path(app: AppHandle, path: String) -> R<()> {
+    app.opener().reveal_item_in_dir(path).map_err(shell_err)
 }
 
 /// The shell's own preferences: start at login (autostart plugin) and start hidden.

@@ -73,21 +73,56 @@ fn window_focused(app: &AppHandle) -> bool {
     app.get_webview_window("main").and_then(|w| w.is_focused().ok()).unwrap_or(false)
 }
 
+/// At most `n` characters of text a peer chose (names, labels), for a notification.
+fn clip(s: &str, n: usize) -> String {
+    let s: String = s.chars().filter(|c| !c.is_control()).collect();
+    if s.chars().count() <= n { s } else { format!("{}…", s.chars().take(n).collect::<String>()) }
+}
+
+/// Error notifications: at most one per this interval (a failing disk can emit many).
+const ERROR_NOTIFY_GAP: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the shell itself does with an event besides forwarding it to the window.
-fn on_event(app: &AppHandle, ev: &Event) {
+fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Instant>) {
     match ev {
         Event::PromptAdded { kind, device_name, code, label, .. } => {
-            let (title, body) = if kind == "pair" {
-                ("Pairing request", format!("{device_name} wants to pair. Code {}", code.as_deref().unwrap_or("")))
-            } else {
-                ("Folder offered", format!("{device_name} offers the folder “{}”", label.as_deref().unwrap_or("")))
+            let who = clip(device_name, 64);
+            let what = clip(label.as_deref().unwrap_or(""), 120);
+            let (title, body) = match kind.as_str() {
+                "pair" => ("Pairing request", format!("{who} wants to pair. Code {}", code.as_deref().unwrap_or(""))),
+                "send" => ("Files offered", format!("{who} wants to send you {what}")),
+                "mass-delete" => {
+                    ("Many deletions held", format!("{what}: {who} deleted many files; Ferry waits for you"))
+                }
+                _ => ("Folder offered", format!("{who} offers the folder “{what}”")),
             };
             notify(app, title, &body);
             show_main(app);
         }
-        Event::NoteReceived { from_name, text, .. } if !window_focused(app) => notify(app, from_name, text),
+        Event::NoteReceived { from_name, text, .. } if !window_focused(app) => {
+            notify(app, &clip(from_name, 64), &clip(text, 200))
+        }
         Event::Conflict { path, .. } => {
-            notify(app, "Conflict", &format!("{path}: both sides changed; a copy was kept"))
+            notify(app, "Conflict", &format!("{}: both sides changed; a copy was kept", clip(path, 120)))
+        }
+        Event::SendState { direction, state, message, .. } if state == "failed" => {
+            let what = if direction == "in" { "Receiving files failed" } else { "Sending files failed" };
+            notify(app, what, &clip(message.as_deref().unwrap_or("see Activity"), 200));
+        }
+        Event::SendState { direction, state, .. } if direction == "in" && state == "done" && !window_focused(app) => {
+            notify(app, "Files received", "They are in your inbox (see Activity)");
+        }
+        Event::SendState { direction, state, message, .. } if direction == "out" && state == "rejected" => {
+            notify(app, "Files declined", &clip(message.as_deref().unwrap_or("the other device declined them"), 200));
+        }
+        // Share errors (a folder that cannot be watched, read or written) need the user; a
+        // connection's errors show in Activity only.
+        Event::Error { share: Some(_), message, .. } => {
+            let now = std::time::Instant::now();
+            if last_error.is_none_or(|t| now.duration_since(t) >= ERROR_NOTIFY_GAP) {
+                *last_error = Some(now);
+                notify(app, "Ferry needs attention", &clip(message, 200));
+            }
         }
         _ => {}
     }
@@ -139,13 +174,14 @@ fn main() {
             let (h, r) = (handle.clone(), refresh.clone());
             tauri::async_runtime::spawn(async move {
                 use tokio::sync::broadcast::error::RecvError;
+                let mut last_error = None;
                 loop {
                     let ev = match rx.recv().await {
                         Ok(ev) => ev,
                         Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
                         Err(RecvError::Closed) => break,
                     };
-                    on_event(&h, &ev);
+                    on_event(&h, &ev, &mut last_error);
                     let _ = h.emit("ferry-event", &ev);
                     r.poke();
                 }
@@ -177,7 +213,18 @@ fn main() {
             commands::share_add,
             commands::share_invite,
             commands::share_remove,
+            commands::share_ack,
             commands::versions,
+            commands::restore,
+            commands::rewind,
+            commands::conflicts,
+            commands::resolve,
+            commands::send,
+            commands::transfers,
+            commands::device_mute,
+            commands::device_auto_accept,
+            commands::device_add_address,
+            commands::pick_files,
             commands::ping,
             commands::notes,
             commands::note_send,
@@ -189,6 +236,7 @@ fn main() {
             commands::default_folder,
             commands::pick_folder,
             commands::open_path,
+            commands::reveal_path,
             commands::app_prefs,
             commands::save_app_prefs,
         ])

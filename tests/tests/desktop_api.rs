@@ -88,11 +88,26 @@ async fn settings_first_run_and_live_name() {
     let toml = std::fs::read_to_string(a.home.join("ferry.toml")).unwrap();
     assert!(toml.contains("name = \"Laptop\"") && toml.contains("owner = \"ann\""), "{toml}");
 
-    let bad = a.node.save_settings(SettingsUpdateDto { name: " ".into(), owner: "ann".into(), listen: None }).await;
+    let bad = a
+        .node
+        .save_settings(SettingsUpdateDto {
+            name: " ".into(),
+            owner: "ann".into(),
+            listen: None,
+            mdns: None,
+            inbox: None,
+        })
+        .await;
     assert!(bad.is_err(), "an empty name is refused");
     let bad = a
         .node
-        .save_settings(SettingsUpdateDto { name: "x".into(), owner: "ann".into(), listen: Some("nope".into()) })
+        .save_settings(SettingsUpdateDto {
+            name: "x".into(),
+            owner: "ann".into(),
+            listen: Some("nope".into()),
+            mdns: None,
+            inbox: None,
+        })
         .await;
     assert!(bad.unwrap_err().message.contains("IP:PORT"));
     let s = a
@@ -101,6 +116,8 @@ async fn settings_first_run_and_live_name() {
             name: "Desk".into(),
             owner: "ann".into(),
             listen: Some("127.0.0.1:4000".into()),
+            mdns: None,
+            inbox: None,
         })
         .await
         .unwrap();

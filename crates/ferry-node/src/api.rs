@@ -113,6 +113,12 @@ pub struct DeviceDto {
     pub nearby: bool,
     /// Where mDNS says it is (address hints; trust still comes from its TLS identity).
     pub nearby_addresses: Vec<String>,
+    /// Its notes are refused (`ferry device mute`).
+    #[serde(default)]
+    pub muted: bool,
+    /// Files it sends are accepted without a prompt (`ferry device auto-accept`).
+    #[serde(default)]
+    pub auto_accept: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
@@ -155,7 +161,12 @@ pub struct ShareDto {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct VersionDto {
+    /// The archive time in nanoseconds: beyond the integers a JavaScript number holds exactly
+    /// (2^53), so JavaScript clients use `id_text`.
     pub id: u64,
+    /// `id` as decimal text (what the desktop UI reads and sends back to restore).
+    #[serde(default)]
+    pub id_text: String,
     pub share: String,
     pub path: String,
     pub archived_at_ms: i64,
@@ -410,10 +421,32 @@ pub struct SummaryDto {
 pub struct RestoreDto {
     /// A file inside a share (absolute), live or deleted.
     pub path: String,
-    /// A version id from `ferry versions`.
+    /// A version id from `ferry versions`: a number, or its decimal text (`id_text`, for
+    /// clients whose numbers cannot hold it exactly).
+    #[serde(default, deserialize_with = "number_or_text")]
+    #[ts(type = "number | string | null")]
     pub version: Option<u64>,
     /// RFC 3339, or an age like `10m`, `2h`, `3d`.
     pub at: Option<String>,
+}
+
+/// An optional u64 given as a JSON number or as decimal text.
+fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u64),
+        Text(String),
+    }
+    match Option::<N>::deserialize(d)? {
+        None => Ok(None),
+        Some(N::Num(n)) => Ok(Some(n)),
+        Some(N::Text(t)) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("version {t:?} is not a version id"))),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
@@ -559,4 +592,24 @@ pub fn check_share_policy(
         return Err(ApiError::bad("the mass-delete threshold is a percent, 1 to 100"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_takes_the_version_as_number_or_text() {
+        let big = 1_795_465_472_354_762_123u64;
+        let r: RestoreDto = serde_json::from_str(&format!(r#"{{"path":"/a","version":{big},"at":null}}"#)).unwrap();
+        assert_eq!(r.version, Some(big));
+        let r: RestoreDto = serde_json::from_str(&format!(r#"{{"path":"/a","version":"{big}","at":null}}"#)).unwrap();
+        assert_eq!(r.version, Some(big), "text keeps every digit");
+        let r: RestoreDto = serde_json::from_str(r#"{"path":"/a","at":"10m"}"#).unwrap();
+        assert_eq!(r.version, None);
+        let r: RestoreDto = serde_json::from_str(r#"{"path":"/a","version":null,"at":null}"#).unwrap();
+        assert_eq!(r.version, None);
+        let e = serde_json::from_str::<RestoreDto>(r#"{"path":"/a","version":"12x","at":null}"#).unwrap_err();
+        assert!(e.to_string().contains("not a version id"), "{e}");
+    }
 }

@@ -2,8 +2,9 @@
 //! `ui/src/lib/bindings.ts`. The test fails when the file is stale;
 //! `FERRY_UPDATE_BINDINGS=1 cargo test -p ferry-node bindings` rewrites it.
 //!
-//! 64-bit integers map to `number`: the control API is JSON, and every such value (ids,
-//! sizes, milliseconds) stays far below 2^53.
+//! 64-bit integers map to `number`: the control API is JSON, and such values (prompt ids,
+//! sizes, milliseconds) stay far below 2^53. Version ids (nanosecond timestamps) do not: they
+//! also cross as text (`VersionDto::id_text`), and restore takes that text back.
 
 use ts_rs::{Config, TS};
 

@@ -63,6 +63,8 @@ pub(crate) fn add_nearby(inner: &Arc<Inner>, out: &mut Vec<DeviceDto>) {
                 bytes_received: None,
                 nearby: true,
                 nearby_addresses: addrs,
+                muted: false,
+                auto_accept: false,
             }),
         }
     }

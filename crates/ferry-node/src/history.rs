@@ -244,6 +244,7 @@ fn info(v: &VersionRecord) -> VersionInfo {
 pub(crate) fn version_dto(share: &ShareRecord, v: VersionRecord) -> VersionDto {
     VersionDto {
         id: v.id,
+        id_text: v.id.to_string(),
         share: v.share.to_string(),
         path: v.path.to_string(),
         archived_at_ms: v.archived_at_ms,

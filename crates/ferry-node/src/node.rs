@@ -385,11 +385,19 @@ impl Node {
 
     pub async fn devices(&self) -> ApiResult<Vec<DeviceDto>> {
         let inner = &self.inner;
-        let mut out: Vec<DeviceDto> = inner
-            .db(|s| s.devices())
-            .await?
+        let devices = inner
+            .db(|s| {
+                let mut out = Vec::new();
+                for d in s.devices()? {
+                    let (muted, auto) = (s.is_muted(&d.id)?, s.auto_accept(&d.id)?);
+                    out.push((d, muted, auto));
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut out: Vec<DeviceDto> = devices
             .into_iter()
-            .map(|d| {
+            .map(|(d, muted, auto_accept)| {
                 let peer = inner.peer(&d.id);
                 let stats = peer.as_ref().map(|p| p.conn.connection().stats());
                 DeviceDto {
@@ -405,6 +413,8 @@ impl Node {
                     bytes_received: stats.as_ref().map(|s| s.udp_rx.bytes),
                     nearby: false,
                     nearby_addresses: vec![],
+                    muted,
+                    auto_accept,
                 }
             })
             .collect();

@@ -35,4 +35,15 @@ describe('activity', () => {
     a = reduce(a, { type: 'conflict', share: 's1', path: 'x.txt', copy: 'x.conflict.txt', winner: 'd' }, 2, name);
     expect(a.entries.map((e) => e.kind)).toEqual(['conflict', 'sync']);
   });
+  it('records sends offered, received, declined and failed', () => {
+    const dev = (id: string) => (id === 'D1' ? 'Desk' : id);
+    let a = reduce(emptyActivity(), { type: 'send_offered', id: 't', device: 'D1', device_name: 'Desk', direction: 'in', files: 1, bytes: 5, names: ['a.pdf'] }, 1, name, dev);
+    expect(a.entries[0]).toMatchObject({ kind: 'send', title: 'Desk offers a.pdf' });
+    a = reduce(a, { type: 'send_state', id: 't', device: 'D1', direction: 'in', state: 'active', message: null }, 2, name, dev);
+    expect(a.entries).toHaveLength(1);
+    a = reduce(a, { type: 'send_state', id: 't', device: 'D1', direction: 'in', state: 'done', message: null }, 3, name, dev);
+    expect(a.entries[0].title).toBe('Received files from Desk');
+    a = reduce(a, { type: 'send_state', id: 'u', device: 'D1', direction: 'out', state: 'failed', message: 'disk full' }, 4, name, dev);
+    expect(a.entries[0]).toMatchObject({ kind: 'error', title: 'Sending to Desk failed', detail: 'disk full' });
+  });
 });

@@ -5,7 +5,7 @@ import type { Event } from './bindings';
 export type Entry = {
   seq: number;
   at: number;
-  kind: 'change' | 'conflict' | 'error' | 'device' | 'scan' | 'sync';
+  kind: 'change' | 'conflict' | 'error' | 'device' | 'scan' | 'sync' | 'send';
   share: string | null;
   title: string;
   detail: string;
@@ -77,6 +77,23 @@ export function reduce(
       return add({ kind: 'sync', share: e.share, title: `${shareName(e.share)} is up to date`, detail: '' });
     case 'sync_paused':
       return add({ kind: 'sync', share: null, title: e.paused ? 'Syncing paused' : 'Syncing resumed', detail: '' });
+    case 'send_offered': {
+      const what = e.names.length === 1 ? e.names[0] : `${e.files} file${e.files === 1 ? '' : 's'}`;
+      return add({
+        kind: 'send',
+        share: null,
+        title: e.direction === 'in' ? `${e.device_name} offers ${what}` : `Offered ${what} to ${e.device_name}`,
+        detail: e.names.length > 1 ? e.names.join(', ') : '',
+      });
+    }
+    case 'send_state': {
+      const who = deviceName(e.device);
+      const inbound = e.direction === 'in';
+      if (e.state === 'done') return add({ kind: 'send', share: null, title: inbound ? `Received files from ${who}` : `${who} has the files you sent`, detail: '' });
+      if (e.state === 'rejected') return add({ kind: 'send', share: null, title: inbound ? `Declined files from ${who}` : `${who} declined your files`, detail: e.message ?? '' });
+      if (e.state === 'failed') return add({ kind: 'error', share: null, title: inbound ? `Receiving from ${who} failed` : `Sending to ${who} failed`, detail: e.message ?? '' });
+      return a;
+    }
     case 'lagged':
       return add({ kind: 'error', share: null, title: 'Some activity was not shown', detail: `${e.missed} events were missed` });
     default:

@@ -2,9 +2,13 @@
 // node events arrive through `onEvent`. Types come from the generated bindings.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import { getCurrentWebview } from '@tauri-apps/api/webview';
 import type {
   ApiError,
+  AutoAcceptDto,
+  ConflictDto,
   DeviceDto,
+  DeviceMuteDto,
   ErrorCode,
   Event,
   FirstRunDto,
@@ -13,11 +17,18 @@ import type {
   PairTicketDto,
   PendingDto,
   PingDto,
+  ResolvedDto,
+  RestoreDto,
+  RestoredDto,
+  RewindDto,
+  RewindReqDto,
   SettingsDto,
   SettingsUpdateDto,
   ShareAddDto,
   ShareDto,
+  ShareSettingsDto,
   StatusDto,
+  TransferDto,
   VersionDto,
 } from './bindings';
 
@@ -67,7 +78,19 @@ export const api = {
   shareAdd: (req: ShareAddDto) => call<ShareDto>('share_add', { req }),
   shareInvite: (share: string, device: string) => call<ShareDto>('share_invite', { share, device }),
   shareRemove: (share: string) => call<ShareDto>('share_remove', { share }),
+  shareAck: (share: string) => call<ShareSettingsDto>('share_ack', { share }),
   versions: (path: string) => call<VersionDto[]>('versions', { path }),
+  restore: (req: RestoreDto) => call<RestoredDto>('restore', { req }),
+  rewind: (req: RewindReqDto) => call<RewindDto>('rewind', { req }),
+  conflicts: (share: string | null = null) => call<ConflictDto[]>('conflicts', { share }),
+  /** `keep`: `local`, `remote`, `both`, or a copy's name. */
+  resolve: (path: string, keep: string) => call<ResolvedDto>('resolve', { path, keep }),
+  send: (device: string, paths: string[]) => call<TransferDto>('send', { device, paths }),
+  transfers: () => call<TransferDto[]>('transfers'),
+  deviceMute: (device: string, muted: boolean) => call<DeviceMuteDto>('device_mute', { device, muted }),
+  deviceAutoAccept: (device: string, on: boolean) => call<AutoAcceptDto>('device_auto_accept', { device, on }),
+  deviceAddAddress: (device: string, address: string) => call<DeviceDto>('device_add_address', { device, address }),
+  pickFiles: () => call<string[] | null>('pick_files'),
   ping: (device: string) => call<PingDto>('ping', { device }),
   notes: (device: string | null = null) => call<NoteDto[]>('notes', { device }),
   noteSend: (device: string, text: string) => call<NoteDto>('note_send', { device, text }),
@@ -79,6 +102,8 @@ export const api = {
   defaultFolder: () => call<string>('default_folder'),
   pickFolder: () => call<string | null>('pick_folder'),
   openPath: (path: string) => call<void>('open_path', { path }),
+  /** Shows a file selected in the file manager (never opens it). */
+  revealPath: (path: string) => call<void>('reveal_path', { path }),
   appPrefs: () => call<AppPrefs>('app_prefs'),
   saveAppPrefs: (req: AppPrefs) => call<AppPrefs>('save_app_prefs', { req }),
 };
@@ -91,4 +116,14 @@ export function onEvent(cb: (e: Event) => void): Promise<UnlistenFn> {
 /** The tray asks the window to show a view (e.g. Send note to > device). */
 export function onNavigate(cb: (to: { view: string; device?: string }) => void): Promise<UnlistenFn> {
   return listen<{ view: string; device?: string }>('ferry-navigate', (m) => cb(m.payload));
+}
+
+/** Files dragged over and dropped on the window: `over` while they hover, `drop` with paths. */
+export function onFileDrop(cb: (e: { type: 'over' | 'leave' } | { type: 'drop'; paths: string[] }) => void): Promise<UnlistenFn> {
+  return getCurrentWebview().onDragDropEvent((ev) => {
+    const p = ev.payload;
+    if (p.type === 'drop') cb({ type: 'drop', paths: p.paths });
+    else if (p.type === 'leave') cb({ type: 'leave' });
+    else cb({ type: 'over' });
+  });
 }

@@ -67,7 +67,15 @@ nearby: boolean,
 /**
  * Where mDNS says it is (address hints; trust still comes from its TLS identity).
  */
-nearby_addresses: Array<string>, };
+nearby_addresses: Array<string>, 
+/**
+ * Its notes are refused (`ferry device mute`).
+ */
+muted: boolean, 
+/**
+ * Files it sends are accepted without a prompt (`ferry device auto-accept`).
+ */
+auto_accept: boolean, };
 
 export type PendingDto = { id: number, 
 /**
@@ -90,7 +98,16 @@ deletes: number | null, };
 
 export type ShareDto = { id: string, label: string, path: string, mode: string, devices: Array<string>, paused: boolean, };
 
-export type VersionDto = { id: number, share: string, path: string, archived_at_ms: number, size: number, hash: string, modified_by: string, replaced_by: string, reason: string, 
+export type VersionDto = { 
+/**
+ * The archive time in nanoseconds: beyond the integers a JavaScript number holds exactly
+ * (2^53), so JavaScript clients use `id_text`.
+ */
+id: number, 
+/**
+ * `id` as decimal text (what the desktop UI reads and sends back to restore).
+ */
+id_text: string, share: string, path: string, archived_at_ms: number, size: number, hash: string, modified_by: string, replaced_by: string, reason: string, 
 /**
  * Absolute path of the archived copy.
  */
@@ -282,9 +299,10 @@ export type RestoreDto = {
  */
 path: string, 
 /**
- * A version id from `ferry versions`.
+ * A version id from `ferry versions`: a number, or its decimal text (`id_text`, for
+ * clients whose numbers cannot hold it exactly).
  */
-version: number | null, 
+version: number | string | null, 
 /**
  * RFC 3339, or an age like `10m`, `2h`, `3d`.
  */
@@ -397,13 +415,30 @@ listen: string, listening_on: string,
 /**
  * False until name and owner were saved once (first run).
  */
-configured: boolean, config_file: string, };
+configured: boolean, config_file: string, 
+/**
+ * mDNS discovery as saved (used from the next start) and as running now (an environment
+ * override such as `FERRY_MDNS=0` wins over the file).
+ */
+mdns: boolean, mdns_now: boolean, 
+/**
+ * Where received files land, as saved (absolute path) and as used now.
+ */
+inbox: string, inbox_now: string, };
 
 export type SettingsUpdateDto = { name: string, owner: string, 
 /**
  * IP:PORT; `None` keeps the current one.
  */
-listen: string | null, };
+listen: string | null, 
+/**
+ * mDNS discovery on or off (next start); `None` keeps it.
+ */
+mdns: boolean | null, 
+/**
+ * The inbox for received files, an absolute path (next start); `None` keeps it.
+ */
+inbox: string | null, };
 
 export type FirstRunDto = { name: string, owner: string, 
 /**

@@ -1,13 +1,15 @@
 // The window's live state: loaded through api.ts, refreshed when node events say something
 // changed (debounced), never polled in a tight loop.
 import { api, onEvent, toFerryError, type FerryError } from './api';
-import type { DeviceDto, Event, NoteDto, PendingDto, SettingsDto, ShareDto, StatusDto } from './bindings';
+import type { ConflictDto, DeviceDto, Event, NoteDto, PendingDto, SettingsDto, ShareDto, StatusDto, TransferDto } from './bindings';
 import { emptyActivity, reduce, type Activity } from './activity';
+import { applySendEvent } from './transfers';
 
 /** Events that change what the lists show (progress events only feed Activity). */
 const REFRESHING = new Set<Event['type']>([
   'device_connected', 'device_disconnected', 'prompt_added', 'prompt_resolved', 'paired', 'scan_finished',
   'applied', 'conflict', 'in_sync', 'error', 'note_received', 'note_state', 'sync_paused', 'lagged', 'index_received',
+  'send_offered', 'send_state', 'sync_summary',
 ]);
 const DEBOUNCE_MS = 250;
 /** RTTs and share progress move without events worth sending; a slow refresh keeps them fresh. */
@@ -20,6 +22,8 @@ export class FerryState {
   shares = $state<ShareDto[]>([]);
   notes = $state<NoteDto[]>([]);
   settings = $state<SettingsDto | null>(null);
+  transfers = $state<TransferDto[]>([]);
+  conflicts = $state<ConflictDto[]>([]);
   defaultFolder = $state('');
   activity = $state<Activity>(emptyActivity());
   loadError = $state<FerryError | null>(null);
@@ -34,9 +38,11 @@ export class FerryState {
 
   async refresh(): Promise<void> {
     try {
-      const [status, devices, pending, shares, notes, settings] = await Promise.all([
-        api.status(), api.devices(), api.pending(), api.shares(), api.notes(), api.settings(),
+      const [status, devices, pending, shares, notes, settings, transfers, conflicts] = await Promise.all([
+        api.status(), api.devices(), api.pending(), api.shares(), api.notes(), api.settings(), api.transfers(), api.conflicts(),
       ]);
+      this.transfers = transfers;
+      this.conflicts = conflicts;
       this.status = status;
       this.devices = devices;
       this.pending = pending;
@@ -58,6 +64,20 @@ export class FerryState {
     }, DEBOUNCE_MS);
   }
 
+  /**
+   * Sends files to a paired device: with `paths`, those (dropped on the window); without,
+   * the ones the user picks. Returns a sentence for the view, or null when the picker was
+   * cancelled. Errors are thrown as FerryError.
+   */
+  async sendFiles(device: string, paths: string[] | null = null): Promise<string | null> {
+    const chosen = paths ?? (await api.pickFiles());
+    if (!chosen || chosen.length === 0) return null;
+    const t = await api.send(device, chosen);
+    await this.refresh();
+    const n = t.files === 1 ? '1 file' : `${t.files} files`;
+    return `Offered ${n} to ${t.device_name}. Progress shows in Activity.`;
+  }
+
   /** Extra handlers (views that react to one event, e.g. pairing completing). */
   on(cb: (e: Event) => void): () => void {
     this.listeners.push(cb);
@@ -68,6 +88,7 @@ export class FerryState {
     this.defaultFolder = await api.defaultFolder().catch(() => '');
     await onEvent((e) => {
       this.activity = reduce(this.activity, e, Date.now(), this.shareName, this.deviceName);
+      this.transfers = applySendEvent(this.transfers, e, Date.now());
       if (e.type === 'paired' && this.inviteOnPair.has(e.device)) {
         this.inviteOnPair.delete(e.device);
         const def = this.shares.find((s) => s.path === this.defaultFolder);

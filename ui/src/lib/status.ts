@@ -6,7 +6,7 @@ export type Overall = 'up_to_date' | 'syncing' | 'attention' | 'paused';
 export function overall(s: StatusDto | null, pending: PendingDto[]): Overall {
   if (!s) return 'syncing';
   if (s.paused) return 'paused';
-  if (pending.length > 0 || s.shares.some((x) => x.state === 'error' || x.last_error)) return 'attention';
+  if (pending.length > 0 || s.shares.some((x) => x.state === 'error' || x.last_error || x.attention)) return 'attention';
   if (s.shares.some((x) => x.state === 'scanning' || x.state === 'syncing' || x.need > 0)) return 'syncing';
   return 'up_to_date';
 }
@@ -26,4 +26,13 @@ export function shareState(state: string, inSync: boolean, need: number): string
   if (need > 0) return `Syncing · ${need} to fetch`;
   if (state === 'stopped') return 'Stopped';
   return inSync ? 'Up to date' : 'Waiting for devices';
+}
+
+/**
+ * A share's attention note for the window: the node writes it for the CLI too, ending with the
+ * command that clears it; the window has a Dismiss button instead.
+ */
+export function attentionText(note: string): string {
+  const t = note.replace(/\s*\(`ferry [^`]*`[^)]*\)\s*$/, '').trim();
+  return t ? t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.') : '';
 }

@@ -1,0 +1,63 @@
+// Flow 8: a conflict. While the app is paused, the same synced file is edited in the app's
+// folder and on the daemon; after Resume, Activity lists the conflict with both sides and the
+// sync summary counts it. "Keep mine" settles it: the app's content wins on both computers and
+// the conflict copy disappears.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { click, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, text, waitFor } from './harness.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const copies = (dir) => readdirSync(dir).filter((n) => n.includes('.sync-conflict-'));
+
+test('a conflict shows in Activity and Keep mine settles it everywhere', async () => {
+  const app = await startApp();
+  const daemon = await startDaemon('Desk');
+  try {
+    const b = app.browser;
+    await firstRun(app);
+    await pair(app, daemon);
+    const dest = join(app.home, 'Projects');
+    const { folder } = await shareFromDaemon(app, daemon, dest);
+    writeFileSync(join(folder, 'todo.txt'), 'buy milk\n');
+    await waitFor('todo.txt in the app folder', () => readIf(join(dest, 'todo.txt')) === 'buy milk\n');
+
+    // Both sides edit while the app is paused.
+    await app.cli('pause');
+    await waitFor('paused', async () => (await app.cli('status')).paused);
+    writeFileSync(join(dest, 'todo.txt'), 'buy milk\nand bread (laptop)\n');
+    await sleep(1100);
+    writeFileSync(join(folder, 'todo.txt'), 'buy milk\nand eggs (desk)\n');
+    await sleep(1500);
+    await app.cli('resume');
+    const list = await waitFor('the conflict on the app', async () => {
+      const c = await app.cli('conflicts');
+      return c.length === 1 ? c : null;
+    });
+    assert.equal(list[0].path, 'todo.txt');
+
+    await click(b, 'nav-activity');
+    await el(b, 'conflict-row');
+    assert.match(await text(b, 'conflict-row'), /todo\.txt/);
+    await waitFor('the summary counting the conflict', async () => /1 conflict/.test(await text(b, 'sync-summary')));
+    await screenshot(b, '08-conflict');
+
+    await click(b, 'conflict-keep-local');
+    await el(b, 'activity-done');
+    assert.match(await text(b, 'activity-done'), /Settled todo\.txt/);
+    const mine = 'buy milk\nand bread (laptop)\n';
+    await waitFor('no conflicts left', async () => (await app.cli('conflicts')).length === 0);
+    await waitFor('the app keeps its content', () => readIf(join(dest, 'todo.txt')) === mine && copies(dest).length === 0);
+    await waitFor('the daemon gets it, without the copy', () => readIf(join(folder, 'todo.txt')) === mine && copies(folder).length === 0);
+    await waitFor('the conflict card gone', async () => (await b.$$('[data-testid="conflict-row"]')).length === 0);
+    assert.ok(existsSync(join(dest, 'todo.txt')));
+    await screenshot(b, '08-resolved');
+  } catch (e) {
+    await screenshot(app.browser, '08-failure').catch(() => {});
+    throw e;
+  } finally {
+    await app.stop();
+    await daemon.stop();
+  }
+});
