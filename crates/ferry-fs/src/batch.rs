@@ -2,9 +2,10 @@
 //!
 //! [`commit_temp`](crate::commit_temp) costs two synchronous flushes per file (the temp, then
 //! its directory). For thousands of small files that is most of the time, so
-//! [`commit_temps`] keeps the same guarantees with far fewer waits: every temp is fsynced
-//! first (from several threads at once, so the file system groups them into a few journal
-//! commits), only then renamed over its target, and each touched directory is fsynced once at
+//! [`commit_temps`] keeps the same guarantees with far fewer waits: every temp is made durable
+//! first (a big group with one `syncfs` per file system, a small one with an fsync per temp
+//! from several threads at once, so the file system groups them into a few journal commits),
+//! only then renamed over its target, and each touched directory is fsynced once at
 //! the end. A file is never visible at its final name before its content is durable, and the
 //! caller learns a file is committed only after its directory is durable too.
 //!
@@ -26,6 +27,11 @@ use crate::write::{TempFile, checked_path, fsync_dir, prepare_parent};
 /// Threads fsyncing temps at once. A handful is enough for the journal to batch their commits;
 /// more only adds threads on a small machine.
 const SYNC_THREADS: usize = 4;
+/// From this many files on, the temps are made durable with one `syncfs` per file system
+/// instead of one `fsync` each: a single journal commit and device flush for the whole group
+/// (it also flushes whatever else is dirty on that file system, which costs less than
+/// thousands of flushes once the group is this big).
+const SYNCFS_MIN: usize = 32;
 
 /// A filled temp file and where it goes.
 #[derive(Debug)]
@@ -49,8 +55,11 @@ pub fn commit_temps(root: &Path, items: Vec<PendingFile>, expect_absent: &[bool]
     let mut results: Vec<Result<(), FsError>> = (0..n).map(|_| Ok(())).collect();
     let mut slots: Vec<Option<PendingFile>> = items.into_iter().map(Some).collect();
 
-    // 1. Mode, times and content durable, on a few threads.
-    let prepared: Vec<Result<(), FsError>> = {
+    // 1. Mode, times and content durable: one syncfs per file system for a big group, else
+    //    one fsync per temp on a few threads.
+    let prepared: Vec<Result<(), FsError>> = if n >= SYNCFS_MIN {
+        prepare_and_syncfs(&slots)
+    } else {
         let per = n.div_ceil(SYNC_THREADS).max(1);
         std::thread::scope(|s| {
             let handles: Vec<_> = slots
@@ -96,6 +105,44 @@ pub fn commit_temps(root: &Path, items: Vec<PendingFile>, expect_absent: &[bool]
             let msg = e.to_string();
             for i in members {
                 results[i] = Err(FsError::io("fsync dir", &dir, io::Error::other(msg.clone())));
+            }
+        }
+    }
+    results
+}
+
+/// Mode and times on every temp, then one `syncfs` per file system the temps live on (a share
+/// may hold mount points). `syncfs` reports write-back errors of that file system since the
+/// temps were opened (Linux 5.8 and later), so a failed flush fails every temp on it.
+fn prepare_and_syncfs(slots: &[Option<PendingFile>]) -> Vec<Result<(), FsError>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut results = Vec::with_capacity(slots.len());
+    let mut by_dev: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, p) in slots.iter().enumerate() {
+        let p = p.as_ref().expect("all present");
+        let t = &p.temp;
+        let mode = if p.executable { 0o755 } else { 0o644 };
+        let r = (|| {
+            t.file.set_permissions(Permissions::from_mode(mode)).ctx("chmod", &t.path)?;
+            let ft = file_time(p.mtime_ns);
+            filetime::set_file_handle_times(&t.file, Some(ft), Some(ft)).ctx("set times", &t.path)?;
+            t.file.metadata().ctx("fstat", &t.path).map(|m| m.dev())
+        })();
+        match r {
+            Ok(dev) => {
+                by_dev.entry(dev).or_default().push(i);
+                results.push(Ok(()));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    for members in by_dev.values() {
+        let t = &slots[members[0]].as_ref().expect("present").temp;
+        if let Err(e) = rustix::fs::syncfs(&t.file) {
+            let msg = e.to_string();
+            for &i in members {
+                let path = &slots[i].as_ref().expect("present").temp.path;
+                results[i] = Err(FsError::io("syncfs", path, io::Error::other(msg.clone())));
             }
         }
     }
@@ -168,27 +215,39 @@ mod tests {
 
     #[test]
     fn commits_many_files_with_content_and_mtime() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let items: Vec<PendingFile> = (0..50)
-            .map(|i| {
-                pending(root, &format!("d{}/f{i}.txt", i % 3), format!("content {i}").as_bytes(), 1_000_000_000 * i)
-            })
-            .collect();
-        let res = commit_temps(root, items, &[true; 50]);
-        assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
-        for i in 0..50 {
-            let p = root.join(format!("d{}/f{i}.txt", i % 3));
-            assert_eq!(fs::read_to_string(&p).unwrap(), format!("content {i}"));
-            assert_eq!(fs::metadata(&p).unwrap().mtime(), i);
-        }
-        // No temp is left behind.
-        for d in 0..3 {
-            let names: Vec<String> = fs::read_dir(root.join(format!("d{d}")))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        // Below and above SYNCFS_MIN: fsync per temp, then one syncfs for the group.
+        for n in [5i64, 50] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            let items: Vec<PendingFile> = (0..n)
+                .map(|i| {
+                    let mut p = pending(
+                        root,
+                        &format!("d{}/f{i}.txt", i % 3),
+                        format!("content {i}").as_bytes(),
+                        1_000_000_000 * i,
+                    );
+                    p.executable = i % 2 == 1;
+                    p
+                })
                 .collect();
-            assert!(names.iter().all(|n| !n.starts_with(ferry_proto::TEMP_PREFIX)), "{names:?}");
+            let res = commit_temps(root, items, &vec![true; n as usize]);
+            assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
+            for i in 0..n {
+                let p = root.join(format!("d{}/f{i}.txt", i % 3));
+                assert_eq!(fs::read_to_string(&p).unwrap(), format!("content {i}"));
+                let meta = fs::metadata(&p).unwrap();
+                assert_eq!(meta.mtime(), i);
+                assert_eq!(meta.mode() & 0o777, if i % 2 == 1 { 0o755 } else { 0o644 }, "mode of {p:?}");
+            }
+            // No temp is left behind.
+            for d in 0..3 {
+                let names: Vec<String> = fs::read_dir(root.join(format!("d{d}")))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+                assert!(names.iter().all(|n| !n.starts_with(ferry_proto::TEMP_PREFIX)), "{names:?}");
+            }
         }
     }
 
