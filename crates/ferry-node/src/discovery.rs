@@ -169,6 +169,7 @@ impl Node {
                 s.put_device(&d)
             })
             .await?;
+        inner.dial_wake.notify_one();
         let sid = id.to_string();
         self.devices()
             .await?

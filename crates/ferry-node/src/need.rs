@@ -12,12 +12,11 @@ use ferry_proto::{FileRecord, ShareId};
 use ferry_store::{Store, StoreError};
 
 /// True when some record in `records` is newer than (or concurrent with) what this device has.
+/// (One read of the local index for the whole update.)
 pub(crate) fn any_needed(store: &Store, share: &ShareId, records: &[FileRecord]) -> Result<bool, StoreError> {
-    for r in records {
-        let local = store.local_file(share, &r.path)?;
-        if !matches!(decide(local.as_ref().map(|e| &e.record), r), Action::Nothing | Action::ConflictLocalWins) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let paths: Vec<_> = records.iter().map(|r| r.path.clone()).collect();
+    let locals = store.local_files_at(share, &paths)?;
+    Ok(records.iter().zip(&locals).any(|(r, local)| {
+        !matches!(decide(local.as_ref().map(|e| &e.record), r), Action::Nothing | Action::ConflictLocalWins)
+    }))
 }

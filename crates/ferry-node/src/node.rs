@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     /// The index-derived part of each share's status, with the store generation and the
     /// connected devices it was computed for (see `share::share_status`).
     pub status_cache: Mutex<HashMap<ShareId, crate::share::IndexStatus>>,
+    /// Wakes the dialer: a device disconnected, was paired or got an address, syncing resumed.
+    pub dial_wake: tokio::sync::Notify,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -284,6 +286,7 @@ impl Node {
             prompt_limits: Default::default(),
             summaries: Default::default(),
             status_cache: Default::default(),
+            dial_wake: tokio::sync::Notify::new(),
         });
         crate::discovery::start(&inner);
         // Pairing prompts belong to connections that died with the previous run.

@@ -40,6 +40,9 @@ impl Node {
             for h in inner.shares.lock().unwrap().values() {
                 h.request_full_scan();
             }
+            if !paused {
+                inner.dial_wake.notify_one();
+            }
             inner.emit(Event::SyncPaused { paused });
         }
         Ok(paused)

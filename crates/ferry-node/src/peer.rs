@@ -40,8 +40,9 @@ const DIAL_MIN: Duration = Duration::from_secs(1);
 const DIAL_MAX: Duration = Duration::from_secs(60);
 /// How long a connected device gets to answer a ping when discovery says it moved.
 const MOVED_PROBE: Duration = Duration::from_millis(1500);
-/// How often the dialer looks for paired devices that are not connected.
-const DIAL_TICK: Duration = Duration::from_millis(500);
+/// Longest the dialer sleeps when nothing is due (a safety net: every reason to dial sooner
+/// wakes it, see `Inner::dial_wake`).
+const DIAL_IDLE: Duration = Duration::from_secs(30);
 
 /// A paired device we are connected to.
 pub(crate) struct Peer {
@@ -284,7 +285,9 @@ async fn mark_paired(inner: &Arc<Inner>, id: DeviceId, name: &str, owner: &str, 
             remember_address(&mut d, addr);
             s.put_device(&d)
         })
-        .await
+        .await?;
+    inner.dial_wake.notify_one();
+    Ok(())
 }
 
 fn remember_address(d: &mut DeviceRecord, addr: SocketAddr) {
@@ -444,6 +447,7 @@ pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
         match peers.get(&id) {
             Some(p) if Arc::ptr_eq(p, &peer) => {
                 peers.remove(&id);
+                inner.dial_wake.notify_one();
                 true
             }
             _ => false,
@@ -847,17 +851,25 @@ pub(crate) async fn dial_loop(inner: Arc<Inner>) {
     let mut hints = inner.book.changes();
     // Addresses discovery last gave per device: a new one means "dial now", whatever the backoff.
     let mut last_hint: HashMap<DeviceId, Vec<SocketAddr>> = HashMap::new();
+    // Sleeps until the next backoff deadline of a device that is not connected, or until
+    // something wakes it (no ticking while every paired device is connected: idle CPU).
+    let mut next_due = Instant::now();
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(DIAL_TICK) => {}
+            _ = tokio::time::sleep_until(next_due.into()) => {}
+            _ = inner.dial_wake.notified() => {}
             r = hints.changed() => if r.is_err() { return },
         }
-        // Paused syncing: no new connections (see pause.rs).
+        next_due = Instant::now() + DIAL_IDLE;
+        // Paused syncing: no new connections (see pause.rs); resuming wakes the dialer.
         if inner.sync_paused() {
             continue;
         }
-        let Ok(devices) = inner.db(|s| s.devices()).await else { continue };
+        let Ok(devices) = inner.db(|s| s.devices()).await else {
+            next_due = Instant::now() + DIAL_MIN;
+            continue;
+        };
         let now = Instant::now();
         for d in devices.into_iter().filter(|d| d.paired) {
             let hinted = inner.book.addresses(&d.id);
@@ -885,16 +897,21 @@ pub(crate) async fn dial_loop(inner: Arc<Inner>) {
             }
             let entry = backoff.entry(d.id).or_insert((now, DIAL_MIN));
             if entry.0 > now {
+                next_due = next_due.min(entry.0);
                 continue;
             }
             {
                 let mut dialing = inner.dialing.lock().unwrap();
                 if !dialing.insert(d.id) {
+                    next_due = next_due.min(now + DIAL_MIN);
                     continue;
                 }
             }
             entry.0 = now + entry.1;
             entry.1 = (entry.1 * 2).min(DIAL_MAX);
+            // Look again at the next attempt's time (a dial that connects removes the device
+            // from the list above; one that fails is retried then).
+            next_due = next_due.min(entry.0);
             let i = inner.clone();
             inner.spawn(async move {
                 dial(&i, &d).await;
