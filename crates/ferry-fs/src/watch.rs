@@ -2,12 +2,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use ferry_proto::{FERRY_DIR, RelPath, TEMP_PREFIX};
 use notify::event::{AccessKind, AccessMode, EventKind};
-use notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::error::FsError;
 
@@ -20,9 +20,9 @@ pub enum WatchEvent {
     Rescan,
 }
 
-/// A running watcher; dropping it stops watching.
+/// A running watcher; dropping it stops watching (and ends its debounce thread).
 pub struct ShareWatcher {
-    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    _watcher: RecommendedWatcher,
     root: PathBuf,
 }
 
@@ -39,10 +39,17 @@ impl std::fmt::Debug for ShareWatcher {
     }
 }
 
-/// Watches `root` recursively (notify-debouncer-full, timeout `debounce`, tick `debounce / 4`)
-/// and calls `sink` from the debouncer's thread with deduplicated relative paths. Paths under
-/// `.ferry/`, temp files, the root itself and names that are not valid [`RelPath`]s are dropped;
-/// pure reads (open/close without writing) are ignored.
+/// A burst of events is delivered at the latest after this many debounce periods, even if the
+/// events keep coming (a long copy still shows progress).
+const MAX_HOLD: u32 = 20;
+
+/// Watches `root` recursively (notify) and calls `sink` from a debounce thread with
+/// deduplicated relative paths once events have been quiet for `debounce` (or a burst has been
+/// held for [`MAX_HOLD`] periods). The thread blocks while nothing happens: an idle share costs
+/// no wakeups (a ticking debouncer woke 80 times a second per share). Paths under `.ferry/`,
+/// temp files, the root itself and names that are not valid [`RelPath`]s are dropped; pure
+/// reads (open/close without writing) are ignored; a queue overflow or a watcher error asks for
+/// a full scan.
 pub fn watch(
     root: &Path,
     debounce: Duration,
@@ -50,43 +57,69 @@ pub fn watch(
 ) -> Result<ShareWatcher, FsError> {
     let root = root.to_path_buf();
     let canonical = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
-    let tick = (debounce / 4).max(Duration::from_millis(1)).min(debounce.max(Duration::from_millis(1)));
-    let debounce = debounce.max(tick);
-    let (r1, r2) = (root.clone(), canonical.clone());
-    let handler = move |res: DebounceEventResult| match res {
-        Ok(events) => {
-            let mut rescan = false;
-            let mut paths = BTreeSet::new();
-            for ev in &events {
-                if ev.event.need_rescan() {
-                    rescan = true;
-                }
-                if matches!(ev.event.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) {
-                    continue;
-                }
-                for p in &ev.event.paths {
-                    if let Some(rel) = relative(&r1, &r2, p) {
-                        paths.insert(rel);
+    let debounce = debounce.max(Duration::from_millis(1));
+    let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |res| {
+        let _ = tx.send(res);
+    })
+    .map_err(|source| FsError::Watch { path: root.clone(), source })?;
+    watcher.watch(&root, RecursiveMode::Recursive).map_err(|source| FsError::Watch { path: root.clone(), source })?;
+    let (r1, r2) = (root.clone(), canonical);
+    std::thread::Builder::new()
+        .name("ferry-watch".into())
+        .spawn(move || {
+            // Blocks until the first event of a burst; ends when the watcher is dropped.
+            while let Ok(first) = rx.recv() {
+                let mut rescan = false;
+                let mut paths = BTreeSet::new();
+                let mut take = |res: notify::Result<notify::Event>| match res {
+                    Ok(ev) => {
+                        if ev.need_rescan() {
+                            rescan = true;
+                        }
+                        if matches!(ev.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) {
+                            return;
+                        }
+                        for p in &ev.paths {
+                            if let Some(rel) = relative(&r1, &r2, p) {
+                                paths.insert(rel);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watcher error; asking for a full scan");
+                        rescan = true;
+                    }
+                };
+                take(first);
+                let deadline = Instant::now() + debounce * MAX_HOLD;
+                let mut closed = false;
+                loop {
+                    let wait = debounce.min(deadline.saturating_duration_since(Instant::now()));
+                    if wait.is_zero() {
+                        break;
+                    }
+                    match rx.recv_timeout(wait) {
+                        Ok(res) => take(res),
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
                     }
                 }
+                if rescan {
+                    sink(WatchEvent::Rescan);
+                } else if !paths.is_empty() {
+                    sink(WatchEvent::Paths(paths.into_iter().collect()));
+                }
+                if closed {
+                    break;
+                }
             }
-            if rescan {
-                sink(WatchEvent::Rescan);
-            } else if !paths.is_empty() {
-                sink(WatchEvent::Paths(paths.into_iter().collect()));
-            }
-        }
-        Err(errors) => {
-            for e in &errors {
-                tracing::warn!(error = %e, "watcher error; asking for a full scan");
-            }
-            sink(WatchEvent::Rescan);
-        }
-    };
-    let mut debouncer =
-        new_debouncer(debounce, Some(tick), handler).map_err(|source| FsError::Watch { path: root.clone(), source })?;
-    debouncer.watch(&root, RecursiveMode::Recursive).map_err(|source| FsError::Watch { path: root.clone(), source })?;
-    Ok(ShareWatcher { _debouncer: debouncer, root })
+        })
+        .map_err(|e| FsError::io("spawn watcher thread", &root, e))?;
+    Ok(ShareWatcher { _watcher: watcher, root })
 }
 
 /// `p` relative to the root (as given or canonical), if it is a path we sync.
