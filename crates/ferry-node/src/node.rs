@@ -69,7 +69,7 @@ pub(crate) struct Inner {
     /// The index-derived part of each share's status, with the store generation and the
     /// connected devices it was computed for (see `share::share_status`).
     pub status_cache: Mutex<HashMap<ShareId, crate::share::IndexStatus>>,
-    /// Wakes the dialer: a device disconnected, was paired or got an address, syncing resumed.
+    /// Wakes the dialer: a device disconnected or got an address, syncing resumed.
     pub dial_wake: tokio::sync::Notify,
 }
 

@@ -286,7 +286,9 @@ async fn mark_paired(inner: &Arc<Inner>, id: DeviceId, name: &str, owner: &str, 
             s.put_device(&d)
         })
         .await?;
-    inner.dial_wake.notify_one();
+    // No dialer wake here: both sides attach the pairing connection itself right after this,
+    // and a dial racing it would replace that connection mid-answer. If it later drops, the
+    // detach wakes the dialer.
     Ok(())
 }
 
