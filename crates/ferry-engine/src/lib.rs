@@ -112,11 +112,12 @@ pub fn apply_order(a: &FileRecord, b: &FileRecord) -> std::cmp::Ordering {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ferry_proto::{ChunkInfo, DeviceId, FileKind, Seq, VersionVector};
 
-    fn rec(path: &str, content: &[u8], v: VersionVector, by: DeviceId, mtime: i64) -> FileRecord {
+    /// A live file record with `content` (one chunk); shared with the other modules' tests.
+    pub(crate) fn rec(path: &str, content: &[u8], v: VersionVector, by: DeviceId, mtime: i64) -> FileRecord {
         FileRecord {
             path: RelPath::new(path).unwrap(),
             kind: FileKind::File,

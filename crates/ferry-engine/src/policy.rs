@@ -92,23 +92,7 @@ pub fn plan_override(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_proto::{ChunkInfo, FileKind, Seq};
-
-    fn rec(path: &str, content: &[u8], v: VersionVector, by: DeviceId, mtime: i64) -> FileRecord {
-        FileRecord {
-            path: RelPath::new(path).unwrap(),
-            kind: FileKind::File,
-            deleted: false,
-            size: content.len() as u64,
-            mtime_ns: mtime,
-            executable: false,
-            version: v,
-            seq: Seq(0),
-            hash: ChunkHash::of(content),
-            chunks: vec![ChunkInfo { hash: ChunkHash::of(content), len: content.len() as u32 }],
-            modified_by: by,
-        }
-    }
+    use crate::tests::rec;
 
     #[test]
     fn policies() {
