@@ -3,10 +3,9 @@
 // did; Resume (tray again) and it arrives.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FERRY, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, waitFor } from './harness.mjs';
+import { appEvents, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, waitFor } from './harness.mjs';
 import { clickTray, startPanel, trayItems } from './tray-dbus.mjs';
 
 test('pause from the tray holds a file until resume', async () => {
@@ -33,15 +32,10 @@ test('pause from the tray holds a file until resume', async () => {
     await waitFor('the tray offers Resume', async () => (await trayItems(panel)).items.some((i) => i.label === 'Resume syncing'));
 
     // Watch the app's events: the daemon's index for the new file arrives, the file does not.
-    events = spawn(FERRY, ['--home', app.ferryHome, '--json', 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let seen = '';
-    events.stdout.on('data', (d) => (seen += d));
-    // A note makes an event, which proves the stream is live before the file is created.
-    await daemon.cli('note', 'send', (await app.cli('id')).device_id, 'pausing');
-    await waitFor('the events stream', () => seen.includes('"note_received"'));
+    events = await appEvents(app, daemon, 'pausing');
+    const mark = events.mark();
     writeFileSync(join(folder, 'held.txt'), 'held until resume\n');
-    await waitFor('the index for held.txt reaching the app', () =>
-      seen.split('\n').some((l) => l.includes('"index_received"') && l.includes(share.id)));
+    await events.indexFrom(share.id, mark);
     assert.equal(existsSync(join(dest, 'held.txt')), false, 'held.txt must not arrive while paused');
     await screenshot(b, '05-paused');
 
@@ -50,7 +44,7 @@ test('pause from the tray holds a file until resume', async () => {
     await waitFor('up to date state', async () => !(await (await el(b, 'overall-state')).getText()).includes('Paused'));
     await screenshot(b, '05-resumed');
   } finally {
-    events?.kill();
+    events?.stop();
     await app.stop();
     await daemon.stop();
     panel.close();

@@ -4,11 +4,10 @@
 // the conflict copy disappears.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { click, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, text, waitFor } from './harness.mjs';
+import { appEvents, click, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, text, waitFor } from './harness.mjs';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const copies = (dir) => readdirSync(dir).filter((n) => n.includes('.sync-conflict-'));
 
 test('a conflict shows in Activity and Keep mine settles it everywhere', async () => {
@@ -19,17 +18,23 @@ test('a conflict shows in Activity and Keep mine settles it everywhere', async (
     await firstRun(app);
     await pair(app, daemon);
     const dest = join(app.home, 'Projects');
-    const { folder } = await shareFromDaemon(app, daemon, dest);
+    const { share, folder } = await shareFromDaemon(app, daemon, dest);
     writeFileSync(join(folder, 'todo.txt'), 'buy milk\n');
     await waitFor('todo.txt in the app folder', () => readIf(join(dest, 'todo.txt')) === 'buy milk\n');
 
     // Both sides edit while the app is paused.
     await app.cli('pause');
     await waitFor('paused', async () => (await app.cli('status')).paused);
+    const events = await appEvents(app, daemon, 'editing todo.txt');
+    const mark = events.mark();
+    // The laptop's edit is the older one (mtime a minute back), the desk's the newer.
     writeFileSync(join(dest, 'todo.txt'), 'buy milk\nand bread (laptop)\n');
-    await sleep(1100);
+    const older = new Date(Date.now() - 60_000);
+    utimesSync(join(dest, 'todo.txt'), older, older);
     writeFileSync(join(folder, 'todo.txt'), 'buy milk\nand eggs (desk)\n');
-    await sleep(1500);
+    // The desk's edit is indexed and known to the app before it resumes.
+    await events.indexFrom(share.id, mark);
+    events.stop();
     await app.cli('resume');
     const list = await waitFor('the conflict on the app', async () => {
       const c = await app.cli('conflicts');

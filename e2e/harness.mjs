@@ -228,6 +228,32 @@ export async function shareFromDaemon(app, daemon, dest, offered = null) {
   return { share, folder };
 }
 
+/**
+ * The app node's live event stream (`ferry --json events`), proven live by a note from the
+ * daemon (`note`) before it is returned. `indexFrom(share)` waits for the daemon's index of
+ * `share` reaching the app after the call that made it (events seen before `mark()` don't count).
+ */
+export async function appEvents(app, daemon, note) {
+  const proc = spawn(FERRY, ['--home', app.ferryHome, '--json', 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let lines = [];
+  let partial = '';
+  proc.stdout.on('data', (d) => {
+    const parts = (partial + d).split('\n');
+    partial = parts.pop();
+    lines.push(...parts);
+  });
+  const from = (i, pred) => lines.slice(i).some(pred);
+  await daemon.cli('note', 'send', (await app.cli('id')).device_id, note);
+  await waitFor('the events stream', () => from(0, (l) => l.includes('"note_received"')));
+  return {
+    mark: () => lines.length,
+    indexFrom: (share, mark) =>
+      waitFor(`the daemon's index of ${share} reaching the app`, () =>
+        from(mark, (l) => l.includes('"index_received"') && l.includes(share))),
+    stop: () => proc.kill(),
+  };
+}
+
 export function readIf(path) {
   return existsSync(path) ? readFileSync(path, 'utf8') : null;
 }
