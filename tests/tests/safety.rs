@@ -16,7 +16,8 @@ use ferry_net::{Endpoint, Identity, PeerConn, read_frame, write_frame};
 use ferry_node::Event;
 use ferry_node::api::{AcceptDto, InviteDto, ShareAddDto};
 use ferry_proto::wire::{
-    self, BlockRef, BlockReply, ErrorCode, Hello, MAX_BATCH_BLOCKS, Message, PROTOCOL_VERSION, ShareAnnounce,
+    self, BlockRef, BlockReply, ChunksFrom, ErrorCode, Hello, MAX_BATCH_BLOCKS, Message, PROTOCOL_VERSION,
+    ShareAnnounce,
 };
 use ferry_proto::{ChunkHash, ChunkInfo, DeviceId, FileKind, FileRecord, RelPath, Seq, ShareId, VersionVector};
 
@@ -35,6 +36,14 @@ struct Rogue {
     block_requests: Arc<Mutex<Vec<String>>>,
     /// Paths of every record the node sent us in its index.
     index_seen: Arc<Mutex<Vec<String>>>,
+    /// Every record the node sent us with its chunk list, and the paths of those it sent
+    /// without (a reference in an `IndexUpdateCompact`).
+    index_whole: Arc<Mutex<Vec<FileRecord>>>,
+    index_by_ref: Arc<Mutex<Vec<String>>>,
+    /// Answer compact updates with "not found" (the node must send them again whole), and
+    /// how many were answered so.
+    refuse_compact: Arc<std::sync::atomic::AtomicBool>,
+    compact_refused: Arc<std::sync::atomic::AtomicUsize>,
     seq: std::sync::atomic::AtomicU64,
 }
 
@@ -48,6 +57,10 @@ impl Rogue {
             blocks: Default::default(),
             block_requests: Default::default(),
             index_seen: Default::default(),
+            index_whole: Default::default(),
+            index_by_ref: Default::default(),
+            refuse_compact: Default::default(),
+            compact_refused: Default::default(),
             seq: 1.into(),
         }
     }
@@ -82,16 +95,35 @@ impl Rogue {
         let blocks = self.blocks.clone();
         let asked = self.block_requests.clone();
         let seen = self.index_seen.clone();
+        let (whole, by_ref) = (self.index_whole.clone(), self.index_by_ref.clone());
+        let (refuse, refused) = (self.refuse_compact.clone(), self.compact_refused.clone());
         tokio::spawn(async move {
             while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                 let (blocks, asked, seen) = (blocks.clone(), asked.clone(), seen.clone());
+                let (whole, by_ref) = (whole.clone(), by_ref.clone());
+                let (refuse, refused) = (refuse.clone(), refused.clone());
                 tokio::spawn(async move {
                     let Ok(msg) = read_frame(&mut recv).await else { return };
                     let reply = match msg {
                         Message::ClusterConfig { .. } => Message::Ack,
                         Message::IndexUpdate { records, .. } => {
                             seen.lock().unwrap().extend(records.iter().map(|r| r.path.to_string()));
+                            whole.lock().unwrap().extend(records);
                             Message::Ack
+                        }
+                        Message::IndexUpdateCompact { records, chunks_from, .. } => {
+                            if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                Message::Error { code: ErrorCode::NotFound, message: "not here".into() }
+                            } else {
+                                seen.lock().unwrap().extend(records.iter().map(|r| r.path.to_string()));
+                                let refs: Vec<usize> = chunks_from.iter().map(|c| c.record as usize).collect();
+                                let (r, w): (Vec<_>, Vec<_>) =
+                                    records.into_iter().enumerate().partition(|(i, _)| refs.contains(i));
+                                by_ref.lock().unwrap().extend(r.into_iter().map(|(_, r)| r.path.to_string()));
+                                whole.lock().unwrap().extend(w.into_iter().map(|(_, r)| r));
+                                Message::Ack
+                            }
                         }
                         Message::BlockRequest { path, .. } => {
                             asked.lock().unwrap().push(path.to_string());
@@ -806,4 +838,109 @@ async fn receive_only_and_send_only_modes() {
 
     a.node.shutdown().await;
     b.node.shutdown().await;
+}
+
+/// Index updates that leave chunk lists out (`IndexUpdateCompact`): a reference to content the
+/// node holds is rebuilt from it (the file appears without a block fetched), a reference to
+/// content it does not hold is answered "not found" with nothing stored, a malformed one is
+/// refused; the node's own updates to us leave out what we hold, and go whole when we say we
+/// do not hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compact_index_references_are_checked_and_fall_back_whole() {
+    let n = TestNode::start("node").await;
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("share");
+    fs::create_dir_all(&root).unwrap();
+    let rogue = Rogue::new();
+    let conn = rogue.pair_with(&n).await;
+    let share = add_share(&n, &root, None).await;
+    n.node.share_invite(InviteDto { share: share.to_string(), device: rogue.id_str() }).await.expect("invite");
+    let ann = ShareAnnounce { share, label: "s".into(), my_epoch: EPOCH, your_epoch: 0, your_seq: 0 };
+    assert_eq!(conn.request(&Message::ClusterConfig { shares: vec![ann] }, WAIT).await.unwrap(), Message::Ack);
+
+    // A big file on the node (at least 12 chunks: chunks are at most 1 MiB), sent to us whole.
+    let big = random_bytes(4242, 12 << 20);
+    fs::write(root.join("big.bin"), &big).unwrap();
+    let theirs = wait_some(&[&n], "big.bin in the node's index", || async {
+        rogue.index_whole.lock().unwrap().iter().find(|r| r.path.as_str() == "big.bin").cloned()
+    })
+    .await;
+    assert!(theirs.chunks.len() >= 12, "{} chunks", theirs.chunks.len());
+    assert_eq!(theirs.hash, ChunkHash::of(&big));
+    let same =
+        |record: u32| ChunksFrom::between(record, theirs.path.clone(), theirs.hash, &theirs.chunks, &theirs.chunks);
+    let bare = |path: &str| {
+        let mut r = rogue.record(path, FileKind::File, big.len() as u64, theirs.hash, vec![]);
+        r.mtime_ns = MTIME;
+        r
+    };
+    let compact = |records: Vec<FileRecord>, chunks_from: Vec<ChunksFrom>| Message::IndexUpdateCompact {
+        share,
+        epoch: EPOCH,
+        records,
+        chunks_from,
+    };
+
+    // 1. A copy by reference: built from the node's own big.bin, no block asked of us.
+    assert_eq!(conn.request(&compact(vec![bare("copy.bin")], vec![same(0)]), WAIT).await.unwrap(), Message::Ack);
+    wait_for(&[&n], "copy.bin on the node", || async {
+        fs::metadata(root.join("copy.bin")).is_ok_and(|m| m.len() == big.len() as u64)
+            && fs::read(root.join("copy.bin")).unwrap() == big
+    })
+    .await;
+    assert!(!rogue.asked_for("copy.bin"), "the node fetched content it holds");
+    // Its echo to us leaves the list out: we hold it (we just sent copy.bin).
+    wait_for(&[&n], "copy.bin's echo by reference", || async {
+        rogue.index_by_ref.lock().unwrap().iter().any(|p| p == "copy.bin")
+    })
+    .await;
+
+    // 2. A reference to content the node does not hold: "not found", nothing stored.
+    let ghost = ChunksFrom { base_hash: ChunkHash::of(b"never seen"), ..same(0) };
+    match conn.request(&compact(vec![bare("ghost.bin")], vec![ghost]), WAIT).await.unwrap() {
+        Message::Error { code: ErrorCode::NotFound, .. } => {}
+        other => panic!("unresolvable reference answered with {other:?}"),
+    }
+    // 3. Malformed: keeps more chunks than the base has; a reference to a tombstone; out of range.
+    let over = ChunksFrom { suffix: 1, ..same(0) };
+    let mut dead = bare("dead.bin");
+    dead.deleted = true;
+    for (records, chunks_from) in [
+        (vec![bare("over.bin")], vec![over]),
+        (vec![dead], vec![same(0)]),
+        (vec![bare("range.bin")], vec![same(1)]),
+        (vec![bare("twice.bin")], vec![same(0), same(0)]),
+    ] {
+        match conn.request(&compact(records, chunks_from), WAIT).await.unwrap() {
+            Message::Error { code: ErrorCode::BadRequest, .. } => {}
+            other => panic!("malformed reference answered with {other:?}"),
+        }
+    }
+    // Later than all of that, a legit file arrives; none of the refused ones ever do.
+    rogue.serve_block("after.txt", b"after");
+    assert_eq!(send_index(&conn, share, vec![rogue.file("after.txt", b"after")]).await, Message::Ack);
+    wait_for(&[&n], "after.txt on the node", || async { root.join("after.txt").exists() }).await;
+    for p in ["ghost.bin", "over.bin", "dead.bin", "range.bin", "twice.bin"] {
+        assert!(fs::symlink_metadata(root.join(p)).is_err(), "{p} was written");
+        assert!(!rogue.asked_for(p), "the node fetched blocks for the refused {p}");
+    }
+
+    // 4. We tell the node we hold big.bin too (its own record: nothing for it to do). It renames
+    // big.bin and names our copy in its update; we say we do not hold it, so it sends the same
+    // records again, whole.
+    let mut ours = theirs.clone();
+    ours.seq = Seq(rogue.next_seq());
+    assert_eq!(send_index(&conn, share, vec![ours]).await, Message::Ack);
+    rogue.refuse_compact.store(true, std::sync::atomic::Ordering::SeqCst);
+    fs::rename(root.join("big.bin"), root.join("moved.bin")).unwrap();
+    let moved = wait_some(&[&n], "moved.bin sent whole", || async {
+        rogue.index_whole.lock().unwrap().iter().find(|r| r.path.as_str() == "moved.bin").cloned()
+    })
+    .await;
+    assert_eq!((moved.hash, moved.chunks.clone()), (theirs.hash, theirs.chunks.clone()));
+    assert!(!rogue.index_by_ref.lock().unwrap().iter().any(|p| p == "moved.bin"));
+    assert!(rogue.compact_refused.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the node never tried a reference");
+    assert_eq!(fs::read(root.join("moved.bin")).unwrap(), big);
+
+    n.node.shutdown().await;
 }

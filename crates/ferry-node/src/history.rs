@@ -151,6 +151,7 @@ fn version_file(root: &Path, archive_path: &str) -> Result<PathBuf, String> {
 }
 
 /// Archives whatever file is at `rel` now (a version of `record_as`), returning its record.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn archive_as(
     root: &Path,
     share: ShareId,

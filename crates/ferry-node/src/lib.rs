@@ -13,6 +13,7 @@ pub mod api;
 mod bindings;
 mod block_cache;
 pub mod client;
+mod compact;
 pub mod config;
 mod conflicts;
 mod control;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ferry_net::{NetError, PeerConn, read_frame, write_frame};
 use ferry_proto::wire::{
-    BlockRef, BlockReply, ErrorCode as WireError, Hello, MAX_BLOCK, MAX_NAME, Message, ShareAnnounce,
+    BlockRef, BlockReply, ChunksFrom, ErrorCode as WireError, Hello, MAX_BLOCK, MAX_NAME, Message, ShareAnnounce,
 };
 use ferry_proto::{ChunkHash, DeviceId, FileRecord, RelPath, Seq, ShareId};
 use ferry_store::{DeviceRecord, PromptKind, PromptRecord};
@@ -135,6 +135,7 @@ fn msg_name(m: &Message) -> &'static str {
         Message::PairResponse { .. } => "PairResponse",
         Message::ClusterConfig { .. } => "ClusterConfig",
         Message::IndexUpdate { .. } => "IndexUpdate",
+        Message::IndexUpdateCompact { .. } => "IndexUpdateCompact",
         Message::Ack => "Ack",
         Message::BlockRequest { .. } => "BlockRequest",
         Message::Block { .. } => "Block",
@@ -505,7 +506,10 @@ async fn serve_request(
             on_cluster_config(inner, peer, shares).await;
             Message::Ack
         }
-        Message::IndexUpdate { share, epoch, records } => on_index(inner, peer, share, epoch, records).await,
+        Message::IndexUpdate { share, epoch, records } => on_index(inner, peer, share, epoch, records, vec![]).await,
+        Message::IndexUpdateCompact { share, epoch, records, chunks_from } => {
+            on_index(inner, peer, share, epoch, records, chunks_from).await
+        }
         Message::BlockRequest { share, path, offset, len, hash } => {
             serve_block(inner, peer, share, path, offset, len, hash).await
         }
@@ -627,13 +631,31 @@ async fn on_index(
     peer: &Arc<Peer>,
     share: ShareId,
     epoch: u64,
-    records: Vec<FileRecord>,
+    mut records: Vec<FileRecord>,
+    chunks_from: Vec<ChunksFrom>,
 ) -> Message {
     let Ok(Some(rec)) = inner.db(move |s| s.share(&share)).await else {
         return wire_err(WireError::NotFound, "no such share");
     };
     if !rec.devices.contains(&peer.id) {
         return wire_err(WireError::Refused, "not a member of this share");
+    }
+    if !chunks_from.is_empty() {
+        // Rebuild the chunk lists left out from what this device holds, before storing anything.
+        let pid = peer.id;
+        let paths: Vec<RelPath> = chunks_from.iter().map(|c| c.base_path.clone()).collect();
+        let bases = match inner.db(move |s| s.local_and_remote_at(&share, &pid, &paths)).await {
+            Ok(b) => b,
+            Err(e) => return wire_err(WireError::Internal, e.message),
+        };
+        match crate::compact::resolve(&mut records, &chunks_from, &bases) {
+            Ok(()) => {}
+            Err(crate::compact::Unresolved::Missing(m)) => return wire_err(WireError::NotFound, m),
+            Err(crate::compact::Unresolved::Malformed(m)) => {
+                tracing::warn!(peer = %peer.id.short(), share = %share, "refused index update: {m}");
+                return wire_err(WireError::BadRequest, m);
+            }
+        }
     }
     let total = records.len();
     let good: Vec<FileRecord> = records
@@ -752,6 +774,8 @@ async fn index_sender(
     mut after: u64,
     mut seq_rx: watch::Receiver<u64>,
 ) {
+    // Set when the peer could not resolve a compact update: the next one goes whole.
+    let mut whole = false;
     loop {
         // Mark the current sequence seen before reading, so a commit after the read still
         // wakes the wait below.
@@ -783,10 +807,22 @@ async fn index_sender(
         }
         let last = batch.last().map(|r| r.seq.0).unwrap_or(after);
         let n = batch.len();
-        match peer.conn.request(&Message::IndexUpdate { share, epoch, records: batch }, REQUEST_TIMEOUT).await {
+        let msg = if whole {
+            Message::IndexUpdate { share, epoch, records: batch }
+        } else {
+            compact(&inner, &peer, share, epoch, batch).await
+        };
+        let compacted = matches!(msg, Message::IndexUpdateCompact { .. });
+        match peer.conn.request(&msg, REQUEST_TIMEOUT).await {
             Ok(Message::Ack) => {
                 after = last;
+                whole = false;
                 inner.emit(Event::IndexSent { share: share.to_string(), device: peer.id.to_string(), records: n });
+            }
+            Ok(Message::Error { code: WireError::NotFound, message }) if compacted => {
+                // The peer no longer holds content a reference named: the same records again, whole.
+                tracing::debug!(peer = %peer.id.short(), %share, "sending index whole: {message}");
+                whole = true;
             }
             Ok(Message::Error { message, .. }) => {
                 tracing::info!(peer = %peer.id.short(), %share, "peer refused index: {message}");
@@ -802,6 +838,34 @@ async fn index_sender(
             }
         }
     }
+}
+
+/// The index update for `batch`: compact (see [`crate::compact`]) when the peer holds all or
+/// most of a big file's chunks, plain otherwise (and whenever the lookup fails).
+async fn compact(inner: &Arc<Inner>, peer: &Arc<Peer>, share: ShareId, epoch: u64, batch: Vec<FileRecord>) -> Message {
+    let paths = crate::compact::candidate_paths(&batch);
+    if paths.is_empty() {
+        return Message::IndexUpdate { share, epoch, records: batch };
+    }
+    let pid = peer.id;
+    let looked_up = inner
+        .db(move |s| {
+            let found = s.remote_files_at(&share, &pid, &paths)?;
+            Ok(paths.into_iter().zip(found).collect::<Vec<_>>())
+        })
+        .await;
+    let Ok(theirs) = looked_up else {
+        return Message::IndexUpdate { share, epoch, records: batch };
+    };
+    let chunks_from = crate::compact::references(&batch, &theirs);
+    if chunks_from.is_empty() {
+        return Message::IndexUpdate { share, epoch, records: batch };
+    }
+    let mut records = batch;
+    for c in &chunks_from {
+        records[c.record as usize].chunks = Vec::new();
+    }
+    Message::IndexUpdateCompact { share, epoch, records, chunks_from }
 }
 
 async fn cluster_config_for(inner: &Arc<Inner>, peer: DeviceId) -> Message {

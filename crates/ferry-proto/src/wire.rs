@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ChunkHash, ChunkInfo, DeviceId, FileRecord, NoteId, RelPath, ShareId, TransferId};
 
-/// Bumped on any incompatible change to [`Message`].
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any incompatible change to [`Message`]. v2: `BlocksRequest`/`Blocks` and
+/// `IndexUpdateCompact`, which a v1 device would not decode (it would drop the connection).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Negotiated in TLS; a peer that does not speak it fails the handshake.
 pub const ALPN: &[u8] = b"ferry/1";
 /// Largest frame accepted: a block (1 MiB at most, see the chunker) or an index batch,
@@ -148,6 +149,83 @@ pub enum Message {
     Blocks {
         blocks: Vec<BlockReply>,
     },
+    /// An [`Message::IndexUpdate`] in which some file records come without their chunk list:
+    /// for each entry of `chunks_from`, the receiver rebuilds it from content it already holds
+    /// (see [`ChunksFrom`]). Big files' chunk lists are most of an index's bytes (a 1 GiB file
+    /// has ~4,000 chunks, ~150 KiB), and after a rename, an edit or the echo of an applied
+    /// record the receiver already has all or most of them. Answered by `Ack`, or by an `Error`
+    /// with [`ErrorCode::NotFound`] (nothing stored) if a reference does not resolve, in which
+    /// case the sender sends the same records again as a plain `IndexUpdate`.
+    IndexUpdateCompact {
+        share: ShareId,
+        epoch: u64,
+        records: Vec<FileRecord>,
+        chunks_from: Vec<ChunksFrom>,
+    },
+}
+
+/// Where the receiver of an [`Message::IndexUpdateCompact`] finds the chunk list of
+/// `records[record]` (sent with an empty one): take the chunk list of content the receiver
+/// holds at `base_path` with whole-file hash `base_hash` and `base_chunks` chunks (its own
+/// index, or the sender's record it stored before this message, or an earlier record of the
+/// same message), keep its first `prefix` and last `suffix` chunks and put `middle` between them.
+/// An unchanged file (a rename, an echo) is `prefix = base_chunks`, `suffix = 0`, no middle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunksFrom {
+    pub record: u32,
+    pub base_path: RelPath,
+    pub base_hash: ChunkHash,
+    pub base_chunks: u32,
+    pub prefix: u32,
+    pub suffix: u32,
+    pub middle: Vec<ChunkInfo>,
+}
+
+impl ChunksFrom {
+    /// The shortest description of `new` as an edit of `base`: the longest common prefix and
+    /// then the longest common suffix of what is left.
+    pub fn between(
+        record: u32,
+        base_path: RelPath,
+        base_hash: ChunkHash,
+        base: &[ChunkInfo],
+        new: &[ChunkInfo],
+    ) -> Self {
+        let prefix = base.iter().zip(new).take_while(|(a, b)| a == b).count();
+        let suffix = base[prefix..].iter().rev().zip(new[prefix..].iter().rev()).take_while(|(a, b)| a == b).count();
+        ChunksFrom {
+            record,
+            base_path,
+            base_hash,
+            base_chunks: base.len() as u32,
+            prefix: prefix as u32,
+            suffix: suffix as u32,
+            middle: new[prefix..new.len() - suffix].to_vec(),
+        }
+    }
+
+    /// Chunks of `new` this reference saves sending.
+    pub fn saved(&self) -> u32 {
+        self.prefix + self.suffix
+    }
+
+    /// The chunk list this reference describes, given the base's; an error if `base` is not the
+    /// list it was made from (length) or the numbers do not fit it.
+    pub fn apply(&self, base: &[ChunkInfo]) -> Result<Vec<ChunkInfo>, String> {
+        let n = base.len();
+        if n != self.base_chunks as usize {
+            return Err(format!("{}: base has {n} chunks, the reference says {}", self.base_path, self.base_chunks));
+        }
+        let (p, s) = (self.prefix as usize, self.suffix as usize);
+        if p.checked_add(s).is_none_or(|k| k > n) {
+            return Err(format!("{}: keeps {p} + {s} of {n} chunks", self.base_path));
+        }
+        let mut out = Vec::with_capacity(p + self.middle.len() + s);
+        out.extend_from_slice(&base[..p]);
+        out.extend_from_slice(&self.middle);
+        out.extend_from_slice(&base[n - s..]);
+        Ok(out)
+    }
 }
 
 /// Most blocks in one [`Message::BlocksRequest`].
@@ -409,6 +487,46 @@ mod tests {
         // The largest answer a batch can bring fits in a frame.
         let full = Message::Blocks { blocks: vec![BlockReply::Data(vec![0; MAX_BATCH_BYTES as usize])] };
         assert!(encode(&full).is_ok());
+    }
+
+    #[test]
+    fn chunk_references_describe_edits_and_check_their_base() {
+        let c = |i: u8, len: u32| ChunkInfo { hash: ChunkHash([i; 32]), len };
+        let base: Vec<ChunkInfo> = (0..10).map(|i| c(i, 100)).collect();
+        let p = RelPath::new("big.bin").unwrap();
+        let h = ChunkHash::of(b"base");
+        // Unchanged (a rename or an echo): everything kept, nothing sent.
+        let same = ChunksFrom::between(0, p.clone(), h, &base, &base);
+        assert_eq!((same.prefix, same.suffix, same.middle.len(), same.saved()), (10, 0, 0, 10));
+        assert_eq!(same.apply(&base).unwrap(), base);
+        // One chunk replaced in the middle.
+        let mut mid = base.clone();
+        mid[5] = c(50, 120);
+        let r = ChunksFrom::between(1, p.clone(), h, &base, &mid);
+        assert_eq!((r.prefix, r.suffix, r.middle.clone()), (5, 4, vec![c(50, 120)]));
+        assert_eq!(r.apply(&base).unwrap(), mid);
+        // An insert at the start: the first chunk changes, one more appears.
+        let mut ins = vec![c(60, 30), c(61, 71)];
+        ins.extend_from_slice(&base[1..]);
+        let r = ChunksFrom::between(2, p.clone(), h, &base, &ins);
+        assert_eq!((r.prefix, r.suffix, r.middle.len()), (0, 9, 2));
+        assert_eq!(r.apply(&base).unwrap(), ins);
+        // Truncated and grown files.
+        for new in [base[..4].to_vec(), [base.clone(), vec![c(70, 5)]].concat(), vec![]] {
+            assert_eq!(ChunksFrom::between(0, p.clone(), h, &base, &new).apply(&base).unwrap(), new);
+        }
+        // A base of another length, or numbers that do not fit, are refused.
+        assert!(r.apply(&base[1..]).is_err());
+        let over = ChunksFrom { prefix: 6, suffix: 5, ..same.clone() };
+        assert!(over.apply(&base).is_err());
+        let wrap = ChunksFrom { prefix: u32::MAX, suffix: 2, ..same.clone() };
+        assert!(wrap.apply(&base).is_err());
+        // The message round-trips.
+        let mut msg = sample();
+        if let Message::IndexUpdate { share, epoch, records } = msg {
+            msg = Message::IndexUpdateCompact { share, epoch, records, chunks_from: vec![r] };
+        }
+        assert_eq!(decode(&encode(&msg).unwrap()[4..]).unwrap(), msg);
     }
 
     #[test]

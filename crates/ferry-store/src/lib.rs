@@ -369,6 +369,41 @@ impl Store {
         self.read(|txn| get(&txn.open_table(REMOTE)?, &schema::remote_key(share, device, path), "remote record"))
     }
 
+    /// `device`'s records of `share` at `paths` (None where there is none), in order, in one read.
+    pub fn remote_files_at(
+        &self,
+        share: &ShareId,
+        device: &DeviceId,
+        paths: &[RelPath],
+    ) -> Result<Vec<Option<FileRecord>>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(REMOTE)?;
+            paths.iter().map(|p| get(&table, &schema::remote_key(share, device, p), "remote record")).collect()
+        })
+    }
+
+    /// For each of `paths`: this device's record there and `device`'s, in one read.
+    #[allow(clippy::type_complexity)]
+    pub fn local_and_remote_at(
+        &self,
+        share: &ShareId,
+        device: &DeviceId,
+        paths: &[RelPath],
+    ) -> Result<Vec<(Option<FileRecord>, Option<FileRecord>)>, StoreError> {
+        self.read(|txn| {
+            let local = txn.open_table(LOCAL)?;
+            let remote = txn.open_table(REMOTE)?;
+            paths
+                .iter()
+                .map(|p| {
+                    let mine: Option<LocalEntry> = get(&local, &schema::local_key(share, p), "local entry")?;
+                    let theirs = get(&remote, &schema::remote_key(share, device, p), "remote record")?;
+                    Ok((mine.map(|e| e.record), theirs))
+                })
+                .collect()
+        })
+    }
+
     /// Drops `device`'s records and state for `share`.
     pub fn clear_remote(&self, share: &ShareId, device: &DeviceId) -> Result<(), StoreError> {
         let state_key = schema::remote_state_key(share, device);

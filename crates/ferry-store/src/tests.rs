@@ -274,6 +274,17 @@ fn put_remote_tracks_epochs() {
     assert_eq!(store.remote_files(&S1, &PEER2).unwrap(), vec![rec("x", 1)]);
     assert_eq!(store.remote_state(&S1, &PEER2).unwrap(), RemoteState { epoch: 20, max_seq: 1 });
 
+    // Many paths in one read, local and remote side by side.
+    assert_eq!(store.remote_files_at(&S1, &PEER, &[p("x"), p("n")]).unwrap(), vec![None, Some(rec("n", 1))]);
+    store.put_share(&share(S1)).unwrap();
+    store.commit_local(&S1, &[update("n"), update("m")], &[]).unwrap();
+    let both = store.local_and_remote_at(&S1, &PEER, &[p("n"), p("m"), p("q")]).unwrap();
+    let seen: Vec<(Option<String>, Option<String>)> = both
+        .iter()
+        .map(|(l, r)| (l.as_ref().map(|l| l.path.to_string()), r.as_ref().map(|r| r.path.to_string())))
+        .collect();
+    assert_eq!(seen, [(Some("n".into()), Some("n".into())), (Some("m".into()), None), (None, None)]);
+
     store.clear_remote(&S1, &PEER).unwrap();
     assert!(store.remote_files(&S1, &PEER).unwrap().is_empty());
     assert_eq!(store.remote_state(&S1, &PEER).unwrap(), RemoteState::default());
