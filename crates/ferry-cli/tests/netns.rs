@@ -384,7 +384,7 @@ fn python_zeroconf_and_ferry_see_each_other() {
     assert!(!v.is_null(), "python-zeroconf did not resolve Ferry's service");
     assert_eq!(v["txt"]["id"], id1.as_str(), "{v}");
     assert_eq!(v["txt"]["name"], "ferry-one", "{v}");
-    assert_eq!(v["txt"]["proto"], "1", "{v}");
+    assert_eq!(v["txt"]["proto"], ferry_proto::PROTOCOL_VERSION.to_string().as_str(), "{v}");
     assert_eq!(v["port"], PORT, "{v}");
     assert!(v["addresses"].as_array().unwrap().iter().any(|a| *a == net.hosts[0].ip.to_string()), "{v}");
 }
