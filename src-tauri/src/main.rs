@@ -129,6 +129,7 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
 }
 
 fn main() {
+    ferry_node::one_malloc_arena();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "info,tao=warn".into()),

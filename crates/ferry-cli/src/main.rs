@@ -247,6 +247,7 @@ enum ShareCmd {
 }
 
 fn main() -> ExitCode {
+    ferry_node::one_malloc_arena();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
