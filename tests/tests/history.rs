@@ -585,3 +585,33 @@ async fn full_rescan_rehashes_what_size_and_mtime_hide() {
     wait_for(&[&a], "the full rescan finds the change", || async { summary().await.local_changes == 1 }).await;
     a.node.shutdown().await;
 }
+
+/// Files that arrived from a peer (new files, applied in groups, and renamed files) are
+/// versioned like local ones when they are then edited or deleted on this device: the received
+/// content is kept as a version before the local change replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn received_files_keep_versions_of_local_edits() {
+    let (a, b, da, db) = two_nodes().await;
+    let share = share(&a, da.path(), &b, db.path(), None).await;
+    for i in 0..40 {
+        fs::write(da.path().join(format!("r{i}.txt")), format!("received {i}")).unwrap();
+    }
+    fs::write(da.path().join("before-move.txt"), b"moved content").unwrap();
+    synced(&a, &b, da.path(), db.path(), &share, "files on b").await;
+    fs::rename(da.path().join("before-move.txt"), da.path().join("after-move.txt")).unwrap();
+    synced(&a, &b, da.path(), db.path(), &share, "rename on b").await;
+
+    // Edited on B like an editor saves (rename over), one deleted on B.
+    save(&db.path().join("r3.txt"), b"edited on beta");
+    save(&db.path().join("after-move.txt"), b"moved, then edited");
+    fs::remove_file(db.path().join("r7.txt")).unwrap();
+    synced(&a, &b, da.path(), db.path(), &share, "b's edits on a").await;
+    assert_eq!(version_contents(&b, &db.path().join("r3.txt")).await, vec![b"received 3".to_vec()]);
+    assert_eq!(version_contents(&b, &db.path().join("after-move.txt")).await, vec![b"moved content".to_vec()]);
+    assert_eq!(version_contents(&b, &db.path().join("r7.txt")).await, vec![b"received 7".to_vec()]);
+    // A, which replaced its copies with B's changes, kept its own versions too.
+    assert_eq!(version_contents(&a, &da.path().join("r3.txt")).await, vec![b"received 3".to_vec()]);
+
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}

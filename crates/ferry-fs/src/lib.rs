@@ -29,7 +29,7 @@ pub use batch::{PendingFile, commit_temps, move_file};
 pub use chunker::{AVG_CHUNK, Chunked, MAX_CHUNK, MIN_CHUNK, chunk_bytes, chunk_file, hash_file};
 pub use error::FsError;
 pub use scan::{Change, IGNORE_FILE, Ignore, Known, Observed, Reused, ScanOutcome, Scope, scan, scan_reusing};
-pub use snapshot::{SnapshotOf, drop_snapshot, link_snapshot, snapshot_path, take_snapshot};
+pub use snapshot::{SnapshotOf, drop_snapshot, link_snapshot, link_snapshots, snapshot_path, take_snapshot};
 pub use watch::{ShareWatcher, WatchEvent, watch};
 pub use write::{
     TempFile, checked_path, commit_temp, create_dir, create_symlink, create_temp, fsync_dir, prepare_parent,

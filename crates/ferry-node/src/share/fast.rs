@@ -148,6 +148,11 @@ impl Worker {
             if mtime != old_mtime {
                 ferry_fs::set_mtime(&root, &to, mtime)?;
             }
+            // The snapshot follows the file to its new name (best effort, like every snapshot).
+            let _ = ferry_fs::drop_snapshot(&root, &from);
+            if let Err(e) = ferry_fs::link_snapshot(&root, &to) {
+                tracing::debug!(path = %to, "no snapshot: {e}");
+            }
             Ok(ferry_fs::stat_known(&root, &to)?.map(|k| k.inode).unwrap_or(0))
         })
         .await
@@ -204,11 +209,18 @@ impl Worker {
         let paths: Vec<RelPath> = targets.iter().map(|t| t.path.clone()).collect();
         let outcome = tokio::task::spawn_blocking(move || {
             let absent = vec![true; pending.len()];
-            ferry_fs::commit_temps(&root, pending, &absent)
+            let done: Vec<_> = ferry_fs::commit_temps(&root, pending, &absent)
                 .into_iter()
-                .zip(paths)
-                .map(|(r, p)| r.and_then(|()| ferry_fs::stat_known(&root, &p)).map(|k| k.map(|k| k.inode).unwrap_or(0)))
-                .collect::<Vec<_>>()
+                .zip(&paths)
+                .map(|(r, p)| r.and_then(|()| ferry_fs::stat_known(&root, p)).map(|k| k.map(|k| k.inode).unwrap_or(0)))
+                .collect();
+            // Snapshot links, so a later local edit or delete of a received file keeps the
+            // received content as a version (as for files applied one by one).
+            let applied = paths.iter().zip(&done).filter(|(_, r)| r.is_ok()).map(|(p, _)| p);
+            if let Err(e) = ferry_fs::link_snapshots(&root, applied) {
+                tracing::debug!("no snapshot links: {e}");
+            }
+            done
         })
         .await;
         let outcome = match outcome {
