@@ -377,7 +377,7 @@ impl Scanner<'_> {
                 if !same(&before) {
                     return Err(FsError::Changed(full.to_path_buf()));
                 }
-                let chunked = chunk_reader(full, &file)?;
+                let chunked = chunk_reader(full, &file, now.size)?;
                 self.out.hashed_bytes += chunked.size;
                 let after = file.metadata().ctx("fstat", full)?;
                 if !same(&after) || chunked.size != now.size {

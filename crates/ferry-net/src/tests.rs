@@ -218,6 +218,56 @@ async fn request_response_roundtrip() {
 }
 
 #[tokio::test]
+async fn blocks_cross_a_stream_intact() {
+    bounded(async {
+        let a = endpoint();
+        let b = endpoint();
+        let (ab, ba) = pair(&a, &b).await;
+        let data: Vec<u8> = (0..(1usize << 20) + 3).map(|i| (i * 7 + i / 251) as u8).collect();
+        let sent = data.clone();
+        let server = tokio::spawn(async move {
+            // Three frames on one stream: a block by reference, a block by value, a non-block.
+            let (mut send, _recv) = ba.connection().open_bi().await.unwrap();
+            write_frame(&mut send, &Message::Block { data: sent.clone() }).await.unwrap();
+            write_frame_owned(&mut send, Message::Block { data: Vec::new() }).await.unwrap();
+            write_frame_owned(&mut send, Message::Block { data: sent[..1000].to_vec() }).await.unwrap();
+            write_frame_owned(&mut send, Message::Pong { nonce: 9 }).await.unwrap();
+            send.finish().unwrap();
+            let _ = send.stopped().await;
+            ba
+        });
+        let (_send, mut recv) = ab.accept_bi().await.unwrap();
+        assert_eq!(read_frame(&mut recv).await.unwrap(), Message::Block { data: data.clone() });
+        assert_eq!(read_frame(&mut recv).await.unwrap(), Message::Block { data: Vec::new() });
+        assert_eq!(read_frame(&mut recv).await.unwrap(), Message::Block { data: data[..1000].to_vec() });
+        assert_eq!(read_frame(&mut recv).await.unwrap(), Message::Pong { nonce: 9 });
+        assert!(matches!(read_frame(&mut recv).await, Err(NetError::Closed)));
+        drop(recv);
+        let _ba = server.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_block_cut_short_is_a_protocol_error() {
+    bounded(async {
+        let a = endpoint();
+        let b = endpoint();
+        let (ab, ba) = pair(&a, &b).await;
+        let frame = ferry_proto::wire::encode(&Message::Block { data: vec![5; 100_000] }).unwrap();
+        let (mut send, _recv) = ab.connection().open_bi().await.unwrap();
+        send.write_all(&frame[..50_000]).await.unwrap();
+        send.finish().unwrap();
+        let (_send, mut recv) = ba.accept_bi().await.unwrap();
+        match read_frame(&mut recv).await {
+            Err(NetError::Protocol(m)) => assert!(m.contains("inside a frame"), "{m}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn request_times_out_without_reply() {
     bounded(async {
         let a = endpoint();

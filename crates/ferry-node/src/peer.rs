@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_net::{NetError, PeerConn, read_frame, write_frame};
+use ferry_net::{NetError, PeerConn, read_frame, write_frame, write_frame_owned};
 use ferry_proto::wire::{
     BlockRef, BlockReply, ChunksFrom, ErrorCode as WireError, Hello, MAX_BLOCK, MAX_NAME, Message, ShareAnnounce,
 };
@@ -525,7 +525,7 @@ async fn serve_request(
         Message::PairRequest { .. } => Message::PairResponse { accepted: true, message: "already paired".into() },
         other => return Err(format!("unexpected {} request", msg_name(&other))),
     };
-    write_frame(&mut send, &reply).await.map_err(|e| e.to_string())?;
+    write_frame_owned(&mut send, reply).await.map_err(|e| e.to_string())?;
     let _ = send.finish();
     Ok(())
 }

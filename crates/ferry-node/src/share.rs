@@ -28,6 +28,7 @@ use crate::events::Event;
 use crate::node::{ApiResult, Inner};
 use crate::peer::Peer;
 
+mod assemble;
 mod fast;
 mod writeback;
 
@@ -867,8 +868,8 @@ impl Worker {
 
         // Build the new content first, so a failed transfer leaves the disk untouched.
         let temp = if target.is_file() {
-            let t = self.fetch_to_temp(target, sources, local_chunks).await?;
-            Some(self.check_whole(target, t).await?)
+            let (t, got) = self.fetch_to_temp(target, sources, local_chunks).await?;
+            Some(self.check_whole(target, t, got)?)
         } else {
             None
         };
@@ -945,12 +946,16 @@ impl Worker {
     }
 
     /// Every chunk of `temp` was verified; this checks the record itself: a peer announcing a
-    /// whole-file hash its chunks do not produce would poison content comparisons. (A plain
-    /// BLAKE3 pass: the chunk boundaries were already checked chunk by chunk.)
-    async fn check_whole(&self, target: &FileRecord, temp: ferry_fs::TempFile) -> Result<ferry_fs::TempFile, String> {
-        let tp = temp.path.clone();
-        let (hash, size) = blocking(move || ferry_fs::hash_file(&tp)).await?;
-        if hash != target.hash || size != target.size {
+    /// whole-file hash its chunks do not produce would poison content comparisons. `got` is the
+    /// hash and length of the temp's content, computed while it was written (see
+    /// [`assemble`]).
+    fn check_whole(
+        &self,
+        target: &FileRecord,
+        temp: ferry_fs::TempFile,
+        got: assemble::Assembled,
+    ) -> Result<ferry_fs::TempFile, String> {
+        if got.hash != target.hash || got.size != target.size {
             // Dropping the temp removes it.
             return Err(format!(
                 "{} sent a record whose hash does not match its content; refused",
@@ -961,13 +966,18 @@ impl Worker {
     }
 
     /// Assembles `target`'s content in a temp file beside it: local chunks first, the rest
-    /// from peers, every chunk verified against its hash.
+    /// from peers, every chunk verified against its hash. Returns the temp and the hash and
+    /// length of what was written, for [`Worker::check_whole`].
+    ///
+    /// Up to [`PARALLEL_BLOCKS`] chunks are read or fetched at once; they are handed to the
+    /// writer in file order (an ordered stream), which writes them and hashes the whole content
+    /// in the same pass.
     async fn fetch_to_temp(
         &self,
         target: &FileRecord,
         sources: &[Arc<Peer>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
-    ) -> Result<ferry_fs::TempFile, String> {
+    ) -> Result<(ferry_fs::TempFile, assemble::Assembled), String> {
         let (r, p) = (self.root.clone(), target.path.clone());
         let partial = match self.partials.lock().unwrap().remove(&target.path) {
             Some((hash, path)) if hash == target.hash => Some(path),
@@ -1003,76 +1013,59 @@ impl Worker {
             let share = self.id;
             let path = target.path.clone();
             async move {
-                let mut data = None;
-                let mut fetched = false;
                 if resumed {
                     // Already in the temp file from an interrupted attempt? Verified, then kept.
                     let f = file.clone();
                     let have = blocking(move || {
                         use std::os::unix::fs::FileExt;
                         let mut buf = vec![0u8; c.len as usize];
-                        f.read_exact_at(&mut buf, off).map(|_| buf).map_err(|source| ferry_fs::FsError::Io {
+                        f.read_exact_at(&mut buf, off).map_err(|source| ferry_fs::FsError::Io {
                             op: "read",
                             path: PathBuf::new(),
                             source,
-                        })
+                        })?;
+                        Ok((ChunkHash::of(&buf) == c.hash).then_some(buf))
                     })
                     .await;
-                    if let Ok(d) = have
-                        && ChunkHash::of(&d) == c.hash
-                    {
-                        return Ok::<(u64, bool), String>((d.len() as u64, false));
+                    if let Ok(Some(data)) = have {
+                        return Ok((assemble::Piece { offset: off, data, write: false }, false));
                     }
                 }
                 if let ChunkSource::Local { path: lp, offset } = src {
                     let r = root.clone();
-                    let got = blocking(move || ferry_fs::read_range(&r, &lp, offset, c.len)).await;
-                    if let Ok(d) = got
-                        && ChunkHash::of(&d) == c.hash
-                    {
-                        data = Some(d);
+                    let got = blocking(move || {
+                        ferry_fs::read_range(&r, &lp, offset, c.len).map(|d| (ChunkHash::of(&d) == c.hash).then_some(d))
+                    })
+                    .await;
+                    if let Ok(Some(data)) = got {
+                        return Ok((assemble::Piece { offset: off, data, write: true }, false));
                     }
                 }
-                let data = match data {
-                    Some(d) => d,
-                    None => {
-                        if sources.is_empty() {
-                            return Err("a local chunk changed and no device is connected to fetch it".to_string());
-                        }
-                        let mut last = String::new();
-                        let mut got = None;
-                        for k in 0..sources.len() {
-                            let peer = &sources[(i + k) % sources.len()];
-                            match peer.fetch_block(share, &path, off, c.len, c.hash).await {
-                                Ok(d) => {
-                                    got = Some(d);
-                                    break;
-                                }
-                                Err(e) => last = e,
-                            }
-                        }
-                        fetched = true;
-                        got.ok_or(last)?
+                if sources.is_empty() {
+                    return Err("a local chunk changed and no device is connected to fetch it".to_string());
+                }
+                let mut last = String::new();
+                for k in 0..sources.len() {
+                    let peer = &sources[(i + k) % sources.len()];
+                    match peer.fetch_block(share, &path, off, c.len, c.hash).await {
+                        Ok(data) => return Ok((assemble::Piece { offset: off, data, write: true }, true)),
+                        Err(e) => last = e,
                     }
-                };
-                let n = data.len() as u64;
-                blocking(move || {
-                    use std::os::unix::fs::FileExt;
-                    file.write_all_at(&data, off).map_err(|source| ferry_fs::FsError::Io {
-                        op: "write",
-                        path: PathBuf::new(),
-                        source,
-                    })
-                })
-                .await?;
-                Ok::<(u64, bool), String>((n, fetched))
+                }
+                Err(last)
             }
         });
+        let assembler = assemble::Assembler::start(file.clone(), PARALLEL_BLOCKS);
         let mut writeback = writeback::Writeback::new(file.clone());
-        let mut stream = futures::stream::iter(jobs).buffer_unordered(PARALLEL_BLOCKS);
+        let mut stream = futures::stream::iter(jobs).buffered(PARALLEL_BLOCKS);
+        let mut failed = None;
         while let Some(res) = stream.next().await {
             match res {
-                Ok((n, fetched)) => {
+                Ok((piece, fetched)) => {
+                    let n = piece.data.len() as u64;
+                    if assembler.push(piece).await.is_err() {
+                        break; // the writer stopped; finish() says why
+                    }
                     done += n;
                     writeback.wrote(n);
                     {
@@ -1096,18 +1089,24 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    drop(stream);
-                    self.keep_partial(target, temp, resumed || done > 0);
-                    return Err(e);
+                    failed = Some(e);
+                    break;
                 }
             }
         }
         drop(stream);
-        if let Err(e) = writeback.finish().await {
+        // Everything handed over is written before the temp is kept or judged.
+        let assembled = assembler.finish().await;
+        let synced = writeback.finish().await;
+        if let Some(e) = failed.or_else(|| assembled.as_ref().err().cloned()) {
+            self.keep_partial(target, temp, resumed || done > 0);
+            return Err(e);
+        }
+        if let Err(e) = synced {
             let _ = std::fs::remove_file(&temp.path);
             return Err(e);
         }
-        Ok(temp)
+        Ok((temp, assembled.expect("errors returned above")))
     }
 
     /// Keeps an unfinished temp file for the next attempt at the same version (when it holds

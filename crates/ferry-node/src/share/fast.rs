@@ -422,8 +422,8 @@ impl Worker {
         if blocking(move || ferry_fs::stat_known(&r, &p)).await?.is_some() {
             return Err(self.rescan_first(&target.path));
         }
-        let temp = self.fetch_to_temp(target, sources, local_chunks).await?;
-        self.check_whole(target, temp).await
+        let (temp, got) = self.fetch_to_temp(target, sources, local_chunks).await?;
+        self.check_whole(target, temp, got)
     }
 }
 
