@@ -18,7 +18,9 @@ use ferry_engine::{Action, ChunkSource, apply_order, decide_with_policy, plan_ch
 use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan_reusing};
 use ferry_fs::{ShareWatcher, WatchEvent, watch};
 use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, Seq, ShareId};
-use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord};
+use ferry_store::{
+    LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord, WalkStates,
+};
 use futures::StreamExt;
 use tokio::sync::{Notify, watch as twatch};
 use tokio::task::JoinHandle;
@@ -139,6 +141,8 @@ struct Worker {
     /// files (ignored by the scanner, removed at start), so an abandoned one costs nothing.
     partials: Mutex<HashMap<RelPath, (ChunkHash, PathBuf)>>,
     disk: Arc<tokio::sync::Mutex<()>>,
+    /// The inputs of the last pull pass that found nothing to do (see [`PullMark`]).
+    pull_mark: Mutex<Option<PullMark>>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
@@ -183,6 +187,7 @@ pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
         runtime: runtime.clone(),
         partials: Mutex::new(HashMap::new()),
         disk: disk.clone(),
+        pull_mark: Mutex::new(None),
     };
     let task = tokio::spawn(worker.run(stop_rx));
     let handle = ShareHandle {
@@ -255,10 +260,51 @@ pub(crate) fn refresh_members(inner: &Arc<Inner>, rec: &ShareRecord) {
 pub(crate) struct IndexStatus {
     generation: u64,
     connected: Vec<DeviceId>,
-    files: u64,
-    bytes: u64,
-    local_changes: u64,
-    peers_have_all: bool,
+    counts: StatusCounts,
+}
+
+/// The index-derived part of a share's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StatusCounts {
+    /// Live files, and their bytes (directories and links add no bytes).
+    pub files: u64,
+    pub bytes: u64,
+    /// Changes made here in a receive-only share, not sent.
+    pub local_changes: u64,
+    /// Every connected member holds our version of every path we hold (sent changes only).
+    pub peers_have_all: bool,
+}
+
+/// Computes [`StatusCounts`] in one streaming pass over the local index and the `connected`
+/// members' indexes (one path decoded at a time).
+pub(crate) fn status_counts(
+    s: &ferry_store::Store,
+    id: &ShareId,
+    connected: &[DeviceId],
+) -> Result<StatusCounts, ferry_store::StoreError> {
+    let mut c = StatusCounts { files: 0, bytes: 0, local_changes: 0, peers_have_all: true };
+    s.walk_share(id, connected, |local, remotes| {
+        // Paths only a peer holds say nothing about whether the peers have ours.
+        let Some(e) = local else { return Ok(()) };
+        if e.meta.local_change {
+            if !crate::history::is_dropped_change(&e) {
+                c.local_changes += 1;
+            }
+        } else if c.peers_have_all {
+            c.peers_have_all = remotes.iter().all(|r| match r {
+                Some(r) => r.version == e.record.version,
+                None => e.record.deleted,
+            });
+        }
+        if !e.record.deleted {
+            c.bytes += e.record.size;
+            if e.record.kind == FileKind::File {
+                c.files += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(c)
 }
 
 async fn index_status(inner: &Arc<Inner>, id: ShareId, connected: Vec<DeviceId>) -> ApiResult<IndexStatus> {
@@ -273,27 +319,8 @@ async fn index_status(inner: &Arc<Inner>, id: ShareId, connected: Vec<DeviceId>)
             // Read the generation first: a write racing the reads below makes the entry stale
             // (recomputed next time), never wrongly current.
             let generation = s.generation();
-            let local = s.local_files(&id)?;
-            let local_changes = crate::history::local_changes(&local);
-            let live: Vec<&LocalEntry> = local.iter().filter(|e| !e.record.deleted).collect();
-            let files = live.iter().filter(|e| e.record.kind == FileKind::File).count() as u64;
-            let bytes = live.iter().map(|e| e.record.size).sum();
-            let mut all = true;
-            for d in &connected {
-                let remote: HashMap<RelPath, FileRecord> =
-                    s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect();
-                for e in local.iter().filter(|e| !e.meta.local_change) {
-                    let ok = match remote.get(&e.record.path) {
-                        Some(r) => r.version == e.record.version,
-                        None => e.record.deleted,
-                    };
-                    if !ok {
-                        all = false;
-                        break;
-                    }
-                }
-            }
-            Ok(IndexStatus { generation, connected, files, bytes, local_changes, peers_have_all: all })
+            let counts = status_counts(s, &id, &connected)?;
+            Ok(IndexStatus { generation, connected, counts })
         })
         .await?;
     inner.status_cache.lock().unwrap().insert(id, st.clone());
@@ -306,7 +333,7 @@ pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiRe
     let connected: Vec<DeviceId> = rec.devices.iter().copied().filter(|d| inner.peer(d).is_some()).collect();
     let id = rec.id;
     let settings = inner.db(move |s| s.share_settings(&id)).await?;
-    let IndexStatus { files, bytes, local_changes, peers_have_all, .. } = index_status(inner, id, connected).await?;
+    let StatusCounts { files, bytes, local_changes, peers_have_all } = index_status(inner, id, connected).await?.counts;
     Ok(ShareStatusDto {
         id: rec.id.to_string(),
         label: rec.label.clone(),
@@ -366,6 +393,111 @@ const BATCH_MAX: usize = 256;
 struct PullStats {
     applied: usize,
     failed: usize,
+}
+
+/// The inputs of a pull pass that found nothing to do: the index states it compared and the
+/// conflict policy it decided with. Every change to an index moves its seq (or epoch), so while
+/// these are unchanged another pass would find nothing again and is skipped: a reconnect, a
+/// rescan that changed nothing or an index update of records we already have costs one small
+/// read instead of a walk over both whole indexes.
+#[derive(Clone, PartialEq, Eq)]
+struct PullMark {
+    states: WalkStates,
+    policy: ferry_proto::ConflictPolicy,
+}
+
+/// What a pull pass works on (see [`plan_pull`]).
+struct PullPlan {
+    /// For each path to change, the one remote record to move to and what to do.
+    wanted: HashMap<RelPath, (FileRecord, Action)>,
+    /// Our entries at the wanted paths.
+    local: HashMap<RelPath, LocalEntry>,
+    /// For each wanted path, the members whose record has the wanted content.
+    holders: HashMap<RelPath, Vec<DeviceId>>,
+    /// Live files in the local index (for the mass-delete guard).
+    live_files: usize,
+    states: WalkStates,
+}
+
+/// Walks the local index and every member's index side by side, in path order, keeping only
+/// the paths where some member has a record this device should move to (one path decoded at a
+/// time: the memory is that of the work, not of the share).
+fn plan_pull(
+    s: &ferry_store::Store,
+    id: &ShareId,
+    members: &[DeviceId],
+    policy: ferry_proto::ConflictPolicy,
+) -> Result<PullPlan, ferry_store::StoreError> {
+    let mut plan = PullPlan {
+        wanted: HashMap::new(),
+        local: HashMap::new(),
+        holders: HashMap::new(),
+        live_files: 0,
+        states: WalkStates { local: Default::default(), remotes: Vec::new() },
+    };
+    plan.states = s.walk_share(id, members, |local, remotes| {
+        let l = local.as_ref().map(|e| &e.record);
+        if l.is_some_and(FileRecord::is_file) {
+            plan.live_files += 1;
+        }
+        let mut best: Option<(&FileRecord, Action)> = None;
+        for r in remotes.iter().flatten() {
+            let action = decide_with_policy(l, r, policy);
+            if matches!(action, Action::Nothing | Action::ConflictLocalWins) {
+                continue;
+            }
+            best = match best {
+                None => Some((r, action)),
+                // A tombstone for something we never had is recorded with no disk work; the
+                // first one found will do.
+                Some(cur) if l.is_none() && r.deleted => Some(cur),
+                Some((cur, cur_action)) => {
+                    let better = match r.version.compare(&cur.version) {
+                        ferry_proto::VersionOrdering::Greater => true,
+                        ferry_proto::VersionOrdering::Concurrent => remote_wins(cur, r),
+                        _ => false,
+                    };
+                    if better { Some((r, action)) } else { Some((cur, cur_action)) }
+                }
+            };
+        }
+        let Some((target, action)) = best else { return Ok(()) };
+        let holders: Vec<DeviceId> = members
+            .iter()
+            .zip(&remotes)
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.hash == target.hash))
+            .map(|(d, _)| *d)
+            .collect();
+        let path = target.path.clone();
+        plan.holders.insert(path.clone(), holders);
+        plan.wanted.insert(path.clone(), (target.clone(), action));
+        if let Some(e) = local {
+            plan.local.insert(path, e);
+        }
+        Ok(())
+    })?;
+    Ok(plan)
+}
+
+/// Where this device holds each of the `needed` chunks (a file and an offset), from one
+/// streaming pass over the local index.
+fn local_chunks_of(
+    s: &ferry_store::Store,
+    id: &ShareId,
+    needed: &std::collections::HashSet<ChunkHash>,
+) -> Result<HashMap<ChunkHash, (RelPath, u64)>, ferry_store::StoreError> {
+    let mut found: HashMap<ChunkHash, (RelPath, u64)> = HashMap::new();
+    s.for_each_local(id, |e| {
+        if e.record.is_file() && !e.meta.local_change {
+            for (off, c) in e.record.chunk_offsets() {
+                if needed.contains(&c.hash) {
+                    found.entry(c.hash).or_insert((e.record.path.clone(), off));
+                }
+            }
+        }
+        Ok(found.len() < needed.len())
+    })?;
+    Ok(found)
 }
 
 impl Worker {
@@ -467,37 +599,29 @@ impl Worker {
         let root = self.root.clone();
         let (outcome, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let ignore = Ignore::load(&root).map_err(|e| e.to_string())?;
-            let preload: Option<HashMap<RelPath, LocalEntry>> = match scope {
-                Scope::Full => Some(
-                    store
-                        .local_files(&id)
-                        .map_err(|e| e.to_string())?
-                        .into_iter()
-                        .map(|e| (e.record.path.clone(), e))
-                        .collect(),
-                ),
-                Scope::Paths(_) => None,
-            };
-            let lookup = |p: &RelPath| -> Option<LocalEntry> {
-                match &preload {
-                    Some(m) => m.get(p).cloned(),
-                    None => store.local_file(&id, p).ok().flatten(),
-                }
-            };
+            // Every lookup of the scan reads one snapshot of the index, entry by entry: a full
+            // scan of a large share asks about every path, and loading the whole index into a
+            // map first cost its size in memory (and its decoding time) even when nothing changed.
+            let reader = store.local_reader(&id).map_err(|e| e.to_string())?;
+            let lookup = |p: &RelPath| -> Option<LocalEntry> { reader.get(p).ok().flatten() };
             // A re-hash scan claims to know nothing, so every file is read and hashed; the
             // unchanged ones come back as metadata-only updates below.
             let rehash = rehash && matches!(scope, Scope::Full);
             let known = |p: &RelPath| if rehash { None } else { lookup(p).map(|e| known_of(&e)) };
             let known_paths = |p: Option<&RelPath>| -> Vec<RelPath> {
-                match (p, &preload) {
-                    (None, Some(m)) => {
-                        m.values().filter(|e| !e.record.deleted).map(|e| e.record.path.clone()).collect()
+                match p {
+                    None => {
+                        let mut paths = Vec::new();
+                        let walked = store.for_each_local(&id, |e| {
+                            if !e.record.deleted {
+                                paths.push(e.record.path);
+                            }
+                            Ok(true)
+                        });
+                        // Without the list nothing is reported deleted (never a false delete).
+                        if walked.is_err() { Vec::new() } else { paths }
                     }
-                    (None, None) => store
-                        .local_files(&id)
-                        .map(|v| v.into_iter().filter(|e| !e.record.deleted).map(|e| e.record.path).collect())
-                        .unwrap_or_default(),
-                    (Some(p), _) => store
+                    Some(p) => store
                         .local_files_under(&id, p)
                         .map(|v| {
                             v.into_iter()
@@ -508,15 +632,19 @@ impl Worker {
                         .unwrap_or_default(),
                 }
             };
-            // Files renamed here keep their content: found by inode, not hashed again.
-            let by_inode = match (&preload, &scope) {
-                (Some(m), _) => fast::inodes(m.values()),
-                (None, Scope::Paths(ps)) => fast::inodes(ps.iter().filter_map(&lookup).collect::<Vec<_>>().iter()),
-                (None, Scope::Full) => HashMap::new(),
+            // Files renamed here keep their content: found by inode, not hashed again. The map
+            // is built the first time a new or changed file asks, so a scan that finds nothing
+            // new never builds it.
+            let by_inode: std::cell::OnceCell<HashMap<u64, RelPath>> = std::cell::OnceCell::new();
+            let inodes = || {
+                by_inode.get_or_init(|| match &scope {
+                    Scope::Full => fast::indexed_inodes(&store, &id),
+                    Scope::Paths(ps) => fast::inodes(ps.iter().filter_map(&lookup).collect::<Vec<_>>().iter()),
+                })
             };
             // A re-hash trusts nothing, moved content included.
             let reuse = |rel: &RelPath, now: &Known| {
-                if rehash { None } else { fast::reuse_moved(&root, &by_inode, &lookup, rel, now) }
+                if rehash { None } else { fast::reuse_moved(&root, inodes(), &lookup, rel, now) }
             };
             let outcome =
                 scan_reusing(&root, &known, &known_paths, &scope, &ignore, &reuse).map_err(|e| e.to_string())?;
@@ -651,6 +779,11 @@ impl Worker {
     }
 
     /// Compares every peer's index with ours and applies what is newer.
+    ///
+    /// The comparison streams both indexes in path order (see [`plan_pull`]) and keeps only
+    /// what is wanted, so memory follows the work to do rather than the size of the share. A
+    /// pass whose inputs are exactly those of the last pass that found nothing to do is
+    /// skipped (see [`PullMark`]).
     async fn pull_pass(&self) -> ApiResult<PullStats> {
         let rec = self.record().await?;
         if !rec.mode.receives() {
@@ -659,67 +792,37 @@ impl Worker {
         let id = self.id;
         let members = rec.devices.clone();
         let policy = self.inner.db(move |s| s.share_settings(&id)).await?.conflict_policy;
-        let (local, remotes) = self
-            .inner
-            .db(move |s| {
-                let local: HashMap<RelPath, LocalEntry> =
-                    s.local_files(&id)?.into_iter().map(|e| (e.record.path.clone(), e)).collect();
-                let mut remotes = HashMap::new();
-                for d in &members {
-                    let m: HashMap<RelPath, FileRecord> =
-                        s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect();
-                    remotes.insert(*d, m);
-                }
-                Ok((local, remotes))
-            })
-            .await?;
-
-        // For each path, the one remote record this device should move to.
-        let mut wanted: HashMap<RelPath, (FileRecord, Action)> = HashMap::new();
-        for recs in remotes.values() {
-            for r in recs.values() {
-                let l = local.get(&r.path).map(|e| &e.record);
-                let action = decide_with_policy(l, r, policy);
-                if matches!(action, Action::Nothing | Action::ConflictLocalWins) {
-                    continue;
-                }
-                if l.is_none() && r.deleted {
-                    // A tombstone for something we never had: record it, no disk work.
-                    wanted.entry(r.path.clone()).or_insert((r.clone(), action));
-                    continue;
-                }
-                match wanted.get(&r.path) {
-                    Some((cur, _)) => {
-                        let better = match r.version.compare(&cur.version) {
-                            ferry_proto::VersionOrdering::Greater => true,
-                            ferry_proto::VersionOrdering::Concurrent => remote_wins(cur, r),
-                            _ => false,
-                        };
-                        if better {
-                            wanted.insert(r.path.clone(), (r.clone(), action));
-                        }
-                    }
-                    None => {
-                        wanted.insert(r.path.clone(), (r.clone(), action));
-                    }
-                }
+        let mark = self.pull_mark.lock().unwrap().clone();
+        if let Some(mark) = mark {
+            let m = members.clone();
+            let states = self.inner.db(move |s| s.walk_states(&id, &m)).await?;
+            if mark == (PullMark { states, policy }) {
+                return Ok(PullStats::default());
             }
         }
-        crate::guard::hold_mass_delete(&self.inner, &rec, &local, &mut wanted).await?;
+        let PullPlan { mut wanted, local, holders, live_files, states } =
+            self.inner.db(move |s| plan_pull(s, &id, &members, policy)).await?;
+        let held = crate::guard::hold_mass_delete(&self.inner, &rec, live_files, &local, &mut wanted).await?;
         if wanted.is_empty() {
+            if held == 0 {
+                // Nothing to do with these inputs: until one of them changes, neither is there.
+                *self.pull_mark.lock().unwrap() = Some(PullMark { states, policy });
+            }
             return Ok(PullStats::default());
         }
+        *self.pull_mark.lock().unwrap() = None;
         self.set_state("syncing");
         let mut items: Vec<(FileRecord, Action)> = wanted.into_values().collect();
         items.sort_by(|a, b| apply_order(&a.0, &b.0));
 
-        // Chunks this device already has, for reuse.
-        let mut local_chunks: HashMap<ChunkHash, (RelPath, u64)> = HashMap::new();
-        for e in local.values().filter(|e| e.record.is_file() && !e.meta.local_change) {
-            for (off, c) in e.record.chunk_offsets() {
-                local_chunks.entry(c.hash).or_insert((e.record.path.clone(), off));
-            }
-        }
+        // Chunks this device already has, for reuse: only those the wanted files are made of.
+        let needed: std::collections::HashSet<ChunkHash> =
+            items.iter().filter(|(t, _)| t.is_file()).flat_map(|(t, _)| t.chunks.iter().map(|c| c.hash)).collect();
+        let local_chunks = if needed.is_empty() {
+            HashMap::new()
+        } else {
+            self.inner.db(move |s| local_chunks_of(s, &id, &needed)).await?
+        };
         let peers: Vec<Arc<Peer>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
 
         let mut stats = PullStats::default();
@@ -734,11 +837,10 @@ impl Worker {
                 self.flush(&mut batch).await?;
             }
             let l = local.get(&target.path);
-            let sources: Vec<Arc<Peer>> = peers
-                .iter()
-                .filter(|p| remotes.get(&p.id).and_then(|m| m.get(&target.path)).is_some_and(|r| r.hash == target.hash))
-                .cloned()
-                .collect();
+            let sources: Vec<Arc<Peer>> = match holders.get(&target.path) {
+                Some(h) => peers.iter().filter(|p| h.contains(&p.id)).cloned().collect(),
+                None => Vec::new(),
+            };
             if Self::groupable(&target, &action, l) {
                 group.push(fast::NewFile { target, sources });
                 if group.len() >= fast::GROUP_MAX {

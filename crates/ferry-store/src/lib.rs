@@ -179,6 +179,14 @@ impl Store {
         self.read(|txn| get(&txn.open_table(LOCAL)?, &schema::local_key(share, path), "local entry"))
     }
 
+    /// Point lookups in the share's local index, all in one read transaction: a consistent
+    /// view without setting up a transaction per lookup, for a scan that asks about every path
+    /// of a large share without loading the whole index first.
+    pub fn local_reader(&self, share: &ShareId) -> Result<LocalReader, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(LocalReader { table: txn.open_table(LOCAL)?, share: *share })
+    }
+
     /// The local entries at `paths` (None where there is none), in order, in one read.
     pub fn local_files_at(&self, share: &ShareId, paths: &[RelPath]) -> Result<Vec<Option<LocalEntry>>, StoreError> {
         self.read(|txn| {
@@ -190,6 +198,83 @@ impl Store {
     /// Every entry of the share's local index, sorted by path.
     pub fn local_files(&self, share: &ShareId) -> Result<Vec<LocalEntry>, StoreError> {
         self.read(|txn| scan(&txn.open_table(LOCAL)?, &prefix_bounds(&share.0), "local entry"))
+    }
+
+    /// Calls `f` with every entry of the share's local index, in path order, in one read
+    /// transaction, decoding one entry at a time: a pass over a large index without holding
+    /// all of it. `f` returns false to stop early.
+    pub fn for_each_local(
+        &self,
+        share: &ShareId,
+        mut f: impl FnMut(LocalEntry) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(LOCAL)?;
+            for item in table.range::<&[u8]>(schema::as_slices(&prefix_bounds(&share.0)))? {
+                let (_, v) = item?;
+                if !f(schema::decode("local entry", v.value())?)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Walks the share's local index and the remote indexes of `devices` side by side, in path
+    /// order, in one read transaction: `f(local, remotes)` is called once per path that any of
+    /// them holds, with `remotes[i]` the record of `devices[i]` (None where it has none). Only
+    /// one path's records are decoded at a time, so comparing two 100,000-record indexes costs
+    /// no more memory than comparing one path.
+    ///
+    /// Returns the index states read in the same transaction, so a caller can tell later
+    /// whether anything it compared has changed since (see [`WalkStates`]).
+    pub fn walk_share(
+        &self,
+        share: &ShareId,
+        devices: &[DeviceId],
+        mut f: impl FnMut(Option<LocalEntry>, Vec<Option<FileRecord>>) -> Result<(), StoreError>,
+    ) -> Result<WalkStates, StoreError> {
+        self.read(|txn| {
+            let states = walk_states(txn, share, devices)?;
+            let local_table = txn.open_table(LOCAL)?;
+            let remote_table = txn.open_table(REMOTE)?;
+            // Each source is a range whose keys are a fixed prefix followed by the path, so the
+            // key suffixes compare like the paths and a merge by suffix visits every path once.
+            let mut sources: Vec<MergeSource> = Vec::with_capacity(devices.len() + 1);
+            let local_prefix = share.0.len();
+            let local_bounds = prefix_bounds(&share.0);
+            sources.push(MergeSource::new(
+                local_table.range::<&[u8]>(schema::as_slices(&local_bounds))?,
+                local_prefix,
+            )?);
+            for d in devices {
+                let prefix = schema::remote_state_key(share, d);
+                let bounds = prefix_bounds(&prefix);
+                sources.push(MergeSource::new(remote_table.range::<&[u8]>(schema::as_slices(&bounds))?, prefix.len())?);
+            }
+            loop {
+                let Some(min) = sources.iter().filter_map(MergeSource::path).min().map(<[u8]>::to_vec) else {
+                    break;
+                };
+                let mut local = None;
+                let mut remotes = Vec::with_capacity(devices.len());
+                for (i, src) in sources.iter_mut().enumerate() {
+                    let value = if src.path() == Some(min.as_slice()) { Some(src.advance()?) } else { None };
+                    if i == 0 {
+                        local = value.map(|v| schema::decode::<LocalEntry>("local entry", &v)).transpose()?;
+                    } else {
+                        remotes.push(value.map(|v| schema::decode::<FileRecord>("remote record", &v)).transpose()?);
+                    }
+                }
+                f(local, remotes)?;
+            }
+            Ok(states)
+        })
+    }
+
+    /// The states [`Store::walk_share`] would return now, without the walk.
+    pub fn walk_states(&self, share: &ShareId, devices: &[DeviceId]) -> Result<WalkStates, StoreError> {
+        self.read(|txn| walk_states(txn, share, devices))
     }
 
     /// `prefix` itself and everything below it (path == prefix or starts with prefix + "/"),
@@ -633,6 +718,82 @@ impl Store {
 
     pub fn auto_accept(&self, device: &DeviceId) -> Result<bool, StoreError> {
         self.read(|txn| Ok(txn.open_table(AUTO_ACCEPT)?.get(device.0.as_slice())?.is_some()))
+    }
+}
+
+/// See [`Store::local_reader`]. It sees the index as it was when made (later commits are not
+/// visible through it).
+pub struct LocalReader {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    share: ShareId,
+}
+
+impl LocalReader {
+    pub fn get(&self, path: &RelPath) -> Result<Option<LocalEntry>, StoreError> {
+        get(&self.table, &schema::local_key(&self.share, path), "local entry")
+    }
+}
+
+/// The index states a [`Store::walk_share`] read: the local index's, and each walked device's
+/// (`{0, 0}` for a device we hold nothing of). Seqs only grow within an epoch and every stored
+/// change gets a new one, so equal states mean the walk would see the same records again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalkStates {
+    pub local: ShareState,
+    pub remotes: Vec<(DeviceId, RemoteState)>,
+}
+
+fn walk_states(txn: &ReadTransaction, share: &ShareId, devices: &[DeviceId]) -> Result<WalkStates, StoreError> {
+    let local: ShareState = get(&txn.open_table(SHARE_STATE)?, &share.0, "share state")?
+        .ok_or_else(|| StoreError::NotFound(format!("state of share {share}")))?;
+    let table = txn.open_table(REMOTE_STATE)?;
+    let mut remotes = Vec::with_capacity(devices.len());
+    for d in devices {
+        remotes.push((*d, get(&table, &schema::remote_state_key(share, d), "remote state")?.unwrap_or_default()));
+    }
+    Ok(WalkStates { local, remotes })
+}
+
+/// One sorted range of a [`Store::walk_share`] merge, with its next (key, value) read ahead.
+struct MergeSource<'a> {
+    range: redb::Range<'a, &'static [u8], &'static [u8]>,
+    /// Length of the key prefix before the path.
+    prefix: usize,
+    head: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl<'a> MergeSource<'a> {
+    fn new(range: redb::Range<'a, &'static [u8], &'static [u8]>, prefix: usize) -> Result<Self, StoreError> {
+        let mut s = MergeSource { range, prefix, head: None };
+        s.fill()?;
+        Ok(s)
+    }
+
+    fn fill(&mut self) -> Result<(), StoreError> {
+        self.head = match self.range.next() {
+            Some(item) => {
+                let (k, v) = item?;
+                let key = k.value();
+                let path = key
+                    .get(self.prefix..)
+                    .ok_or_else(|| StoreError::Corrupt(format!("index key of {} bytes", key.len())))?;
+                Some((path.to_vec(), v.value().to_vec()))
+            }
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// The path bytes of the next entry, None at the end.
+    fn path(&self) -> Option<&[u8]> {
+        self.head.as_ref().map(|(p, _)| p.as_slice())
+    }
+
+    /// Takes the next entry's value and reads the one after it.
+    fn advance(&mut self) -> Result<Vec<u8>, StoreError> {
+        let (_, value) = self.head.take().expect("advance only at a path");
+        self.fill()?;
+        Ok(value)
     }
 }
 
