@@ -597,4 +597,3 @@ pub(crate) async fn revert_share(inner: &Arc<Inner>, arg: &str) -> ApiResult<Mod
 pub(crate) fn is_dropped_change(e: &LocalEntry) -> bool {
     e.record.deleted && e.record.version.0.is_empty()
 }
-

@@ -49,13 +49,16 @@ pub struct Store {
     db: Database,
     /// Bumped after every committed write transaction (see [`Store::generation`]).
     generation: std::sync::atomic::AtomicU64,
+    /// Bumped after every committed write to a local or remote index (see
+    /// [`Store::index_generation`]).
+    index_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, migrating it to the current schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
-        let store = Store { db, generation: std::sync::atomic::AtomicU64::new(0) };
+        let store = Store { db, generation: Default::default(), index_generation: Default::default() };
         store.write(schema::migrate)?;
         Ok(store)
     }
@@ -72,6 +75,20 @@ impl Store {
         txn.commit()?;
         self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(out)
+    }
+
+    /// Runs `f` in one write transaction (like `write`) that changes a local or remote index.
+    fn write_index<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let out = self.write(f)?;
+        self.index_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        Ok(out)
+    }
+
+    /// Like [`Store::generation`], but changed only by writes to the file indexes (local or
+    /// remote): what was computed from the indexes while it read `g` is current while it reads
+    /// `g`, whatever else (devices, prompts, settings) was written meanwhile.
+    pub fn index_generation(&self) -> u64 {
+        self.index_generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A number that changes whenever anything was written through this store: a value
@@ -154,7 +171,7 @@ impl Store {
     /// version records, in one transaction.
     pub fn remove_share(&self, id: &ShareId) -> Result<(), StoreError> {
         let bounds = prefix_bounds(&id.0);
-        self.write(|txn| {
+        self.write_index(|txn| {
             txn.open_table(SHARES)?.remove(id.0.as_slice())?;
             txn.open_table(SHARE_STATE)?.remove(id.0.as_slice())?;
             txn.open_table(SHARE_SETTINGS)?.remove(id.0.as_slice())?;
@@ -234,8 +251,11 @@ impl Store {
         devices: &[DeviceId],
         mut f: impl FnMut(Option<LocalEntry>, Vec<Option<FileRecord>>) -> Result<(), StoreError>,
     ) -> Result<WalkStates, StoreError> {
+        // Read before the transaction begins: a write racing it only makes the states look
+        // newer than what was read (a needless recomputation later), never older.
+        let generation = self.index_generation();
         self.read(|txn| {
-            let states = walk_states(txn, share, devices)?;
+            let states = walk_states(txn, generation, share, devices)?;
             let local_table = txn.open_table(LOCAL)?;
             let remote_table = txn.open_table(REMOTE)?;
             // Each source is a range whose keys are a fixed prefix followed by the path, so the
@@ -243,10 +263,8 @@ impl Store {
             let mut sources: Vec<MergeSource> = Vec::with_capacity(devices.len() + 1);
             let local_prefix = share.0.len();
             let local_bounds = prefix_bounds(&share.0);
-            sources.push(MergeSource::new(
-                local_table.range::<&[u8]>(schema::as_slices(&local_bounds))?,
-                local_prefix,
-            )?);
+            sources
+                .push(MergeSource::new(local_table.range::<&[u8]>(schema::as_slices(&local_bounds))?, local_prefix)?);
             for d in devices {
                 let prefix = schema::remote_state_key(share, d);
                 let bounds = prefix_bounds(&prefix);
@@ -274,7 +292,8 @@ impl Store {
 
     /// The states [`Store::walk_share`] would return now, without the walk.
     pub fn walk_states(&self, share: &ShareId, devices: &[DeviceId]) -> Result<WalkStates, StoreError> {
-        self.read(|txn| walk_states(txn, share, devices))
+        let generation = self.index_generation();
+        self.read(|txn| walk_states(txn, generation, share, devices))
     }
 
     /// `prefix` itself and everything below it (path == prefix or starts with prefix + "/"),
@@ -344,7 +363,7 @@ impl Store {
         if let Some(v) = versions.iter().find(|v| v.share != *share) {
             return Err(StoreError::Invalid(format!("version of {} is for share {}, not {share}", v.path, v.share)));
         }
-        self.write(|txn| {
+        self.write_index(|txn| {
             let mut states = txn.open_table(SHARE_STATE)?;
             let mut state: ShareState = get(&states, &share.0, "share state")?
                 .ok_or_else(|| StoreError::NotFound(format!("state of share {share}")))?;
@@ -408,7 +427,7 @@ impl Store {
         records: &[FileRecord],
     ) -> Result<(), StoreError> {
         let state_key = schema::remote_state_key(share, device);
-        self.write(|txn| {
+        self.write_index(|txn| {
             let mut states = txn.open_table(REMOTE_STATE)?;
             let mut remote = txn.open_table(REMOTE)?;
             let old: RemoteState = get(&states, &state_key, "remote state")?.unwrap_or_default();
@@ -457,7 +476,7 @@ impl Store {
     /// Drops `device`'s records and state for `share`.
     pub fn clear_remote(&self, share: &ShareId, device: &DeviceId) -> Result<(), StoreError> {
         let state_key = schema::remote_state_key(share, device);
-        self.write(|txn| {
+        self.write_index(|txn| {
             schema::remove_range(&mut txn.open_table(REMOTE)?, &prefix_bounds(&state_key))?;
             txn.open_table(REMOTE_STATE)?.remove(state_key.as_slice())?;
             Ok(())
@@ -734,16 +753,23 @@ impl LocalReader {
     }
 }
 
-/// The index states a [`Store::walk_share`] read: the local index's, and each walked device's
-/// (`{0, 0}` for a device we hold nothing of). Seqs only grow within an epoch and every stored
-/// change gets a new one, so equal states mean the walk would see the same records again.
+/// The index states a [`Store::walk_share`] read: the index generation, the local index's state
+/// and each walked device's (`{0, 0}` for a device we hold nothing of). Equal states (with the
+/// same store) mean no index was written in between: the walk would see the same records again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalkStates {
+    /// [`Store::index_generation`] read before the walk's transaction began.
+    pub generation: u64,
     pub local: ShareState,
     pub remotes: Vec<(DeviceId, RemoteState)>,
 }
 
-fn walk_states(txn: &ReadTransaction, share: &ShareId, devices: &[DeviceId]) -> Result<WalkStates, StoreError> {
+fn walk_states(
+    txn: &ReadTransaction,
+    generation: u64,
+    share: &ShareId,
+    devices: &[DeviceId],
+) -> Result<WalkStates, StoreError> {
     let local: ShareState = get(&txn.open_table(SHARE_STATE)?, &share.0, "share state")?
         .ok_or_else(|| StoreError::NotFound(format!("state of share {share}")))?;
     let table = txn.open_table(REMOTE_STATE)?;
@@ -751,7 +777,7 @@ fn walk_states(txn: &ReadTransaction, share: &ShareId, devices: &[DeviceId]) -> 
     for d in devices {
         remotes.push((*d, get(&table, &schema::remote_state_key(share, d), "remote state")?.unwrap_or_default()));
     }
-    Ok(WalkStates { local, remotes })
+    Ok(WalkStates { generation, local, remotes })
 }
 
 /// One sorted range of a [`Store::walk_share`] merge, with its next (key, value) read ahead.
