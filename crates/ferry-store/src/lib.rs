@@ -270,10 +270,7 @@ impl Store {
                 let bounds = prefix_bounds(&prefix);
                 sources.push(MergeSource::new(remote_table.range::<&[u8]>(schema::as_slices(&bounds))?, prefix.len())?);
             }
-            loop {
-                let Some(min) = sources.iter().filter_map(MergeSource::path).min().map(<[u8]>::to_vec) else {
-                    break;
-                };
+            while let Some(min) = sources.iter().filter_map(MergeSource::path).min().map(<[u8]>::to_vec) {
                 let mut local = None;
                 let mut remotes = Vec::with_capacity(devices.len());
                 for (i, src) in sources.iter_mut().enumerate() {
