@@ -23,14 +23,15 @@ use crate::node::{ApiResult, Inner};
 const BURST_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Pull hook: removes held deletions from `wanted` (and raises the prompt) when they trip the
-/// guard. Returns how many were held.
+/// guard. `live_files` counts the live files of the local index; `local` holds our entries at
+/// (at least) the wanted paths. Returns how many were held.
 pub(crate) async fn hold_mass_delete(
     inner: &Arc<Inner>,
     share: &ShareRecord,
+    live_files: usize,
     local: &HashMap<RelPath, LocalEntry>,
     wanted: &mut HashMap<RelPath, (FileRecord, Action)>,
 ) -> ApiResult<usize> {
-    let live_files = local.values().filter(|e| e.record.is_file()).count();
     let deletes: Vec<RelPath> = wanted
         .iter()
         .filter(|(p, (r, _))| r.deleted && local.get(*p).is_some_and(|e| e.record.is_file()))

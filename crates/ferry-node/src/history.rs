@@ -598,8 +598,3 @@ pub(crate) async fn revert_share(inner: &Arc<Inner>, arg: &str) -> ApiResult<Mod
 pub(crate) fn is_dropped_change(e: &LocalEntry) -> bool {
     e.record.deleted && e.record.version.0.is_empty()
 }
-
-/// Local changes of a receive-only share (never sent), for status.
-pub(crate) fn local_changes(entries: &[LocalEntry]) -> u64 {
-    entries.iter().filter(|e| e.meta.local_change && !is_dropped_change(e)).count() as u64
-}

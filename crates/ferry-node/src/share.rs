@@ -18,7 +18,9 @@ use ferry_engine::{Action, ChunkSource, apply_order, decide_with_policy, plan_ch
 use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan_reusing};
 use ferry_fs::{ShareWatcher, WatchEvent, watch};
 use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, Seq, ShareId};
-use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord};
+use ferry_store::{
+    LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord, WalkStates,
+};
 use futures::StreamExt;
 use tokio::sync::{Notify, watch as twatch};
 use tokio::task::JoinHandle;
@@ -140,6 +142,8 @@ struct Worker {
     /// files (ignored by the scanner, removed at start), so an abandoned one costs nothing.
     partials: Mutex<HashMap<RelPath, (ChunkHash, PathBuf)>>,
     disk: Arc<tokio::sync::Mutex<()>>,
+    /// The inputs of the last pull pass that found nothing to do (see [`PullMark`]).
+    pull_mark: Mutex<Option<PullMark>>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
@@ -184,6 +188,7 @@ pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
         runtime: runtime.clone(),
         partials: Mutex::new(HashMap::new()),
         disk: disk.clone(),
+        pull_mark: Mutex::new(None),
     };
     let task = tokio::spawn(worker.run(stop_rx));
     let handle = ShareHandle {
@@ -249,22 +254,64 @@ pub(crate) fn refresh_members(inner: &Arc<Inner>, rec: &ShareRecord) {
 
 /// What a share's status reads from the index: live files and bytes, files changed here and
 /// not yet synced, and whether every connected member holds our versions. Walking the index
-/// costs O(files); it is cached per share and reused until the store is written to or the
-/// set of connected devices changes, so an idle node answers status calls (the app refreshes
+/// costs O(files); it is cached per share and reused until an index is written to (the store's
+/// index generation moves: device, prompt or settings writes do not count) or the set of
+/// connected devices changes, so an idle node answers status calls (the app refreshes
 /// every few seconds) without decoding its whole index each time.
 #[derive(Clone)]
 pub(crate) struct IndexStatus {
     generation: u64,
     connected: Vec<DeviceId>,
-    files: u64,
-    bytes: u64,
-    local_changes: u64,
-    peers_have_all: bool,
+    counts: StatusCounts,
+}
+
+/// The index-derived part of a share's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StatusCounts {
+    /// Live files, and their bytes (directories and links add no bytes).
+    pub files: u64,
+    pub bytes: u64,
+    /// Changes made here in a receive-only share, not sent.
+    pub local_changes: u64,
+    /// Every connected member holds our version of every path we hold (sent changes only).
+    pub peers_have_all: bool,
+}
+
+/// Computes [`StatusCounts`] in one streaming pass over the local index and the `connected`
+/// members' indexes (one path decoded at a time).
+pub(crate) fn status_counts(
+    s: &ferry_store::Store,
+    id: &ShareId,
+    connected: &[DeviceId],
+) -> Result<StatusCounts, ferry_store::StoreError> {
+    let mut c = StatusCounts { files: 0, bytes: 0, local_changes: 0, peers_have_all: true };
+    s.walk_share(id, connected, |local, remotes| {
+        // Paths only a peer holds say nothing about whether the peers have ours.
+        let Some(e) = local else { return Ok(()) };
+        if e.meta.local_change {
+            if !crate::history::is_dropped_change(&e) {
+                c.local_changes += 1;
+            }
+        } else if c.peers_have_all {
+            c.peers_have_all = remotes.iter().all(|r| match r {
+                Some(r) => r.version == e.record.version,
+                None => e.record.deleted,
+            });
+        }
+        if !e.record.deleted {
+            c.bytes += e.record.size;
+            if e.record.kind == FileKind::File {
+                c.files += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(c)
 }
 
 async fn index_status(inner: &Arc<Inner>, id: ShareId, connected: Vec<DeviceId>) -> ApiResult<IndexStatus> {
     if let Some(c) = inner.status_cache.lock().unwrap().get(&id)
-        && c.generation == inner.store.generation()
+        && c.generation == inner.store.index_generation()
         && c.connected == connected
     {
         return Ok(c.clone());
@@ -273,28 +320,9 @@ async fn index_status(inner: &Arc<Inner>, id: ShareId, connected: Vec<DeviceId>)
         .db(move |s| {
             // Read the generation first: a write racing the reads below makes the entry stale
             // (recomputed next time), never wrongly current.
-            let generation = s.generation();
-            let local = s.local_files(&id)?;
-            let local_changes = crate::history::local_changes(&local);
-            let live: Vec<&LocalEntry> = local.iter().filter(|e| !e.record.deleted).collect();
-            let files = live.iter().filter(|e| e.record.kind == FileKind::File).count() as u64;
-            let bytes = live.iter().map(|e| e.record.size).sum();
-            let mut all = true;
-            for d in &connected {
-                let remote: HashMap<RelPath, FileRecord> =
-                    s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect();
-                for e in local.iter().filter(|e| !e.meta.local_change) {
-                    let ok = match remote.get(&e.record.path) {
-                        Some(r) => r.version == e.record.version,
-                        None => e.record.deleted,
-                    };
-                    if !ok {
-                        all = false;
-                        break;
-                    }
-                }
-            }
-            Ok(IndexStatus { generation, connected, files, bytes, local_changes, peers_have_all: all })
+            let generation = s.index_generation();
+            let counts = status_counts(s, &id, &connected)?;
+            Ok(IndexStatus { generation, connected, counts })
         })
         .await?;
     inner.status_cache.lock().unwrap().insert(id, st.clone());
@@ -307,7 +335,7 @@ pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiRe
     let connected: Vec<DeviceId> = rec.devices.iter().copied().filter(|d| inner.peer(d).is_some()).collect();
     let id = rec.id;
     let settings = inner.db(move |s| s.share_settings(&id)).await?;
-    let IndexStatus { files, bytes, local_changes, peers_have_all, .. } = index_status(inner, id, connected).await?;
+    let StatusCounts { files, bytes, local_changes, peers_have_all } = index_status(inner, id, connected).await?.counts;
     Ok(ShareStatusDto {
         id: rec.id.to_string(),
         label: rec.label.clone(),
@@ -367,6 +395,111 @@ const BATCH_MAX: usize = 256;
 struct PullStats {
     applied: usize,
     failed: usize,
+}
+
+/// The inputs of a pull pass that found nothing to do: the index states it compared (with the
+/// store's index generation, which every index write moves) and the conflict policy it decided
+/// with. While these are unchanged another pass would find nothing again and is skipped: a
+/// reconnect or a rescan that changed nothing costs one small read instead of a walk over both
+/// whole indexes. (The generation is the store's, in memory: a restarted node walks once.)
+#[derive(Clone, PartialEq, Eq)]
+struct PullMark {
+    states: WalkStates,
+    policy: ferry_proto::ConflictPolicy,
+}
+
+/// What a pull pass works on (see [`plan_pull`]).
+struct PullPlan {
+    /// For each path to change, the one remote record to move to and what to do.
+    wanted: HashMap<RelPath, (FileRecord, Action)>,
+    /// Our entries at the wanted paths.
+    local: HashMap<RelPath, LocalEntry>,
+    /// For each wanted path, the members whose record has the wanted content.
+    holders: HashMap<RelPath, Vec<DeviceId>>,
+    /// Live files in the local index (for the mass-delete guard).
+    live_files: usize,
+    states: WalkStates,
+}
+
+/// Walks the local index and every member's index side by side, in path order, keeping only
+/// the paths where some member has a record this device should move to (one path decoded at a
+/// time: the memory is that of the work, not of the share).
+fn plan_pull(
+    s: &ferry_store::Store,
+    id: &ShareId,
+    members: &[DeviceId],
+    policy: ferry_proto::ConflictPolicy,
+) -> Result<PullPlan, ferry_store::StoreError> {
+    let mut plan = PullPlan {
+        wanted: HashMap::new(),
+        local: HashMap::new(),
+        holders: HashMap::new(),
+        live_files: 0,
+        states: WalkStates { generation: 0, local: Default::default(), remotes: Vec::new() },
+    };
+    plan.states = s.walk_share(id, members, |local, remotes| {
+        let l = local.as_ref().map(|e| &e.record);
+        if l.is_some_and(FileRecord::is_file) {
+            plan.live_files += 1;
+        }
+        let mut best: Option<(&FileRecord, Action)> = None;
+        for r in remotes.iter().flatten() {
+            let action = decide_with_policy(l, r, policy);
+            if matches!(action, Action::Nothing | Action::ConflictLocalWins) {
+                continue;
+            }
+            best = match best {
+                None => Some((r, action)),
+                // A tombstone for something we never had is recorded with no disk work; the
+                // first one found will do.
+                Some(cur) if l.is_none() && r.deleted => Some(cur),
+                Some((cur, cur_action)) => {
+                    let better = match r.version.compare(&cur.version) {
+                        ferry_proto::VersionOrdering::Greater => true,
+                        ferry_proto::VersionOrdering::Concurrent => remote_wins(cur, r),
+                        _ => false,
+                    };
+                    if better { Some((r, action)) } else { Some((cur, cur_action)) }
+                }
+            };
+        }
+        let Some((target, action)) = best else { return Ok(()) };
+        let holders: Vec<DeviceId> = members
+            .iter()
+            .zip(&remotes)
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.hash == target.hash))
+            .map(|(d, _)| *d)
+            .collect();
+        let path = target.path.clone();
+        plan.holders.insert(path.clone(), holders);
+        plan.wanted.insert(path.clone(), (target.clone(), action));
+        if let Some(e) = local {
+            plan.local.insert(path, e);
+        }
+        Ok(())
+    })?;
+    Ok(plan)
+}
+
+/// Where this device holds each of the `needed` chunks (a file and an offset), from one
+/// streaming pass over the local index.
+fn local_chunks_of(
+    s: &ferry_store::Store,
+    id: &ShareId,
+    needed: &std::collections::HashSet<ChunkHash>,
+) -> Result<HashMap<ChunkHash, (RelPath, u64)>, ferry_store::StoreError> {
+    let mut found: HashMap<ChunkHash, (RelPath, u64)> = HashMap::new();
+    s.for_each_local(id, |e| {
+        if e.record.is_file() && !e.meta.local_change {
+            for (off, c) in e.record.chunk_offsets() {
+                if needed.contains(&c.hash) {
+                    found.entry(c.hash).or_insert((e.record.path.clone(), off));
+                }
+            }
+        }
+        Ok(found.len() < needed.len())
+    })?;
+    Ok(found)
 }
 
 impl Worker {
@@ -468,37 +601,29 @@ impl Worker {
         let root = self.root.clone();
         let (outcome, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let ignore = Ignore::load(&root).map_err(|e| e.to_string())?;
-            let preload: Option<HashMap<RelPath, LocalEntry>> = match scope {
-                Scope::Full => Some(
-                    store
-                        .local_files(&id)
-                        .map_err(|e| e.to_string())?
-                        .into_iter()
-                        .map(|e| (e.record.path.clone(), e))
-                        .collect(),
-                ),
-                Scope::Paths(_) => None,
-            };
-            let lookup = |p: &RelPath| -> Option<LocalEntry> {
-                match &preload {
-                    Some(m) => m.get(p).cloned(),
-                    None => store.local_file(&id, p).ok().flatten(),
-                }
-            };
+            // Every lookup of the scan reads one snapshot of the index, entry by entry: a full
+            // scan of a large share asks about every path, and loading the whole index into a
+            // map first cost its size in memory (and its decoding time) even when nothing changed.
+            let reader = store.local_reader(&id).map_err(|e| e.to_string())?;
+            let lookup = |p: &RelPath| -> Option<LocalEntry> { reader.get(p).ok().flatten() };
             // A re-hash scan claims to know nothing, so every file is read and hashed; the
             // unchanged ones come back as metadata-only updates below.
             let rehash = rehash && matches!(scope, Scope::Full);
             let known = |p: &RelPath| if rehash { None } else { lookup(p).map(|e| known_of(&e)) };
             let known_paths = |p: Option<&RelPath>| -> Vec<RelPath> {
-                match (p, &preload) {
-                    (None, Some(m)) => {
-                        m.values().filter(|e| !e.record.deleted).map(|e| e.record.path.clone()).collect()
+                match p {
+                    None => {
+                        let mut paths = Vec::new();
+                        let walked = store.for_each_local(&id, |e| {
+                            if !e.record.deleted {
+                                paths.push(e.record.path);
+                            }
+                            Ok(true)
+                        });
+                        // Without the list nothing is reported deleted (never a false delete).
+                        if walked.is_err() { Vec::new() } else { paths }
                     }
-                    (None, None) => store
-                        .local_files(&id)
-                        .map(|v| v.into_iter().filter(|e| !e.record.deleted).map(|e| e.record.path).collect())
-                        .unwrap_or_default(),
-                    (Some(p), _) => store
+                    Some(p) => store
                         .local_files_under(&id, p)
                         .map(|v| {
                             v.into_iter()
@@ -509,15 +634,19 @@ impl Worker {
                         .unwrap_or_default(),
                 }
             };
-            // Files renamed here keep their content: found by inode, not hashed again.
-            let by_inode = match (&preload, &scope) {
-                (Some(m), _) => fast::inodes(m.values()),
-                (None, Scope::Paths(ps)) => fast::inodes(ps.iter().filter_map(&lookup).collect::<Vec<_>>().iter()),
-                (None, Scope::Full) => HashMap::new(),
+            // Files renamed here keep their content: found by inode, not hashed again. The map
+            // is built the first time a new or changed file asks, so a scan that finds nothing
+            // new never builds it.
+            let by_inode: std::cell::OnceCell<HashMap<u64, RelPath>> = std::cell::OnceCell::new();
+            let inodes = || {
+                by_inode.get_or_init(|| match &scope {
+                    Scope::Full => fast::indexed_inodes(&store, &id),
+                    Scope::Paths(ps) => fast::inodes(ps.iter().filter_map(&lookup).collect::<Vec<_>>().iter()),
+                })
             };
             // A re-hash trusts nothing, moved content included.
             let reuse = |rel: &RelPath, now: &Known| {
-                if rehash { None } else { fast::reuse_moved(&root, &by_inode, &lookup, rel, now) }
+                if rehash { None } else { fast::reuse_moved(&root, inodes(), &lookup, rel, now) }
             };
             let outcome =
                 scan_reusing(&root, &known, &known_paths, &scope, &ignore, &reuse).map_err(|e| e.to_string())?;
@@ -611,6 +740,8 @@ impl Worker {
         for (path, msg) in &outcome.errors {
             self.report_error(format!("{path}: {msg}"));
         }
+        tracing::debug!(share = %self.id, changes = outcome.changes.len(), seen = outcome.seen,
+            millis = started.elapsed().as_millis() as u64, "scan finished");
         self.inner.emit(Event::ScanFinished {
             share: self.id.to_string(),
             changes: outcome.changes.len(),
@@ -652,6 +783,11 @@ impl Worker {
     }
 
     /// Compares every peer's index with ours and applies what is newer.
+    ///
+    /// The comparison streams both indexes in path order (see [`plan_pull`]) and keeps only
+    /// what is wanted, so memory follows the work to do rather than the size of the share. A
+    /// pass whose inputs are exactly those of the last pass that found nothing to do is
+    /// skipped (see [`PullMark`]).
     async fn pull_pass(&self) -> ApiResult<PullStats> {
         let rec = self.record().await?;
         if !rec.mode.receives() {
@@ -660,67 +796,40 @@ impl Worker {
         let id = self.id;
         let members = rec.devices.clone();
         let policy = self.inner.db(move |s| s.share_settings(&id)).await?.conflict_policy;
-        let (local, remotes) = self
-            .inner
-            .db(move |s| {
-                let local: HashMap<RelPath, LocalEntry> =
-                    s.local_files(&id)?.into_iter().map(|e| (e.record.path.clone(), e)).collect();
-                let mut remotes = HashMap::new();
-                for d in &members {
-                    let m: HashMap<RelPath, FileRecord> =
-                        s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect();
-                    remotes.insert(*d, m);
-                }
-                Ok((local, remotes))
-            })
-            .await?;
-
-        // For each path, the one remote record this device should move to.
-        let mut wanted: HashMap<RelPath, (FileRecord, Action)> = HashMap::new();
-        for recs in remotes.values() {
-            for r in recs.values() {
-                let l = local.get(&r.path).map(|e| &e.record);
-                let action = decide_with_policy(l, r, policy);
-                if matches!(action, Action::Nothing | Action::ConflictLocalWins) {
-                    continue;
-                }
-                if l.is_none() && r.deleted {
-                    // A tombstone for something we never had: record it, no disk work.
-                    wanted.entry(r.path.clone()).or_insert((r.clone(), action));
-                    continue;
-                }
-                match wanted.get(&r.path) {
-                    Some((cur, _)) => {
-                        let better = match r.version.compare(&cur.version) {
-                            ferry_proto::VersionOrdering::Greater => true,
-                            ferry_proto::VersionOrdering::Concurrent => remote_wins(cur, r),
-                            _ => false,
-                        };
-                        if better {
-                            wanted.insert(r.path.clone(), (r.clone(), action));
-                        }
-                    }
-                    None => {
-                        wanted.insert(r.path.clone(), (r.clone(), action));
-                    }
-                }
+        let mark = self.pull_mark.lock().unwrap().clone();
+        if let Some(mark) = mark {
+            let m = members.clone();
+            let states = self.inner.db(move |s| s.walk_states(&id, &m)).await?;
+            if mark == (PullMark { states, policy }) {
+                tracing::debug!(share = %id, "pull skipped: nothing changed since the last pass");
+                return Ok(PullStats::default());
             }
         }
-        crate::guard::hold_mass_delete(&self.inner, &rec, &local, &mut wanted).await?;
+        let started = Instant::now();
+        let PullPlan { mut wanted, local, holders, live_files, states } =
+            self.inner.db(move |s| plan_pull(s, &id, &members, policy)).await?;
+        tracing::debug!(share = %id, wanted = wanted.len(), millis = started.elapsed().as_millis() as u64, "pull planned");
+        let held = crate::guard::hold_mass_delete(&self.inner, &rec, live_files, &local, &mut wanted).await?;
         if wanted.is_empty() {
+            if held == 0 {
+                // Nothing to do with these inputs: until one of them changes, neither is there.
+                *self.pull_mark.lock().unwrap() = Some(PullMark { states, policy });
+            }
             return Ok(PullStats::default());
         }
+        *self.pull_mark.lock().unwrap() = None;
         self.set_state("syncing");
         let mut items: Vec<(FileRecord, Action)> = wanted.into_values().collect();
         items.sort_by(|a, b| apply_order(&a.0, &b.0));
 
-        // Chunks this device already has, for reuse.
-        let mut local_chunks: HashMap<ChunkHash, (RelPath, u64)> = HashMap::new();
-        for e in local.values().filter(|e| e.record.is_file() && !e.meta.local_change) {
-            for (off, c) in e.record.chunk_offsets() {
-                local_chunks.entry(c.hash).or_insert((e.record.path.clone(), off));
-            }
-        }
+        // Chunks this device already has, for reuse: only those the wanted files are made of.
+        let needed: std::collections::HashSet<ChunkHash> =
+            items.iter().filter(|(t, _)| t.is_file()).flat_map(|(t, _)| t.chunks.iter().map(|c| c.hash)).collect();
+        let local_chunks = if needed.is_empty() {
+            HashMap::new()
+        } else {
+            self.inner.db(move |s| local_chunks_of(s, &id, &needed)).await?
+        };
         let peers: Vec<Arc<Peer>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
 
         let mut stats = PullStats::default();
@@ -735,11 +844,10 @@ impl Worker {
                 self.flush(&mut batch).await?;
             }
             let l = local.get(&target.path);
-            let sources: Vec<Arc<Peer>> = peers
-                .iter()
-                .filter(|p| remotes.get(&p.id).and_then(|m| m.get(&target.path)).is_some_and(|r| r.hash == target.hash))
-                .cloned()
-                .collect();
+            let sources: Vec<Arc<Peer>> = match holders.get(&target.path) {
+                Some(h) => peers.iter().filter(|p| h.contains(&p.id)).cloned().collect(),
+                None => Vec::new(),
+            };
             if Self::groupable(&target, &action, l) {
                 group.push(fast::NewFile { target, sources });
                 if group.len() >= fast::GROUP_MAX {
@@ -1129,4 +1237,187 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ferry_fs::FsError> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::{ChunkInfo, ConflictPolicy, ShareMode, VersionVector};
+    use ferry_store::{RemoteState, Store};
+
+    const ME: DeviceId = DeviceId([9; 32]);
+    const PEER: DeviceId = DeviceId([1; 32]);
+    const PEER2: DeviceId = DeviceId([2; 32]);
+    const S: ShareId = ShareId([3; 10]);
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("ferry.redb")).unwrap();
+        let share = ShareRecord {
+            id: S,
+            label: "s".into(),
+            path: "/tmp/s".into(),
+            mode: ShareMode::SendReceive,
+            devices: vec![PEER, PEER2],
+            paused: false,
+        };
+        store.put_share(&share).unwrap();
+        (dir, store)
+    }
+
+    fn rec(path: &str, content: &str, by: DeviceId) -> FileRecord {
+        let hash = ChunkHash::of(content.as_bytes());
+        FileRecord {
+            path: RelPath::new(path).unwrap(),
+            kind: FileKind::File,
+            deleted: false,
+            size: content.len() as u64,
+            mtime_ns: 1_000,
+            executable: false,
+            version: VersionVector::new().bumped(by),
+            seq: Seq(0),
+            hash,
+            chunks: vec![ChunkInfo { hash, len: content.len() as u32 }],
+            modified_by: by,
+        }
+    }
+
+    fn local(store: &Store, records: Vec<(FileRecord, bool)>) {
+        let updates: Vec<LocalUpdate> = records
+            .into_iter()
+            .map(|(record, local_change)| LocalUpdate {
+                entry: LocalEntry { record, meta: LocalMeta { inode: 1, local_change } },
+                new_seq: true,
+            })
+            .collect();
+        store.commit_local(&S, &updates, &[]).unwrap();
+    }
+
+    fn remote(store: &Store, device: DeviceId, records: Vec<FileRecord>) {
+        let max = store.remote_state(&S, &device).unwrap().max_seq;
+        let records: Vec<FileRecord> =
+            records.into_iter().enumerate().map(|(i, r)| FileRecord { seq: Seq(max + 1 + i as u64), ..r }).collect();
+        store.put_remote(&S, &device, 5, &records).unwrap();
+    }
+
+    /// The status counts the way they were computed before the streaming walk: both indexes
+    /// loaded whole.
+    fn full_counts(store: &Store, connected: &[DeviceId]) -> StatusCounts {
+        let local = store.local_files(&S).unwrap();
+        let live: Vec<&LocalEntry> = local.iter().filter(|e| !e.record.deleted).collect();
+        let mut peers_have_all = true;
+        for d in connected {
+            let remote: HashMap<RelPath, FileRecord> =
+                store.remote_files(&S, d).unwrap().into_iter().map(|r| (r.path.clone(), r)).collect();
+            for e in local.iter().filter(|e| !e.meta.local_change) {
+                peers_have_all &= match remote.get(&e.record.path) {
+                    Some(r) => r.version == e.record.version,
+                    None => e.record.deleted,
+                };
+            }
+        }
+        StatusCounts {
+            files: live.iter().filter(|e| e.record.kind == FileKind::File).count() as u64,
+            bytes: live.iter().map(|e| e.record.size).sum(),
+            local_changes: local.iter().filter(|e| e.meta.local_change && !crate::history::is_dropped_change(e)).count()
+                as u64,
+            peers_have_all,
+        }
+    }
+
+    #[test]
+    fn status_counts_match_a_full_computation() {
+        let (_dir, store) = open();
+        let mut dir = rec("d", "", ME);
+        dir.kind = FileKind::Dir;
+        dir.chunks.clear();
+        let mut gone = rec("d/gone", "old", ME);
+        gone.deleted = true;
+        let mut dropped = rec("d/dropped", "x", ME);
+        dropped.deleted = true;
+        dropped.version = VersionVector::new();
+        local(
+            &store,
+            vec![
+                (rec("a", "aaa", ME), false),
+                (dir, false),
+                (rec("d/b", "bbbbb", ME), false),
+                (gone, false),
+                (rec("d/mine", "here only", ME), true),
+                (dropped, true),
+            ],
+        );
+        let check = |connected: &[DeviceId]| {
+            assert_eq!(status_counts(&store, &S, connected).unwrap(), full_counts(&store, connected));
+        };
+        check(&[]);
+        check(&[PEER]);
+        let mine = store.local_files(&S).unwrap();
+        let sent: Vec<FileRecord> = mine.iter().filter(|e| !e.meta.local_change).map(|e| e.record.clone()).collect();
+        remote(&store, PEER, sent.clone());
+        remote(&store, PEER, vec![rec("theirs only", "t", PEER)]);
+        check(&[PEER]);
+        assert!(status_counts(&store, &S, &[PEER]).unwrap().peers_have_all);
+        // The second peer lacks one of our files, then has an older version of it.
+        remote(&store, PEER2, sent.iter().filter(|r| r.path.as_str() != "d/b").cloned().collect());
+        check(&[PEER, PEER2]);
+        assert!(!status_counts(&store, &S, &[PEER, PEER2]).unwrap().peers_have_all);
+        remote(&store, PEER2, vec![rec("d/b", "older", PEER2)]);
+        check(&[PEER, PEER2]);
+        let c = status_counts(&store, &S, &[PEER]).unwrap();
+        assert_eq!((c.files, c.bytes, c.local_changes), (3, 3 + 5 + 9, 1));
+    }
+
+    #[test]
+    fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
+        let (_dir, store) = open();
+        let policy = ConflictPolicy::default();
+        let members = [PEER, PEER2];
+        let a = rec("a", "aaa", ME);
+        local(&store, vec![(a.clone(), false)]);
+        remote(&store, PEER, vec![a.clone()]);
+        let plan = plan_pull(&store, &S, &members, policy).unwrap();
+        assert!(plan.wanted.is_empty());
+        assert_eq!(plan.live_files, 1);
+        let mark = PullMark { states: plan.states, policy };
+        let current = |store: &Store| PullMark { states: store.walk_states(&S, &members).unwrap(), policy };
+        assert!(mark == current(&store), "nothing written: the next pass is skipped");
+        assert!(mark != PullMark { policy: ConflictPolicy::NewestWins, ..current(&store) });
+
+        // A peer's new file: the mark no longer holds, and the pass wants the file from both
+        // peers that have its content.
+        let b = rec("b", "bbb", PEER);
+        remote(&store, PEER, vec![b.clone()]);
+        assert!(mark != current(&store));
+        remote(&store, PEER2, vec![b.clone(), rec("c", "other", PEER2)]);
+        let plan = plan_pull(&store, &S, &members, policy).unwrap();
+        assert_eq!(plan.wanted.keys().map(|p| p.as_str()).collect::<BTreeSet<_>>(), BTreeSet::from(["b", "c"]));
+        assert_eq!(plan.wanted[&b.path].1, Action::Apply);
+        assert_eq!(plan.holders[&b.path], vec![PEER, PEER2]);
+        assert_eq!(plan.holders[&RelPath::new("c").unwrap()], vec![PEER2]);
+        assert!(plan.local.is_empty(), "no local entry at the wanted paths");
+
+        // A newer version of `a` on one peer: wanted, with our entry, from that peer only.
+        let a2 = FileRecord { version: a.version.bumped(PEER), hash: ChunkHash::of(b"a2"), ..a.clone() };
+        remote(&store, PEER2, vec![a2.clone()]);
+        let plan = plan_pull(&store, &S, &members, policy).unwrap();
+        assert_eq!(plan.wanted[&a.path].0.version, a2.version);
+        assert_eq!(plan.holders[&a.path], vec![PEER2]);
+        assert_eq!(plan.local[&a.path].record, store.local_file(&S, &a.path).unwrap().unwrap().record);
+
+        // Everything applied: nothing wanted, and a mark taken now holds until the next write,
+        // even one that keeps every seq (a revert rewrites entries in place).
+        let applied: Vec<(FileRecord, bool)> = vec![(a2, false), (b, false), (rec("c", "other", PEER2), false)];
+        local(&store, applied);
+        let plan = plan_pull(&store, &S, &members, policy).unwrap();
+        assert!(plan.wanted.is_empty(), "{:?}", plan.wanted.keys().collect::<Vec<_>>());
+        let mark = PullMark { states: plan.states, policy };
+        assert!(mark == current(&store));
+        let mut e = store.local_file(&S, &a.path).unwrap().unwrap();
+        e.record.version = VersionVector::new();
+        store.commit_local(&S, &[LocalUpdate { entry: e, new_seq: false }], &[]).unwrap();
+        assert!(mark != current(&store));
+        assert_eq!(plan_pull(&store, &S, &members, policy).unwrap().wanted.len(), 1);
+        assert_eq!(store.remote_state(&S, &PEER).unwrap(), RemoteState { epoch: 5, max_seq: 2 });
+    }
 }

@@ -49,13 +49,16 @@ pub struct Store {
     db: Database,
     /// Bumped after every committed write transaction (see [`Store::generation`]).
     generation: std::sync::atomic::AtomicU64,
+    /// Bumped after every committed write to a local or remote index (see
+    /// [`Store::index_generation`]).
+    index_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, migrating it to the current schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
-        let store = Store { db, generation: std::sync::atomic::AtomicU64::new(0) };
+        let store = Store { db, generation: Default::default(), index_generation: Default::default() };
         store.write(schema::migrate)?;
         Ok(store)
     }
@@ -72,6 +75,20 @@ impl Store {
         txn.commit()?;
         self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(out)
+    }
+
+    /// Runs `f` in one write transaction (like `write`) that changes a local or remote index.
+    fn write_index<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let out = self.write(f)?;
+        self.index_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        Ok(out)
+    }
+
+    /// Like [`Store::generation`], but changed only by writes to the file indexes (local or
+    /// remote): what was computed from the indexes while it read `g` is current while it reads
+    /// `g`, whatever else (devices, prompts, settings) was written meanwhile.
+    pub fn index_generation(&self) -> u64 {
+        self.index_generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A number that changes whenever anything was written through this store: a value
@@ -154,7 +171,7 @@ impl Store {
     /// version records, in one transaction.
     pub fn remove_share(&self, id: &ShareId) -> Result<(), StoreError> {
         let bounds = prefix_bounds(&id.0);
-        self.write(|txn| {
+        self.write_index(|txn| {
             txn.open_table(SHARES)?.remove(id.0.as_slice())?;
             txn.open_table(SHARE_STATE)?.remove(id.0.as_slice())?;
             txn.open_table(SHARE_SETTINGS)?.remove(id.0.as_slice())?;
@@ -179,6 +196,14 @@ impl Store {
         self.read(|txn| get(&txn.open_table(LOCAL)?, &schema::local_key(share, path), "local entry"))
     }
 
+    /// Point lookups in the share's local index, all in one read transaction: a consistent
+    /// view without setting up a transaction per lookup, for a scan that asks about every path
+    /// of a large share without loading the whole index first.
+    pub fn local_reader(&self, share: &ShareId) -> Result<LocalReader, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(LocalReader { table: txn.open_table(LOCAL)?, share: *share })
+    }
+
     /// The local entries at `paths` (None where there is none), in order, in one read.
     pub fn local_files_at(&self, share: &ShareId, paths: &[RelPath]) -> Result<Vec<Option<LocalEntry>>, StoreError> {
         self.read(|txn| {
@@ -190,6 +215,82 @@ impl Store {
     /// Every entry of the share's local index, sorted by path.
     pub fn local_files(&self, share: &ShareId) -> Result<Vec<LocalEntry>, StoreError> {
         self.read(|txn| scan(&txn.open_table(LOCAL)?, &prefix_bounds(&share.0), "local entry"))
+    }
+
+    /// Calls `f` with every entry of the share's local index, in path order, in one read
+    /// transaction, decoding one entry at a time: a pass over a large index without holding
+    /// all of it. `f` returns false to stop early.
+    pub fn for_each_local(
+        &self,
+        share: &ShareId,
+        mut f: impl FnMut(LocalEntry) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(LOCAL)?;
+            for item in table.range::<&[u8]>(schema::as_slices(&prefix_bounds(&share.0)))? {
+                let (_, v) = item?;
+                if !f(schema::decode("local entry", v.value())?)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Walks the share's local index and the remote indexes of `devices` side by side, in path
+    /// order, in one read transaction: `f(local, remotes)` is called once per path that any of
+    /// them holds, with `remotes[i]` the record of `devices[i]` (None where it has none). Only
+    /// one path's records are decoded at a time, so comparing two 100,000-record indexes costs
+    /// no more memory than comparing one path.
+    ///
+    /// Returns the index states read in the same transaction, so a caller can tell later
+    /// whether anything it compared has changed since (see [`WalkStates`]).
+    pub fn walk_share(
+        &self,
+        share: &ShareId,
+        devices: &[DeviceId],
+        mut f: impl FnMut(Option<LocalEntry>, Vec<Option<FileRecord>>) -> Result<(), StoreError>,
+    ) -> Result<WalkStates, StoreError> {
+        // Read before the transaction begins: a write racing it only makes the states look
+        // newer than what was read (a needless recomputation later), never older.
+        let generation = self.index_generation();
+        self.read(|txn| {
+            let states = walk_states(txn, generation, share, devices)?;
+            let local_table = txn.open_table(LOCAL)?;
+            let remote_table = txn.open_table(REMOTE)?;
+            // Each source is a range whose keys are a fixed prefix followed by the path, so the
+            // key suffixes compare like the paths and a merge by suffix visits every path once.
+            let mut sources: Vec<MergeSource> = Vec::with_capacity(devices.len() + 1);
+            let local_prefix = share.0.len();
+            let local_bounds = prefix_bounds(&share.0);
+            sources
+                .push(MergeSource::new(local_table.range::<&[u8]>(schema::as_slices(&local_bounds))?, local_prefix)?);
+            for d in devices {
+                let prefix = schema::remote_state_key(share, d);
+                let bounds = prefix_bounds(&prefix);
+                sources.push(MergeSource::new(remote_table.range::<&[u8]>(schema::as_slices(&bounds))?, prefix.len())?);
+            }
+            while let Some(min) = sources.iter().filter_map(MergeSource::path).min().map(<[u8]>::to_vec) {
+                let mut local = None;
+                let mut remotes = Vec::with_capacity(devices.len());
+                for (i, src) in sources.iter_mut().enumerate() {
+                    let value = if src.path() == Some(min.as_slice()) { Some(src.advance()?) } else { None };
+                    if i == 0 {
+                        local = value.map(|v| schema::decode::<LocalEntry>("local entry", &v)).transpose()?;
+                    } else {
+                        remotes.push(value.map(|v| schema::decode::<FileRecord>("remote record", &v)).transpose()?);
+                    }
+                }
+                f(local, remotes)?;
+            }
+            Ok(states)
+        })
+    }
+
+    /// The states [`Store::walk_share`] would return now, without the walk.
+    pub fn walk_states(&self, share: &ShareId, devices: &[DeviceId]) -> Result<WalkStates, StoreError> {
+        let generation = self.index_generation();
+        self.read(|txn| walk_states(txn, generation, share, devices))
     }
 
     /// `prefix` itself and everything below it (path == prefix or starts with prefix + "/"),
@@ -259,7 +360,7 @@ impl Store {
         if let Some(v) = versions.iter().find(|v| v.share != *share) {
             return Err(StoreError::Invalid(format!("version of {} is for share {}, not {share}", v.path, v.share)));
         }
-        self.write(|txn| {
+        self.write_index(|txn| {
             let mut states = txn.open_table(SHARE_STATE)?;
             let mut state: ShareState = get(&states, &share.0, "share state")?
                 .ok_or_else(|| StoreError::NotFound(format!("state of share {share}")))?;
@@ -323,7 +424,7 @@ impl Store {
         records: &[FileRecord],
     ) -> Result<(), StoreError> {
         let state_key = schema::remote_state_key(share, device);
-        self.write(|txn| {
+        self.write_index(|txn| {
             let mut states = txn.open_table(REMOTE_STATE)?;
             let mut remote = txn.open_table(REMOTE)?;
             let old: RemoteState = get(&states, &state_key, "remote state")?.unwrap_or_default();
@@ -407,7 +508,7 @@ impl Store {
     /// Drops `device`'s records and state for `share`.
     pub fn clear_remote(&self, share: &ShareId, device: &DeviceId) -> Result<(), StoreError> {
         let state_key = schema::remote_state_key(share, device);
-        self.write(|txn| {
+        self.write_index(|txn| {
             schema::remove_range(&mut txn.open_table(REMOTE)?, &prefix_bounds(&state_key))?;
             txn.open_table(REMOTE_STATE)?.remove(state_key.as_slice())?;
             Ok(())
@@ -668,6 +769,89 @@ impl Store {
 
     pub fn auto_accept(&self, device: &DeviceId) -> Result<bool, StoreError> {
         self.read(|txn| Ok(txn.open_table(AUTO_ACCEPT)?.get(device.0.as_slice())?.is_some()))
+    }
+}
+
+/// See [`Store::local_reader`]. It sees the index as it was when made (later commits are not
+/// visible through it).
+pub struct LocalReader {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    share: ShareId,
+}
+
+impl LocalReader {
+    pub fn get(&self, path: &RelPath) -> Result<Option<LocalEntry>, StoreError> {
+        get(&self.table, &schema::local_key(&self.share, path), "local entry")
+    }
+}
+
+/// The index states a [`Store::walk_share`] read: the index generation, the local index's state
+/// and each walked device's (`{0, 0}` for a device we hold nothing of). Equal states (with the
+/// same store) mean no index was written in between: the walk would see the same records again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalkStates {
+    /// [`Store::index_generation`] read before the walk's transaction began.
+    pub generation: u64,
+    pub local: ShareState,
+    pub remotes: Vec<(DeviceId, RemoteState)>,
+}
+
+fn walk_states(
+    txn: &ReadTransaction,
+    generation: u64,
+    share: &ShareId,
+    devices: &[DeviceId],
+) -> Result<WalkStates, StoreError> {
+    let local: ShareState = get(&txn.open_table(SHARE_STATE)?, &share.0, "share state")?
+        .ok_or_else(|| StoreError::NotFound(format!("state of share {share}")))?;
+    let table = txn.open_table(REMOTE_STATE)?;
+    let mut remotes = Vec::with_capacity(devices.len());
+    for d in devices {
+        remotes.push((*d, get(&table, &schema::remote_state_key(share, d), "remote state")?.unwrap_or_default()));
+    }
+    Ok(WalkStates { generation, local, remotes })
+}
+
+/// One sorted range of a [`Store::walk_share`] merge, with its next (key, value) read ahead.
+struct MergeSource<'a> {
+    range: redb::Range<'a, &'static [u8], &'static [u8]>,
+    /// Length of the key prefix before the path.
+    prefix: usize,
+    head: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl<'a> MergeSource<'a> {
+    fn new(range: redb::Range<'a, &'static [u8], &'static [u8]>, prefix: usize) -> Result<Self, StoreError> {
+        let mut s = MergeSource { range, prefix, head: None };
+        s.fill()?;
+        Ok(s)
+    }
+
+    fn fill(&mut self) -> Result<(), StoreError> {
+        self.head = match self.range.next() {
+            Some(item) => {
+                let (k, v) = item?;
+                let key = k.value();
+                let path = key
+                    .get(self.prefix..)
+                    .ok_or_else(|| StoreError::Corrupt(format!("index key of {} bytes", key.len())))?;
+                Some((path.to_vec(), v.value().to_vec()))
+            }
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// The path bytes of the next entry, None at the end.
+    fn path(&self) -> Option<&[u8]> {
+        self.head.as_ref().map(|(p, _)| p.as_slice())
+    }
+
+    /// Takes the next entry's value and reads the one after it.
+    fn advance(&mut self) -> Result<Vec<u8>, StoreError> {
+        let (_, value) = self.head.take().expect("advance only at a path");
+        self.fill()?;
+        Ok(value)
     }
 }
 

@@ -435,6 +435,20 @@ pub(super) fn inodes<'a>(entries: impl Iterator<Item = &'a LocalEntry>) -> HashM
         .collect()
 }
 
+/// [`inodes`] of the whole local index, read entry by entry.
+pub(super) fn indexed_inodes(store: &ferry_store::Store, id: &ShareId) -> HashMap<u64, RelPath> {
+    let mut m = HashMap::new();
+    let walked = store.for_each_local(id, |e| {
+        m.extend(inodes(std::iter::once(&e)));
+        Ok(true)
+    });
+    if let Err(e) = walked {
+        // Renamed files are then hashed again: slower, never wrong.
+        tracing::warn!(share = %id, "reading the index for renames: {e}");
+    }
+    m
+}
+
 /// The indexed content of the file now at `rel`, if it was renamed there: an indexed file had
 /// the same inode, size and mtime, and its old path no longer holds that inode (a hard link is
 /// two files, each hashed).
