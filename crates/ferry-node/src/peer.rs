@@ -641,6 +641,11 @@ async fn on_index(
         return wire_err(WireError::Refused, "not a member of this share");
     }
     if !chunks_from.is_empty() {
+        // At most one reference per record (checked in full by `resolve`): bounds the lookups
+        // a hostile update can ask for before anything else is checked.
+        if chunks_from.len() > records.len() {
+            return wire_err(WireError::BadRequest, "more chunk references than records");
+        }
         // Rebuild the chunk lists left out from what this device holds, before storing anything.
         let pid = peer.id;
         let paths: Vec<RelPath> = chunks_from.iter().map(|c| c.base_path.clone()).collect();
