@@ -563,6 +563,9 @@ pub(crate) async fn on_block(
             // The accept raced ahead of its update.
             set_state(inner, id, TransferState::Active, |s| !s.is_final(), None).await;
         }
+        // Failed already (another block found the source changed): say why, not just "failed",
+        // whichever of the concurrent answers reaches the receiver first.
+        TransferState::Failed(why) => return Message::Error { code: WireError::Refused, message: why.clone() },
         other => {
             return Message::Error { code: WireError::Refused, message: format!("this send is {}", other.as_str()) };
         }
