@@ -159,6 +159,18 @@ pub async fn share(a: &TestNode, a_dir: &Path, b: &TestNode, b_dir: &Path, mode:
     s.id
 }
 
+/// Two paired nodes with a fresh folder of `a`'s shared into a fresh folder of `b`'s:
+/// `(a, b, a's folder, b's folder, share id)`.
+pub async fn two_sharing() -> (TestNode, TestNode, TempDir, TempDir, String) {
+    let a = TestNode::start("alpha").await;
+    let b = TestNode::start("beta").await;
+    pair(&a, &b).await;
+    let da = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let id = share(&a, da.path(), &b, db.path(), None).await;
+    (a, b, da, db, id)
+}
+
 /// Invites `b` to `a`'s share `id` and accepts it on `b` into `b_dir`.
 pub async fn accept_share_offer(a: &TestNode, b: &TestNode, id: &str, b_dir: &Path) {
     a.node.share_invite(InviteDto { share: id.to_string(), device: b.id() }).await.expect("invite");

@@ -10,12 +10,7 @@ use ferry_e2e::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_new_files_and_renames_take_the_fast_paths() {
-    let a = TestNode::start("alpha").await;
-    let b = TestNode::start("beta").await;
-    pair(&a, &b).await;
-    let da = tempfile::tempdir().unwrap();
-    let db = tempfile::tempdir().unwrap();
-    let share = share(&a, da.path(), &b, db.path(), None).await;
+    let (a, b, da, db, share) = two_sharing().await;
 
     // More files than one group (256), in several directories, of varied sizes.
     for i in 0..700 {
@@ -79,12 +74,7 @@ async fn wire_bytes(a: &TestNode, b: &TestNode) -> u64 {
 /// chunks' entries and fetches only the changed chunks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn big_files_renamed_or_edited_travel_without_their_chunk_lists() {
-    let a = TestNode::start("alpha").await;
-    let b = TestNode::start("beta").await;
-    pair(&a, &b).await;
-    let da = tempfile::tempdir().unwrap();
-    let db = tempfile::tempdir().unwrap();
-    let share = share(&a, da.path(), &b, db.path(), None).await;
+    let (a, b, da, db, share) = two_sharing().await;
     let mut big = random_bytes(31337, 32 << 20);
     fs::write(da.path().join("big.bin"), &big).unwrap();
     let settled =

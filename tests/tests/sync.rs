@@ -90,12 +90,7 @@ async fn pair_share_and_sync_every_kind_of_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_edits_keep_both_and_peers_reconnect_after_restart() {
-    let a = TestNode::start("alpha").await;
-    let b = TestNode::start("beta").await;
-    pair(&a, &b).await;
-    let da = tempfile::tempdir().unwrap();
-    let db = tempfile::tempdir().unwrap();
-    let share = share(&a, da.path(), &b, db.path(), None).await;
+    let (a, b, da, db, share) = two_sharing().await;
     fs::write(da.path().join("notes.txt"), b"base").unwrap();
     wait_for(&[&a, &b], "base on b", || async {
         fs::read(db.path().join("notes.txt")).ok().as_deref() == Some(b"base")
