@@ -613,3 +613,12 @@ mod tests {
         assert!(e.to_string().contains("not a version id"), "{e}");
     }
 }
+
+/// The result of every node operation that a client can see.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+impl From<ferry_store::StoreError> for ApiError {
+    fn from(e: ferry_store::StoreError) -> Self {
+        ApiError::internal(format!("store: {e}"))
+    }
+}

@@ -14,7 +14,7 @@ use ferry_proto::{DeviceId, RelPath};
 use ferry_store::{LocalEntry, ShareRecord, VersionReason};
 
 use crate::api::*;
-use crate::node::{ApiResult, Inner};
+use crate::context::{ApiResult, Context};
 
 const MARK: &str = ".sync-conflict-";
 
@@ -63,7 +63,7 @@ fn stamp_ms(stamp: &str) -> Option<i64> {
     time::PrimitiveDateTime::parse(stamp, &fmt).ok().map(|t| (t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-async fn device_name(inner: &Arc<Inner>, short: &str) -> (String, String) {
+async fn device_name(inner: &Arc<Context>, short: &str) -> (String, String) {
     if inner.id.short() == short {
         return (inner.id.to_string(), format!("{} (this device)", inner.cfg.name));
     }
@@ -74,7 +74,7 @@ async fn device_name(inner: &Arc<Inner>, short: &str) -> (String, String) {
     }
 }
 
-async fn describe_device(inner: &Arc<Inner>, id: &DeviceId) -> String {
+async fn describe_device(inner: &Arc<Context>, id: &DeviceId) -> String {
     if *id == inner.id {
         return format!("{} (this device)", inner.cfg.name);
     }
@@ -83,7 +83,7 @@ async fn describe_device(inner: &Arc<Inner>, id: &DeviceId) -> String {
 }
 
 /// `ferry conflicts [SHARE]`.
-pub(crate) async fn list(inner: &Arc<Inner>, share: Option<&str>) -> ApiResult<Vec<ConflictDto>> {
+pub(crate) async fn list(inner: &Arc<Context>, share: Option<&str>) -> ApiResult<Vec<ConflictDto>> {
     let shares = match share {
         Some(s) => vec![inner.resolve_share(s).await?],
         None => inner.db(|s| s.shares()).await?,
@@ -124,7 +124,7 @@ pub(crate) async fn list(inner: &Arc<Inner>, share: Option<&str>) -> ApiResult<V
 }
 
 /// `ferry resolve PATH --keep local|remote|both|COPY`.
-pub(crate) async fn resolve(inner: &Arc<Inner>, req: ResolveDto) -> ApiResult<ResolvedDto> {
+pub(crate) async fn resolve(inner: &Arc<Context>, req: ResolveDto) -> ApiResult<ResolvedDto> {
     let (share, rel) = inner.locate(&req.path).await?;
     let rel = rel.ok_or_else(|| ApiError::bad("give the conflicted file (or one of its copies)"))?;
     let original = parse_copy(&rel).map(|c| c.original).unwrap_or(rel.clone());

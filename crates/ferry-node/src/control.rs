@@ -142,3 +142,10 @@ pub(crate) async fn serve(node: Node) -> Result<(), ApiError> {
         .await
         .map_err(|e| ApiError::internal(format!("control API: {e}")))
 }
+
+impl Node {
+    /// Serves the control API on the home's Unix socket until shutdown.
+    pub async fn serve_control(&self) -> Result<(), ApiError> {
+        crate::control::serve(self.clone()).await
+    }
+}

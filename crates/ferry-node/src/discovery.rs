@@ -6,18 +6,17 @@
 //! address *expecting its announced id*, so the TLS handshake fails unless the device really
 //! holds that identity; the user still compares the code on both screens.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferry_net::{Mdns, MdnsConfig, Sighting, StaticAddresses};
 use ferry_proto::PROTOCOL_VERSION;
 
 use crate::api::*;
-use crate::node::{ApiResult, Inner, Node};
+use crate::context::{ApiResult, Context};
 
 /// Starts the discovery sources. An mDNS failure is logged and kept for `ferry doctor`; the
 /// node still works with typed and remembered addresses.
-pub(crate) fn start(inner: &Arc<Inner>) {
+pub(crate) fn start(inner: &Arc<Context>) {
     let statics = StaticAddresses::new(inner.cfg.static_addresses.clone(), inner.book.notifier());
     inner.book.add(Arc::new(statics));
     if !inner.cfg.mdns {
@@ -41,7 +40,7 @@ pub(crate) fn start(inner: &Arc<Inner>) {
 }
 
 /// Marks known devices seen by mDNS as nearby and adds the unknown ones.
-pub(crate) fn add_nearby(inner: &Arc<Inner>, out: &mut Vec<DeviceDto>) {
+pub(crate) fn add_nearby(inner: &Arc<Context>, out: &mut Vec<DeviceDto>) {
     for s in inner.book.nearby() {
         let addrs: Vec<String> = s.addrs.iter().map(|a| a.to_string()).collect();
         let id = s.id.to_string();
@@ -72,7 +71,7 @@ pub(crate) fn add_nearby(inner: &Arc<Inner>, out: &mut Vec<DeviceDto>) {
 
 /// The nearby device `arg` names: full id, then exact name (case ignored), then id prefix.
 /// `Ok(None)` when nothing nearby matches (the caller then treats `arg` as HOST:PORT).
-fn find_nearby(inner: &Arc<Inner>, arg: &str) -> ApiResult<Option<Sighting>> {
+pub(crate) fn find_nearby(inner: &Arc<Context>, arg: &str) -> ApiResult<Option<Sighting>> {
     let nearby = inner.book.nearby();
     if let Ok(id) = arg.parse::<ferry_proto::DeviceId>()
         && let Some(s) = nearby.iter().find(|s| s.id == id)
@@ -102,7 +101,7 @@ fn find_nearby(inner: &Arc<Inner>, arg: &str) -> ApiResult<Option<Sighting>> {
 }
 
 /// Starts pairing with the nearby device `arg` names, trying its hinted addresses in turn.
-pub(crate) async fn pair_nearby(inner: &Arc<Inner>, arg: &str) -> ApiResult<Option<PairTicketDto>> {
+pub(crate) async fn pair_nearby(inner: &Arc<Context>, arg: &str) -> ApiResult<Option<PairTicketDto>> {
     let Some(s) = find_nearby(inner, arg)? else {
         if !arg.contains(':') {
             return Err(ApiError::not_found(format!(
@@ -124,57 +123,4 @@ pub(crate) async fn pair_nearby(inner: &Arc<Inner>, arg: &str) -> ApiResult<Opti
     Err(last.unwrap_or_else(|| {
         ApiError::new(ErrorCode::Unreachable, format!("{} is nearby but announced no usable address", s.name))
     }))
-}
-
-impl Node {
-    /// Adds a static address to a device (kept, and tried on every dial before the remembered
-    /// ones). A nearby device not yet known is recorded (unpaired) to carry it.
-    pub async fn device_add_address(&self, req: AddAddressDto) -> ApiResult<DeviceDto> {
-        let inner = &self.inner;
-        let addr: SocketAddr = match req.address.parse() {
-            Ok(a) => a,
-            Err(_) => tokio::net::lookup_host(&req.address)
-                .await
-                .map_err(|e| ApiError::bad(format!("{:?} is not HOST:PORT: {e}", req.address)))?
-                .next()
-                .ok_or_else(|| ApiError::bad(format!("{:?} resolves to no address", req.address)))?,
-        };
-        if addr.port() == 0 || addr.ip().is_unspecified() {
-            return Err(ApiError::bad(format!("{addr} cannot be dialed: give a real IP and port")));
-        }
-        let id = match inner.resolve_device(&req.device).await {
-            Ok(d) => d.id,
-            Err(e) if e.code == ErrorCode::NotFound => match find_nearby(inner, &req.device)? {
-                Some(s) => s.id,
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
-        };
-        let name = find_nearby(inner, &id.to_string())?.map(|s| s.name);
-        let a = addr.to_string();
-        inner
-            .db(move |s| {
-                let mut d = s.device(&id)?.unwrap_or_else(|| ferry_store::DeviceRecord {
-                    id,
-                    name: name.unwrap_or_else(|| id.short()),
-                    owner: String::new(),
-                    paired: false,
-                    addresses: vec![],
-                    static_addresses: vec![],
-                    last_seen_ms: None,
-                });
-                if !d.static_addresses.contains(&a) {
-                    d.static_addresses.push(a);
-                }
-                s.put_device(&d)
-            })
-            .await?;
-        inner.dial_wake.notify_one();
-        let sid = id.to_string();
-        self.devices()
-            .await?
-            .into_iter()
-            .find(|d| d.id == sid)
-            .ok_or_else(|| ApiError::internal("device vanished after adding its address"))
-    }
 }

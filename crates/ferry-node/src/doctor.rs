@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::api::*;
 use crate::config::{Config, Overrides, socket_path};
-use crate::node::{ApiResult, Inner, Node};
+use crate::context::{ApiResult, Context};
 
 /// Above this share of `max_user_watches` the budget counts as nearly exhausted.
 const NEAR_LIMIT: f64 = 0.8;
@@ -18,30 +18,7 @@ const SUGGESTED_WATCHES: u64 = 524_288;
 /// Directories counted per share at most (a bound on the walk's cost).
 const MAX_DIRS_COUNTED: u64 = 5_000_000;
 
-impl Node {
-    pub async fn doctor(&self) -> ApiResult<DoctorDto> {
-        let inner = &self.inner;
-        let shares: Vec<PathBuf> = inner.db(|s| s.shares()).await?.into_iter().map(|s| PathBuf::from(s.path)).collect();
-        let inotify =
-            tokio::task::spawn_blocking(move || inotify_report(&shares, true)).await.map_err(ApiError::internal)?;
-        let mdns = mdns_running(inner).await?;
-        let mut d = DoctorDto {
-            daemon_running: true,
-            control_socket: inner.cfg.socket_path().display().to_string(),
-            control_socket_state: "answering".into(),
-            device_id: Some(inner.id.to_string()),
-            name: Some(inner.cfg.name.clone()),
-            listen: inner.listen.to_string(),
-            mdns,
-            inotify,
-            problems: vec![],
-        };
-        d.problems = problems(&d);
-        Ok(d)
-    }
-}
-
-async fn mdns_running(inner: &Arc<Inner>) -> ApiResult<MdnsDoctorDto> {
+pub(crate) async fn mdns_running(inner: &Arc<Context>) -> ApiResult<MdnsDoctorDto> {
     let devices = inner.db(|s| s.devices()).await?;
     let nearby = inner
         .book
@@ -177,7 +154,7 @@ pub async fn offline(overrides: Overrides) -> DoctorDto {
     d
 }
 
-fn problems(d: &DoctorDto) -> Vec<String> {
+pub(crate) fn problems(d: &DoctorDto) -> Vec<String> {
     let mut p = Vec::new();
     match d.control_socket_state.as_str() {
         "missing" => p.push("no Ferry node is running for this home: start one with `ferry daemon`".to_string()),
@@ -220,7 +197,7 @@ fn problems(d: &DoctorDto) -> Vec<String> {
 }
 
 /// `fs.inotify.max_user_watches`, the watches this user holds, and the share directories.
-fn inotify_report(shares: &[PathBuf], running: bool) -> InotifyDto {
+pub(crate) fn inotify_report(shares: &[PathBuf], running: bool) -> InotifyDto {
     let max = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").ok().and_then(|s| s.trim().parse().ok());
     let in_use = watches_in_use();
     let needed: u64 = shares.iter().map(|p| count_dirs(p)).sum();

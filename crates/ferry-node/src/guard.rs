@@ -14,7 +14,7 @@ use ferry_proto::{FileKind, FileRecord, RelPath};
 use ferry_store::{LocalEntry, LocalUpdate, PromptKind, ShareRecord};
 
 use crate::api::ApiError;
-use crate::node::{ApiResult, Inner};
+use crate::context::{ApiResult, Context};
 
 /// A peer's burst of deletes may reach us in several index updates (its scanner commits as the
 /// events come); deletions applied this recently count towards the guard's threshold, so a
@@ -26,7 +26,7 @@ const BURST_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 /// guard. `live_files` counts the live files of the local index; `local` holds our entries at
 /// (at least) the wanted paths. Returns how many were held.
 pub(crate) async fn hold_mass_delete(
-    inner: &Arc<Inner>,
+    inner: &Arc<Context>,
     share: &ShareRecord,
     live_files: usize,
     local: &HashMap<RelPath, LocalEntry>,
@@ -67,14 +67,14 @@ pub(crate) async fn hold_mass_delete(
             deletes: deletes.len() as u64,
             files: live_files as u64,
         };
-        crate::node::add_prompt(inner, by, kind).await?;
+        crate::context::add_prompt(inner, by, kind).await?;
     }
     Ok(deletes.len())
 }
 
 /// The user's answer to a mass-delete prompt.
 pub(crate) async fn answer(
-    inner: &Arc<Inner>,
+    inner: &Arc<Context>,
     share: ferry_proto::ShareId,
     accept: bool,
     deletes: u64,
@@ -85,7 +85,7 @@ pub(crate) async fn answer(
     } else {
         let note = format!(
             "refused a peer's deletion of {deletes} files on {}; local files kept and sent back (`ferry share ack` clears this)",
-            crate::summary::fmt_ms(crate::node::now_ms())
+            crate::clock::fmt_ms(crate::clock::now_ms())
         );
         inner
             .db(move |s| {
@@ -105,7 +105,7 @@ pub(crate) async fn answer(
 
 /// Gives every local file a peer has a newer deletion of a version that supersedes it, so the
 /// file comes back on that peer.
-async fn republish(inner: &Arc<Inner>, share: &ShareRecord) -> ApiResult<()> {
+async fn republish(inner: &Arc<Context>, share: &ShareRecord) -> ApiResult<()> {
     if !share.mode.sends() {
         return Ok(());
     }

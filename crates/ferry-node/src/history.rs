@@ -20,7 +20,9 @@ use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, ShareRecord, VersionReason
 use time::OffsetDateTime;
 
 use crate::api::*;
-use crate::node::{ApiResult, Inner, now_ms};
+use crate::clock::now_ms;
+use crate::context::{ApiResult, Context};
+use crate::summary::LocalCounts;
 
 /// A version id: the archive time in ns, made strictly increasing within this process so two
 /// versions archived in the same nanosecond never share a key.
@@ -60,14 +62,6 @@ fn version_record(
         archive_path,
         reason,
     }
-}
-
-/// Local adds, changes and deletes a scan found (files and links; directories are not counted).
-#[derive(Default, Clone, Copy, Debug)]
-pub(crate) struct LocalCounts {
-    pub adds: u64,
-    pub changes: u64,
-    pub deletes: u64,
 }
 
 /// Scan hook (blocking, before the index commit): versions of the local content this scan saw
@@ -207,7 +201,7 @@ fn restore_blocking(
 /// Commits version records, then asks the worker to rescan `paths` (which makes them changes
 /// that propagate).
 async fn finish(
-    inner: &Arc<Inner>,
+    inner: &Arc<Context>,
     share: ShareId,
     versions: Vec<VersionRecord>,
     paths: Vec<RelPath>,
@@ -221,7 +215,7 @@ async fn finish(
     Ok(())
 }
 
-fn disk_lock(inner: &Arc<Inner>, share: &ShareId) -> ApiResult<Arc<tokio::sync::Mutex<()>>> {
+fn disk_lock(inner: &Arc<Context>, share: &ShareId) -> ApiResult<Arc<tokio::sync::Mutex<()>>> {
     inner
         .shares
         .lock()
@@ -259,7 +253,7 @@ pub(crate) fn version_dto(share: &ShareRecord, v: VersionRecord) -> VersionDto {
 }
 
 /// `ferry restore PATH [--version ID | --at TIME]`.
-pub(crate) async fn restore(inner: &Arc<Inner>, req: RestoreDto) -> ApiResult<RestoredDto> {
+pub(crate) async fn restore(inner: &Arc<Context>, req: RestoreDto) -> ApiResult<RestoredDto> {
     let (share, rel) = inner.locate(&req.path).await?;
     let rel =
         rel.ok_or_else(|| ApiError::bad("give a file inside the share, not the share itself (see `ferry rewind`)"))?;
@@ -308,7 +302,7 @@ pub(crate) async fn restore(inner: &Arc<Inner>, req: RestoreDto) -> ApiResult<Re
 }
 
 /// `ferry rewind SHARE[/SUBDIR] --to TIME [--dry-run]`.
-pub(crate) async fn rewind(inner: &Arc<Inner>, req: RewindReqDto) -> ApiResult<RewindDto> {
+pub(crate) async fn rewind(inner: &Arc<Context>, req: RewindReqDto) -> ApiResult<RewindDto> {
     let (share, sub) = if req.target.starts_with('/') {
         inner.locate(&req.target).await?
     } else {
@@ -406,7 +400,7 @@ pub(crate) async fn rewind(inner: &Arc<Inner>, req: RewindReqDto) -> ApiResult<R
 }
 
 /// Prunes every share's versions by its retention policy, as of `now_ms`.
-pub(crate) async fn prune_all(inner: &Arc<Inner>, now_ms: i64) -> ApiResult<Vec<PruneDto>> {
+pub(crate) async fn prune_all(inner: &Arc<Context>, now_ms: i64) -> ApiResult<Vec<PruneDto>> {
     let mut out = Vec::new();
     for share in inner.db(|s| s.shares()).await? {
         out.push(prune_share(inner, &share, now_ms).await?);
@@ -414,7 +408,7 @@ pub(crate) async fn prune_all(inner: &Arc<Inner>, now_ms: i64) -> ApiResult<Vec<
     Ok(out)
 }
 
-pub(crate) async fn prune_share(inner: &Arc<Inner>, share: &ShareRecord, now_ms: i64) -> ApiResult<PruneDto> {
+pub(crate) async fn prune_share(inner: &Arc<Context>, share: &ShareRecord, now_ms: i64) -> ApiResult<PruneDto> {
     let id = share.id;
     let (settings, versions) = inner.db(move |s| Ok((s.share_settings(&id)?, s.share_versions(&id)?))).await?;
     let infos: Vec<VersionInfo> = versions.iter().map(info).collect();
@@ -449,7 +443,7 @@ pub(crate) async fn prune_share(inner: &Arc<Inner>, share: &ShareRecord, now_ms:
 }
 
 /// The background pruner: every `prune_interval`, until the node stops.
-pub(crate) async fn prune_loop(inner: Arc<Inner>) {
+pub(crate) async fn prune_loop(inner: Arc<Context>) {
     let mut stop = inner.stop.subscribe();
     loop {
         tokio::select! {
@@ -463,7 +457,7 @@ pub(crate) async fn prune_loop(inner: Arc<Inner>) {
 }
 
 /// `ferry share override SHARE`: a send-only share makes every peer match this device.
-pub(crate) async fn override_share(inner: &Arc<Inner>, arg: &str) -> ApiResult<ModeActionDto> {
+pub(crate) async fn override_share(inner: &Arc<Context>, arg: &str) -> ApiResult<ModeActionDto> {
     let share = inner.resolve_share(arg).await?;
     if share.mode != ShareMode::SendOnly {
         return Err(ApiError::bad(format!(
@@ -513,7 +507,7 @@ pub(crate) async fn override_share(inner: &Arc<Inner>, arg: &str) -> ApiResult<M
 /// others. Changed and deleted files are marked as older than any peer's, so the worker's next
 /// pull applies the peers' versions (archiving the local content first, like any apply); files
 /// only this device has go to the history.
-pub(crate) async fn revert_share(inner: &Arc<Inner>, arg: &str) -> ApiResult<ModeActionDto> {
+pub(crate) async fn revert_share(inner: &Arc<Context>, arg: &str) -> ApiResult<ModeActionDto> {
     let share = inner.resolve_share(arg).await?;
     if share.mode != ShareMode::ReceiveOnly {
         return Err(ApiError::bad(format!(

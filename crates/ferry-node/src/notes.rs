@@ -10,9 +10,9 @@ use ferry_proto::{DeviceId, NoteId};
 use ferry_store::{NoteRecord, NoteState};
 
 use crate::api::*;
+use crate::context::{ApiResult, Context};
 use crate::events::Event;
-use crate::node::{ApiResult, Inner, Node, now_ms};
-use crate::peer::Peer;
+use crate::link::PeerLink;
 
 /// Time for a peer to answer a note or a read receipt.
 const NOTE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,14 +21,14 @@ pub(crate) fn note_hex(id: &NoteId) -> String {
     id.0.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn check_len(text: &str) -> Result<(), String> {
+pub(crate) fn check_len(text: &str) -> Result<(), String> {
     if text.len() > MAX_NOTE {
         return Err(format!("note is {} bytes; the limit is {MAX_NOTE}", text.len()));
     }
     Ok(())
 }
 
-async fn dto(inner: &Arc<Inner>, n: &NoteRecord) -> ApiResult<NoteDto> {
+pub(crate) async fn dto(inner: &Arc<Context>, n: &NoteRecord) -> ApiResult<NoteDto> {
     let peer = n.peer;
     let peer_name = inner.db(move |s| s.device(&peer)).await?.map(|d| d.name).unwrap_or_else(|| peer.short());
     let (from, to) = if n.outgoing { (inner.id, n.peer) } else { (n.peer, inner.id) };
@@ -49,12 +49,12 @@ async fn dto(inner: &Arc<Inner>, n: &NoteRecord) -> ApiResult<NoteDto> {
     })
 }
 
-fn emit_state(inner: &Inner, id: &NoteId, state: &NoteState) {
+pub(crate) fn emit_state(inner: &Context, id: &NoteId, state: &NoteState) {
     inner.emit(Event::NoteState { id: note_hex(id), state: state.as_str().into() });
 }
 
 /// Starts delivering what waits for `device` (queued notes, then read receipts), if connected.
-pub(crate) fn flush_soon(inner: &Arc<Inner>, device: DeviceId) {
+pub(crate) fn flush_soon(inner: &Arc<Context>, device: DeviceId) {
     if let Some(peer) = inner.peer(&device) {
         let i = inner.clone();
         inner.spawn(async move { flush(&i, &peer).await });
@@ -63,7 +63,7 @@ pub(crate) fn flush_soon(inner: &Arc<Inner>, device: DeviceId) {
 
 /// Delivers the outbox for `peer` in order, one note at a time, then pending read receipts.
 /// Stops at the first network failure; the rest waits for the next connection.
-pub(crate) async fn flush(inner: &Arc<Inner>, peer: &Arc<Peer>) {
+pub(crate) async fn flush(inner: &Arc<Context>, peer: &Arc<PeerLink>) {
     let lock = inner.note_flush.lock().unwrap().entry(peer.id).or_default().clone();
     let _guard = lock.lock().await;
     let pid = peer.id;
@@ -107,7 +107,13 @@ pub(crate) async fn flush(inner: &Arc<Inner>, peer: &Arc<Peer>) {
 }
 
 /// Answers a note from a paired peer: refused if muted or malformed, else stored once and acked.
-pub(crate) async fn on_note(inner: &Arc<Inner>, peer: &Arc<Peer>, id: NoteId, sent_at: i64, text: String) -> Message {
+pub(crate) async fn on_note(
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
+    id: NoteId,
+    sent_at: i64,
+    text: String,
+) -> Message {
     if let Err(e) = check_len(&text) {
         return Message::Error { code: WireError::BadRequest, message: e };
     }
@@ -146,7 +152,7 @@ pub(crate) async fn on_note(inner: &Arc<Inner>, peer: &Arc<Peer>, id: NoteId, se
 }
 
 /// The peer's user opened a note we sent it.
-pub(crate) async fn on_note_read(inner: &Arc<Inner>, peer: &Arc<Peer>, id: NoteId) -> Message {
+pub(crate) async fn on_note_read(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: NoteId) -> Message {
     let pid = peer.id;
     let res = inner
         .db(move |s| match s.note(&id)? {
@@ -160,80 +166,4 @@ pub(crate) async fn on_note_read(inner: &Arc<Inner>, peer: &Arc<Peer>, id: NoteI
         emit_state(inner, &id, &NoteState::Read);
     }
     Message::Ack
-}
-
-impl Node {
-    /// Stores a note for a paired device (state `queued`) and starts delivering it.
-    pub async fn note_send(&self, req: NoteSendDto) -> ApiResult<NoteDto> {
-        let inner = &self.inner;
-        check_len(&req.text).map_err(ApiError::bad)?;
-        let dev = inner.resolve_device(&req.device).await?;
-        if !dev.paired {
-            return Err(ApiError::bad(format!("{} is not paired; pair it first", dev.name)));
-        }
-        let rec = NoteRecord {
-            id: NoteId(rand::random()),
-            peer: dev.id,
-            outgoing: true,
-            sent_at_ms: now_ms(),
-            text: req.text,
-            state: NoteState::Queued,
-            receipt_pending: false,
-            order: 0,
-        };
-        let r = rec.clone();
-        inner.db(move |s| s.add_note(&r)).await?;
-        let out = dto(inner, &rec).await?;
-        flush_soon(inner, dev.id);
-        Ok(out)
-    }
-
-    /// Every note (or the conversation with one device), in the order stored.
-    pub async fn notes(&self, q: NotesQuery) -> ApiResult<Vec<NoteDto>> {
-        let inner = &self.inner;
-        let peer = match &q.device {
-            Some(d) => Some(inner.resolve_device(d).await?.id),
-            None => None,
-        };
-        let notes = inner.db(move |s| s.notes(peer.as_ref())).await?;
-        let mut out = Vec::with_capacity(notes.len());
-        for n in &notes {
-            out.push(dto(inner, n).await?);
-        }
-        Ok(out)
-    }
-
-    /// Marks a received note read (ID: full id or unique prefix) and sends the read receipt.
-    pub async fn note_read(&self, id: &str) -> ApiResult<NoteDto> {
-        let inner = &self.inner;
-        let arg = id.to_ascii_lowercase();
-        let all = inner.db(|s| s.notes(None)).await?;
-        let found: Vec<&NoteRecord> =
-            all.iter().filter(|n| !arg.is_empty() && note_hex(&n.id).starts_with(&arg)).collect();
-        let note = match found.len() {
-            1 => found[0].clone(),
-            0 => return Err(ApiError::not_found(format!("no note matches {id:?} (see `ferry notes`)"))),
-            _ => return Err(ApiError::new(ErrorCode::Ambiguous, format!("{id:?} matches several notes"))),
-        };
-        if note.outgoing {
-            return Err(ApiError::bad("that note was sent from this device; only received notes can be read"));
-        }
-        if note.state == NoteState::Read {
-            return dto(inner, &note).await;
-        }
-        let nid = note.id;
-        let rec = inner.db(move |s| s.set_note_state(&nid, NoteState::Read, true)).await?;
-        emit_state(inner, &nid, &NoteState::Read);
-        flush_soon(inner, rec.peer);
-        dto(inner, &rec).await
-    }
-
-    /// Mutes (notes from it are refused) or unmutes a device.
-    pub async fn device_mute(&self, device: &str, muted: bool) -> ApiResult<DeviceMuteDto> {
-        let inner = &self.inner;
-        let dev = inner.resolve_device(device).await?;
-        let id = dev.id;
-        inner.db(move |s| s.set_muted(&id, muted)).await?;
-        Ok(DeviceMuteDto { device: dev.id.to_string(), name: dev.name, muted })
-    }
 }

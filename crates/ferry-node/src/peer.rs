@@ -19,19 +19,18 @@ use ferry_proto::wire::{
 use ferry_proto::{ChunkHash, DeviceId, FileRecord, RelPath, Seq, ShareId};
 use ferry_store::{DeviceRecord, PromptKind, PromptRecord};
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::api::{ApiError, ErrorCode, PairOutcomeDto, PairTicketDto};
+use crate::clock::now_ms;
+use crate::context::{ApiResult, Context, PAIR_PROMPT_TIMEOUT, add_prompt, publish_prompt};
 use crate::events::Event;
-use crate::node::{ApiResult, Inner, PAIR_PROMPT_TIMEOUT, add_prompt, now_ms, publish_prompt};
+use crate::link::{PeerLink, REQUEST_TIMEOUT, msg_name};
 
 /// Largest index batch, in estimated encoded bytes: well under the frame cap, big enough that
 /// a 10,000-file tree goes in a handful of round trips.
 const INDEX_BATCH_BYTES: usize = 2 << 20;
 /// Records per store read while batching.
 const INDEX_BATCH_RECORDS: usize = 4096;
-/// Time for a peer to answer an ordinary request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many last-known addresses of a device are kept.
 const MAX_ADDRESSES: usize = 4;
 /// Redial backoff: first retry soon (a peer restarting comes back in a second or two), then
@@ -41,118 +40,8 @@ const DIAL_MAX: Duration = Duration::from_secs(60);
 /// How long a connected device gets to answer a ping when discovery says it moved.
 const MOVED_PROBE: Duration = Duration::from_millis(1500);
 /// Longest the dialer sleeps when nothing is due (a safety net: every reason to dial sooner
-/// wakes it, see `Inner::dial_wake`).
+/// wakes it, see `Context::dial_wake`).
 const DIAL_IDLE: Duration = Duration::from_secs(30);
-
-/// A paired device we are connected to.
-pub(crate) struct Peer {
-    pub id: DeviceId,
-    pub conn: PeerConn,
-    /// Index senders by share.
-    senders: Mutex<HashMap<ShareId, JoinHandle<()>>>,
-    /// The shares this peer last announced to us.
-    announced: Mutex<HashMap<ShareId, ShareAnnounce>>,
-    /// The file this peer last fetched blocks of.
-    blocks: crate::block_cache::BlockCache,
-}
-
-impl Peer {
-    pub async fn ping(&self) -> ApiResult<Duration> {
-        let nonce: u64 = rand::random();
-        let start = Instant::now();
-        match self.conn.request(&Message::Ping { nonce }, REQUEST_TIMEOUT).await {
-            Ok(Message::Pong { nonce: n }) if n == nonce => Ok(start.elapsed()),
-            Ok(other) => Err(ApiError::internal(format!("unexpected answer to ping: {other:?}"))),
-            Err(e) => Err(ApiError::new(ErrorCode::Unreachable, format!("ping failed: {e}"))),
-        }
-    }
-
-    /// Fetches one block of `path` from this peer and checks it against `hash`.
-    pub async fn fetch_block(
-        &self,
-        share: ShareId,
-        path: &RelPath,
-        offset: u64,
-        len: u32,
-        hash: ChunkHash,
-    ) -> Result<Vec<u8>, String> {
-        let req = Message::BlockRequest { share, path: path.clone(), offset, len, hash };
-        match self.conn.request(&req, REQUEST_TIMEOUT).await {
-            Ok(Message::Block { data }) => {
-                if data.len() != len as usize || ChunkHash::of(&data) != hash {
-                    Err(format!("{} sent a block of {path} that does not match its hash", self.id.short()))
-                } else {
-                    Ok(data)
-                }
-            }
-            Ok(Message::Error { message, .. }) => Err(message),
-            Ok(other) => Err(format!("unexpected answer to a block request: {}", msg_name(&other))),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Fetches a batch of blocks (see [`Message::BlocksRequest`]) in one round trip. Each
-    /// result is checked (length and hash); a block the peer did not serve is an `Err` with its
-    /// reason, so the caller can fetch it another way.
-    pub async fn fetch_blocks(
-        &self,
-        share: ShareId,
-        blocks: &[BlockRef],
-    ) -> Result<Vec<Result<Vec<u8>, String>>, String> {
-        let req = Message::BlocksRequest { share, blocks: blocks.to_vec() };
-        match self.conn.request(&req, REQUEST_TIMEOUT).await {
-            Ok(Message::Blocks { blocks: replies }) if replies.len() == blocks.len() => Ok(replies
-                .into_iter()
-                .zip(blocks)
-                .map(|(r, b)| match r {
-                    BlockReply::Data(d) if d.len() == b.len as usize && ChunkHash::of(&d) == b.hash => Ok(d),
-                    BlockReply::Data(_) => {
-                        Err(format!("{} sent a block of {} that does not match its hash", self.id.short(), b.path))
-                    }
-                    BlockReply::Missing(why) => Err(why),
-                })
-                .collect()),
-            Ok(Message::Blocks { .. }) => {
-                Err(format!("{} answered a batch with the wrong number of blocks", self.id.short()))
-            }
-            Ok(Message::Error { message, .. }) => Err(message),
-            Ok(other) => Err(format!("unexpected answer to a batch request: {}", msg_name(&other))),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    fn stop_senders(&self) {
-        for (_, h) in self.senders.lock().unwrap().drain() {
-            h.abort();
-        }
-    }
-}
-
-fn msg_name(m: &Message) -> &'static str {
-    match m {
-        Message::Hello(_) => "Hello",
-        Message::PairRequest { .. } => "PairRequest",
-        Message::PairResponse { .. } => "PairResponse",
-        Message::ClusterConfig { .. } => "ClusterConfig",
-        Message::IndexUpdate { .. } => "IndexUpdate",
-        Message::IndexUpdateCompact { .. } => "IndexUpdateCompact",
-        Message::Ack => "Ack",
-        Message::BlockRequest { .. } => "BlockRequest",
-        Message::Block { .. } => "Block",
-        Message::Ping { .. } => "Ping",
-        Message::Pong { .. } => "Pong",
-        Message::Error { .. } => "Error",
-        Message::Unpaired { .. } => "Unpaired",
-        Message::Note { .. } => "Note",
-        Message::NoteAck { .. } => "NoteAck",
-        Message::NoteRead { .. } => "NoteRead",
-        Message::SendOffer { .. } => "SendOffer",
-        Message::SendBlockRequest { .. } => "SendBlockRequest",
-        Message::SendUpdate { .. } => "SendUpdate",
-        Message::BlocksRequest { .. } => "BlocksRequest",
-        Message::Blocks { .. } => "Blocks",
-    }
-}
 
 fn check_hello(h: &Hello) -> Result<(), String> {
     if h.name.is_empty() || h.name.len() > MAX_NAME || h.owner.len() > MAX_NAME {
@@ -161,7 +50,7 @@ fn check_hello(h: &Hello) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) async fn accept_loop(inner: Arc<Inner>) {
+pub(crate) async fn accept_loop(inner: Arc<Context>) {
     let mut stop = inner.stop.subscribe();
     loop {
         let incoming = tokio::select! {
@@ -184,7 +73,7 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>) {
     }
 }
 
-async fn handle_incoming(inner: &Arc<Inner>, conn: PeerConn) -> Result<(), String> {
+async fn handle_incoming(inner: &Arc<Context>, conn: PeerConn) -> Result<(), String> {
     let hello = conn.handshake(&inner.hello()).await.map_err(|e| e.to_string())?;
     check_hello(&hello)?;
     let peer_id = conn.peer();
@@ -275,7 +164,7 @@ fn new_device(id: DeviceId) -> DeviceRecord {
 }
 
 /// Records `id` as paired (pinned from now on) with its name, owner and address.
-async fn mark_paired(inner: &Arc<Inner>, id: DeviceId, name: &str, owner: &str, addr: SocketAddr) -> ApiResult<()> {
+async fn mark_paired(inner: &Arc<Context>, id: DeviceId, name: &str, owner: &str, addr: SocketAddr) -> ApiResult<()> {
     let (name, owner) = (name.to_string(), owner.to_string());
     inner
         .db(move |s| {
@@ -304,7 +193,7 @@ fn remember_address(d: &mut DeviceRecord, addr: SocketAddr) {
 /// With `expect`, the device at `addr` must prove that identity (pairing with a nearby device
 /// chosen by name: the mDNS hint is checked against the TLS certificate).
 pub(crate) async fn start_pairing(
-    inner: &Arc<Inner>,
+    inner: &Arc<Context>,
     addr: SocketAddr,
     expect: Option<DeviceId>,
 ) -> ApiResult<PairTicketDto> {
@@ -366,9 +255,9 @@ pub(crate) async fn start_pairing(
 }
 
 /// Registers a connection to a paired device and runs it until it closes.
-pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
+pub(crate) async fn attach(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
     let id = conn.peer();
-    let peer = Arc::new(Peer {
+    let peer = Arc::new(PeerLink {
         id,
         conn: conn.clone(),
         senders: Mutex::new(HashMap::new()),
@@ -474,7 +363,7 @@ pub(crate) async fn attach(inner: &Arc<Inner>, conn: PeerConn, hello: Hello) {
     }
 }
 
-async fn serve_loop(inner: &Arc<Inner>, peer: &Arc<Peer>) {
+async fn serve_loop(inner: &Arc<Context>, peer: &Arc<PeerLink>) {
     loop {
         let (send, recv) = match peer.conn.accept_bi().await {
             Ok(s) => s,
@@ -494,8 +383,8 @@ async fn serve_loop(inner: &Arc<Inner>, peer: &Arc<Peer>) {
 
 /// Answers one request. An `Err` means the peer broke the protocol and the connection closes.
 async fn serve_request(
-    inner: &Arc<Inner>,
-    peer: &Arc<Peer>,
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
     mut send: ferry_net::SendStream,
     mut recv: ferry_net::RecvStream,
 ) -> Result<(), String> {
@@ -535,8 +424,8 @@ fn wire_err(code: WireError, message: impl Into<String>) -> Message {
 }
 
 async fn serve_block(
-    inner: &Arc<Inner>,
-    peer: &Arc<Peer>,
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
     share: ShareId,
     path: RelPath,
     offset: u64,
@@ -583,7 +472,7 @@ async fn serve_block(
 
 /// Serves a batch of small blocks: one share check, one index read, one blocking task. Every
 /// block is checked like a single one (indexed here, inside the file, same hash on disk).
-async fn serve_blocks(inner: &Arc<Inner>, peer: &Arc<Peer>, share: ShareId, blocks: Vec<BlockRef>) -> Message {
+async fn serve_blocks(inner: &Arc<Context>, peer: &Arc<PeerLink>, share: ShareId, blocks: Vec<BlockRef>) -> Message {
     if let Err(e) = Message::check_blocks_request(&blocks) {
         return wire_err(WireError::BadRequest, e);
     }
@@ -627,8 +516,8 @@ async fn serve_blocks(inner: &Arc<Inner>, peer: &Arc<Peer>, share: ShareId, bloc
 }
 
 async fn on_index(
-    inner: &Arc<Inner>,
-    peer: &Arc<Peer>,
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
     share: ShareId,
     epoch: u64,
     mut records: Vec<FileRecord>,
@@ -699,7 +588,7 @@ async fn on_index(
     Message::Ack
 }
 
-async fn on_cluster_config(inner: &Arc<Inner>, peer: &Arc<Peer>, shares: Vec<ShareAnnounce>) {
+async fn on_cluster_config(inner: &Arc<Context>, peer: &Arc<PeerLink>, shares: Vec<ShareAnnounce>) {
     *peer.announced.lock().unwrap() = shares.iter().map(|a| (a.share, a.clone())).collect();
     for ann in shares {
         let sid = ann.share;
@@ -733,7 +622,7 @@ async fn on_cluster_config(inner: &Arc<Inner>, peer: &Arc<Peer>, shares: Vec<Sha
 
 /// Starts an index sender for every share that both sides have with each other as members.
 /// `restart` restarts running ones (the peer told us where it stands anew).
-async fn reconcile_senders(inner: &Arc<Inner>, peer: &Arc<Peer>, restart: bool) {
+async fn reconcile_senders(inner: &Arc<Context>, peer: &Arc<PeerLink>, restart: bool) {
     let announced: Vec<ShareAnnounce> = peer.announced.lock().unwrap().values().cloned().collect();
     let mut wanted = Vec::new();
     for ann in announced {
@@ -772,8 +661,8 @@ async fn reconcile_senders(inner: &Arc<Inner>, peer: &Arc<Peer>, restart: bool) 
 /// Sends this device's index of `share` to `peer`, from `after` on, then every change as it
 /// is committed. Ends when the connection does.
 async fn index_sender(
-    inner: Arc<Inner>,
-    peer: Arc<Peer>,
+    inner: Arc<Context>,
+    peer: Arc<PeerLink>,
     share: ShareId,
     epoch: u64,
     mut after: u64,
@@ -847,7 +736,13 @@ async fn index_sender(
 
 /// The index update for `batch`: compact (see [`crate::compact`]) when the peer holds all or
 /// most of a big file's chunks, plain otherwise (and whenever the lookup fails).
-async fn compact(inner: &Arc<Inner>, peer: &Arc<Peer>, share: ShareId, epoch: u64, batch: Vec<FileRecord>) -> Message {
+async fn compact(
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
+    share: ShareId,
+    epoch: u64,
+    batch: Vec<FileRecord>,
+) -> Message {
     let paths = crate::compact::candidate_paths(&batch);
     if paths.is_empty() {
         return Message::IndexUpdate { share, epoch, records: batch };
@@ -873,7 +768,7 @@ async fn compact(inner: &Arc<Inner>, peer: &Arc<Peer>, share: ShareId, epoch: u6
     Message::IndexUpdateCompact { share, epoch, records, chunks_from }
 }
 
-async fn cluster_config_for(inner: &Arc<Inner>, peer: DeviceId) -> Message {
+async fn cluster_config_for(inner: &Arc<Context>, peer: DeviceId) -> Message {
     let mut shares = Vec::new();
     if let Ok(all) = inner.db(|s| s.shares()).await {
         for s in all.into_iter().filter(|s| s.devices.contains(&peer)) {
@@ -895,7 +790,7 @@ async fn cluster_config_for(inner: &Arc<Inner>, peer: DeviceId) -> Message {
     Message::ClusterConfig { shares }
 }
 
-async fn send_cluster_config(inner: &Arc<Inner>, peer: &Arc<Peer>) {
+async fn send_cluster_config(inner: &Arc<Context>, peer: &Arc<PeerLink>) {
     let msg = cluster_config_for(inner, peer.id).await;
     match peer.conn.request(&msg, REQUEST_TIMEOUT).await {
         Ok(Message::Ack) => {}
@@ -908,7 +803,7 @@ async fn send_cluster_config(inner: &Arc<Inner>, peer: &Arc<Peer>) {
 }
 
 /// Tells a connected device our shares with it anew (after an invite, accept or removal).
-pub(crate) async fn announce_to(inner: &Arc<Inner>, device: DeviceId) {
+pub(crate) async fn announce_to(inner: &Arc<Context>, device: DeviceId) {
     if let Some(peer) = inner.peer(&device) {
         send_cluster_config(inner, &peer).await;
     }
@@ -916,7 +811,7 @@ pub(crate) async fn announce_to(inner: &Arc<Inner>, device: DeviceId) {
 
 /// Keeps paired devices connected: dials each disconnected one at its known addresses, with
 /// a per-device backoff.
-pub(crate) async fn dial_loop(inner: Arc<Inner>) {
+pub(crate) async fn dial_loop(inner: Arc<Context>) {
     let mut stop = inner.stop.subscribe();
     let mut backoff: HashMap<DeviceId, (Instant, Duration)> = HashMap::new();
     let mut hints = inner.book.changes();
@@ -992,7 +887,7 @@ pub(crate) async fn dial_loop(inner: Arc<Inner>) {
     }
 }
 
-async fn dial(inner: &Arc<Inner>, d: &DeviceRecord) {
+async fn dial(inner: &Arc<Context>, d: &DeviceRecord) {
     // Fresh hints (mDNS, config) first, then addresses the user gave, then the last known ones.
     let mut addrs: Vec<SocketAddr> = inner.book.addresses(&d.id);
     for a in d.static_addresses.iter().chain(d.addresses.iter()).filter_map(|a| a.parse().ok()) {

@@ -23,87 +23,33 @@
 //! Updates (accepted, rejected, progress, done, failed) travel as [`Message::SendUpdate`]; a
 //! final one that could not be delivered waits in the record (`notify`) for the next connection.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_proto::wire::{
-    ErrorCode as WireError, MAX_BLOCK, MAX_FRAME, MAX_SEND_BYTES, MAX_SEND_DIRS, MAX_SEND_FILES, Message, SendFile,
-    SendUpdate,
+    ErrorCode as WireError, MAX_BLOCK, MAX_SEND_BYTES, MAX_SEND_DIRS, MAX_SEND_FILES, Message, SendFile, SendUpdate,
 };
 use ferry_proto::{ChunkHash, DeviceId, RelPath, TEMP_PREFIX, TransferId};
 use ferry_store::{PromptKind, TransferRecord, TransferState};
 use futures::StreamExt;
 
 use crate::api::*;
+use crate::clock::now_ms;
+use crate::context::{ApiResult, Context, add_prompt};
 use crate::events::Event;
-use crate::node::{ApiResult, Inner, Node, add_prompt, now_ms};
-use crate::peer::Peer;
+use crate::link::PeerLink;
 
 /// Chunk requests in flight per transfer: enough to fill a LAN link with 256 KiB chunks.
 const PARALLEL_BLOCKS: usize = 16;
 /// Time for a peer to answer an offer, an update or a block request.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Progress events and progress updates to the sender: about four a second.
-const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-/// Window over which the transfer rate is measured.
-const RATE_WINDOW: Duration = Duration::from_secs(3);
 /// Names shown in a prompt.
 const PROMPT_NAMES: usize = 5;
 /// Recent transfers listed by `ferry transfers` (active ones are always listed).
-const RECENT: usize = 50;
-
-/// What the node keeps in memory about sends: live progress, running receive tasks, the
-/// per-device delivery lock and the sender's cache of what it offered.
-#[derive(Default)]
-pub(crate) struct Sends {
-    live: Mutex<HashMap<TransferId, Live>>,
-    receiving: Mutex<HashSet<TransferId>>,
-    flush: Mutex<HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>>,
-    offered: Mutex<HashMap<TransferId, Arc<TransferRecord>>>,
-}
-
-/// Live numbers of one transfer in this run of the node.
-#[derive(Default)]
-struct Live {
-    done: u64,
-    /// Content bytes that crossed the network for this transfer in this run.
-    wire: u64,
-    /// Receiver: bytes found already present (verified) when the transfer last resumed.
-    resumed: u64,
-    samples: std::collections::VecDeque<(Instant, u64)>,
-    last_emit: Option<Instant>,
-}
-
-impl Live {
-    fn record(&mut self, done: u64) {
-        let now = Instant::now();
-        self.done = done;
-        self.samples.push_back((now, done));
-        while self.samples.len() > 2 && self.samples.front().is_some_and(|(t, _)| now - *t > RATE_WINDOW) {
-            self.samples.pop_front();
-        }
-    }
-
-    fn rate(&self) -> f64 {
-        match (self.samples.front(), self.samples.back()) {
-            (Some((t0, d0)), Some((t1, d1))) if t1 > t0 => (d1.saturating_sub(*d0)) as f64 / (*t1 - *t0).as_secs_f64(),
-            _ => 0.0,
-        }
-    }
-
-    /// True (and the time noted) when a progress event is due.
-    fn due(&mut self, last: bool) -> bool {
-        let now = Instant::now();
-        if last || self.last_emit.is_none_or(|t| now - t >= PROGRESS_EVERY) {
-            self.last_emit = Some(now);
-            return true;
-        }
-        false
-    }
-}
+pub(crate) const RECENT: usize = 50;
 
 fn direction(t: &TransferRecord) -> &'static str {
     if t.outgoing { "out" } else { "in" }
@@ -117,7 +63,7 @@ fn state_message(s: &TransferState) -> Option<String> {
 }
 
 /// Top-level names of a send, in order of first appearance.
-fn top_names(t: &TransferRecord) -> Vec<String> {
+pub(crate) fn top_names(t: &TransferRecord) -> Vec<String> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for p in t.files.iter().map(|f| &f.path).chain(t.dirs.iter()) {
@@ -129,17 +75,11 @@ fn top_names(t: &TransferRecord) -> Vec<String> {
     out
 }
 
-fn staging_dir(inner: &Inner, id: &TransferId) -> PathBuf {
+fn staging_dir(inner: &Context, id: &TransferId) -> PathBuf {
     inner.cfg.inbox.join(format!("{TEMP_PREFIX}send-{}", id.to_hex()))
 }
 
-impl Sends {
-    fn with_live<T>(&self, id: TransferId, f: impl FnOnce(&mut Live) -> T) -> T {
-        f(self.live.lock().unwrap().entry(id).or_default())
-    }
-}
-
-async fn dto(inner: &Arc<Inner>, t: &TransferRecord) -> ApiResult<TransferDto> {
+pub(crate) async fn dto(inner: &Arc<Context>, t: &TransferRecord) -> ApiResult<TransferDto> {
     let peer = t.peer;
     let device_name = inner.db(move |s| s.device(&peer)).await?.map(|d| d.name).unwrap_or_else(|| peer.short());
     let (done, wire, resumed, rate) = {
@@ -170,7 +110,7 @@ async fn dto(inner: &Arc<Inner>, t: &TransferRecord) -> ApiResult<TransferDto> {
     })
 }
 
-fn emit_state(inner: &Inner, t: &TransferRecord) {
+fn emit_state(inner: &Context, t: &TransferRecord) {
     inner.emit(Event::SendState {
         id: t.id.to_hex(),
         device: t.peer.to_string(),
@@ -180,7 +120,7 @@ fn emit_state(inner: &Inner, t: &TransferRecord) {
     });
 }
 
-fn emit_progress(inner: &Inner, t: &TransferRecord, done: u64, rate: f64) {
+fn emit_progress(inner: &Context, t: &TransferRecord, done: u64, rate: f64) {
     inner.emit(Event::SendProgress {
         id: t.id.to_hex(),
         device: t.peer.to_string(),
@@ -194,7 +134,7 @@ fn emit_progress(inner: &Inner, t: &TransferRecord, done: u64, rate: f64) {
 /// Moves a transfer to `state` unless it already ended (a final state never changes), and
 /// announces the change. Returns the record if it changed.
 async fn set_state(
-    inner: &Arc<Inner>,
+    inner: &Arc<Context>,
     id: TransferId,
     state: TransferState,
     allowed_from: fn(&TransferState) -> bool,
@@ -241,7 +181,7 @@ fn any(_: &TransferState) -> bool {
 // Sender: building the offer
 
 /// One path given to `ferry send`, walked: files and folders with their names in the send.
-fn collect(arg: &Path, files: &mut Vec<(RelPath, PathBuf)>, dirs: &mut Vec<RelPath>) -> Result<(), String> {
+pub(crate) fn collect(arg: &Path, files: &mut Vec<(RelPath, PathBuf)>, dirs: &mut Vec<RelPath>) -> Result<(), String> {
     let meta = std::fs::symlink_metadata(arg).map_err(|e| format!("{}: {e}", arg.display()))?;
     let name = arg
         .file_name()
@@ -290,7 +230,7 @@ fn walk(
 
 /// Chunks the files (blocking): size, mtime, hash and chunks, checking nothing changed while
 /// it was read.
-fn describe_files(list: &[(RelPath, PathBuf)]) -> Result<Vec<SendFile>, String> {
+pub(crate) fn describe_files(list: &[(RelPath, PathBuf)]) -> Result<Vec<SendFile>, String> {
     let mut out = Vec::with_capacity(list.len());
     let mut total = 0u64;
     for (rel, path) in list {
@@ -364,8 +304,8 @@ pub(crate) fn check_offer(files: &[SendFile], dirs: &[RelPath]) -> Result<(), St
 
 /// Answers an offer from a paired peer.
 pub(crate) async fn on_offer(
-    inner: &Arc<Inner>,
-    peer: &Arc<Peer>,
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
     id: TransferId,
     files: Vec<SendFile>,
     dirs: Vec<RelPath>,
@@ -450,7 +390,12 @@ pub(crate) async fn on_offer(
 }
 
 /// An update from the other side of a transfer.
-pub(crate) async fn on_update(inner: &Arc<Inner>, peer: &Arc<Peer>, id: TransferId, update: SendUpdate) -> Message {
+pub(crate) async fn on_update(
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
+    id: TransferId,
+    update: SendUpdate,
+) -> Message {
     let Ok(Some(t)) = inner.db(move |s| s.transfer(&id)).await else {
         return Message::Error { code: WireError::NotFound, message: "no such transfer".into() };
     };
@@ -516,7 +461,7 @@ fn bounded(mut m: String) -> String {
     m
 }
 
-async fn remove_prompt_for(inner: &Arc<Inner>, id: TransferId) {
+async fn remove_prompt_for(inner: &Arc<Context>, id: TransferId) {
     let Ok(prompts) = inner.db(|s| s.prompts()).await else { return };
     for p in prompts {
         if matches!(&p.kind, PromptKind::SendOffer { transfer, .. } if *transfer == id) {
@@ -532,8 +477,8 @@ async fn remove_prompt_for(inner: &Arc<Inner>, id: TransferId) {
 
 /// Serves one chunk of an accepted send, after checking the source is what was offered.
 pub(crate) async fn on_block(
-    inner: &Arc<Inner>,
-    peer: &Arc<Peer>,
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
     id: TransferId,
     file: u32,
     offset: u64,
@@ -610,7 +555,7 @@ pub(crate) async fn on_block(
 // Delivery on connect
 
 /// Starts [`flush`] for `device` if it is connected.
-pub(crate) fn flush_soon(inner: &Arc<Inner>, device: DeviceId) {
+pub(crate) fn flush_soon(inner: &Arc<Context>, device: DeviceId) {
     if let Some(peer) = inner.peer(&device) {
         let i = inner.clone();
         inner.spawn(async move { flush(&i, &peer).await });
@@ -619,7 +564,7 @@ pub(crate) fn flush_soon(inner: &Arc<Inner>, device: DeviceId) {
 
 /// Everything that waits for `peer`: queued offers (sender), unacknowledged updates
 /// (receiver), then accepted incoming sends, which (re)start pulling.
-pub(crate) async fn flush(inner: &Arc<Inner>, peer: &Arc<Peer>) {
+pub(crate) async fn flush(inner: &Arc<Context>, peer: &Arc<PeerLink>) {
     let lock = inner.sends.flush.lock().unwrap().entry(peer.id).or_default().clone();
     let _guard = lock.lock().await;
     let pid = peer.id;
@@ -679,7 +624,7 @@ pub(crate) async fn flush(inner: &Arc<Inner>, peer: &Arc<Peer>) {
 // ---------------------------------------------------------------------------------------------
 // Receiver: pulling, verifying, placing
 
-fn start_receive(inner: &Arc<Inner>, peer: &Arc<Peer>, id: TransferId) {
+fn start_receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) {
     if !inner.sends.receiving.lock().unwrap().insert(id) {
         return;
     }
@@ -737,7 +682,7 @@ struct Need {
     path: PathBuf,
 }
 
-async fn receive(inner: &Arc<Inner>, peer: &Arc<Peer>, id: TransferId) -> Result<(), Stop> {
+async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> Result<(), Stop> {
     let Some(t) = inner.db(move |s| s.transfer(&id)).await.map_err(|e| Stop::Failed(e.message))? else {
         return Ok(());
     };
@@ -916,7 +861,7 @@ async fn receive(inner: &Arc<Inner>, peer: &Arc<Peer>, id: TransferId) -> Result
 }
 
 /// Progress: an event here and an update to the sender, about four a second (and the last one).
-fn report_progress(inner: &Arc<Inner>, peer: &Arc<Peer>, t: &Arc<TransferRecord>, done: u64, force: bool) {
+fn report_progress(inner: &Arc<Context>, peer: &Arc<PeerLink>, t: &Arc<TransferRecord>, done: u64, force: bool) {
     let last = done == t.total_bytes();
     let (due, rate) = inner.sends.with_live(t.id, |l| (l.due(force || last), l.rate()));
     if !due {
@@ -970,7 +915,7 @@ fn place(src: &Path, inbox: &Path, name: &str) -> Result<String, String> {
     Err(format!("no free name for {name} in {}", inbox.display()))
 }
 
-async fn remove_staging(inner: &Arc<Inner>, id: &TransferId) {
+async fn remove_staging(inner: &Arc<Context>, id: &TransferId) {
     let dir = staging_dir(inner, id);
     let _ = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
@@ -983,127 +928,8 @@ async fn remove_staging(inner: &Arc<Inner>, id: &TransferId) {
 // ---------------------------------------------------------------------------------------------
 // API
 
-impl Node {
-    /// Offers files and folders to a paired device: walks and chunks them, stores the transfer
-    /// (state `queued`) and delivers the offer now or when the device is next connected.
-    pub async fn send(&self, req: SendDto) -> ApiResult<TransferDto> {
-        let inner = &self.inner;
-        if req.paths.is_empty() {
-            return Err(ApiError::bad("nothing to send: give at least one file or folder"));
-        }
-        let dev = inner.resolve_device(&req.device).await?;
-        if !dev.paired {
-            return Err(ApiError::bad(format!("{} is not paired; pair it first", dev.name)));
-        }
-        let paths: Vec<PathBuf> = req.paths.iter().map(PathBuf::from).collect();
-        if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
-            return Err(ApiError::bad(format!("{} must be an absolute path", p.display())));
-        }
-        let (files, sources, dirs) = tokio::task::spawn_blocking(move || {
-            let (mut list, mut dirs) = (Vec::new(), Vec::new());
-            let mut tops = HashSet::new();
-            for p in &paths {
-                collect(p, &mut list, &mut dirs)?;
-                let top = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                if !tops.insert(top.clone()) {
-                    return Err(format!("two of the paths are named {top:?}; send them separately"));
-                }
-            }
-            if list.len() > MAX_SEND_FILES || dirs.len() > MAX_SEND_DIRS {
-                return Err(format!("more than {MAX_SEND_FILES} files or folders; send fewer at a time"));
-            }
-            let files = describe_files(&list)?;
-            let sources = list.iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>();
-            Ok::<_, String>((files, sources, dirs))
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::bad)?;
-        let id = TransferId(rand::random());
-        let offer = Message::SendOffer { id, files, dirs };
-        let size = ferry_proto::wire::encode(&offer).map(|f| f.len()).unwrap_or(usize::MAX);
-        if size > MAX_FRAME {
-            return Err(ApiError::bad("too many files or chunks for one send; send fewer at a time"));
-        }
-        let Message::SendOffer { files, dirs, .. } = offer else { unreachable!("built above") };
-        let rec = TransferRecord {
-            id,
-            peer: dev.id,
-            outgoing: true,
-            created_ms: now_ms(),
-            files,
-            dirs,
-            sources,
-            state: TransferState::Queued,
-            done_bytes: 0,
-            notify: None,
-            placed: vec![],
-            finished_ms: None,
-        };
-        let r = rec.clone();
-        inner.db(move |s| s.put_transfer(&r)).await?;
-        inner.emit(Event::SendOffered {
-            id: id.to_hex(),
-            device: dev.id.to_string(),
-            device_name: dev.name.clone(),
-            direction: "out".into(),
-            files: rec.files.len() as u64,
-            bytes: rec.total_bytes(),
-            names: top_names(&rec),
-        });
-        let out = dto(inner, &rec).await?;
-        flush_soon(inner, dev.id);
-        Ok(out)
-    }
-
-    /// Active and recent transfers, both directions, newest first.
-    pub async fn transfers(&self) -> ApiResult<Vec<TransferDto>> {
-        let inner = &self.inner;
-        let mut all = inner.db(|s| s.transfers()).await?;
-        all.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
-        let mut out = Vec::new();
-        let mut recent = 0;
-        for t in &all {
-            if t.state.is_final() {
-                recent += 1;
-                if recent > RECENT {
-                    continue;
-                }
-            }
-            out.push(dto(inner, t).await?);
-        }
-        Ok(out)
-    }
-
-    /// One transfer by id or unique id prefix.
-    pub async fn transfer(&self, id: &str) -> ApiResult<TransferDto> {
-        let inner = &self.inner;
-        let arg = id.to_ascii_lowercase();
-        let all = inner.db(|s| s.transfers()).await?;
-        let found: Vec<&TransferRecord> =
-            all.iter().filter(|t| !arg.is_empty() && t.id.to_hex().starts_with(&arg)).collect();
-        match found.len() {
-            1 => dto(inner, found[0]).await,
-            0 => Err(ApiError::not_found(format!("no transfer matches {id:?} (see `ferry transfers`)"))),
-            _ => Err(ApiError::new(ErrorCode::Ambiguous, format!("{id:?} matches several transfers"))),
-        }
-    }
-
-    /// Accepts sends from a device without a prompt (or asks again).
-    pub async fn device_auto_accept(&self, device: &str, on: bool) -> ApiResult<AutoAcceptDto> {
-        let inner = &self.inner;
-        let dev = inner.resolve_device(device).await?;
-        if on && !dev.paired {
-            return Err(ApiError::bad(format!("{} is not paired; pair it first", dev.name)));
-        }
-        let id = dev.id;
-        inner.db(move |s| s.set_auto_accept(&id, on)).await?;
-        Ok(AutoAcceptDto { device: dev.id.to_string(), name: dev.name, auto_accept: on })
-    }
-}
-
 /// The user answered a send prompt.
-pub(crate) async fn answer(inner: &Arc<Inner>, device: DeviceId, id: TransferId, accept: bool) -> ApiResult<()> {
+pub(crate) async fn answer(inner: &Arc<Context>, device: DeviceId, id: TransferId, accept: bool) -> ApiResult<()> {
     fn offered(s: &TransferState) -> bool {
         *s == TransferState::Offered
     }

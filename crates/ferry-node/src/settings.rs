@@ -8,13 +8,12 @@
 //! `configured` is false until name and owner were saved once: the app shows its first-run
 //! screen until then.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, ShareAddDto, ShareDto};
-use crate::config::CONFIG_FILE;
-use crate::node::{ApiResult, Node};
+use crate::api::ApiError;
+use crate::context::ApiResult;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct SettingsDto {
@@ -61,13 +60,6 @@ pub struct FirstRunDto {
     pub folder: String,
 }
 
-/// Name and owner as they are now (they can change while the node runs).
-#[derive(Debug, Clone)]
-pub(crate) struct Profile {
-    pub name: String,
-    pub owner: String,
-}
-
 fn check_name(what: &str, v: &str) -> ApiResult<String> {
     let v = v.trim();
     if v.is_empty() || v.len() > ferry_proto::wire::MAX_NAME {
@@ -76,7 +68,7 @@ fn check_name(what: &str, v: &str) -> ApiResult<String> {
     Ok(v.to_string())
 }
 
-fn read_table(path: &Path) -> ApiResult<toml::Table> {
+pub(crate) fn read_table(path: &Path) -> ApiResult<toml::Table> {
     match std::fs::read_to_string(path) {
         Ok(text) => text.parse::<toml::Table>().map_err(|e| ApiError::bad(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(toml::Table::new()),
@@ -85,7 +77,7 @@ fn read_table(path: &Path) -> ApiResult<toml::Table> {
 }
 
 /// Writes the file atomically (temp, fsync, rename), so a crash leaves the old or the new file.
-fn write_table(path: &Path, table: &toml::Table) -> ApiResult<()> {
+pub(crate) fn write_table(path: &Path, table: &toml::Table) -> ApiResult<()> {
     use std::io::Write;
     let text = toml::to_string(table).map_err(ApiError::internal)?;
     let tmp = path.with_extension("toml.tmp");
@@ -104,15 +96,15 @@ fn write_table(path: &Path, table: &toml::Table) -> ApiResult<()> {
 
 /// A checked update, ready to be written.
 #[derive(Debug, Clone, PartialEq)]
-struct Update {
-    name: String,
-    owner: String,
-    listen: Option<String>,
-    mdns: Option<bool>,
-    inbox: Option<String>,
+pub(crate) struct Update {
+    pub name: String,
+    pub owner: String,
+    pub listen: Option<String>,
+    pub mdns: Option<bool>,
+    pub inbox: Option<String>,
 }
 
-fn check_update(req: &SettingsUpdateDto) -> ApiResult<Update> {
+pub(crate) fn check_update(req: &SettingsUpdateDto) -> ApiResult<Update> {
     let name = check_name("device name", &req.name)?;
     let owner = check_name("owner", &req.owner)?;
     let listen = match req.listen.as_deref().map(str::trim) {
@@ -137,7 +129,7 @@ fn check_update(req: &SettingsUpdateDto) -> ApiResult<Update> {
 }
 
 /// Writes a checked update into the file's table; keys not in the update are kept.
-fn apply_update(table: &mut toml::Table, u: &Update) {
+pub(crate) fn apply_update(table: &mut toml::Table, u: &Update) {
     table.insert("name".into(), u.name.clone().into());
     table.insert("owner".into(), u.owner.clone().into());
     if let Some(l) = &u.listen {
@@ -151,86 +143,11 @@ fn apply_update(table: &mut toml::Table, u: &Update) {
     }
 }
 
-impl Node {
-    pub(crate) fn profile(&self) -> Profile {
-        self.inner.profile.read().unwrap().clone()
-    }
-
-    fn config_file(&self) -> PathBuf {
-        self.inner.cfg.home.join(CONFIG_FILE)
-    }
-
-    pub async fn settings(&self) -> ApiResult<SettingsDto> {
-        let path = self.config_file();
-        let p = path.clone();
-        let table = tokio::task::spawn_blocking(move || read_table(&p)).await.map_err(ApiError::internal)??;
-        let profile = self.profile();
-        Ok(SettingsDto {
-            name: profile.name,
-            owner: profile.owner,
-            listen: table
-                .get("listen")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| self.inner.cfg.listen.to_string()),
-            listening_on: self.inner.listen.to_string(),
-            configured: table.contains_key("name") && table.contains_key("owner"),
-            config_file: path.display().to_string(),
-            mdns: table.get("mdns").and_then(|v| v.as_bool()).unwrap_or(self.inner.cfg.mdns),
-            mdns_now: self.inner.cfg.mdns,
-            inbox: table
-                .get("inbox")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| self.inner.cfg.inbox.display().to_string()),
-            inbox_now: self.inner.cfg.inbox.display().to_string(),
-        })
-    }
-
-    /// Saves name, owner (live at once), listen address, mDNS and inbox (at the next start) to
-    /// ferry.toml.
-    pub async fn save_settings(&self, req: SettingsUpdateDto) -> ApiResult<SettingsDto> {
-        let u = check_update(&req)?;
-        let path = self.config_file();
-        let w = u.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut table = read_table(&path)?;
-            apply_update(&mut table, &w);
-            write_table(&path, &table)
-        })
-        .await
-        .map_err(ApiError::internal)??;
-        *self.inner.profile.write().unwrap() = Profile { name: u.name, owner: u.owner };
-        self.settings().await
-    }
-
-    /// First-run setup: saves name and owner, creates the default folder and shares it (unless
-    /// a share already covers it). Returns the default folder's share.
-    pub async fn first_run(&self, req: FirstRunDto) -> ApiResult<ShareDto> {
-        self.save_settings(SettingsUpdateDto {
-            name: req.name,
-            owner: req.owner,
-            listen: None,
-            mdns: None,
-            inbox: None,
-        })
-        .await?;
-        let folder = PathBuf::from(&req.folder);
-        if !folder.is_absolute() {
-            return Err(ApiError::bad(format!("{} must be an absolute path", folder.display())));
-        }
-        std::fs::create_dir_all(&folder).map_err(|e| ApiError::bad(format!("{}: {e}", folder.display())))?;
-        let canon = folder.canonicalize().map_err(|e| ApiError::bad(format!("{}: {e}", folder.display())))?;
-        if let Some(existing) = self.share_list().await?.into_iter().find(|s| Path::new(&s.path) == canon) {
-            return Ok(existing);
-        }
-        self.share_add(ShareAddDto { path: canon.display().to_string(), label: None, mode: None }).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CONFIG_FILE;
+    use std::path::PathBuf;
 
     fn req(listen: Option<&str>, mdns: Option<bool>, inbox: Option<&str>) -> SettingsUpdateDto {
         SettingsUpdateDto {

@@ -16,19 +16,19 @@ use std::time::{Duration, Instant};
 
 use ferry_engine::{Action, ChunkSource, apply_order, decide_with_policy, plan_chunks, remote_wins};
 use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan_reusing};
-use ferry_fs::{ShareWatcher, WatchEvent, watch};
+use ferry_fs::{WatchEvent, watch};
 use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, Seq, ShareId};
 use ferry_store::{
     LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord, WalkStates,
 };
 use futures::StreamExt;
 use tokio::sync::{Notify, watch as twatch};
-use tokio::task::JoinHandle;
 
 use crate::api::{ApiError, ShareStatusDto};
+use crate::context::{ApiResult, Context};
 use crate::events::Event;
-use crate::node::{ApiResult, Inner};
-use crate::peer::Peer;
+use crate::link::PeerLink;
+use crate::share_handle::{IndexStatus, Pending, Runtime, ShareHandle, StatusCounts};
 
 mod assemble;
 mod fast;
@@ -43,93 +43,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// a second peer's newer version); bounded so a flapping peer cannot spin us.
 const MAX_PULL_PASSES: usize = 4;
 
-#[derive(Default)]
-struct Pending {
-    full: bool,
-    /// With `full`: re-hash every file (`ferry rescan --full`).
-    rehash: bool,
-    pull: bool,
-    paths: BTreeSet<RelPath>,
-}
-
-#[derive(Default, Clone)]
-struct Runtime {
-    state: &'static str,
-    need: u64,
-    last_error: Option<String>,
-    /// Bytes fetched from peers / copied from local files since start.
-    fetched_bytes: u64,
-    reused_bytes: u64,
-}
-
-/// The node's handle on a share worker.
-pub(crate) struct ShareHandle {
-    id: ShareId,
-    pending: Arc<Mutex<Pending>>,
-    wake: Arc<Notify>,
-    seq: twatch::Sender<u64>,
-    members: Arc<Mutex<Vec<DeviceId>>>,
-    runtime: Arc<Mutex<Runtime>>,
-    stop: twatch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
-    _watcher: Option<ShareWatcher>,
-    /// Held by the worker while it scans or pulls, and by history operations (restore, rewind,
-    /// resolve, override, revert) while they change files, so they never race.
-    pub(crate) disk: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl ShareHandle {
-    pub fn request_pull(&self) {
-        self.pending.lock().unwrap().pull = true;
-        self.wake.notify_one();
-    }
-    pub fn request_full_scan(&self) {
-        self.pending.lock().unwrap().full = true;
-        self.wake.notify_one();
-    }
-    /// Rescans these paths soon (after a history operation changed them).
-    pub fn request_paths(&self, paths: Vec<RelPath>) {
-        self.pending.lock().unwrap().paths.extend(paths);
-        self.wake.notify_one();
-    }
-    /// A full scan that re-hashes every file.
-    pub fn request_rehash(&self) {
-        let mut p = self.pending.lock().unwrap();
-        p.full = true;
-        p.rehash = true;
-        drop(p);
-        self.wake.notify_one();
-    }
-    /// Tells the index senders about records committed outside the worker.
-    pub fn publish_seq(&self, seq: u64) {
-        self.seq.send_replace(seq);
-    }
-    pub fn has_member(&self, d: &DeviceId) -> bool {
-        self.members.lock().unwrap().contains(d)
-    }
-    pub fn set_members(&self, m: Vec<DeviceId>) {
-        *self.members.lock().unwrap() = m;
-    }
-    pub fn seq_watch(&self) -> twatch::Receiver<u64> {
-        self.seq.subscribe()
-    }
-    /// The sequence of the last committed change to the local index.
-    pub fn current_seq(&self) -> u64 {
-        *self.seq.borrow()
-    }
-    /// Stops the worker after the item at hand and waits for it.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        self.wake.notify_one();
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-        tracing::debug!(share = %self.id, "worker stopped");
-    }
-}
-
 struct Worker {
-    inner: Arc<Inner>,
+    inner: Arc<Context>,
     id: ShareId,
     root: PathBuf,
     pending: Arc<Mutex<Pending>>,
@@ -146,7 +61,7 @@ struct Worker {
     pull_mark: Mutex<Option<PullMark>>,
 }
 
-pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
+pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
     let pending = Arc::new(Mutex::new(Pending { full: true, pull: true, ..Default::default() }));
     let disk = Arc::new(tokio::sync::Mutex::new(()));
     let wake = Arc::new(Notify::new());
@@ -207,7 +122,7 @@ pub(crate) fn start_worker(inner: &Arc<Inner>, share: ShareRecord) {
 }
 
 /// Records a new share and starts syncing it.
-pub(crate) async fn create_share(inner: &Arc<Inner>, rec: ShareRecord) -> ApiResult<()> {
+pub(crate) async fn create_share(inner: &Arc<Context>, rec: ShareRecord) -> ApiResult<()> {
     let ferry_dir = Path::new(&rec.path).join(FERRY_DIR);
     std::fs::create_dir_all(&ferry_dir).map_err(|e| ApiError::bad(format!("{}: {e}", ferry_dir.display())))?;
     let r = rec.clone();
@@ -219,7 +134,7 @@ pub(crate) async fn create_share(inner: &Arc<Inner>, rec: ShareRecord) -> ApiRes
 /// Accepts a share offer into `path` (created if missing; existing content is merged, never
 /// deleted) and starts syncing it with the offering device.
 pub(crate) async fn accept_offer(
-    inner: &Arc<Inner>,
+    inner: &Arc<Context>,
     prompt: &PromptRecord,
     share: ShareId,
     label: &str,
@@ -246,35 +161,10 @@ pub(crate) async fn accept_offer(
 }
 
 /// Keeps the worker's member list in step after the record changed.
-pub(crate) fn refresh_members(inner: &Arc<Inner>, rec: &ShareRecord) {
+pub(crate) fn refresh_members(inner: &Arc<Context>, rec: &ShareRecord) {
     if let Some(h) = inner.shares.lock().unwrap().get(&rec.id) {
         h.set_members(rec.devices.clone());
     }
-}
-
-/// What a share's status reads from the index: live files and bytes, files changed here and
-/// not yet synced, and whether every connected member holds our versions. Walking the index
-/// costs O(files); it is cached per share and reused until an index is written to (the store's
-/// index generation moves: device, prompt or settings writes do not count) or the set of
-/// connected devices changes, so an idle node answers status calls (the app refreshes
-/// every few seconds) without decoding its whole index each time.
-#[derive(Clone)]
-pub(crate) struct IndexStatus {
-    generation: u64,
-    connected: Vec<DeviceId>,
-    counts: StatusCounts,
-}
-
-/// The index-derived part of a share's status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct StatusCounts {
-    /// Live files, and their bytes (directories and links add no bytes).
-    pub files: u64,
-    pub bytes: u64,
-    /// Changes made here in a receive-only share, not sent.
-    pub local_changes: u64,
-    /// Every connected member holds our version of every path we hold (sent changes only).
-    pub peers_have_all: bool,
 }
 
 /// Computes [`StatusCounts`] in one streaming pass over the local index and the `connected`
@@ -309,7 +199,7 @@ pub(crate) fn status_counts(
     Ok(c)
 }
 
-async fn index_status(inner: &Arc<Inner>, id: ShareId, connected: Vec<DeviceId>) -> ApiResult<IndexStatus> {
+async fn index_status(inner: &Arc<Context>, id: ShareId, connected: Vec<DeviceId>) -> ApiResult<IndexStatus> {
     if let Some(c) = inner.status_cache.lock().unwrap().get(&id)
         && c.generation == inner.store.index_generation()
         && c.connected == connected
@@ -329,7 +219,7 @@ async fn index_status(inner: &Arc<Inner>, id: ShareId, connected: Vec<DeviceId>)
     Ok(st)
 }
 
-pub(crate) async fn share_status(inner: &Arc<Inner>, rec: &ShareRecord) -> ApiResult<ShareStatusDto> {
+pub(crate) async fn share_status(inner: &Arc<Context>, rec: &ShareRecord) -> ApiResult<ShareStatusDto> {
     let runtime = inner.shares.lock().unwrap().get(&rec.id).map(|h| h.runtime.lock().unwrap().clone());
     let runtime = runtime.unwrap_or(Runtime { state: "stopped", ..Default::default() });
     let connected: Vec<DeviceId> = rec.devices.iter().copied().filter(|d| inner.peer(d).is_some()).collect();
@@ -830,7 +720,7 @@ impl Worker {
         } else {
             self.inner.db(move |s| local_chunks_of(s, &id, &needed)).await?
         };
-        let peers: Vec<Arc<Peer>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
+        let peers: Vec<Arc<PeerLink>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
 
         let mut stats = PullStats::default();
         let mut batch = Batch::default();
@@ -844,7 +734,7 @@ impl Worker {
                 self.flush(&mut batch).await?;
             }
             let l = local.get(&target.path);
-            let sources: Vec<Arc<Peer>> = match holders.get(&target.path) {
+            let sources: Vec<Arc<PeerLink>> = match holders.get(&target.path) {
                 Some(h) => peers.iter().filter(|p| h.contains(&p.id)).cloned().collect(),
                 None => Vec::new(),
             };
@@ -957,7 +847,7 @@ impl Worker {
         &self,
         target: &FileRecord,
         local: Option<&LocalEntry>,
-        sources: &[Arc<Peer>],
+        sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
         conflict: bool,
         batch: &mut Batch,
@@ -1083,7 +973,7 @@ impl Worker {
     async fn fetch_to_temp(
         &self,
         target: &FileRecord,
-        sources: &[Arc<Peer>],
+        sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
     ) -> Result<(ferry_fs::TempFile, assemble::Assembled), String> {
         let (r, p) = (self.root.clone(), target.path.clone());

@@ -11,6 +11,14 @@ use ferry_proto::ShareId;
 use crate::api::{SummaryCountsDto, SummaryDto};
 use crate::events::Event;
 
+/// Local adds, changes and deletes a scan found (files and links; directories are not counted).
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct LocalCounts {
+    pub adds: u64,
+    pub changes: u64,
+    pub deletes: u64,
+}
+
 #[derive(Default)]
 struct Tracker {
     /// Remote deletions applied recently, for the mass-delete guard: (when, how many).
@@ -50,11 +58,11 @@ impl Summaries {
     pub fn begin(&self, share: ShareId) {
         self.with(share, |t| {
             t.current = SummaryCountsDto::default();
-            t.started_ms = crate::node::now_ms();
+            t.started_ms = crate::clock::now_ms();
         });
     }
 
-    pub fn local(&self, share: ShareId, c: crate::history::LocalCounts) {
+    pub fn local(&self, share: ShareId, c: LocalCounts) {
         self.with(share, |t| {
             t.current.local_adds += c.adds;
             t.current.local_changes += c.changes;
@@ -126,7 +134,7 @@ impl Summaries {
         if is_empty(&c) {
             return None;
         }
-        let now = crate::node::now_ms();
+        let now = crate::clock::now_ms();
         add(&mut t.total, &c);
         t.last = Some((c.clone(), t.started_ms, now));
         Some(Event::SyncSummary {
@@ -150,11 +158,4 @@ impl Summaries {
             None => SummaryDto::default(),
         }
     }
-}
-
-/// `YYYY-MM-DD HH:MM:SSZ`.
-pub(crate) fn fmt_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z")).unwrap_or_default()
 }

@@ -37,7 +37,7 @@ const PARALLEL_BATCHES: usize = 4;
 /// A new file to fetch, with the peers that have its version.
 pub(super) struct NewFile {
     pub target: FileRecord,
-    pub sources: Vec<Arc<Peer>>,
+    pub sources: Vec<Arc<PeerLink>>,
 }
 
 impl Worker {
@@ -264,7 +264,7 @@ impl Worker {
     fn batchable(
         &self,
         target: &FileRecord,
-        sources: &[Arc<Peer>],
+        sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
     ) -> bool {
         target.size <= SMALL_FILE
@@ -415,7 +415,7 @@ impl Worker {
     async fn fetch_new(
         &self,
         target: &FileRecord,
-        sources: &[Arc<Peer>],
+        sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
     ) -> Result<ferry_fs::TempFile, String> {
         let (r, p) = (self.root.clone(), target.path.clone());

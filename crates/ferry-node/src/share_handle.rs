@@ -1,0 +1,123 @@
+//! [`ShareHandle`]: how the rest of the node reaches a share's actor (`share`). The actor is
+//! the only writer of its share's index and files; everyone else holds this handle, asks for
+//! work (a scan, a pull) with the cheap `request_*` calls, and sends commands that change the
+//! share (restore, rewind, resolve, override, revert, republish) with [`ShareHandle::command`],
+//! which waits for the actor's reply. A leaf module: the context's registry holds these handles.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use ferry_fs::ShareWatcher;
+use ferry_proto::{DeviceId, RelPath, ShareId};
+use tokio::sync::{Notify, watch as twatch};
+use tokio::task::JoinHandle;
+
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub full: bool,
+    /// With `full`: re-hash every file (`ferry rescan --full`).
+    pub rehash: bool,
+    pub pull: bool,
+    pub paths: BTreeSet<RelPath>,
+}
+
+#[derive(Default, Clone)]
+pub(crate) struct Runtime {
+    pub state: &'static str,
+    pub need: u64,
+    pub last_error: Option<String>,
+    /// Bytes fetched from peers / copied from local files since start.
+    pub fetched_bytes: u64,
+    pub reused_bytes: u64,
+}
+
+/// The node's handle on a share worker.
+pub(crate) struct ShareHandle {
+    pub(crate) id: ShareId,
+    pub(crate) pending: Arc<Mutex<Pending>>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) seq: twatch::Sender<u64>,
+    pub(crate) members: Arc<Mutex<Vec<DeviceId>>>,
+    pub(crate) runtime: Arc<Mutex<Runtime>>,
+    pub(crate) stop: twatch::Sender<bool>,
+    pub(crate) task: Option<JoinHandle<()>>,
+    pub(crate) _watcher: Option<ShareWatcher>,
+    /// Held by the worker while it scans or pulls, and by history operations (restore, rewind,
+    /// resolve, override, revert) while they change files, so they never race.
+    pub(crate) disk: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ShareHandle {
+    pub fn request_pull(&self) {
+        self.pending.lock().unwrap().pull = true;
+        self.wake.notify_one();
+    }
+    pub fn request_full_scan(&self) {
+        self.pending.lock().unwrap().full = true;
+        self.wake.notify_one();
+    }
+    /// Rescans these paths soon (after a history operation changed them).
+    pub fn request_paths(&self, paths: Vec<RelPath>) {
+        self.pending.lock().unwrap().paths.extend(paths);
+        self.wake.notify_one();
+    }
+    /// A full scan that re-hashes every file.
+    pub fn request_rehash(&self) {
+        let mut p = self.pending.lock().unwrap();
+        p.full = true;
+        p.rehash = true;
+        drop(p);
+        self.wake.notify_one();
+    }
+    /// Tells the index senders about records committed outside the worker.
+    pub fn publish_seq(&self, seq: u64) {
+        self.seq.send_replace(seq);
+    }
+    pub fn has_member(&self, d: &DeviceId) -> bool {
+        self.members.lock().unwrap().contains(d)
+    }
+    pub fn set_members(&self, m: Vec<DeviceId>) {
+        *self.members.lock().unwrap() = m;
+    }
+    pub fn seq_watch(&self) -> twatch::Receiver<u64> {
+        self.seq.subscribe()
+    }
+    /// The sequence of the last committed change to the local index.
+    pub fn current_seq(&self) -> u64 {
+        *self.seq.borrow()
+    }
+    /// Stops the worker after the item at hand and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        self.wake.notify_one();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        tracing::debug!(share = %self.id, "worker stopped");
+    }
+}
+
+/// What a share's status reads from the index: live files and bytes, files changed here and
+/// not yet synced, and whether every connected member holds our versions. Walking the index
+/// costs O(files); it is cached per share and reused until an index is written to (the store's
+/// index generation moves: device, prompt or settings writes do not count) or the set of
+/// connected devices changes, so an idle node answers status calls (the app refreshes
+/// every few seconds) without decoding its whole index each time.
+#[derive(Clone)]
+pub(crate) struct IndexStatus {
+    pub generation: u64,
+    pub connected: Vec<DeviceId>,
+    pub counts: StatusCounts,
+}
+
+/// The index-derived part of a share's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StatusCounts {
+    /// Live files, and their bytes (directories and links add no bytes).
+    pub files: u64,
+    pub bytes: u64,
+    /// Changes made here in a receive-only share, not sent.
+    pub local_changes: u64,
+    /// Every connected member holds our version of every path we hold (sent changes only).
+    pub peers_have_all: bool,
+}
