@@ -113,6 +113,9 @@ async fn republish(inner: &Arc<Context>, share: &ShareRecord) -> ApiResult<()> {
     let seq = inner
         .db(move |s| {
             let local = s.local_files(&id)?;
+            // Tests hold this point to show that no other write can land between the read and
+            // the commit below (tests/tests/writer.rs).
+            crate::fault::point("republish.after_read");
             let mut updates = Vec::new();
             for d in &members {
                 let remote: HashMap<RelPath, FileRecord> =

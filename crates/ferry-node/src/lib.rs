@@ -22,6 +22,7 @@ mod control;
 mod discovery;
 pub mod doctor;
 pub mod events;
+pub mod fault;
 mod guard;
 mod history;
 mod limits;

@@ -1,0 +1,93 @@
+//! Named fault points: places on the data-safety path where a test can hold the thread that
+//! reaches them (to force an interleaving that timing alone would make rare) and then let it
+//! go. Unarmed (always, outside tests) a point costs one relaxed atomic load.
+//!
+//! A point blocks the calling thread, so points sit in blocking code only (store closures,
+//! file IO on the blocking pool), never directly on the async runtime.
+//!
+//! Points are process-wide: a test that arms one runs in its own test binary, or arms a name
+//! that no other test in the binary reaches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+/// Longest a point holds a thread: a test that forgets to release (or panics first) must not
+/// hang the process forever.
+const MAX_HOLD: Duration = Duration::from_secs(60);
+
+/// Set while any point is armed, so unarmed points skip the lock.
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+fn points() -> &'static Mutex<HashMap<&'static str, Arc<Gate>>> {
+    static POINTS: OnceLock<Mutex<HashMap<&'static str, Arc<Gate>>>> = OnceLock::new();
+    POINTS.get_or_init(Default::default)
+}
+
+#[derive(Default)]
+struct Gate {
+    /// (reached, released)
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+    reached: tokio::sync::Notify,
+}
+
+/// Called at a named step. Blocks while a test holds the point.
+pub(crate) fn point(name: &'static str) {
+    if !ARMED.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(gate) = points().lock().unwrap().get(name).cloned() else { return };
+    let mut st = gate.state.lock().unwrap();
+    st.0 = true;
+    gate.reached.notify_waiters();
+    gate.reached.notify_one();
+    let _ = gate.changed.wait_timeout_while(st, MAX_HOLD, |s| !s.1);
+}
+
+/// A point held by a test (see [`hold`]). Dropping it releases the point.
+pub struct Held {
+    name: &'static str,
+    gate: Arc<Gate>,
+}
+
+/// Arms `name`: every thread that reaches it waits until the returned guard is released.
+pub fn hold(name: &'static str) -> Held {
+    let gate = Arc::new(Gate::default());
+    points().lock().unwrap().insert(name, gate.clone());
+    ARMED.store(true, Ordering::Relaxed);
+    Held { name, gate }
+}
+
+impl Held {
+    /// Waits up to `timeout` for a thread to reach the point; true if one did.
+    pub async fn reached(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.gate.reached.notified();
+                if self.gate.state.lock().unwrap().0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    /// Lets every waiting (and later) thread pass.
+    pub fn release(self) {}
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut map = points().lock().unwrap();
+        if map.get(self.name).is_some_and(|g| Arc::ptr_eq(g, &self.gate)) {
+            map.remove(self.name);
+        }
+        ARMED.store(!map.is_empty(), Ordering::Relaxed);
+        drop(map);
+        self.gate.state.lock().unwrap().1 = true;
+        self.gate.changed.notify_all();
+    }
+}
