@@ -162,14 +162,6 @@ pub(crate) async fn resolve(inner: &Arc<Context>, req: ResolveDto) -> ApiResult<
             })?)
         }
     };
-    let lock = inner
-        .shares
-        .lock()
-        .unwrap()
-        .get(&share.id)
-        .map(|h| h.disk.clone())
-        .ok_or_else(|| ApiError::new(ErrorCode::Conflict, "the share is not running"))?;
-    let _g = lock.lock().await;
     let id = share.id;
     let entries: Vec<LocalEntry> = inner.db(move |s| s.local_files(&id)).await?;
     let root = PathBuf::from(&share.path);

@@ -26,7 +26,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::events::Event;
 use crate::link::PeerLink;
-use crate::share_handle::ShareHandle;
+use crate::share_handle::{Reply, ShareCommand, ShareHandle, run_command};
 
 /// Name and owner as they are now (they can change while the node runs).
 #[derive(Debug, Clone)]
@@ -228,6 +228,14 @@ impl Context {
             }
         }
         Err(ApiError::not_found(format!("{path} is not inside any share (see `ferry share list`)")))
+    }
+
+    /// Runs a command on `share`'s actor, the only writer of its index, and waits for the
+    /// outcome (see [`ShareCommand`]).
+    pub async fn share_command<T>(&self, share: ShareId, make: impl FnOnce(Reply<T>) -> ShareCommand) -> ApiResult<T> {
+        let tx = self.shares.lock().unwrap().get(&share).map(|h| h.command_sender());
+        let tx = tx.ok_or_else(|| ApiError::new(ErrorCode::Conflict, "the share is not running"))?;
+        run_command(tx, make).await
     }
 }
 

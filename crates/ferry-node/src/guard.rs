@@ -79,7 +79,7 @@ pub(crate) async fn answer(
     accept: bool,
     deletes: u64,
 ) -> ApiResult<()> {
-    let rec = inner.db(move |s| s.share(&share)).await?.ok_or_else(|| ApiError::not_found("the share is gone"))?;
+    let _exists = inner.db(move |s| s.share(&share)).await?.ok_or_else(|| ApiError::not_found("the share is gone"))?;
     if accept {
         inner.db(move |s| s.update_share_settings(&share, |st| st.mass_delete_allowed = true)).await?;
     } else {
@@ -95,7 +95,7 @@ pub(crate) async fn answer(
                 })
             })
             .await?;
-        republish(inner, &rec).await?;
+        inner.share_command(share, crate::share_handle::ShareCommand::Republish).await?;
     }
     if let Some(h) = inner.shares.lock().unwrap().get(&share) {
         h.request_pull();
@@ -104,13 +104,15 @@ pub(crate) async fn answer(
 }
 
 /// Gives every local file a peer has a newer deletion of a version that supersedes it, so the
-/// file comes back on that peer.
-async fn republish(inner: &Arc<Context>, share: &ShareRecord) -> ApiResult<()> {
+/// file comes back on that peer. Runs on the share's actor (`ShareCommand::Republish`), which
+/// publishes the new sequence afterwards.
+pub(crate) async fn republish(inner: &Arc<Context>, share: ferry_proto::ShareId) -> ApiResult<()> {
+    let share = inner.db(move |s| s.share(&share)).await?.ok_or_else(|| ApiError::not_found("the share is gone"))?;
     if !share.mode.sends() {
         return Ok(());
     }
     let (id, members, me) = (share.id, share.devices.clone(), inner.id);
-    let seq = inner
+    inner
         .db(move |s| {
             let local = s.local_files(&id)?;
             // Tests hold this point to show that no other write can land between the read and
@@ -135,13 +137,11 @@ async fn republish(inner: &Arc<Context>, share: &ShareRecord) -> ApiResult<()> {
                     }
                 }
             }
-            if updates.is_empty() { Ok(None) } else { s.commit_local(&id, &updates, &[]).map(Some) }
+            if !updates.is_empty() {
+                s.commit_local(&id, &updates, &[])?;
+            }
+            Ok(())
         })
         .await?;
-    if let Some(seq) = seq
-        && let Some(h) = inner.shares.lock().unwrap().get(&id)
-    {
-        h.publish_seq(seq.0);
-    }
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! see [`ferry_fs::take_snapshot`] for what that can and cannot keep), restore, rewind, pruning
 //! by each share's retention policy, and the override / revert / full-rescan modes.
 //!
-//! Every operation here that touches a share's files holds the share's disk lock, which its
-//! worker also holds while it scans or pulls, so they never race. They write like a user
+//! Every operation here that touches a share's files runs as a command on the share's actor
+//! (`share_handle::ShareCommand`), the task that also scans and pulls, so they never race and
+//! nothing else writes the index between their read and their commit. They write like a user
 //! would (temp file, rename, fsync) and then ask the worker to rescan the paths, so a restore is
 //! an ordinary local change that propagates to every device. The content they replace or remove
 //! is archived first, and its snapshot link dropped so it is not archived twice.
@@ -22,6 +23,7 @@ use time::OffsetDateTime;
 use crate::api::*;
 use crate::clock::now_ms;
 use crate::context::{ApiResult, Context};
+use crate::share_handle::ShareCommand;
 use crate::summary::LocalCounts;
 
 /// A version id: the archive time in ns, made strictly increasing within this process so two
@@ -215,16 +217,6 @@ async fn finish(
     Ok(())
 }
 
-fn disk_lock(inner: &Arc<Context>, share: &ShareId) -> ApiResult<Arc<tokio::sync::Mutex<()>>> {
-    inner
-        .shares
-        .lock()
-        .unwrap()
-        .get(share)
-        .map(|h| h.disk.clone())
-        .ok_or_else(|| ApiError::new(ErrorCode::Conflict, "the share is not running"))
-}
-
 fn info(v: &VersionRecord) -> VersionInfo {
     VersionInfo {
         path: v.path.clone(),
@@ -288,8 +280,6 @@ pub(crate) async fn restore(inner: &Arc<Context>, req: RestoreDto) -> ApiResult<
         (None, None) => &versions[0],
     };
     let v = chosen.clone();
-    let lock = disk_lock(inner, &share.id)?;
-    let _g = lock.lock().await;
     let (root, id, me, r, vv, e) =
         (PathBuf::from(&share.path), share.id, inner.id, rel.clone(), v.clone(), entry.clone());
     let archived = tokio::task::spawn_blocking(move || restore_blocking(&root, id, &r, &vv, e.as_ref(), me))
@@ -302,8 +292,12 @@ pub(crate) async fn restore(inner: &Arc<Context>, req: RestoreDto) -> ApiResult<
 }
 
 /// `ferry rewind SHARE[/SUBDIR] --to TIME [--dry-run]`.
-pub(crate) async fn rewind(inner: &Arc<Context>, req: RewindReqDto) -> ApiResult<RewindDto> {
-    let (share, sub) = if req.target.starts_with('/') {
+/// The share and optional folder a rewind's target names (`SHARE[/SUBDIR]` or an absolute path).
+pub(crate) async fn rewind_target(
+    inner: &Arc<Context>,
+    req: &RewindReqDto,
+) -> ApiResult<(ShareRecord, Option<RelPath>)> {
+    Ok(if req.target.starts_with('/') {
         inner.locate(&req.target).await?
     } else {
         let (name, sub) = match req.target.split_once('/') {
@@ -314,7 +308,11 @@ pub(crate) async fn rewind(inner: &Arc<Context>, req: RewindReqDto) -> ApiResult
             None => (req.target.as_str(), None),
         };
         (inner.resolve_share(name).await?, sub)
-    };
+    })
+}
+
+pub(crate) async fn rewind(inner: &Arc<Context>, req: RewindReqDto) -> ApiResult<RewindDto> {
+    let (share, sub) = rewind_target(inner, &req).await?;
     let t = parse_time(&req.to, now_ms()).map_err(ApiError::bad)?;
     let id = share.id;
     let (entries, versions) = inner.db(move |s| Ok((s.local_files(&id)?, s.share_versions(&id)?))).await?;
@@ -348,8 +346,6 @@ pub(crate) async fn rewind(inner: &Arc<Context>, req: RewindReqDto) -> ApiResult
         .collect();
     let mut errors = Vec::new();
     if !req.dry_run && !plan.is_empty() {
-        let lock = disk_lock(inner, &share.id)?;
-        let _g = lock.lock().await;
         let (root, me) = (PathBuf::from(&share.path), inner.id);
         let plan2 = plan.clone();
         let (versions, errs) = tokio::task::spawn_blocking(move || {
@@ -400,16 +396,23 @@ pub(crate) async fn rewind(inner: &Arc<Context>, req: RewindReqDto) -> ApiResult
 }
 
 /// Prunes every share's versions by its retention policy, as of `now_ms`.
+/// Each share is pruned by its actor (`ShareCommand::Prune`), so a version is never removed
+/// while a restore or rewind of the same share is reading it. Shares not running are skipped.
 pub(crate) async fn prune_all(inner: &Arc<Context>, now_ms: i64) -> ApiResult<Vec<PruneDto>> {
     let mut out = Vec::new();
     for share in inner.db(|s| s.shares()).await? {
-        out.push(prune_share(inner, &share, now_ms).await?);
+        match inner.share_command(share.id, |r| ShareCommand::Prune(now_ms, r)).await {
+            Err(e) if e.code == ErrorCode::Conflict => continue,
+            res => out.push(res?),
+        }
     }
     Ok(out)
 }
 
-pub(crate) async fn prune_share(inner: &Arc<Context>, share: &ShareRecord, now_ms: i64) -> ApiResult<PruneDto> {
-    let id = share.id;
+/// Removes the versions of one share that its retention policy no longer keeps. Runs on the
+/// share's actor.
+pub(crate) async fn prune_share(inner: &Arc<Context>, id: ShareId, now_ms: i64) -> ApiResult<PruneDto> {
+    let share = inner.db(move |s| s.share(&id)).await?.ok_or_else(|| ApiError::not_found("the share is gone"))?;
     let (settings, versions) = inner.db(move |s| Ok((s.share_settings(&id)?, s.share_versions(&id)?))).await?;
     let infos: Vec<VersionInfo> = versions.iter().map(info).collect();
     let drop = prune(&infos, settings.retention, now_ms);
@@ -466,11 +469,9 @@ pub(crate) async fn override_share(inner: &Arc<Context>, arg: &str) -> ApiResult
             share.mode.as_str()
         )));
     }
-    let lock = disk_lock(inner, &share.id)?;
-    let _g = lock.lock().await;
     let (id, members, me) = (share.id, share.devices.clone(), inner.id);
     let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
-    let (n, seq) = inner
+    let n = inner
         .db(move |s| {
             let local = s.local_files(&id)?;
             let meta: HashMap<RelPath, LocalMeta> = local.iter().map(|e| (e.record.path.clone(), e.meta)).collect();
@@ -491,15 +492,13 @@ pub(crate) async fn override_share(inner: &Arc<Context>, arg: &str) -> ApiResult
                 })
                 .collect();
             let n = updates.len();
-            let seq = if n > 0 { Some(s.commit_local(&id, &updates, &[])?) } else { None };
-            Ok((n, seq))
+            if n > 0 {
+                // The share actor publishes the new sequence after this command.
+                s.commit_local(&id, &updates, &[])?;
+            }
+            Ok(n)
         })
         .await?;
-    if let Some(seq) = seq
-        && let Some(h) = inner.shares.lock().unwrap().get(&id)
-    {
-        h.publish_seq(seq.0);
-    }
     Ok(ModeActionDto { share: id.to_string(), mode: share.mode.as_str().into(), changed: n as u64 })
 }
 
@@ -516,8 +515,6 @@ pub(crate) async fn revert_share(inner: &Arc<Context>, arg: &str) -> ApiResult<M
             share.mode.as_str()
         )));
     }
-    let lock = disk_lock(inner, &share.id)?;
-    let _g = lock.lock().await;
     let (id, members) = (share.id, share.devices.clone());
     let (changed, only_here) = inner
         .db(move |s| {

@@ -22,13 +22,13 @@ use ferry_store::{
     LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord, WalkStates,
 };
 use futures::StreamExt;
-use tokio::sync::{Notify, watch as twatch};
+use tokio::sync::{Notify, mpsc, watch as twatch};
 
 use crate::api::{ApiError, ShareStatusDto};
 use crate::context::{ApiResult, Context};
 use crate::events::Event;
 use crate::link::PeerLink;
-use crate::share_handle::{IndexStatus, Pending, Runtime, ShareHandle, StatusCounts};
+use crate::share_handle::{COMMAND_QUEUE, IndexStatus, Pending, Runtime, ShareCommand, ShareHandle, StatusCounts};
 
 mod assemble;
 mod fast;
@@ -56,14 +56,13 @@ struct Worker {
     /// in the same file and fetches only the chunks not already verified there. They are temp
     /// files (ignored by the scanner, removed at start), so an abandoned one costs nothing.
     partials: Mutex<HashMap<RelPath, (ChunkHash, PathBuf)>>,
-    disk: Arc<tokio::sync::Mutex<()>>,
     /// The inputs of the last pull pass that found nothing to do (see [`PullMark`]).
     pull_mark: Mutex<Option<PullMark>>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
     let pending = Arc::new(Mutex::new(Pending { full: true, pull: true, ..Default::default() }));
-    let disk = Arc::new(tokio::sync::Mutex::new(()));
+    let (commands, commands_rx) = tokio::sync::mpsc::channel(COMMAND_QUEUE);
     let wake = Arc::new(Notify::new());
     let max_seq = inner.store.share_state(&share.id).map(|s| s.max_seq).unwrap_or(0);
     let (seq, _) = twatch::channel(max_seq);
@@ -102,10 +101,9 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         seq: seq.clone(),
         runtime: runtime.clone(),
         partials: Mutex::new(HashMap::new()),
-        disk: disk.clone(),
         pull_mark: Mutex::new(None),
     };
-    let task = tokio::spawn(worker.run(stop_rx));
+    let task = tokio::spawn(worker.run(commands_rx, stop_rx));
     let handle = ShareHandle {
         id: share.id,
         pending,
@@ -116,7 +114,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         stop,
         task: Some(task),
         _watcher: watcher,
-        disk,
+        commands,
     };
     inner.shares.lock().unwrap().insert(share.id, handle);
 }
@@ -393,7 +391,7 @@ fn local_chunks_of(
 }
 
 impl Worker {
-    async fn run(self, mut stop: twatch::Receiver<bool>) {
+    async fn run(self, mut commands: mpsc::Receiver<ShareCommand>, mut stop: twatch::Receiver<bool>) {
         let root = self.root.clone();
         match tokio::task::spawn_blocking(move || ferry_fs::remove_stale_temps(&root)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(share = %self.id, "removed {n} stale temp files"),
@@ -405,6 +403,11 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
+            // Commands first: a user is waiting for each. They run paused or not (a restore
+            // while syncing is paused is still the user's wish).
+            while let Ok(cmd) = commands.try_recv() {
+                self.execute(cmd).await;
+            }
             // Paused (this share, or all syncing): the pending work stays queued for resume.
             let rec = self.record().await.ok();
             let paused = rec.as_ref().map(|r| r.paused).unwrap_or(false) || self.inner.sync_paused();
@@ -414,8 +417,6 @@ impl Worker {
                     let taken = (std::mem::take(&mut p.full), std::mem::take(&mut p.rehash));
                     (taken.0, taken.1, std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
                 };
-                let disk = self.disk.clone();
-                let _disk = disk.lock().await;
                 self.inner.summaries.begin(self.id);
                 let scope = if full {
                     Some(Scope::Full)
@@ -455,6 +456,7 @@ impl Worker {
                 continue;
             }
             tokio::select! {
+                Some(cmd) = commands.recv() => self.execute(cmd).await,
                 _ = self.wake.notified() => {}
                 _ = stop.changed() => {}
                 _ = tokio::time::sleep_until(next_rescan.into()) => {
@@ -462,6 +464,29 @@ impl Worker {
                     self.pending.lock().unwrap().full = true;
                 }
             }
+        }
+    }
+
+    /// Runs one command (see [`ShareCommand`]) and replies. Nothing else writes this share's
+    /// index or files while it runs: scans and pulls run in this same task.
+    async fn execute(&self, cmd: ShareCommand) {
+        let inner = &self.inner;
+        let id = self.id.to_string();
+        match cmd {
+            ShareCommand::Restore(req, reply) => drop(reply.send(crate::history::restore(inner, req).await)),
+            ShareCommand::Rewind(req, reply) => drop(reply.send(crate::history::rewind(inner, req).await)),
+            ShareCommand::Resolve(req, reply) => drop(reply.send(crate::conflicts::resolve(inner, req).await)),
+            ShareCommand::Override(reply) => drop(reply.send(crate::history::override_share(inner, &id).await)),
+            ShareCommand::Revert(reply) => drop(reply.send(crate::history::revert_share(inner, &id).await)),
+            ShareCommand::Republish(reply) => drop(reply.send(crate::guard::republish(inner, self.id).await)),
+            ShareCommand::Prune(now_ms, reply) => {
+                drop(reply.send(crate::history::prune_share(inner, self.id, now_ms).await))
+            }
+        }
+        // A command may have committed new local records: tell the index senders.
+        let share = self.id;
+        if let Ok(state) = inner.db(move |s| s.share_state(&share)).await {
+            self.seq.send_if_modified(|seq| std::mem::replace(seq, state.max_seq) != state.max_seq);
         }
     }
 

@@ -9,8 +9,41 @@ use std::sync::{Arc, Mutex};
 
 use ferry_fs::ShareWatcher;
 use ferry_proto::{DeviceId, RelPath, ShareId};
-use tokio::sync::{Notify, watch as twatch};
+use tokio::sync::{Notify, mpsc, oneshot, watch as twatch};
 use tokio::task::JoinHandle;
+
+use crate::api::{
+    ApiError, ApiResult, ErrorCode, ModeActionDto, PruneDto, ResolveDto, ResolvedDto, RestoreDto, RestoredDto,
+    RewindDto, RewindReqDto,
+};
+
+/// Commands queued per share: a user acts on one share at a time, so a short queue is plenty;
+/// a full one makes the caller wait (back-pressure), never drops a command.
+pub(crate) const COMMAND_QUEUE: usize = 16;
+
+/// Where the actor sends a command's outcome.
+pub(crate) type Reply<T> = oneshot::Sender<ApiResult<T>>;
+
+/// The operations that change a share's files or index on the user's (or the guard's) behalf.
+/// The share actor runs them one at a time, between its scans and pulls, so each sees the index
+/// and the disk as the last write left them and no other write lands before it commits.
+pub(crate) enum ShareCommand {
+    /// Bring a version of a file back (`ferry restore`).
+    Restore(RestoreDto, Reply<RestoredDto>),
+    /// Put the share or a folder back as it was at a time (`ferry rewind`, also `--dry-run`).
+    Rewind(RewindReqDto, Reply<RewindDto>),
+    /// Settle a conflict (`ferry resolve`).
+    Resolve(ResolveDto, Reply<ResolvedDto>),
+    /// Send-only: make every other device match this one (`ferry share override`).
+    Override(Reply<ModeActionDto>),
+    /// Receive-only: drop local changes and match the others (`ferry share revert`).
+    Revert(Reply<ModeActionDto>),
+    /// A refused mass delete: give every kept file a version that supersedes the peers'
+    /// deletions, so it comes back on the devices that deleted it.
+    Republish(Reply<()>),
+    /// Drop the versions the retention policy no longer keeps, as of this time (ms).
+    Prune(i64, Reply<PruneDto>),
+}
 
 #[derive(Default)]
 pub(crate) struct Pending {
@@ -42,9 +75,8 @@ pub(crate) struct ShareHandle {
     pub(crate) stop: twatch::Sender<bool>,
     pub(crate) task: Option<JoinHandle<()>>,
     pub(crate) _watcher: Option<ShareWatcher>,
-    /// Held by the worker while it scans or pulls, and by history operations (restore, rewind,
-    /// resolve, override, revert) while they change files, so they never race.
-    pub(crate) disk: Arc<tokio::sync::Mutex<()>>,
+    /// The actor's command queue (see [`ShareCommand`]).
+    pub(crate) commands: mpsc::Sender<ShareCommand>,
 }
 
 impl ShareHandle {
@@ -69,9 +101,10 @@ impl ShareHandle {
         drop(p);
         self.wake.notify_one();
     }
-    /// Tells the index senders about records committed outside the worker.
-    pub fn publish_seq(&self, seq: u64) {
-        self.seq.send_replace(seq);
+    /// Runs a command on the share's actor and waits for its outcome. Takes the sender out of
+    /// the handle first, so no lock is held while waiting.
+    pub fn command_sender(&self) -> mpsc::Sender<ShareCommand> {
+        self.commands.clone()
     }
     pub fn has_member(&self, d: &DeviceId) -> bool {
         self.members.lock().unwrap().contains(d)
@@ -120,4 +153,15 @@ pub(crate) struct StatusCounts {
     pub local_changes: u64,
     /// Every connected member holds our version of every path we hold (sent changes only).
     pub peers_have_all: bool,
+}
+
+/// Sends a command built by `make` to a share actor and waits for its reply.
+pub(crate) async fn run_command<T>(
+    tx: mpsc::Sender<ShareCommand>,
+    make: impl FnOnce(Reply<T>) -> ShareCommand,
+) -> ApiResult<T> {
+    let (reply, rx) = oneshot::channel();
+    let gone = || ApiError::new(ErrorCode::Conflict, "the share is not running");
+    tx.send(make(reply)).await.map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())?
 }

@@ -1,7 +1,9 @@
 //! The facade for history: versions, restore, rewind, pruning, conflicts and their resolution.
+//! Everything that changes a share is a command to its actor (the only writer of its index).
 
 use crate::api::*;
 use crate::context::ApiResult;
+use crate::share_handle::ShareCommand;
 
 use super::Node;
 
@@ -19,12 +21,14 @@ impl Node {
 
     /// Brings a version of a file back as a new local change.
     pub async fn restore(&self, req: RestoreDto) -> ApiResult<RestoredDto> {
-        crate::history::restore(&self.inner, req).await
+        let (share, _) = self.inner.locate(&req.path).await?;
+        self.inner.share_command(share.id, |r| ShareCommand::Restore(req, r)).await
     }
 
     /// Puts a share (or a folder in it) back as it was at a moment; `dry_run` only plans.
     pub async fn rewind(&self, req: RewindReqDto) -> ApiResult<RewindDto> {
-        crate::history::rewind(&self.inner, req).await
+        let (share, _) = crate::history::rewind_target(&self.inner, &req).await?;
+        self.inner.share_command(share.id, |r| ShareCommand::Rewind(req, r)).await
     }
 
     /// Prunes every share's versions by its retention policy as of `now_ms` (default: now).
@@ -38,6 +42,7 @@ impl Node {
     }
 
     pub async fn resolve(&self, req: ResolveDto) -> ApiResult<ResolvedDto> {
-        crate::conflicts::resolve(&self.inner, req).await
+        let (share, _) = self.inner.locate(&req.path).await?;
+        self.inner.share_command(share.id, |r| ShareCommand::Resolve(req, r)).await
     }
 }

@@ -8,6 +8,8 @@ use ferry_store::ShareRecord;
 use crate::api::*;
 use crate::context::{ApiResult, Context};
 
+use crate::share_handle::ShareCommand;
+
 use super::Node;
 
 impl Node {
@@ -135,12 +137,14 @@ impl Node {
 
     /// Send-only shares: make every other device match this one.
     pub async fn share_override(&self, share: &str) -> ApiResult<ModeActionDto> {
-        crate::history::override_share(&self.inner, share).await
+        let share = self.inner.resolve_share(share).await?;
+        self.inner.share_command(share.id, ShareCommand::Override).await
     }
 
     /// Receive-only shares: drop local changes (into the history) and match the others.
     pub async fn share_revert(&self, share: &str) -> ApiResult<ModeActionDto> {
-        crate::history::revert_share(&self.inner, share).await
+        let share = self.inner.resolve_share(share).await?;
+        self.inner.share_command(share.id, ShareCommand::Revert).await
     }
 
     /// Clears a share's "needs attention" flag.
