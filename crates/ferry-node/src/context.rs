@@ -105,8 +105,10 @@ impl Context {
         *self.stop.borrow()
     }
 
+    /// Starts a task the node waits for at shutdown. It runs in the caller's tracing span, so a
+    /// task started for a peer or a share logs as that peer's or share's.
     pub fn spawn(self: &Arc<Self>, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        let h = tokio::spawn(fut);
+        let h = tokio::spawn(tracing::Instrument::in_current_span(fut));
         let mut tasks = self.tasks.lock().unwrap();
         tasks.retain(|t| !t.is_finished());
         tasks.push(h);

@@ -254,8 +254,14 @@ pub(crate) async fn start_pairing(
     Ok(PairTicketDto { ticket, device: peer_id.to_string(), device_name: hello.name, code })
 }
 
-/// Registers a connection to a paired device and runs it until it closes.
+/// Registers a connection to a paired device and runs it until it closes. Everything it starts
+/// (serving, index senders, note and send flushes) logs in the span `peer{device=<short id>}`.
 pub(crate) async fn attach(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
+    let span = tracing::info_span!("peer", device = %conn.peer().short());
+    tracing::Instrument::instrument(attach_in_span(inner, conn, hello), span).await
+}
+
+async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
     let id = conn.peer();
     let peer = Arc::new(PeerLink {
         id,
@@ -312,7 +318,8 @@ pub(crate) async fn attach(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
 
     let serve_inner = inner.clone();
     let serve_peer = peer.clone();
-    let serve = tokio::spawn(async move { serve_loop(&serve_inner, &serve_peer).await });
+    let serve =
+        tokio::spawn(tracing::Instrument::in_current_span(async move { serve_loop(&serve_inner, &serve_peer).await }));
     send_cluster_config(inner, &peer).await;
     {
         let (i, p) = (inner.clone(), peer.clone());
@@ -654,7 +661,9 @@ async fn reconcile_senders(inner: &Arc<Context>, peer: &Arc<PeerLink>, restart: 
         }
         let i = inner.clone();
         let p = peer.clone();
-        senders.insert(sid, tokio::spawn(async move { index_sender(i, p, sid, epoch, from, seq_rx).await }));
+        let sender = async move { index_sender(i, p, sid, epoch, from, seq_rx).await };
+        let span = tracing::info_span!("index", share = %sid);
+        senders.insert(sid, tokio::spawn(tracing::Instrument::instrument(sender, span)));
     }
 }
 

@@ -103,7 +103,9 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         partials: Mutex::new(HashMap::new()),
         pull_mark: Mutex::new(None),
     };
-    let task = tokio::spawn(worker.run(commands_rx, stop_rx));
+    // Every log line of this share's actor (and of what it starts) names the share.
+    let span = tracing::info_span!("share", share = %share.id, label = %share.label);
+    let task = tokio::spawn(tracing::Instrument::instrument(worker.run(commands_rx, stop_rx), span));
     let handle = ShareHandle {
         id: share.id,
         pending,
