@@ -18,6 +18,7 @@
 //! committed in one wave ([`ferry_fs::commit_temps`]: every temp fsynced before any rename,
 //! then one fsync per directory) and recorded in one index transaction, after the disk.
 
+use super::pull::{BATCH_MAX, Batch, PullStats};
 use super::*;
 use ferry_proto::wire::BlockRef;
 

@@ -1,0 +1,311 @@
+//! Applying one remote record: build the new content in a temp file (local chunks first, then
+//! fetched ones, each verified), check the target is still what the index says, archive the old
+//! content, rename into place, fsync the directory.
+
+use super::pull::Batch;
+use super::*;
+
+impl Worker {
+    pub(super) fn version_record(
+        &self,
+        l: &LocalEntry,
+        target: &FileRecord,
+        archive_path: String,
+        reason: VersionReason,
+    ) -> VersionRecord {
+        let now = now_ns();
+        VersionRecord {
+            share: self.id,
+            path: l.record.path.clone(),
+            id: now as u64,
+            archived_at_ms: now / 1_000_000,
+            size: l.record.size,
+            hash: l.record.hash,
+            mtime_ns: l.record.mtime_ns,
+            modified_by: l.record.modified_by,
+            replaced_by: target.modified_by,
+            archive_path,
+            reason,
+        }
+    }
+
+    /// Makes the disk match `target` and records it. `conflict`: our live file loses a
+    /// conflict and is kept under a conflict name instead of being archived.
+    pub(super) async fn apply(
+        &self,
+        target: &FileRecord,
+        local: Option<&LocalEntry>,
+        sources: &[Arc<PeerLink>],
+        local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
+        conflict: bool,
+        batch: &mut Batch,
+    ) -> Result<(), String> {
+        let root = self.root.clone();
+        let path = target.path.clone();
+        // What the index says is at the target now (None: nothing, or a tombstone).
+        let expected: Option<Known> = local.filter(|l| !l.record.deleted).map(known_of);
+        let (r, p, exp) = (root.clone(), path.clone(), expected.clone());
+        let on_disk_ok = blocking(move || ferry_fs::unchanged_on_disk(&r, &p, exp.as_ref())).await?;
+        if !on_disk_ok {
+            return Err(self.rescan_first(&path));
+        }
+        let local_live_file = expected.as_ref().is_some_and(|k| k.kind == FileKind::File);
+        let local_live = expected.is_some();
+
+        // Build the new content first, so a failed transfer leaves the disk untouched.
+        let temp = if target.is_file() {
+            let (t, got) = self.fetch_to_temp(target, sources, local_chunks).await?;
+            Some(self.check_whole(target, t, got)?)
+        } else {
+            None
+        };
+
+        let mut versions = Vec::new();
+        let mut copy: Option<RelPath> = None;
+        if local_live {
+            let l = local.expect("live implies local");
+            if conflict && local_live_file {
+                let c = conflict_name(&path, time_of(l.record.mtime_ns), &l.record.modified_by);
+                let (r, p, c2) = (root.clone(), path.clone(), c.clone());
+                blocking(move || rename_within(&r, &p, &c2)).await?;
+                copy = Some(c);
+            } else if local_live_file {
+                let mode = if target.is_file() { ArchiveMode::Link } else { ArchiveMode::Move };
+                let (r, p) = (root.clone(), path.clone());
+                let ap = blocking(move || archive(&r, &p, time::OffsetDateTime::now_utc(), mode)).await?;
+                let reason = if target.deleted { VersionReason::Deleted } else { VersionReason::Replaced };
+                versions.push(self.version_record(l, target, ap, reason));
+            } else if l.record.kind != target.kind || target.deleted {
+                // A directory or link that goes away or changes kind.
+                let (r, p) = (root.clone(), path.clone());
+                blocking(move || ferry_fs::remove_entry(&r, &p)).await?;
+            }
+        }
+
+        let (r, p, t) = (root.clone(), path.clone(), target.clone());
+        let meta = blocking(move || {
+            if !t.deleted {
+                match &t.kind {
+                    FileKind::File => {
+                        ferry_fs::commit_temp(temp.expect("file has temp"), &r, &p, t.mtime_ns, t.executable)?;
+                    }
+                    FileKind::Dir => ferry_fs::create_dir(&r, &p, Some(t.mtime_ns))?,
+                    FileKind::Symlink { target } => ferry_fs::create_symlink(&r, &p, target)?,
+                }
+            }
+            crate::history::after_apply(&r, &t);
+            ferry_fs::stat_known(&r, &p)
+        })
+        .await?;
+        let inode = meta.map(|k| k.inode).unwrap_or(0);
+        batch.updates.push(LocalUpdate {
+            entry: LocalEntry { record: target.clone(), meta: LocalMeta { inode, local_change: false } },
+            new_seq: true,
+        });
+        batch.versions.extend(versions);
+        let from = target.modified_by.to_string();
+        let action = if target.deleted {
+            "deleted"
+        } else if local_live {
+            "changed"
+        } else {
+            "added"
+        };
+        batch.events.push(Event::Applied {
+            share: self.id.to_string(),
+            path: path.to_string(),
+            action: action.into(),
+            from,
+        });
+        if let Some(c) = copy {
+            tracing::info!(share = %self.id, %path, copy = %c, "conflict: kept our version as a copy");
+            batch.events.push(Event::Conflict {
+                share: self.id.to_string(),
+                path: path.to_string(),
+                copy: c.to_string(),
+                winner: target.modified_by.to_string(),
+            });
+            self.pending.lock().unwrap().paths.insert(c);
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Every chunk of `temp` was verified; this checks the record itself: a peer announcing a
+    /// whole-file hash its chunks do not produce would poison content comparisons. `got` is the
+    /// hash and length of the temp's content, computed while it was written (see
+    /// [`assemble`]).
+    pub(super) fn check_whole(
+        &self,
+        target: &FileRecord,
+        temp: ferry_fs::TempFile,
+        got: assemble::Assembled,
+    ) -> Result<ferry_fs::TempFile, String> {
+        if got.hash != target.hash || got.size != target.size {
+            // Dropping the temp removes it.
+            return Err(format!(
+                "{} sent a record whose hash does not match its content; refused",
+                target.modified_by.short()
+            ));
+        }
+        Ok(temp)
+    }
+
+    /// Assembles `target`'s content in a temp file beside it: local chunks first, the rest
+    /// from peers, every chunk verified against its hash. Returns the temp and the hash and
+    /// length of what was written, for [`Worker::check_whole`].
+    ///
+    /// Up to [`PARALLEL_BLOCKS`] chunks are read or fetched at once; they are handed to the
+    /// writer in file order (an ordered stream), which writes them and hashes the whole content
+    /// in the same pass.
+    pub(super) async fn fetch_to_temp(
+        &self,
+        target: &FileRecord,
+        sources: &[Arc<PeerLink>],
+        local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
+    ) -> Result<(ferry_fs::TempFile, assemble::Assembled), String> {
+        let (r, p) = (self.root.clone(), target.path.clone());
+        let partial = match self.partials.lock().unwrap().remove(&target.path) {
+            Some((hash, path)) if hash == target.hash => Some(path),
+            Some((_, path)) => {
+                // Built for a version that is no longer wanted.
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+            None => None,
+        };
+        let resumed = partial.is_some();
+        let temp = match partial {
+            Some(path) => match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(file) => ferry_fs::TempFile { path, file },
+                Err(_) => blocking(move || ferry_fs::create_temp(&r, &p)).await?,
+            },
+            None => blocking(move || ferry_fs::create_temp(&r, &p)).await?,
+        };
+        let file = Arc::new(temp.file.try_clone().map_err(|e| e.to_string())?);
+        let plan = plan_chunks(target, local_chunks);
+        let needs_remote = plan.contains(&ChunkSource::Remote);
+        if needs_remote && sources.is_empty() {
+            self.keep_partial(target, temp, resumed);
+            return Err("no connected device has this version; waiting for one".into());
+        }
+        let total = target.size;
+        let started = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut done = 0u64;
+        let jobs = target.chunk_offsets().zip(plan).enumerate().map(|(i, ((off, c), src))| {
+            let root = self.root.clone();
+            let file = file.clone();
+            let share = self.id;
+            let path = target.path.clone();
+            async move {
+                if resumed {
+                    // Already in the temp file from an interrupted attempt? Verified, then kept.
+                    let f = file.clone();
+                    let have = blocking(move || {
+                        use std::os::unix::fs::FileExt;
+                        let mut buf = vec![0u8; c.len as usize];
+                        f.read_exact_at(&mut buf, off).map_err(|source| ferry_fs::FsError::Io {
+                            op: "read",
+                            path: PathBuf::new(),
+                            source,
+                        })?;
+                        Ok((ChunkHash::of(&buf) == c.hash).then_some(buf))
+                    })
+                    .await;
+                    if let Ok(Some(data)) = have {
+                        return Ok((assemble::Piece { offset: off, data, write: false }, false));
+                    }
+                }
+                if let ChunkSource::Local { path: lp, offset } = src {
+                    let r = root.clone();
+                    let got = blocking(move || {
+                        ferry_fs::read_range(&r, &lp, offset, c.len).map(|d| (ChunkHash::of(&d) == c.hash).then_some(d))
+                    })
+                    .await;
+                    if let Ok(Some(data)) = got {
+                        return Ok((assemble::Piece { offset: off, data, write: true }, false));
+                    }
+                }
+                if sources.is_empty() {
+                    return Err("a local chunk changed and no device is connected to fetch it".to_string());
+                }
+                let mut last = String::new();
+                for k in 0..sources.len() {
+                    let peer = &sources[(i + k) % sources.len()];
+                    match peer.fetch_block(share, &path, off, c.len, c.hash).await {
+                        Ok(data) => return Ok((assemble::Piece { offset: off, data, write: true }, true)),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+        });
+        let assembler = assemble::Assembler::start(file.clone(), PARALLEL_BLOCKS);
+        let mut writeback = writeback::Writeback::new(file.clone());
+        let mut stream = futures::stream::iter(jobs).buffered(PARALLEL_BLOCKS);
+        let mut failed = None;
+        while let Some(res) = stream.next().await {
+            match res {
+                Ok((piece, fetched)) => {
+                    let n = piece.data.len() as u64;
+                    if assembler.push(piece).await.is_err() {
+                        break; // the writer stopped; finish() says why
+                    }
+                    done += n;
+                    writeback.wrote(n);
+                    {
+                        let mut rt = self.runtime.lock().unwrap();
+                        if fetched {
+                            rt.fetched_bytes += n;
+                        } else {
+                            rt.reused_bytes += n;
+                        }
+                    }
+                    if last_progress.elapsed() >= PROGRESS_EVERY || done == total {
+                        last_progress = Instant::now();
+                        let secs = started.elapsed().as_secs_f64().max(1e-3);
+                        self.inner.emit(Event::TransferProgress {
+                            share: self.id.to_string(),
+                            path: target.path.to_string(),
+                            done,
+                            total,
+                            bytes_per_sec: done as f64 / secs,
+                        });
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        // Everything handed over is written before the temp is kept or judged.
+        let assembled = assembler.finish().await;
+        let synced = writeback.finish().await;
+        if let Some(e) = failed.or_else(|| assembled.as_ref().err().cloned()) {
+            self.keep_partial(target, temp, resumed || done > 0);
+            return Err(e);
+        }
+        if let Err(e) = synced {
+            let _ = std::fs::remove_file(&temp.path);
+            return Err(e);
+        }
+        Ok((temp, assembled.expect("errors returned above")))
+    }
+
+    /// Keeps an unfinished temp file for the next attempt at the same version (when it holds
+    /// anything worth keeping), or removes it.
+    pub(super) fn keep_partial(&self, target: &FileRecord, mut temp: ferry_fs::TempFile, worth_keeping: bool) {
+        if !worth_keeping {
+            return; // dropping the temp file removes it
+        }
+        let path = std::mem::take(&mut temp.path);
+        drop(temp);
+        tracing::info!(share = %self.id, path = %target.path, "transfer interrupted; received chunks kept for the next try");
+        if let Some((_, old)) = self.partials.lock().unwrap().insert(target.path.clone(), (target.hash, path)) {
+            let _ = std::fs::remove_file(old);
+        }
+    }
+}

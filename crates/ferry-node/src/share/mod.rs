@@ -1,0 +1,331 @@
+//! One worker task per share owns every disk change in it: it scans (from watcher events, a
+//! periodic safety-net rescan, or on request) and pulls (applies peers' changes). Running both
+//! in one task means a scan never races a write of our own.
+//!
+//! Applying a remote file, in order: build a temp file beside the target from chunks we
+//! already have (verified) and chunks fetched from peers (verified); re-check that the target
+//! is still what the index says (if not, rescan first: it may be a conflict); archive the old
+//! content as a version (hard link, so the original stays in place until the rename); rename
+//! the temp over the target and fsync the directory; commit the index last. A crash at any
+//! point leaves either the old file or the new one at the target, never a partial one.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_engine::{Action, ChunkSource, apply_order, decide_with_policy, plan_chunks, remote_wins};
+use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan_reusing};
+use ferry_fs::{WatchEvent, watch};
+use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, Seq, ShareId};
+use ferry_store::{
+    LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord, WalkStates,
+};
+use futures::StreamExt;
+use tokio::sync::{Notify, mpsc, watch as twatch};
+
+use crate::api::ApiError;
+use crate::context::{ApiResult, Context};
+use crate::events::Event;
+use crate::link::PeerLink;
+use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHandle, StatusCounts};
+
+mod apply;
+mod assemble;
+mod fast;
+mod pull;
+mod scan;
+mod status;
+#[cfg(test)]
+mod tests;
+mod writeback;
+
+pub(crate) use status::{share_status, status_counts};
+
+/// Blocks fetched or copied at once per file: enough to fill a LAN link (each request is a
+/// round trip), few enough to bound memory (16 x 1 MiB max chunk).
+const PARALLEL_BLOCKS: usize = 16;
+/// Minimum interval between progress events for one file.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// Pull passes per wake-up: applying one change can make another applicable (a parent dir,
+/// a second peer's newer version); bounded so a flapping peer cannot spin us.
+const MAX_PULL_PASSES: usize = 4;
+
+struct Worker {
+    inner: Arc<Context>,
+    id: ShareId,
+    root: PathBuf,
+    pending: Arc<Mutex<Pending>>,
+    wake: Arc<Notify>,
+    seq: twatch::Sender<u64>,
+    runtime: Arc<Mutex<Runtime>>,
+    /// Temp files of transfers that failed part-way (a peer went away), by path, with the
+    /// content hash they were being built for. The next attempt at the same version continues
+    /// in the same file and fetches only the chunks not already verified there. They are temp
+    /// files (ignored by the scanner, removed at start), so an abandoned one costs nothing.
+    partials: Mutex<HashMap<RelPath, (ChunkHash, PathBuf)>>,
+    /// The inputs of the last pull pass that found nothing to do (see [`PullMark`]).
+    pull_mark: Mutex<Option<PullMark>>,
+}
+
+pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
+    let pending = Arc::new(Mutex::new(Pending { full: true, pull: true, ..Default::default() }));
+    let (commands, commands_rx) = tokio::sync::mpsc::channel(COMMAND_QUEUE);
+    let wake = Arc::new(Notify::new());
+    let max_seq = inner.store.share_state(&share.id).map(|s| s.max_seq).unwrap_or(0);
+    let (seq, _) = twatch::channel(max_seq);
+    let runtime = Arc::new(Mutex::new(Runtime { state: "scanning", ..Default::default() }));
+    let (stop, stop_rx) = twatch::channel(false);
+    let root = PathBuf::from(&share.path);
+
+    let (p, w) = (pending.clone(), wake.clone());
+    let watcher = match watch(&root, inner.cfg.debounce, move |ev| {
+        let mut pend = p.lock().unwrap();
+        match ev {
+            WatchEvent::Paths(paths) => pend.paths.extend(paths),
+            WatchEvent::Rescan => pend.full = true,
+        }
+        drop(pend);
+        w.notify_one();
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            // Without a watcher the periodic rescan still syncs; say why changes are slow.
+            tracing::warn!(share = %share.id, "cannot watch {}: {e}", root.display());
+            inner.emit(Event::Error {
+                share: Some(share.id.to_string()),
+                device: None,
+                message: format!("cannot watch {}: {e}", root.display()),
+            });
+            None
+        }
+    };
+    let worker = Worker {
+        inner: inner.clone(),
+        id: share.id,
+        root,
+        pending: pending.clone(),
+        wake: wake.clone(),
+        seq: seq.clone(),
+        runtime: runtime.clone(),
+        partials: Mutex::new(HashMap::new()),
+        pull_mark: Mutex::new(None),
+    };
+    // Every log line of this share's actor (and of what it starts) names the share.
+    let span = tracing::info_span!("share", share = %share.id, label = %share.label);
+    let task = tokio::spawn(tracing::Instrument::instrument(worker.run(commands_rx, stop_rx), span));
+    let handle = ShareHandle {
+        id: share.id,
+        pending,
+        wake,
+        seq,
+        members: Arc::new(Mutex::new(share.devices.clone())),
+        runtime,
+        stop,
+        task: Some(task),
+        _watcher: watcher,
+        commands,
+    };
+    inner.shares.lock().unwrap().insert(share.id, handle);
+}
+
+/// Records a new share and starts syncing it.
+pub(crate) async fn create_share(inner: &Arc<Context>, rec: ShareRecord) -> ApiResult<()> {
+    let ferry_dir = Path::new(&rec.path).join(FERRY_DIR);
+    std::fs::create_dir_all(&ferry_dir).map_err(|e| ApiError::bad(format!("{}: {e}", ferry_dir.display())))?;
+    let r = rec.clone();
+    inner.db(move |s| s.put_share(&r)).await?;
+    start_worker(inner, rec);
+    Ok(())
+}
+
+/// Accepts a share offer into `path` (created if missing; existing content is merged, never
+/// deleted) and starts syncing it with the offering device.
+pub(crate) async fn accept_offer(
+    inner: &Arc<Context>,
+    prompt: &PromptRecord,
+    share: ShareId,
+    label: &str,
+    path: &Path,
+) -> ApiResult<()> {
+    if inner.db(move |s| s.share(&share)).await?.is_some() {
+        return Err(ApiError::new(crate::api::ErrorCode::Conflict, "this share is already set up here"));
+    }
+    if !path.exists() {
+        std::fs::create_dir_all(path).map_err(|e| ApiError::bad(format!("cannot create {}: {e}", path.display())))?;
+    }
+    let canon = inner.validate_share_path(path, None).await?;
+    let rec = ShareRecord {
+        id: share,
+        label: label.to_string(),
+        path: canon.display().to_string(),
+        mode: Default::default(),
+        devices: vec![prompt.device],
+        paused: false,
+    };
+    create_share(inner, rec).await?;
+    crate::peer::announce_to(inner, prompt.device).await;
+    Ok(())
+}
+
+/// Keeps the worker's member list in step after the record changed.
+pub(crate) fn refresh_members(inner: &Arc<Context>, rec: &ShareRecord) {
+    if let Some(h) = inner.shares.lock().unwrap().get(&rec.id) {
+        h.set_members(rec.devices.clone());
+    }
+}
+
+/// What the scanner needs to know of an indexed entry to tell whether it changed.
+fn known_of(e: &LocalEntry) -> Known {
+    Known {
+        kind: e.record.kind.clone(),
+        deleted: e.record.deleted,
+        size: e.record.size,
+        mtime_ns: e.record.mtime_ns,
+        inode: e.meta.inode,
+        executable: e.record.executable,
+    }
+}
+
+fn time_of(ns: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ns as i128).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// The inputs of a pull pass that found nothing to do: the index states it compared (with the
+/// store's index generation, which every index write moves) and the conflict policy it decided
+/// with. While these are unchanged another pass would find nothing again and is skipped: a
+/// reconnect or a rescan that changed nothing costs one small read instead of a walk over both
+/// whole indexes. (The generation is the store's, in memory: a restarted node walks once.)
+#[derive(Clone, PartialEq, Eq)]
+struct PullMark {
+    states: WalkStates,
+    policy: ferry_proto::ConflictPolicy,
+}
+
+impl Worker {
+    async fn run(self, mut commands: mpsc::Receiver<ShareCommand>, mut stop: twatch::Receiver<bool>) {
+        let root = self.root.clone();
+        match tokio::task::spawn_blocking(move || ferry_fs::remove_stale_temps(&root)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(share = %self.id, "removed {n} stale temp files"),
+            Ok(Err(e)) => tracing::warn!(share = %self.id, "stale temp cleanup: {e}"),
+            _ => {}
+        }
+        let mut next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            // Commands first: a user is waiting for each. They run paused or not (a restore
+            // while syncing is paused is still the user's wish).
+            while let Ok(cmd) = commands.try_recv() {
+                self.execute(cmd).await;
+            }
+            // Paused (this share, or all syncing): the pending work stays queued for resume.
+            let rec = self.record().await.ok();
+            let paused = rec.as_ref().map(|r| r.paused).unwrap_or(false) || self.inner.sync_paused();
+            if !paused {
+                let (full, rehash, pull, paths) = {
+                    let mut p = self.pending.lock().unwrap();
+                    let taken = (std::mem::take(&mut p.full), std::mem::take(&mut p.rehash));
+                    (taken.0, taken.1, std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
+                };
+                self.inner.summaries.begin(self.id);
+                let scope = if full {
+                    Some(Scope::Full)
+                } else if !paths.is_empty() {
+                    Some(Scope::Paths(paths.into_iter().collect()))
+                } else {
+                    None
+                };
+                if let Some(scope) = scope {
+                    self.set_state("scanning");
+                    if let Err(e) = self.scan(scope, rehash).await {
+                        self.report_error(format!("scan failed: {e}"));
+                    }
+                }
+                if pull || full {
+                    self.pull().await;
+                } else {
+                    // A local change can settle a pending need (or create a conflict).
+                    let need = self.runtime.lock().unwrap().need;
+                    if need > 0 {
+                        self.pull().await;
+                    }
+                }
+                self.set_state("idle");
+                let label = rec.map(|r| r.label).unwrap_or_default();
+                if let Some(ev) = self.inner.summaries.end(self.id, &label) {
+                    self.inner.emit(ev);
+                }
+            } else {
+                self.set_state("paused");
+            }
+            let has_more = !paused && {
+                let p = self.pending.lock().unwrap();
+                p.full || p.pull || !p.paths.is_empty()
+            };
+            if has_more {
+                continue;
+            }
+            tokio::select! {
+                Some(cmd) = commands.recv() => self.execute(cmd).await,
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep_until(next_rescan.into()) => {
+                    next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
+                    self.pending.lock().unwrap().full = true;
+                }
+            }
+        }
+    }
+
+    /// Runs one command (see [`ShareCommand`]) and replies. Nothing else writes this share's
+    /// index or files while it runs: scans and pulls run in this same task.
+    async fn execute(&self, cmd: ShareCommand) {
+        let inner = &self.inner;
+        let id = self.id.to_string();
+        match cmd {
+            ShareCommand::Restore(req, reply) => drop(reply.send(crate::history::restore(inner, req).await)),
+            ShareCommand::Rewind(req, reply) => drop(reply.send(crate::history::rewind(inner, req).await)),
+            ShareCommand::Resolve(req, reply) => drop(reply.send(crate::conflicts::resolve(inner, req).await)),
+            ShareCommand::Override(reply) => drop(reply.send(crate::history::override_share(inner, &id).await)),
+            ShareCommand::Revert(reply) => drop(reply.send(crate::history::revert_share(inner, &id).await)),
+            ShareCommand::Republish(reply) => drop(reply.send(crate::guard::republish(inner, self.id).await)),
+            ShareCommand::Prune(now_ms, reply) => {
+                drop(reply.send(crate::history::prune_share(inner, self.id, now_ms).await))
+            }
+        }
+        // A command may have committed new local records: tell the index senders.
+        let share = self.id;
+        if let Ok(state) = inner.db(move |s| s.share_state(&share)).await {
+            self.seq.send_if_modified(|seq| std::mem::replace(seq, state.max_seq) != state.max_seq);
+        }
+    }
+
+    fn set_state(&self, s: &'static str) {
+        self.runtime.lock().unwrap().state = s;
+    }
+
+    fn report_error(&self, message: String) {
+        tracing::warn!(share = %self.id, "{message}");
+        self.runtime.lock().unwrap().last_error = Some(message.clone());
+        self.inner.summaries.error(self.id);
+        self.inner.emit(Event::Error { share: Some(self.id.to_string()), device: None, message });
+    }
+
+    async fn record(&self) -> ApiResult<ShareRecord> {
+        let id = self.id;
+        self.inner.db(move |s| s.share(&id)).await?.ok_or_else(|| ApiError::not_found("share removed"))
+    }
+}
+
+/// Runs blocking file work off the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ferry_fs::FsError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+}

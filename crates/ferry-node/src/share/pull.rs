@@ -1,0 +1,297 @@
+//! The actor's pull: which peers' records to apply, in what order, in batches whose index
+//! commit follows the disk.
+
+use super::*;
+
+/// Index updates of applied changes waiting to be committed. Their files are already on disk
+/// (renamed into place, directory fsynced), so committing in batches keeps "index after disk"
+/// while saving a database fsync per file. A crash before the commit only makes the next scan
+/// see content it already has a version for (it merges, as identical content).
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) updates: Vec<LocalUpdate>,
+    pub(super) versions: Vec<VersionRecord>,
+    pub(super) events: Vec<Event>,
+}
+
+/// Applied changes per index transaction.
+pub(super) const BATCH_MAX: usize = 256;
+
+/// What happened in one pull pass.
+#[derive(Default)]
+pub(super) struct PullStats {
+    pub(super) applied: usize,
+    pub(super) failed: usize,
+}
+
+/// What a pull pass works on (see [`plan_pull`]).
+pub(super) struct PullPlan {
+    /// For each path to change, the one remote record to move to and what to do.
+    pub(super) wanted: HashMap<RelPath, (FileRecord, Action)>,
+    /// Our entries at the wanted paths.
+    pub(super) local: HashMap<RelPath, LocalEntry>,
+    /// For each wanted path, the members whose record has the wanted content.
+    pub(super) holders: HashMap<RelPath, Vec<DeviceId>>,
+    /// Live files in the local index (for the mass-delete guard).
+    pub(super) live_files: usize,
+    pub(super) states: WalkStates,
+}
+
+/// Walks the local index and every member's index side by side, in path order, keeping only
+/// the paths where some member has a record this device should move to (one path decoded at a
+/// time: the memory is that of the work, not of the share).
+pub(super) fn plan_pull(
+    s: &ferry_store::Store,
+    id: &ShareId,
+    members: &[DeviceId],
+    policy: ferry_proto::ConflictPolicy,
+) -> Result<PullPlan, ferry_store::StoreError> {
+    let mut plan = PullPlan {
+        wanted: HashMap::new(),
+        local: HashMap::new(),
+        holders: HashMap::new(),
+        live_files: 0,
+        states: WalkStates { generation: 0, local: Default::default(), remotes: Vec::new() },
+    };
+    plan.states = s.walk_share(id, members, |local, remotes| {
+        let l = local.as_ref().map(|e| &e.record);
+        if l.is_some_and(FileRecord::is_file) {
+            plan.live_files += 1;
+        }
+        let mut best: Option<(&FileRecord, Action)> = None;
+        for r in remotes.iter().flatten() {
+            let action = decide_with_policy(l, r, policy);
+            if matches!(action, Action::Nothing | Action::ConflictLocalWins) {
+                continue;
+            }
+            best = match best {
+                None => Some((r, action)),
+                // A tombstone for something we never had is recorded with no disk work; the
+                // first one found will do.
+                Some(cur) if l.is_none() && r.deleted => Some(cur),
+                Some((cur, cur_action)) => {
+                    let better = match r.version.compare(&cur.version) {
+                        ferry_proto::VersionOrdering::Greater => true,
+                        ferry_proto::VersionOrdering::Concurrent => remote_wins(cur, r),
+                        _ => false,
+                    };
+                    if better { Some((r, action)) } else { Some((cur, cur_action)) }
+                }
+            };
+        }
+        let Some((target, action)) = best else { return Ok(()) };
+        let holders: Vec<DeviceId> = members
+            .iter()
+            .zip(&remotes)
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.hash == target.hash))
+            .map(|(d, _)| *d)
+            .collect();
+        let path = target.path.clone();
+        plan.holders.insert(path.clone(), holders);
+        plan.wanted.insert(path.clone(), (target.clone(), action));
+        if let Some(e) = local {
+            plan.local.insert(path, e);
+        }
+        Ok(())
+    })?;
+    Ok(plan)
+}
+
+/// Where this device holds each of the `needed` chunks (a file and an offset), from one
+/// streaming pass over the local index.
+fn local_chunks_of(
+    s: &ferry_store::Store,
+    id: &ShareId,
+    needed: &std::collections::HashSet<ChunkHash>,
+) -> Result<HashMap<ChunkHash, (RelPath, u64)>, ferry_store::StoreError> {
+    let mut found: HashMap<ChunkHash, (RelPath, u64)> = HashMap::new();
+    s.for_each_local(id, |e| {
+        if e.record.is_file() && !e.meta.local_change {
+            for (off, c) in e.record.chunk_offsets() {
+                if needed.contains(&c.hash) {
+                    found.entry(c.hash).or_insert((e.record.path.clone(), off));
+                }
+            }
+        }
+        Ok(found.len() < needed.len())
+    })?;
+    Ok(found)
+}
+
+impl Worker {
+    pub(super) async fn pull(&self) {
+        let mut total_failed = 0;
+        for _ in 0..MAX_PULL_PASSES {
+            match self.pull_pass().await {
+                Ok(stats) => {
+                    total_failed = stats.failed;
+                    if stats.applied == 0 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.report_error(format!("sync failed: {e}"));
+                    break;
+                }
+            }
+        }
+        let was = {
+            let mut rt = self.runtime.lock().unwrap();
+            let was = rt.need;
+            rt.need = total_failed as u64;
+            if total_failed == 0 {
+                rt.last_error = None;
+            }
+            was
+        };
+        if was > 0 && total_failed == 0 {
+            self.inner.emit(Event::InSync { share: self.id.to_string() });
+        }
+    }
+
+    /// Compares every peer's index with ours and applies what is newer.
+    ///
+    /// The comparison streams both indexes in path order (see [`plan_pull`]) and keeps only
+    /// what is wanted, so memory follows the work to do rather than the size of the share. A
+    /// pass whose inputs are exactly those of the last pass that found nothing to do is
+    /// skipped (see [`PullMark`]).
+    pub(super) async fn pull_pass(&self) -> ApiResult<PullStats> {
+        let rec = self.record().await?;
+        if !rec.mode.receives() {
+            return Ok(PullStats::default());
+        }
+        let id = self.id;
+        let members = rec.devices.clone();
+        let policy = self.inner.db(move |s| s.share_settings(&id)).await?.conflict_policy;
+        let mark = self.pull_mark.lock().unwrap().clone();
+        if let Some(mark) = mark {
+            let m = members.clone();
+            let states = self.inner.db(move |s| s.walk_states(&id, &m)).await?;
+            if mark == (PullMark { states, policy }) {
+                tracing::debug!(share = %id, "pull skipped: nothing changed since the last pass");
+                return Ok(PullStats::default());
+            }
+        }
+        let started = Instant::now();
+        let PullPlan { mut wanted, local, holders, live_files, states } =
+            self.inner.db(move |s| plan_pull(s, &id, &members, policy)).await?;
+        tracing::debug!(share = %id, wanted = wanted.len(), millis = started.elapsed().as_millis() as u64, "pull planned");
+        let held = crate::guard::hold_mass_delete(&self.inner, &rec, live_files, &local, &mut wanted).await?;
+        if wanted.is_empty() {
+            if held == 0 {
+                // Nothing to do with these inputs: until one of them changes, neither is there.
+                *self.pull_mark.lock().unwrap() = Some(PullMark { states, policy });
+            }
+            return Ok(PullStats::default());
+        }
+        *self.pull_mark.lock().unwrap() = None;
+        self.set_state("syncing");
+        let mut items: Vec<(FileRecord, Action)> = wanted.into_values().collect();
+        items.sort_by(|a, b| apply_order(&a.0, &b.0));
+
+        // Chunks this device already has, for reuse: only those the wanted files are made of.
+        let needed: std::collections::HashSet<ChunkHash> =
+            items.iter().filter(|(t, _)| t.is_file()).flat_map(|(t, _)| t.chunks.iter().map(|c| c.hash)).collect();
+        let local_chunks = if needed.is_empty() {
+            HashMap::new()
+        } else {
+            self.inner.db(move |s| local_chunks_of(s, &id, &needed)).await?
+        };
+        let peers: Vec<Arc<PeerLink>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
+
+        let mut stats = PullStats::default();
+        let mut batch = Batch::default();
+        self.apply_moves(&mut items, &local, &mut batch, &mut stats).await;
+        let mut group: Vec<fast::NewFile> = Vec::new();
+        for (target, action) in items {
+            if self.inner.stopping() {
+                break;
+            }
+            if batch.updates.len() >= BATCH_MAX {
+                self.flush(&mut batch).await?;
+            }
+            let l = local.get(&target.path);
+            let sources: Vec<Arc<PeerLink>> = match holders.get(&target.path) {
+                Some(h) => peers.iter().filter(|p| h.contains(&p.id)).cloned().collect(),
+                None => Vec::new(),
+            };
+            if Self::groupable(&target, &action, l) {
+                group.push(fast::NewFile { target, sources });
+                if group.len() >= fast::GROUP_MAX {
+                    self.apply_group(std::mem::take(&mut group), &local_chunks, &mut batch, &mut stats).await;
+                    self.flush(&mut batch).await?;
+                }
+                continue;
+            }
+            if !group.is_empty() {
+                self.apply_group(std::mem::take(&mut group), &local_chunks, &mut batch, &mut stats).await;
+                self.flush(&mut batch).await?;
+            }
+            let res = match action {
+                Action::MergeVersion => {
+                    let mut e = l.expect("merge implies local").clone();
+                    e.record.version = e.record.version.merged(&target.version);
+                    batch.updates.push(LocalUpdate { entry: e, new_seq: true });
+                    Ok(())
+                }
+                Action::ConflictRemoteWins => self.apply(&target, l, &sources, &local_chunks, true, &mut batch).await,
+                Action::OverrideLocal => {
+                    // This device's policy wins the conflict: keep our content under a version
+                    // that has seen theirs; the other devices archive their content as they apply it.
+                    let mut e = l.expect("a conflict implies local").clone();
+                    e.record = ferry_engine::override_record(&e.record, &target, self.inner.id);
+                    batch.updates.push(LocalUpdate { entry: e, new_seq: true });
+                    self.inner.summaries.conflict(self.id);
+                    Ok(())
+                }
+                Action::ConflictRemoteWinsArchive => {
+                    // Newest wins: our losing content goes to the history, not a conflict copy.
+                    let r = self.apply(&target, l, &sources, &local_chunks, false, &mut batch).await;
+                    if r.is_ok() {
+                        if let Some(v) = batch.versions.last_mut().filter(|v| v.path == target.path) {
+                            v.reason = VersionReason::Conflict;
+                        }
+                        self.inner.summaries.conflict(self.id);
+                    }
+                    r
+                }
+                _ => self.apply(&target, l, &sources, &local_chunks, false, &mut batch).await,
+            };
+            match res {
+                Ok(()) => stats.applied += 1,
+                Err(e) => {
+                    stats.failed += 1;
+                    self.report_error(format!("{}: {e}", target.path));
+                }
+            }
+        }
+        if !self.inner.stopping() {
+            self.apply_group(group, &local_chunks, &mut batch, &mut stats).await;
+        }
+        self.flush(&mut batch).await?;
+        Ok(stats)
+    }
+
+    /// Commits the batch in one transaction, then tells the world.
+    pub(super) async fn flush(&self, batch: &mut Batch) -> ApiResult<()> {
+        if batch.updates.is_empty() {
+            return Ok(());
+        }
+        let (updates, versions) = (std::mem::take(&mut batch.updates), std::mem::take(&mut batch.versions));
+        let id = self.id;
+        let seq = self.inner.db(move |s| s.commit_local(&id, &updates, &versions)).await?;
+        self.seq.send_replace(seq.0);
+        self.inner.summaries.remote_events(self.id, &batch.events);
+        for e in batch.events.drain(..) {
+            self.inner.emit(e);
+        }
+        Ok(())
+    }
+
+    /// Asks for a rescan of `path` (something changed under us) and returns the error to report.
+    pub(super) fn rescan_first(&self, path: &RelPath) -> String {
+        self.pending.lock().unwrap().paths.insert(path.clone());
+        self.wake.notify_one();
+        "changed on this device since it was indexed; rescanning before syncing it".into()
+    }
+}

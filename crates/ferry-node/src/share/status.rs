@@ -1,0 +1,92 @@
+//! A share's status as `ferry status` shows it: the actor's runtime state plus what the index
+//! says (live files and bytes, unsent local changes, whether the connected peers have it all),
+//! cached until the index changes.
+
+use std::sync::Arc;
+
+use ferry_proto::{DeviceId, FileKind, ShareId};
+use ferry_store::ShareRecord;
+
+use crate::api::ShareStatusDto;
+use crate::context::{ApiResult, Context};
+use crate::share_handle::{IndexStatus, Runtime, StatusCounts};
+
+/// Computes [`StatusCounts`] in one streaming pass over the local index and the `connected`
+/// members' indexes (one path decoded at a time).
+pub(crate) fn status_counts(
+    s: &ferry_store::Store,
+    id: &ShareId,
+    connected: &[DeviceId],
+) -> Result<StatusCounts, ferry_store::StoreError> {
+    let mut c = StatusCounts { files: 0, bytes: 0, local_changes: 0, peers_have_all: true };
+    s.walk_share(id, connected, |local, remotes| {
+        // Paths only a peer holds say nothing about whether the peers have ours.
+        let Some(e) = local else { return Ok(()) };
+        if e.meta.local_change {
+            if !crate::history::is_dropped_change(&e) {
+                c.local_changes += 1;
+            }
+        } else if c.peers_have_all {
+            c.peers_have_all = remotes.iter().all(|r| match r {
+                Some(r) => r.version == e.record.version,
+                None => e.record.deleted,
+            });
+        }
+        if !e.record.deleted {
+            c.bytes += e.record.size;
+            if e.record.kind == FileKind::File {
+                c.files += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(c)
+}
+
+async fn index_status(inner: &Arc<Context>, id: ShareId, connected: Vec<DeviceId>) -> ApiResult<IndexStatus> {
+    if let Some(c) = inner.status_cache.lock().unwrap().get(&id)
+        && c.generation == inner.store.index_generation()
+        && c.connected == connected
+    {
+        return Ok(c.clone());
+    }
+    let st = inner
+        .db(move |s| {
+            // Read the generation first: a write racing the reads below makes the entry stale
+            // (recomputed next time), never wrongly current.
+            let generation = s.index_generation();
+            let counts = status_counts(s, &id, &connected)?;
+            Ok(IndexStatus { generation, connected, counts })
+        })
+        .await?;
+    inner.status_cache.lock().unwrap().insert(id, st.clone());
+    Ok(st)
+}
+
+pub(crate) async fn share_status(inner: &Arc<Context>, rec: &ShareRecord) -> ApiResult<ShareStatusDto> {
+    let runtime = inner.shares.lock().unwrap().get(&rec.id).map(|h| h.runtime.lock().unwrap().clone());
+    let runtime = runtime.unwrap_or(Runtime { state: "stopped", ..Default::default() });
+    let connected: Vec<DeviceId> = rec.devices.iter().copied().filter(|d| inner.peer(d).is_some()).collect();
+    let id = rec.id;
+    let settings = inner.db(move |s| s.share_settings(&id)).await?;
+    let StatusCounts { files, bytes, local_changes, peers_have_all } = index_status(inner, id, connected).await?.counts;
+    Ok(ShareStatusDto {
+        id: rec.id.to_string(),
+        label: rec.label.clone(),
+        path: rec.path.clone(),
+        mode: rec.mode.as_str().into(),
+        state: runtime.state.into(),
+        in_sync: runtime.need == 0 && runtime.state == "idle" && peers_have_all,
+        files,
+        bytes,
+        need: runtime.need,
+        last_error: runtime.last_error,
+        fetched_bytes: runtime.fetched_bytes,
+        reused_bytes: runtime.reused_bytes,
+        conflict_policy: settings.conflict_policy.as_str().into(),
+        retention: settings.retention.to_string(),
+        local_changes,
+        attention: settings.attention,
+        summary: inner.summaries.get(rec.id),
+    })
+}

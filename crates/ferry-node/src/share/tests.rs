@@ -1,0 +1,182 @@
+//! Unit tests of the share actor's index-side logic (status counts, the pull plan and its mark).
+
+use super::pull::plan_pull;
+use super::*;
+use ferry_proto::{ChunkInfo, ConflictPolicy, ShareMode, VersionVector};
+use ferry_store::{RemoteState, Store};
+
+const ME: DeviceId = DeviceId([9; 32]);
+const PEER: DeviceId = DeviceId([1; 32]);
+const PEER2: DeviceId = DeviceId([2; 32]);
+const S: ShareId = ShareId([3; 10]);
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("ferry.redb")).unwrap();
+    let share = ShareRecord {
+        id: S,
+        label: "s".into(),
+        path: "/tmp/s".into(),
+        mode: ShareMode::SendReceive,
+        devices: vec![PEER, PEER2],
+        paused: false,
+    };
+    store.put_share(&share).unwrap();
+    (dir, store)
+}
+
+fn rec(path: &str, content: &str, by: DeviceId) -> FileRecord {
+    let hash = ChunkHash::of(content.as_bytes());
+    FileRecord {
+        path: RelPath::new(path).unwrap(),
+        kind: FileKind::File,
+        deleted: false,
+        size: content.len() as u64,
+        mtime_ns: 1_000,
+        executable: false,
+        version: VersionVector::new().bumped(by),
+        seq: Seq(0),
+        hash,
+        chunks: vec![ChunkInfo { hash, len: content.len() as u32 }],
+        modified_by: by,
+    }
+}
+
+fn local(store: &Store, records: Vec<(FileRecord, bool)>) {
+    let updates: Vec<LocalUpdate> = records
+        .into_iter()
+        .map(|(record, local_change)| LocalUpdate {
+            entry: LocalEntry { record, meta: LocalMeta { inode: 1, local_change } },
+            new_seq: true,
+        })
+        .collect();
+    store.commit_local(&S, &updates, &[]).unwrap();
+}
+
+fn remote(store: &Store, device: DeviceId, records: Vec<FileRecord>) {
+    let max = store.remote_state(&S, &device).unwrap().max_seq;
+    let records: Vec<FileRecord> =
+        records.into_iter().enumerate().map(|(i, r)| FileRecord { seq: Seq(max + 1 + i as u64), ..r }).collect();
+    store.put_remote(&S, &device, 5, &records).unwrap();
+}
+
+/// The status counts the way they were computed before the streaming walk: both indexes
+/// loaded whole.
+fn full_counts(store: &Store, connected: &[DeviceId]) -> StatusCounts {
+    let local = store.local_files(&S).unwrap();
+    let live: Vec<&LocalEntry> = local.iter().filter(|e| !e.record.deleted).collect();
+    let mut peers_have_all = true;
+    for d in connected {
+        let remote: HashMap<RelPath, FileRecord> =
+            store.remote_files(&S, d).unwrap().into_iter().map(|r| (r.path.clone(), r)).collect();
+        for e in local.iter().filter(|e| !e.meta.local_change) {
+            peers_have_all &= match remote.get(&e.record.path) {
+                Some(r) => r.version == e.record.version,
+                None => e.record.deleted,
+            };
+        }
+    }
+    StatusCounts {
+        files: live.iter().filter(|e| e.record.kind == FileKind::File).count() as u64,
+        bytes: live.iter().map(|e| e.record.size).sum(),
+        local_changes: local.iter().filter(|e| e.meta.local_change && !crate::history::is_dropped_change(e)).count()
+            as u64,
+        peers_have_all,
+    }
+}
+
+#[test]
+fn status_counts_match_a_full_computation() {
+    let (_dir, store) = open();
+    let mut dir = rec("d", "", ME);
+    dir.kind = FileKind::Dir;
+    dir.chunks.clear();
+    let mut gone = rec("d/gone", "old", ME);
+    gone.deleted = true;
+    let mut dropped = rec("d/dropped", "x", ME);
+    dropped.deleted = true;
+    dropped.version = VersionVector::new();
+    local(
+        &store,
+        vec![
+            (rec("a", "aaa", ME), false),
+            (dir, false),
+            (rec("d/b", "bbbbb", ME), false),
+            (gone, false),
+            (rec("d/mine", "here only", ME), true),
+            (dropped, true),
+        ],
+    );
+    let check = |connected: &[DeviceId]| {
+        assert_eq!(status_counts(&store, &S, connected).unwrap(), full_counts(&store, connected));
+    };
+    check(&[]);
+    check(&[PEER]);
+    let mine = store.local_files(&S).unwrap();
+    let sent: Vec<FileRecord> = mine.iter().filter(|e| !e.meta.local_change).map(|e| e.record.clone()).collect();
+    remote(&store, PEER, sent.clone());
+    remote(&store, PEER, vec![rec("theirs only", "t", PEER)]);
+    check(&[PEER]);
+    assert!(status_counts(&store, &S, &[PEER]).unwrap().peers_have_all);
+    // The second peer lacks one of our files, then has an older version of it.
+    remote(&store, PEER2, sent.iter().filter(|r| r.path.as_str() != "d/b").cloned().collect());
+    check(&[PEER, PEER2]);
+    assert!(!status_counts(&store, &S, &[PEER, PEER2]).unwrap().peers_have_all);
+    remote(&store, PEER2, vec![rec("d/b", "older", PEER2)]);
+    check(&[PEER, PEER2]);
+    let c = status_counts(&store, &S, &[PEER]).unwrap();
+    assert_eq!((c.files, c.bytes, c.local_changes), (3, 3 + 5 + 9, 1));
+}
+
+#[test]
+fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
+    let (_dir, store) = open();
+    let policy = ConflictPolicy::default();
+    let members = [PEER, PEER2];
+    let a = rec("a", "aaa", ME);
+    local(&store, vec![(a.clone(), false)]);
+    remote(&store, PEER, vec![a.clone()]);
+    let plan = plan_pull(&store, &S, &members, policy).unwrap();
+    assert!(plan.wanted.is_empty());
+    assert_eq!(plan.live_files, 1);
+    let mark = PullMark { states: plan.states, policy };
+    let current = |store: &Store| PullMark { states: store.walk_states(&S, &members).unwrap(), policy };
+    assert!(mark == current(&store), "nothing written: the next pass is skipped");
+    assert!(mark != PullMark { policy: ConflictPolicy::NewestWins, ..current(&store) });
+
+    // A peer's new file: the mark no longer holds, and the pass wants the file from both
+    // peers that have its content.
+    let b = rec("b", "bbb", PEER);
+    remote(&store, PEER, vec![b.clone()]);
+    assert!(mark != current(&store));
+    remote(&store, PEER2, vec![b.clone(), rec("c", "other", PEER2)]);
+    let plan = plan_pull(&store, &S, &members, policy).unwrap();
+    assert_eq!(plan.wanted.keys().map(|p| p.as_str()).collect::<BTreeSet<_>>(), BTreeSet::from(["b", "c"]));
+    assert_eq!(plan.wanted[&b.path].1, Action::Apply);
+    assert_eq!(plan.holders[&b.path], vec![PEER, PEER2]);
+    assert_eq!(plan.holders[&RelPath::new("c").unwrap()], vec![PEER2]);
+    assert!(plan.local.is_empty(), "no local entry at the wanted paths");
+
+    // A newer version of `a` on one peer: wanted, with our entry, from that peer only.
+    let a2 = FileRecord { version: a.version.bumped(PEER), hash: ChunkHash::of(b"a2"), ..a.clone() };
+    remote(&store, PEER2, vec![a2.clone()]);
+    let plan = plan_pull(&store, &S, &members, policy).unwrap();
+    assert_eq!(plan.wanted[&a.path].0.version, a2.version);
+    assert_eq!(plan.holders[&a.path], vec![PEER2]);
+    assert_eq!(plan.local[&a.path].record, store.local_file(&S, &a.path).unwrap().unwrap().record);
+
+    // Everything applied: nothing wanted, and a mark taken now holds until the next write,
+    // even one that keeps every seq (a revert rewrites entries in place).
+    let applied: Vec<(FileRecord, bool)> = vec![(a2, false), (b, false), (rec("c", "other", PEER2), false)];
+    local(&store, applied);
+    let plan = plan_pull(&store, &S, &members, policy).unwrap();
+    assert!(plan.wanted.is_empty(), "{:?}", plan.wanted.keys().collect::<Vec<_>>());
+    let mark = PullMark { states: plan.states, policy };
+    assert!(mark == current(&store));
+    let mut e = store.local_file(&S, &a.path).unwrap().unwrap();
+    e.record.version = VersionVector::new();
+    store.commit_local(&S, &[LocalUpdate { entry: e, new_seq: false }], &[]).unwrap();
+    assert!(mark != current(&store));
+    assert_eq!(plan_pull(&store, &S, &members, policy).unwrap().wanted.len(), 1);
+    assert_eq!(store.remote_state(&S, &PEER).unwrap(), RemoteState { epoch: 5, max_seq: 2 });
+}
