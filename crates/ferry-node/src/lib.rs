@@ -23,6 +23,7 @@ mod discovery;
 pub mod doctor;
 pub mod events;
 pub mod fault;
+mod fetch;
 mod guard;
 mod history;
 mod limits;

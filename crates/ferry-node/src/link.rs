@@ -40,7 +40,8 @@ impl PeerLink {
         }
     }
 
-    /// Fetches one block of `path` from this peer and checks it against `hash`.
+    /// Fetches one block of `path` from this peer. The bytes are not checked here: the fetch
+    /// pipeline (`fetch::fill`) checks every chunk against its hash, whatever its origin.
     pub async fn fetch_block(
         &self,
         share: ShareId,
@@ -51,13 +52,7 @@ impl PeerLink {
     ) -> Result<Vec<u8>, String> {
         let req = Message::BlockRequest { share, path: path.clone(), offset, len, hash };
         match self.conn.request(&req, REQUEST_TIMEOUT).await {
-            Ok(Message::Block { data }) => {
-                if data.len() != len as usize || ChunkHash::of(&data) != hash {
-                    Err(format!("{} sent a block of {path} that does not match its hash", self.id.short()))
-                } else {
-                    Ok(data)
-                }
-            }
+            Ok(Message::Block { data }) => Ok(data),
             Ok(Message::Error { message, .. }) => Err(message),
             Ok(other) => Err(format!("unexpected answer to a block request: {}", msg_name(&other))),
             Err(e) => Err(e.to_string()),

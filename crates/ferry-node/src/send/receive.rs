@@ -2,6 +2,7 @@
 //! places it in the inbox under a name nothing uses yet.
 
 use super::*;
+use crate::fetch::{self, Chunk, FetchError, Origin, Source};
 
 pub(super) fn start_receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) {
     if !inner.sends.receiving.lock().unwrap().insert(id) {
@@ -52,13 +53,50 @@ fn io(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
     move |e| format!("{}: {e}", what.display())
 }
 
-/// A chunk still to fetch.
-struct Need {
+/// Files of a send fetched at once. Each fills with up to [`PARALLEL_BLOCKS`] chunks in
+/// flight, and all of them share that many requests to the sender (see [`SendSource`]), so a
+/// send of many small files keeps the link busy and one of big files uses no more memory.
+const PARALLEL_FILES: usize = 4;
+
+/// Where a send's receiver gets the chunks: only the sender, and only through a request for
+/// this send's file, which the sender checks against what it offered.
+struct SendSource<'a> {
+    peer: &'a PeerLink,
+    id: TransferId,
     file: u32,
-    offset: u64,
-    len: u32,
-    hash: ChunkHash,
-    path: PathBuf,
+    /// Requests in flight for the whole send.
+    permits: &'a tokio::sync::Semaphore,
+}
+
+impl Source for SendSource<'_> {
+    async fn remote(&self, _index: usize, c: Chunk, attempt: usize) -> Option<Result<Vec<u8>, FetchError>> {
+        if attempt > 0 {
+            return None;
+        }
+        let _permit = self.permits.acquire().await.ok()?;
+        let req =
+            Message::SendBlockRequest { id: self.id, file: self.file, offset: c.offset, len: c.len, hash: c.hash };
+        Some(match self.peer.conn.request(&req, SEND_TIMEOUT).await {
+            Ok(Message::Block { data }) => Ok(data),
+            Ok(Message::Error { message, .. }) => Err(FetchError::Failed(bounded(message))),
+            Ok(_) => Err(FetchError::Failed("unexpected answer to a block request".into())),
+            Err(e) => Err(FetchError::Unavailable(e.to_string())),
+        })
+    }
+}
+
+impl From<FetchError> for Stop {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Unavailable(m) => Stop::Paused(m),
+            FetchError::Failed(m) | FetchError::Disk(m) => Stop::Failed(m),
+        }
+    }
+}
+
+/// The top-level name of a path in a send (what is placed in the inbox as one item).
+fn top(p: &RelPath) -> &str {
+    p.as_str().split('/').next().unwrap_or("")
 }
 
 async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> Result<(), Stop> {
@@ -70,116 +108,125 @@ async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> 
     }
     let t = Arc::new(t);
     let staging = staging_dir(inner, &id);
-    let placed: HashSet<String> = t.placed.iter().map(|(from, _)| from.clone()).collect();
-
-    // 1. What is already here (verified chunk by chunk), and what must be fetched.
-    let (inbox, st, tt, placed2) = (inner.cfg.inbox.clone(), staging.clone(), t.clone(), placed.clone());
-    let (have, need) = blocking(move || {
+    let placed: Arc<HashSet<String>> = Arc::new(t.placed.iter().map(|(from, _)| from.clone()).collect());
+    let (inbox, st) = (inner.cfg.inbox.clone(), staging.clone());
+    blocking(move || {
         std::fs::create_dir_all(&inbox).map_err(io(&inbox))?;
-        std::fs::create_dir_all(&st).map_err(io(&st))?;
-        let mut have = 0u64;
-        let mut need = Vec::new();
-        for (i, f) in tt.files.iter().enumerate() {
-            if placed2.contains(f.path.as_str().split('/').next().unwrap_or("")) {
-                have += f.size;
-                continue;
-            }
-            let full = ferry_fs::prepare_parent(&st, &f.path).map_err(|e| e.to_string())?;
-            let existed = match std::fs::symlink_metadata(&full) {
-                Ok(m) if m.file_type().is_file() => true,
-                Ok(_) => return Err(format!("{} is in the way", full.display())),
-                Err(_) => false,
-            };
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&full)
-                .map_err(io(&full))?;
-            file.set_len(f.size).map_err(io(&full))?;
-            let mut buf = Vec::new();
-            for (off, c) in f.chunk_offsets() {
-                if existed {
-                    buf.resize(c.len as usize, 0);
-                    if file.read_exact_at(&mut buf, off).is_ok() && ChunkHash::of(&buf) == c.hash {
-                        have += u64::from(c.len);
-                        continue;
-                    }
-                }
-                need.push(Need { file: i as u32, offset: off, len: c.len, hash: c.hash, path: full.clone() });
-            }
-        }
-        Ok((have, need))
+        std::fs::create_dir_all(&st).map_err(io(&st))
     })
     .await?;
+    fetch_files(inner, peer, &t, &staging, &placed).await?;
+    make_dirs(&t, &staging, &placed).await?;
+    place_items(inner, &t, &staging, &placed).await?;
+    let (inbox, st) = (inner.cfg.inbox.clone(), staging.clone());
+    blocking(move || {
+        ferry_fs::fsync_dir(&inbox).map_err(|e| e.to_string())?;
+        std::fs::remove_dir_all(&st).map_err(io(&st))
+    })
+    .await?;
+    inner.sends.with_live(id, |l| l.record(t.total_bytes()));
+    emit_progress(inner, &t, t.total_bytes(), 0.0);
+    if let Some(t) = set_state(inner, id, TransferState::Done, any, Some(SendUpdate::Done)).await {
+        tracing::info!(peer = %peer.id.short(), "send {} received: {} files", id.to_hex(), t.files.len());
+    }
+    flush_soon(inner, peer.id);
+    Ok(())
+}
+
+/// Fills every file not placed yet into the staging folder through the fetch pipeline: chunks
+/// already there (an interrupted try) are verified and kept, the rest fetched from the sender;
+/// each file's whole hash comes out of the same pass. Then mode, fsync and mtime.
+async fn fetch_files(
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
+    t: &Arc<TransferRecord>,
+    staging: &Path,
+    placed: &Arc<HashSet<String>>,
+) -> Result<(), Stop> {
+    let id = t.id;
+    let already: u64 = t.files.iter().filter(|f| placed.contains(top(&f.path))).map(|f| f.size).sum();
     inner.sends.with_live(id, |l| {
-        l.resumed = have;
+        l.resumed = already;
         l.samples.clear();
-        l.record(have);
+        l.record(already);
     });
-    if have > 0 {
-        tracing::info!(peer = %peer.id.short(), "send {}: resuming with {have} bytes already here", id.to_hex());
-    }
-    report_progress(inner, peer, &t, have, true);
-
-    // 2. Fetch the rest, 16 chunks in flight, each verified before it is written.
-    let mut done = have;
-    let jobs = need.into_iter().map(|n| {
-        let peer = peer.clone();
-        async move {
-            let req = Message::SendBlockRequest { id, file: n.file, offset: n.offset, len: n.len, hash: n.hash };
-            let data = match peer.conn.request(&req, SEND_TIMEOUT).await {
-                Ok(Message::Block { data }) => data,
-                Ok(Message::Error { message, .. }) => return Err(Stop::Failed(bounded(message))),
-                Ok(_) => return Err(Stop::Failed("unexpected answer to a block request".into())),
-                Err(e) => return Err(Stop::Paused(e.to_string())),
-            };
-            let who = peer.id.short();
-            // Hashing and writing run off the runtime.
-            blocking(move || {
-                if data.len() != n.len as usize || ChunkHash::of(&data) != n.hash {
-                    return Err(format!("{who} sent a chunk that does not match its hash"));
-                }
-                let f = std::fs::OpenOptions::new().write(true).open(&n.path).map_err(io(&n.path))?;
-                f.write_all_at(&data, n.offset).map_err(io(&n.path))?;
-                Ok(data.len() as u64)
-            })
-            .await
-        }
-    });
-    let mut stream = futures::stream::iter(jobs).buffer_unordered(PARALLEL_BLOCKS);
+    report_progress(inner, peer, t, already, true);
+    let done = std::sync::atomic::AtomicU64::new(already);
+    let permits = tokio::sync::Semaphore::new(PARALLEL_BLOCKS);
+    let todo: Vec<usize> = (0..t.files.len()).filter(|&i| !placed.contains(top(&t.files[i].path))).collect();
+    let jobs: Vec<_> = todo.into_iter().map(|i| fetch_file(inner, peer, t, staging, i, &done, &permits)).collect();
+    let mut stream = futures::stream::iter(jobs).buffer_unordered(PARALLEL_FILES);
     while let Some(r) = stream.next().await {
-        let n = r?;
-        done += n;
-        inner.sends.with_live(id, |l| {
-            l.wire += n;
-            l.record(done);
-        });
-        report_progress(inner, peer, &t, done, false);
+        r?;
     }
-    drop(stream);
+    Ok(())
+}
 
-    // 3. Whole-file hashes, metadata, folders, fsync.
-    let (st, tt, placed2) = (staging.clone(), t.clone(), placed.clone());
+/// One file of [`fetch_files`]: filled, checked against its whole-file hash, made durable.
+async fn fetch_file(
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
+    t: &Arc<TransferRecord>,
+    staging: &Path,
+    i: usize,
+    done: &std::sync::atomic::AtomicU64,
+    permits: &tokio::sync::Semaphore,
+) -> Result<(), Stop> {
+    let (f, id) = (&t.files[i], t.id);
+    let (st, path, size) = (staging.to_path_buf(), f.path.clone(), f.size);
+    let (file, existed) = blocking(move || {
+        let full = ferry_fs::prepare_parent(&st, &path).map_err(|e| e.to_string())?;
+        let existed = match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_file() => true,
+            Ok(_) => return Err(format!("{} is in the way", full.display())),
+            Err(_) => false,
+        };
+        let opts = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).clone();
+        let file = opts.open(&full).map_err(io(&full))?;
+        file.set_len(size).map_err(io(&full))?;
+        Ok((Arc::new(file), existed))
+    })
+    .await?;
+    let chunks: Vec<Chunk> = f.chunk_offsets().map(|(offset, c)| Chunk { offset, len: c.len, hash: c.hash }).collect();
+    let source = SendSource { peer, id, file: i as u32, permits };
+    let (_, result) = fetch::fill(file.clone(), &chunks, existed, PARALLEL_BLOCKS, &source, |n, origin| {
+        let now = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+        inner.sends.with_live(id, |l| {
+            match origin {
+                Origin::Kept => l.resumed += n,
+                Origin::Remote => l.wire += n,
+                Origin::Local => {}
+            }
+            l.record(now);
+        });
+        report_progress(inner, peer, t, now, false);
+    })
+    .await;
+    if result?.hash != f.hash {
+        return Err(Stop::Failed(format!("{} does not match its whole-file hash", f.path)));
+    }
+    let (st, path, mode, mtime) = (staging.to_path_buf(), f.path.clone(), f.executable, f.mtime_ns);
+    blocking(move || {
+        let full = ferry_fs::checked_path(&st, &path).map_err(|e| e.to_string())?;
+        let perms = std::fs::Permissions::from_mode(if mode { 0o755 } else { 0o644 });
+        file.set_permissions(perms).map_err(io(&full))?;
+        file.sync_all().map_err(io(&full))?;
+        ferry_fs::set_mtime(&st, &path, mtime).map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Creates the send's folders (empty ones too) and fsyncs every folder that got an entry, so
+/// the whole staged tree is durable before anything is placed.
+async fn make_dirs(t: &Arc<TransferRecord>, staging: &Path, placed: &Arc<HashSet<String>>) -> Result<(), Stop> {
+    let (st, tt, placed) = (staging.to_path_buf(), t.clone(), placed.clone());
     blocking(move || {
         let mut parents = BTreeSet::new();
-        for f in tt.files.iter().filter(|f| !placed2.contains(f.path.as_str().split('/').next().unwrap_or(""))) {
+        for f in tt.files.iter().filter(|f| !placed.contains(top(&f.path))) {
             let full = ferry_fs::checked_path(&st, &f.path).map_err(|e| e.to_string())?;
-            let mut file = std::fs::File::open(&full).map_err(io(&full))?;
-            let mut h = blake3::Hasher::new();
-            std::io::copy(&mut file, &mut h).map_err(io(&full))?;
-            if ChunkHash::from(h.finalize()) != f.hash {
-                return Err(format!("{} does not match its whole-file hash", f.path));
-            }
-            let mode = if f.executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode)).map_err(io(&full))?;
-            let w = std::fs::OpenOptions::new().write(true).open(&full).map_err(io(&full))?;
-            w.sync_all().map_err(io(&full))?;
-            ferry_fs::set_mtime(&st, &f.path, f.mtime_ns).map_err(|e| e.to_string())?;
             parents.insert(full.parent().unwrap_or(&st).to_path_buf());
         }
-        for d in tt.dirs.iter().filter(|d| !placed2.contains(d.as_str().split('/').next().unwrap_or(""))) {
+        for d in tt.dirs.iter().filter(|d| !placed.contains(top(d))) {
             let full = ferry_fs::prepare_parent(&st, d).map_err(|e| e.to_string())?;
             match std::fs::create_dir(&full) {
                 Ok(()) => {}
@@ -194,14 +241,23 @@ async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> 
         }
         Ok(())
     })
-    .await?;
+    .await
+}
 
-    // 4. Move each top-level item into the inbox under a free name; never overwrite.
-    for top in top_names(&t) {
+/// Moves each top-level item into the inbox under a free name (never overwriting), recording
+/// each placement before the staging copy goes, so a crash in between places nothing twice.
+async fn place_items(
+    inner: &Arc<Context>,
+    t: &Arc<TransferRecord>,
+    staging: &Path,
+    placed: &Arc<HashSet<String>>,
+) -> Result<(), Stop> {
+    let id = t.id;
+    for top in top_names(t) {
         if placed.contains(&top) {
             continue;
         }
-        let (st, inbox, name) = (staging.clone(), inner.cfg.inbox.clone(), top.clone());
+        let (st, inbox, name) = (staging.to_path_buf(), inner.cfg.inbox.clone(), top.clone());
         let final_name = blocking(move || place(&st.join(&name), &inbox, &name)).await?;
         let (from, to) = (top.clone(), final_name.clone());
         inner
@@ -213,7 +269,7 @@ async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> 
             })
             .await
             .map_err(|e| Stop::Failed(e.message))?;
-        let (st, name) = (staging.clone(), top.clone());
+        let (st, name) = (staging.to_path_buf(), top.clone());
         // The staging copy of a file is a second link to what is now in the inbox.
         let _ = blocking(move || {
             let p = st.join(&name);
@@ -224,18 +280,6 @@ async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> 
         })
         .await;
     }
-    let (inbox, st) = (inner.cfg.inbox.clone(), staging.clone());
-    blocking(move || {
-        ferry_fs::fsync_dir(&inbox).map_err(|e| e.to_string())?;
-        std::fs::remove_dir_all(&st).map_err(io(&st))
-    })
-    .await?;
-    inner.sends.with_live(id, |l| l.record(t.total_bytes()));
-    emit_progress(inner, &t, t.total_bytes(), 0.0);
-    if let Some(t) = set_state(inner, id, TransferState::Done, any, Some(SendUpdate::Done)).await {
-        tracing::info!(peer = %peer.id.short(), "send {} received: {} files", id.to_hex(), t.files.len());
-    }
-    flush_soon(inner, peer.id);
     Ok(())
 }
 

@@ -3,6 +3,38 @@
 //! content, rename into place, fsync the directory.
 
 use super::pull::Batch;
+use crate::fetch::{self, Assembled, Chunk, FetchError, Origin, Source};
+
+/// Where a pull gets the chunks its temp file does not hold: a copy from a file of the share
+/// when the chunk plan names one, else the connected devices that have this version, each
+/// tried in turn (starting at a different one per chunk, to spread the load).
+struct PullSource<'a> {
+    root: &'a Path,
+    share: ShareId,
+    path: &'a RelPath,
+    plan: &'a [ChunkSource],
+    peers: &'a [Arc<PeerLink>],
+}
+
+impl Source for PullSource<'_> {
+    async fn local(&self, index: usize, c: Chunk) -> Option<Vec<u8>> {
+        let ChunkSource::Local { path, offset } = self.plan.get(index)?.clone() else { return None };
+        let root = self.root.to_path_buf();
+        blocking(move || ferry_fs::read_range(&root, &path, offset, c.len)).await.ok()
+    }
+
+    async fn remote(&self, index: usize, c: Chunk, attempt: usize) -> Option<Result<Vec<u8>, FetchError>> {
+        if self.peers.is_empty() {
+            let why = "a local chunk changed and no device is connected to fetch it";
+            return (attempt == 0).then(|| Err(FetchError::Unavailable(why.into())));
+        }
+        if attempt >= self.peers.len() {
+            return None;
+        }
+        let peer = &self.peers[(index + attempt) % self.peers.len()];
+        Some(peer.fetch_block(self.share, self.path, c.offset, c.len, c.hash).await.map_err(FetchError::Unavailable))
+    }
+}
 use super::*;
 
 impl Worker {
@@ -139,7 +171,7 @@ impl Worker {
         &self,
         target: &FileRecord,
         temp: ferry_fs::TempFile,
-        got: assemble::Assembled,
+        got: Assembled,
     ) -> Result<ferry_fs::TempFile, String> {
         if got.hash != target.hash || got.size != target.size {
             // Dropping the temp removes it.
@@ -163,7 +195,7 @@ impl Worker {
         target: &FileRecord,
         sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
-    ) -> Result<(ferry_fs::TempFile, assemble::Assembled), String> {
+    ) -> Result<(ferry_fs::TempFile, Assembled), String> {
         let (r, p) = (self.root.clone(), target.path.clone());
         let partial = match self.partials.lock().unwrap().remove(&target.path) {
             Some((hash, path)) if hash == target.hash => Some(path),
@@ -184,115 +216,48 @@ impl Worker {
         };
         let file = Arc::new(temp.file.try_clone().map_err(|e| e.to_string())?);
         let plan = plan_chunks(target, local_chunks);
-        let needs_remote = plan.contains(&ChunkSource::Remote);
-        if needs_remote && sources.is_empty() {
+        if plan.contains(&ChunkSource::Remote) && sources.is_empty() {
             self.keep_partial(target, temp, resumed);
             return Err("no connected device has this version; waiting for one".into());
         }
-        let total = target.size;
-        let started = Instant::now();
-        let mut last_progress = Instant::now();
-        let mut done = 0u64;
-        let jobs = target.chunk_offsets().zip(plan).enumerate().map(|(i, ((off, c), src))| {
-            let root = self.root.clone();
-            let file = file.clone();
-            let share = self.id;
-            let path = target.path.clone();
-            async move {
-                if resumed {
-                    // Already in the temp file from an interrupted attempt? Verified, then kept.
-                    let f = file.clone();
-                    let have = blocking(move || {
-                        use std::os::unix::fs::FileExt;
-                        let mut buf = vec![0u8; c.len as usize];
-                        f.read_exact_at(&mut buf, off).map_err(|source| ferry_fs::FsError::Io {
-                            op: "read",
-                            path: PathBuf::new(),
-                            source,
-                        })?;
-                        Ok((ChunkHash::of(&buf) == c.hash).then_some(buf))
-                    })
-                    .await;
-                    if let Ok(Some(data)) = have {
-                        return Ok((assemble::Piece { offset: off, data, write: false }, false));
-                    }
-                }
-                if let ChunkSource::Local { path: lp, offset } = src {
-                    let r = root.clone();
-                    let got = blocking(move || {
-                        ferry_fs::read_range(&r, &lp, offset, c.len).map(|d| (ChunkHash::of(&d) == c.hash).then_some(d))
-                    })
-                    .await;
-                    if let Ok(Some(data)) = got {
-                        return Ok((assemble::Piece { offset: off, data, write: true }, false));
-                    }
-                }
-                if sources.is_empty() {
-                    return Err("a local chunk changed and no device is connected to fetch it".to_string());
-                }
-                let mut last = String::new();
-                for k in 0..sources.len() {
-                    let peer = &sources[(i + k) % sources.len()];
-                    match peer.fetch_block(share, &path, off, c.len, c.hash).await {
-                        Ok(data) => return Ok((assemble::Piece { offset: off, data, write: true }, true)),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            }
-        });
-        let assembler = assemble::Assembler::start(file.clone(), PARALLEL_BLOCKS);
-        let mut writeback = writeback::Writeback::new(file.clone());
-        let mut stream = futures::stream::iter(jobs).buffered(PARALLEL_BLOCKS);
-        let mut failed = None;
-        while let Some(res) = stream.next().await {
-            match res {
-                Ok((piece, fetched)) => {
-                    let n = piece.data.len() as u64;
-                    if assembler.push(piece).await.is_err() {
-                        break; // the writer stopped; finish() says why
-                    }
-                    done += n;
-                    writeback.wrote(n);
-                    {
-                        let mut rt = self.runtime.lock().unwrap();
-                        if fetched {
-                            rt.fetched_bytes += n;
-                        } else {
-                            rt.reused_bytes += n;
-                        }
-                    }
-                    if last_progress.elapsed() >= PROGRESS_EVERY || done == total {
-                        last_progress = Instant::now();
-                        let secs = started.elapsed().as_secs_f64().max(1e-3);
-                        self.inner.emit(Event::TransferProgress {
-                            share: self.id.to_string(),
-                            path: target.path.to_string(),
-                            done,
-                            total,
-                            bytes_per_sec: done as f64 / secs,
-                        });
-                    }
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
+        let chunks: Vec<Chunk> =
+            target.chunk_offsets().map(|(offset, c)| Chunk { offset, len: c.len, hash: c.hash }).collect();
+        let source = PullSource { root: &self.root, share: self.id, path: &target.path, plan: &plan, peers: sources };
+        let (total, started) = (target.size, Instant::now());
+        let (mut last_progress, mut done) = (Instant::now(), 0u64);
+        let (filled, result) = fetch::fill(file, &chunks, resumed, PARALLEL_BLOCKS, &source, |n, origin| {
+            done += n;
+            {
+                let mut rt = self.runtime.lock().unwrap();
+                match origin {
+                    Origin::Remote => rt.fetched_bytes += n,
+                    Origin::Local | Origin::Kept => rt.reused_bytes += n,
                 }
             }
+            if last_progress.elapsed() >= PROGRESS_EVERY || done == total {
+                last_progress = Instant::now();
+                let secs = started.elapsed().as_secs_f64().max(1e-3);
+                self.inner.emit(Event::TransferProgress {
+                    share: self.id.to_string(),
+                    path: target.path.to_string(),
+                    done,
+                    total,
+                    bytes_per_sec: done as f64 / secs,
+                });
+            }
+        })
+        .await;
+        match result {
+            Ok(assembled) => Ok((temp, assembled)),
+            Err(FetchError::Disk(e)) => {
+                let _ = std::fs::remove_file(&temp.path);
+                Err(e)
+            }
+            Err(e) => {
+                self.keep_partial(target, temp, resumed || filled.total() > 0);
+                Err(e.to_string())
+            }
         }
-        drop(stream);
-        // Everything handed over is written before the temp is kept or judged.
-        let assembled = assembler.finish().await;
-        let synced = writeback.finish().await;
-        if let Some(e) = failed.or_else(|| assembled.as_ref().err().cloned()) {
-            self.keep_partial(target, temp, resumed || done > 0);
-            return Err(e);
-        }
-        if let Err(e) = synced {
-            let _ = std::fs::remove_file(&temp.path);
-            return Err(e);
-        }
-        Ok((temp, assembled.expect("errors returned above")))
     }
 
     /// Keeps an unfinished temp file for the next attempt at the same version (when it holds

@@ -31,14 +31,12 @@ use crate::link::PeerLink;
 use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHandle, StatusCounts};
 
 mod apply;
-mod assemble;
 mod fast;
 mod pull;
 mod scan;
 mod status;
 #[cfg(test)]
 mod tests;
-mod writeback;
 
 pub(crate) use status::{share_status, status_counts};
 

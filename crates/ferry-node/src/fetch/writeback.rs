@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 /// files (never triggered below it), small enough to keep the disk busy during a transfer.
 const WRITEBACK_EVERY: u64 = 32 << 20;
 
-pub(super) struct Writeback {
+pub(crate) struct Writeback {
     file: Arc<File>,
     since: u64,
     inflight: Option<JoinHandle<()>>,

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// One chunk of the file, at its place in file order.
-pub(super) struct Piece {
+pub(crate) struct Piece {
     pub offset: u64,
     pub data: Vec<u8>,
     /// False for bytes already in the temp (a kept partial download): hashed, not rewritten.
@@ -31,12 +31,12 @@ pub(super) struct Piece {
 
 /// What was assembled: the BLAKE3 of the content and its length.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Assembled {
+pub(crate) struct Assembled {
     pub hash: ChunkHash,
     pub size: u64,
 }
 
-pub(super) struct Assembler {
+pub(crate) struct Assembler {
     tx: mpsc::Sender<Piece>,
     task: JoinHandle<Result<Assembled, String>>,
 }
