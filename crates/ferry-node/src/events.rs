@@ -133,3 +133,39 @@ pub enum Event {
         paused: bool,
     },
 }
+
+/// What applying a peer's record did to a path. The summary counts these (typed), and the
+/// `Applied` event carries the same as text (`action`) for clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeKind {
+    Added,
+    Changed,
+    Deleted,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Changed => "changed",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+}
+
+impl Event {
+    /// The `Applied` event for a change of `kind`.
+    pub(crate) fn applied(
+        share: &ferry_proto::ShareId,
+        path: &ferry_proto::RelPath,
+        kind: ChangeKind,
+        from: &ferry_proto::DeviceId,
+    ) -> Event {
+        Event::Applied {
+            share: share.to_string(),
+            path: path.to_string(),
+            action: kind.as_str().into(),
+            from: from.to_string(),
+        }
+    }
+}

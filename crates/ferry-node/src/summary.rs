@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use ferry_proto::ShareId;
 
 use crate::api::{SummaryCountsDto, SummaryDto};
-use crate::events::Event;
+use crate::events::{ChangeKind, Event};
 
 /// Local adds, changes and deletes a scan found (files and links; directories are not counted).
 #[derive(Default, Clone, Copy, Debug)]
@@ -70,25 +70,21 @@ impl Summaries {
         });
     }
 
-    /// Counts applied changes and conflicts from the events a pull produced.
-    pub fn remote_events(&self, share: ShareId, events: &[Event]) {
+    /// Counts a pull batch's applied changes and the conflicts they made.
+    pub fn remote(&self, share: ShareId, changes: &[ChangeKind], conflicts: u64) {
         self.with(share, |t| {
-            let deletes =
-                events.iter().filter(|e| matches!(e, Event::Applied { action, .. } if action == "deleted")).count();
+            let deletes = changes.iter().filter(|k| **k == ChangeKind::Deleted).count();
             if deletes > 0 {
                 t.recent_deletes.push_back((std::time::Instant::now(), deletes as u64));
             }
-            for e in events {
-                match e {
-                    Event::Applied { action, .. } => match action.as_str() {
-                        "added" => t.current.remote_adds += 1,
-                        "deleted" => t.current.remote_deletes += 1,
-                        _ => t.current.remote_changes += 1,
-                    },
-                    Event::Conflict { .. } => t.current.conflicts += 1,
-                    _ => {}
+            for k in changes {
+                match k {
+                    ChangeKind::Added => t.current.remote_adds += 1,
+                    ChangeKind::Deleted => t.current.remote_deletes += 1,
+                    ChangeKind::Changed => t.current.remote_changes += 1,
                 }
             }
+            t.current.conflicts += conflicts;
         });
     }
 

@@ -3,6 +3,7 @@
 //! content, rename into place, fsync the directory.
 
 use super::pull::Batch;
+use crate::events::ChangeKind;
 use crate::fetch::{self, Assembled, Chunk, FetchError, Origin, Source};
 
 /// Where a pull gets the chunks its temp file does not hold: a copy from a file of the share
@@ -135,22 +136,17 @@ impl Worker {
             new_seq: true,
         });
         batch.versions.extend(versions);
-        let from = target.modified_by.to_string();
-        let action = if target.deleted {
-            "deleted"
+        let kind = if target.deleted {
+            ChangeKind::Deleted
         } else if local_live {
-            "changed"
+            ChangeKind::Changed
         } else {
-            "added"
+            ChangeKind::Added
         };
-        batch.events.push(Event::Applied {
-            share: self.id.to_string(),
-            path: path.to_string(),
-            action: action.into(),
-            from,
-        });
+        batch.applied(Event::applied(&self.id, &path, kind, &target.modified_by), kind);
         if let Some(c) = copy {
             tracing::info!(share = %self.id, %path, copy = %c, "conflict: kept our version as a copy");
+            batch.conflicts += 1;
             batch.events.push(Event::Conflict {
                 share: self.id.to_string(),
                 path: path.to_string(),

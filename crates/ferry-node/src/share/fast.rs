@@ -20,6 +20,7 @@
 
 use super::pull::{BATCH_MAX, Batch, PullStats};
 use super::*;
+use crate::events::ChangeKind;
 use ferry_proto::wire::BlockRef;
 
 /// Files fetched at once: hides the per-file round trips and blocking-thread hops without
@@ -102,15 +103,11 @@ impl Worker {
                         entry: LocalEntry { record: del.clone(), meta: LocalMeta { inode: 0, local_change: false } },
                         new_seq: true,
                     });
-                    for (p, action, by) in
-                        [(&new.path, "added", new.modified_by), (&del.path, "deleted", del.modified_by)]
-                    {
-                        batch.events.push(Event::Applied {
-                            share: self.id.to_string(),
-                            path: p.to_string(),
-                            action: action.into(),
-                            from: by.to_string(),
-                        });
+                    for (p, action, by) in [
+                        (&new.path, ChangeKind::Added, new.modified_by),
+                        (&del.path, ChangeKind::Deleted, del.modified_by),
+                    ] {
+                        batch.applied(Event::applied(&self.id, p, action, &by), action);
                     }
                     tracing::debug!(share = %self.id, from = %del.path, to = %new.path, "applied a rename");
                     stats.applied += 2;
@@ -235,12 +232,8 @@ impl Worker {
         for (target, r) in targets.into_iter().zip(outcome) {
             match r {
                 Ok(inode) => {
-                    batch.events.push(Event::Applied {
-                        share: self.id.to_string(),
-                        path: target.path.to_string(),
-                        action: "added".into(),
-                        from: target.modified_by.to_string(),
-                    });
+                    let kind = ChangeKind::Added;
+                    batch.applied(Event::applied(&self.id, &target.path, kind, &target.modified_by), kind);
                     batch.updates.push(LocalUpdate {
                         entry: LocalEntry { record: target, meta: LocalMeta { inode, local_change: false } },
                         new_seq: true,

@@ -2,6 +2,7 @@
 //! commit follows the disk.
 
 use super::*;
+use crate::events::ChangeKind;
 
 /// Index updates of applied changes waiting to be committed. Their files are already on disk
 /// (renamed into place, directory fsynced), so committing in batches keeps "index after disk"
@@ -12,6 +13,18 @@ pub(super) struct Batch {
     pub(super) updates: Vec<LocalUpdate>,
     pub(super) versions: Vec<VersionRecord>,
     pub(super) events: Vec<Event>,
+    /// What the applied records did, for the sync summary.
+    pub(super) changes: Vec<ChangeKind>,
+    /// Conflicts the applied records made (kept copies).
+    pub(super) conflicts: u64,
+}
+
+impl Batch {
+    /// Records an applied change and its event.
+    pub(super) fn applied(&mut self, event: Event, kind: ChangeKind) {
+        self.events.push(event);
+        self.changes.push(kind);
+    }
 }
 
 /// Applied changes per index transaction.
@@ -281,7 +294,7 @@ impl Worker {
         let id = self.id;
         let seq = self.inner.db(move |s| s.commit_local(&id, &updates, &versions)).await?;
         self.seq.send_replace(seq.0);
-        self.inner.summaries.remote_events(self.id, &batch.events);
+        self.inner.summaries.remote(self.id, &batch.changes, batch.conflicts);
         for e in batch.events.drain(..) {
             self.inner.emit(e);
         }
