@@ -175,9 +175,11 @@ pub enum Step {
     /// This device's policy wins the conflict: record this (our content, a version that has
     /// seen theirs), disk untouched; counts as a conflict.
     KeepOurs(FileRecord),
-    /// Make the disk match the target (fetch, then deal with our content as `fate`), then record
-    /// the target. `conflict`: counts as a conflict in the summary (newest-wins archives).
-    Write { fate: LocalFate, applied: Applied, conflict: bool },
+    /// Make the disk match the target (fetch, then deal with our content as `fate`), then commit
+    /// `record`: the target, under a version that has also seen ours when the two were
+    /// concurrent (see [`step`]). `conflict`: counts as a conflict in the summary (newest-wins
+    /// archives).
+    Write { record: FileRecord, fate: LocalFate, applied: Applied, conflict: bool },
 }
 
 /// What an applied change was, for events and summaries (the node's `Event::Applied` action).
@@ -203,7 +205,15 @@ impl Applied {
 ///
 /// Replaces `pull_pass`'s `match action` and the choice at the top of ferry-node
 /// `share.rs: Worker::apply` (with `conflict` = `action == ConflictRemoteWins`; a
-/// `ConflictRemoteWinsArchive` version's reason is `Conflict`).
+/// `ConflictRemoteWinsArchive` version's reason is `Conflict`). The node commits `record`
+/// where it committed `target.clone()`, and when the conflict copy's name is taken it uses
+/// [`copy_name_taken`] instead of failing.
+///
+/// A target concurrent with our record (a conflict it wins, or an edit beating our deletion)
+/// is recorded under a version of ours that has seen both ([`record_for`]). Recording it verbatim (as the node did) drops
+/// this device's counter for the path: its next change there then gets a version that can
+/// equal one it made before, on other content, and devices holding the two stay apart forever
+/// ("Equal": nothing to do). The simulation found it; see `tests/regressions.rs`.
 pub fn step(action: Action, local: Option<&FileRecord>, target: &FileRecord, me: DeviceId) -> Step {
     match action {
         Action::Nothing | Action::ConflictLocalWins => Step::Nothing,
@@ -232,8 +242,47 @@ pub fn step(action: Action, local: Option<&FileRecord>, target: &FileRecord, me:
             } else {
                 Applied::Added
             };
-            Step::Write { fate, applied, conflict: action == Action::ConflictRemoteWinsArchive }
+            Step::Write {
+                record: record_for(local, target, me),
+                fate,
+                applied,
+                conflict: action == Action::ConflictRemoteWinsArchive,
+            }
         }
+    }
+}
+
+/// The record to commit for an applied `target` over our record `local`: the target as it is,
+/// or, when the two are concurrent, the target under a new version of this device that has
+/// seen both (merged, then bumped by `me`; see [`step`]). Every path that applies a target must
+/// commit this: [`Step::Write`] carries it, and the node's grouped new files
+/// (`share/fast.rs: apply_group`, where our tombstone may be concurrent with the new file) and
+/// renames (`apply_moves`) commit `record_for(local, target, me)` too.
+///
+/// Why the bump: a merge alone would attach the counters of our losing record to the winner's
+/// content, and another device merging other records can reach the same vector with other
+/// content (again "Equal": stuck). A counter only this device's decision carries keeps "one
+/// version, one content". The other holders of the target then see a greater version with the
+/// same content and take it (the content is local: nothing crosses the network).
+pub fn record_for(local: Option<&FileRecord>, target: &FileRecord, me: DeviceId) -> FileRecord {
+    match local {
+        Some(l) if l.version.compare(&target.version) == VersionOrdering::Concurrent => {
+            FileRecord { version: l.version.merged(&target.version).bumped(me), ..target.clone() }
+        }
+        _ => target.clone(),
+    }
+}
+
+/// The fate of our losing file when its conflict copy's name is already taken: the copy was
+/// made already (another device lost the same conflict with the same content and its copy
+/// reached us), or, very rarely, other content has that name. Our content is then kept as a
+/// version (reason `Conflict`) instead. Renaming onto the name would overwrite it, and the
+/// node's `rename_within` refuses to, so the pull of that path failed on every pass and never
+/// converged (found by the simulation; see `tests/regressions.rs`).
+pub fn copy_name_taken(fate: LocalFate) -> LocalFate {
+    match fate {
+        LocalFate::ConflictCopy => LocalFate::Archive(VersionReason::Conflict),
+        other => other,
     }
 }
 
@@ -275,25 +324,31 @@ mod tests {
         let ours = rec("f", b"ours", VersionVector::new().bumped(A), A, 5);
         let theirs = rec("f", b"theirs", VersionVector::new().bumped(B), B, 9);
         let s = |a, l: Option<&FileRecord>, t: &FileRecord| step(a, l, t, A);
-        let write = |fate, applied, conflict| Step::Write { fate, applied, conflict };
-        assert_eq!(s(Action::Apply, None, &theirs), write(LocalFate::Untouched, Applied::Added, false));
+        // The write's parts, without the record (checked below).
+        let w = |a, l: Option<&FileRecord>, t: &FileRecord| match s(a, l, t) {
+            Step::Write { fate, applied, conflict, .. } => Some((fate, applied, conflict)),
+            _ => None,
+        };
+        assert_eq!(w(Action::Apply, None, &theirs), Some((LocalFate::Untouched, Applied::Added, false)));
         assert_eq!(
-            s(Action::ConflictRemoteWins, Some(&ours), &theirs),
-            write(LocalFate::ConflictCopy, Applied::Changed, false)
+            w(Action::ConflictRemoteWins, Some(&ours), &theirs),
+            Some((LocalFate::ConflictCopy, Applied::Changed, false))
         );
         assert_eq!(
-            s(Action::ConflictRemoteWinsArchive, Some(&ours), &theirs),
-            write(LocalFate::Archive(VersionReason::Conflict), Applied::Changed, true)
+            w(Action::ConflictRemoteWinsArchive, Some(&ours), &theirs),
+            Some((LocalFate::Archive(VersionReason::Conflict), Applied::Changed, true))
         );
         let gone = tomb(&ours, B);
         assert_eq!(
-            s(Action::Apply, Some(&ours), &gone),
-            write(LocalFate::Archive(VersionReason::Deleted), Applied::Deleted, false)
+            w(Action::Apply, Some(&ours), &gone),
+            Some((LocalFate::Archive(VersionReason::Deleted), Applied::Deleted, false))
         );
-        assert_eq!(s(Action::Apply, Some(&gone), &theirs), write(LocalFate::Untouched, Applied::Added, false));
+        assert_eq!(w(Action::Apply, Some(&gone), &theirs), Some((LocalFate::Untouched, Applied::Added, false)));
         let mut dir = ours.clone();
         dir.kind = FileKind::Dir;
-        assert_eq!(s(Action::Apply, Some(&dir), &theirs), write(LocalFate::RemoveEntry, Applied::Changed, false));
+        assert_eq!(w(Action::Apply, Some(&dir), &theirs), Some((LocalFate::RemoveEntry, Applied::Changed, false)));
+        assert_eq!(copy_name_taken(LocalFate::ConflictCopy), LocalFate::Archive(VersionReason::Conflict));
+        assert_eq!(copy_name_taken(LocalFate::Untouched), LocalFate::Untouched);
         match s(Action::OverrideLocal, Some(&ours), &theirs) {
             Step::KeepOurs(r) => assert_eq!(r.version.compare(&theirs.version), VersionOrdering::Greater),
             other => panic!("{other:?}"),
@@ -303,6 +358,27 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(s(Action::ConflictLocalWins, Some(&ours), &theirs), Step::Nothing);
+    }
+
+    /// Regression (found by the simulation): a target that wins over a concurrent record of
+    /// ours is recorded under a new version of ours that has seen both, so this device's counter for the
+    /// path never goes back and its next version cannot equal an older one of other content.
+    #[test]
+    fn a_concurrent_winner_is_recorded_under_both_versions() {
+        let ours = rec("f", b"ours", VersionVector::new().bumped(A).bumped(A), A, 5);
+        let theirs = rec("f", b"theirs", VersionVector::new().bumped(B), B, 9);
+        let gone = FileRecord { deleted: true, ..ours.clone() };
+        for (action, local) in
+            [(Action::ConflictRemoteWins, &ours), (Action::ConflictRemoteWinsArchive, &ours), (Action::Apply, &gone)]
+        {
+            let Step::Write { record, .. } = step(action, Some(local), &theirs, A) else { panic!("{action:?}") };
+            assert_eq!(record.version, ours.version.merged(&theirs.version).bumped(A), "{action:?}");
+            assert_eq!(FileRecord { version: theirs.version.clone(), ..record }, theirs, "otherwise the target");
+        }
+        // Not concurrent: the target as it is.
+        let newer = rec("f", b"new", ours.version.bumped(B), B, 9);
+        let Step::Write { record, .. } = step(Action::Apply, Some(&ours), &newer, A) else { panic!() };
+        assert_eq!(record, newer);
     }
 
     #[test]
