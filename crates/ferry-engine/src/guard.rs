@@ -59,7 +59,8 @@ pub enum GuardDecision {
     Apply,
     /// Apply them all, using up the user's allowance: store `mass_delete_allowed = false`.
     ApplyAllowed,
-    /// Remove these paths from the pull; raise a prompt when `prompt` (else one is open).
+    /// Remove these paths from the pull; raise a prompt when `prompt` (else one is open),
+    /// from the device that wrote the first held tombstone (`wanted[&paths[0]].modified_by`).
     Hold { paths: Vec<RelPath>, prompt: Option<Prompt> },
 }
 

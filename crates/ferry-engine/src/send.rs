@@ -162,6 +162,41 @@ mod tests {
         assert_eq!(transition(&S::Active, &E::Failed("x".into())), Some(S::Failed("x".into())));
     }
 
+    /// Any sequence of events: a final state is never left, and every change is one the event
+    /// allows (checked against the node's `allowed_from` predicates, restated here).
+    #[test]
+    fn random_event_sequences_keep_the_rules() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(7);
+        let event = |rng: &mut StdRng| match rng.gen_range(0..9) {
+            0 => E::OfferDelivered,
+            1 => E::OfferRefused("x".into()),
+            2 => E::PeerAccepted,
+            3 => E::PeerRejected("x".into()),
+            4 => E::BlockRequested,
+            5 => E::UserAccepted,
+            6 => E::UserDeclined("x".into()),
+            7 => E::Completed,
+            _ => E::Failed("x".into()),
+        };
+        for _ in 0..2_000 {
+            let mut s = if rng.gen_bool(0.5) { S::Queued } else { incoming(rng.gen_bool(0.5)) };
+            for _ in 0..8 {
+                let e = event(&mut rng);
+                let Some(next) = transition(&s, &e) else { continue };
+                assert!(!s.is_final() && next != s, "{s:?} --{e:?}--> {next:?}");
+                let allowed = match &e {
+                    E::OfferDelivered => s == S::Queued,
+                    E::PeerAccepted | E::BlockRequested => matches!(s, S::Queued | S::Offered),
+                    E::UserAccepted | E::UserDeclined(_) => s == S::Offered,
+                    _ => true,
+                };
+                assert!(allowed, "{s:?} --{e:?}--> {next:?}");
+                s = next;
+            }
+        }
+    }
+
     #[test]
     fn blocks_by_state() {
         assert_eq!(block_answer(&S::Active), BlockAnswer::Serve);
