@@ -1,22 +1,62 @@
 //! Ferry's sync decisions as pure functions: given what this device has and what a peer
 //! announced, what should happen to a path (nothing, take the peer's version, merge versions,
 //! or settle a conflict), which side wins a conflict, and where each chunk of a wanted file can
-//! come from. No IO and no clock: callers pass everything in, so the same rules run in the node
-//! and in the seeded multi-device simulation in `tests/`.
+//! come from. No IO and no clock: callers pass everything in (`now_ms` where time matters), so
+//! the same rules run in the node and in the seeded multi-device simulation in `tests/`.
+//!
+//! The modules, each the pure half of one node activity (the node does the IO around them):
+//! - [`pull`]: which remote record to move to per path, from whom, what to reuse, and what
+//!   becomes of our content (conflict copy, version, nothing);
+//! - [`scan`]: an observed scan turned into local records (version bumps, tombstones) and the
+//!   replaced content to keep as versions;
+//! - [`policy`]: the conflict policies, the mass-delete threshold, the override plan;
+//! - [`guard`]: the mass-delete guard as a state machine (burst window, the user's answer);
+//! - [`plans`]: revert and republish plans (override is [`plan_override`]);
+//! - [`history`]: retention, "content at time T", rewind plans;
+//! - [`send`]: the one-shot transfer state machine;
+//! - [`compact`]: chunk-list references of index updates.
 //!
 //! Conflict rules (the same on every device, so all converge without talking it over):
 //! - a modification beats a deletion (data is never lost to a concurrent delete);
 //! - between two modifications the later mtime wins, ties go to the greater device id;
 //! - the losing content is kept as `NAME.sync-conflict-...` by the device that holds it.
 
+pub mod compact;
+pub mod guard;
 pub mod history;
+pub mod plans;
 pub mod policy;
+pub mod pull;
+pub mod scan;
+pub mod send;
 
 use std::collections::HashMap;
 
 pub use policy::{decide_with_policy, mass_delete_trips, override_record, plan_override};
 
 use ferry_proto::{ChunkHash, FileRecord, RelPath, VersionOrdering};
+
+/// A local index entry as the engine sees it: the node's `ferry_store::LocalEntry` flattened
+/// (`Entry { record: e.record, inode: e.meta.inode, local_change: e.meta.local_change }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub record: FileRecord,
+    /// The file's inode when indexed (0: none, e.g. a tombstone).
+    pub inode: u64,
+    /// A change made here in a receive-only share: never sent to peers.
+    pub local_change: bool,
+}
+
+/// Why content became a version (the node's `ferry_store::VersionReason`, one to one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionReason {
+    /// Newer content took its place.
+    Replaced,
+    /// The file was deleted.
+    Deleted,
+    /// It lost a conflict.
+    Conflict,
+}
 
 /// What to do with one path after comparing the local record with a remote one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,159 +1,56 @@
-//! Seeded multi-device simulation: random edits, deletes and partial syncs between random
-//! pairs of devices, then full rounds of reconnection; every device must end with the same live
-//! content (conflict copies included), within a bounded number of rounds.
+//! Seeded multi-device simulation driving the engine's own decisions (pull plan, scan, conflict
+//! policies, mass-delete guard, override, revert, republish) on 2-5 simulated devices. Each
+//! history must converge once partitions heal and lose no content.
+//!
+//! `FERRY_SIM_SEED=N cargo test -p ferry-engine --test simulation` reruns one history;
+//! `FERRY_SIM_HISTORIES=N` changes how many run (default [`HISTORIES`]). To debug one:
+//! `FERRY_SIM_TRACE=1` prints the guard's decisions and, on a disagreement, every device's
+//! record and views of the first differing path; `FERRY_SIM_PATH=d0/f03` prints every commit
+//! and pull decision at that path.
 
-use std::collections::BTreeMap;
+mod sim;
 
-use ferry_engine::{Action, decide};
-use ferry_proto::{ChunkHash, ChunkInfo, DeviceId, FileKind, FileRecord, RelPath, Seq, VersionVector};
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::time::Instant;
 
-struct Device {
-    id: DeviceId,
-    files: BTreeMap<RelPath, FileRecord>,
-}
+use sim::world::{Stats, World};
 
-fn record(path: &RelPath, content: u64, version: VersionVector, by: DeviceId, mtime: i64) -> FileRecord {
-    let hash = ChunkHash::of(&content.to_le_bytes());
-    FileRecord {
-        path: path.clone(),
-        kind: FileKind::File,
-        deleted: false,
-        size: 8,
-        mtime_ns: mtime,
-        executable: false,
-        version,
-        seq: Seq(0),
-        hash,
-        chunks: vec![ChunkInfo { hash, len: 8 }],
-        modified_by: by,
-    }
-}
+/// Histories per run: the issue asks for at least 1,000 in well under a minute (debug build).
+const HISTORIES: u64 = 1_000;
 
-fn edit(dev: &mut Device, path: &RelPath, content: u64, clock: i64) {
-    let version = dev.files.get(path).map(|r| r.version.clone()).unwrap_or_default().bumped(dev.id);
-    let rec = record(path, content, version, dev.id, clock);
-    dev.files.insert(path.clone(), rec);
-}
-
-fn delete(dev: &mut Device, path: &RelPath) {
-    if let Some(r) = dev.files.get_mut(path)
-        && !r.deleted
-    {
-        r.deleted = true;
-        r.version = r.version.bumped(dev.id);
-        r.modified_by = dev.id;
-    }
-}
-
-/// Applies `from`'s index to `to` the way a node does. Returns whether anything changed.
-fn sync(from: &Device, to: &mut Device) -> bool {
-    let mut changed = false;
-    for (path, remote) in &from.files {
-        let local = to.files.get(path).cloned();
-        match decide(local.as_ref(), remote) {
-            Action::Nothing | Action::ConflictLocalWins => {}
-            Action::ConflictRemoteWinsArchive | Action::OverrideLocal => {
-                unreachable!("only decide_with_policy settles by policy")
-            }
-            Action::Apply => {
-                to.files.insert(path.clone(), remote.clone());
-                changed = true;
-            }
-            Action::MergeVersion => {
-                let l = to.files.get_mut(path).unwrap();
-                l.version = l.version.merged(&remote.version);
-                changed = true;
-            }
-            Action::ConflictRemoteWins => {
-                let l = local.unwrap();
-                let copy = path
-                    .with_file_name(&format!(
-                        "{}.sync-conflict-{}-{}",
-                        path.file_name(),
-                        l.mtime_ns,
-                        l.modified_by.short()
-                    ))
-                    .unwrap();
-                let version = to.files.get(&copy).map(|r| r.version.clone()).unwrap_or_default().bumped(to.id);
-                let mut c = l.clone();
-                c.path = copy.clone();
-                c.version = version;
-                c.modified_by = to.id;
-                to.files.insert(copy, c);
-                to.files.insert(path.clone(), remote.clone());
-                changed = true;
-            }
+fn run_one(seed: u64) -> Result<Stats, String> {
+    let mut w = World::new(seed);
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run()));
+    match res {
+        Ok(Ok(())) => Ok(w.stats),
+        Ok(Err(e)) => Err(format!("{e} [{}]", w.describe())),
+        Err(p) => {
+            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            Err(format!("panicked: {} [{}]", msg.unwrap_or_default(), w.describe()))
         }
-    }
-    changed
-}
-
-fn live(dev: &Device) -> BTreeMap<RelPath, ChunkHash> {
-    dev.files.iter().filter(|(_, r)| !r.deleted).map(|(p, r)| (p.clone(), r.hash)).collect()
-}
-
-fn run(seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let n = rng.gen_range(2..=4);
-    let mut devs: Vec<Device> =
-        (0..n).map(|i| Device { id: DeviceId([i as u8 + 1; 32]), files: BTreeMap::new() }).collect();
-    let paths: Vec<RelPath> = (0..5).map(|i| RelPath::new(format!("d/f{i}")).unwrap()).collect();
-    let mut clock = 0i64;
-    for _ in 0..200 {
-        clock += 1;
-        let d = rng.gen_range(0..n);
-        match rng.gen_range(0..10) {
-            0..=4 => {
-                let p = &paths[rng.gen_range(0..paths.len())];
-                edit(&mut devs[d], p, rng.r#gen(), clock);
-            }
-            5 => {
-                let p = &paths[rng.gen_range(0..paths.len())];
-                delete(&mut devs[d], p);
-            }
-            _ => {
-                let to = rng.gen_range(0..n);
-                if to != d {
-                    let (a, b) = if d < to {
-                        let (x, y) = devs.split_at_mut(to);
-                        (&x[d], &mut y[0])
-                    } else {
-                        let (x, y) = devs.split_at_mut(d);
-                        (&y[0], &mut x[to])
-                    };
-                    sync(a, b);
-                }
-            }
-        }
-    }
-    // Reconnect everyone until quiet; bounded so a livelock fails instead of hanging.
-    let mut rounds = 0;
-    loop {
-        let mut changed = false;
-        for i in 0..n {
-            for j in 0..n {
-                if i != j {
-                    let from = Device { id: devs[i].id, files: devs[i].files.clone() };
-                    changed |= sync(&from, &mut devs[j]);
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-        rounds += 1;
-        assert!(rounds < 50, "seed {seed}: no convergence after 50 rounds");
-    }
-    let first = live(&devs[0]);
-    for d in &devs[1..] {
-        assert_eq!(live(d), first, "seed {seed}: devices disagree");
     }
 }
 
 #[test]
-fn random_histories_converge() {
-    for seed in 0..300 {
-        run(seed);
+fn random_histories_converge_without_losing_content() {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let seeds: Vec<u64> = match env("FERRY_SIM_SEED") {
+        Some(s) => vec![s],
+        None => (0..env("FERRY_SIM_HISTORIES").unwrap_or(HISTORIES)).collect(),
+    };
+    let started = Instant::now();
+    let mut total = Stats::default();
+    let mut failed = Vec::new();
+    for &seed in &seeds {
+        match run_one(seed) {
+            Ok(s) => total.add(&s),
+            Err(e) => {
+                eprintln!(
+                    "history {seed} failed: {e}\n  rerun it alone: FERRY_SIM_SEED={seed} cargo test -p ferry-engine --test simulation"
+                );
+                failed.push(seed);
+            }
+        }
     }
+    println!("simulated {} histories in {:.1}s: {total:?}", seeds.len(), started.elapsed().as_secs_f64());
+    assert!(failed.is_empty(), "{} of {} histories failed, seeds {failed:?}", failed.len(), seeds.len());
 }
