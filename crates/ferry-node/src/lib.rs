@@ -14,7 +14,6 @@ mod bindings;
 mod block_cache;
 pub mod client;
 mod clock;
-mod compact;
 pub mod config;
 mod conflicts;
 mod context;

@@ -30,10 +30,10 @@ pub(super) async fn on_index(
             Ok(b) => b,
             Err(e) => return wire_err(WireError::Internal, e.message),
         };
-        match crate::compact::resolve(&mut records, &chunks_from, &bases) {
+        match ferry_engine::compact::resolve(&mut records, &chunks_from, &bases) {
             Ok(()) => {}
-            Err(crate::compact::Unresolved::Missing(m)) => return wire_err(WireError::NotFound, m),
-            Err(crate::compact::Unresolved::Malformed(m)) => {
+            Err(ferry_engine::compact::Unresolved::Missing(m)) => return wire_err(WireError::NotFound, m),
+            Err(ferry_engine::compact::Unresolved::Malformed(m)) => {
                 tracing::warn!(peer = %peer.id.short(), share = %share, "refused index update: {m}");
                 return wire_err(WireError::BadRequest, m);
             }
@@ -224,7 +224,7 @@ async fn index_sender(
     }
 }
 
-/// The index update for `batch`: compact (see [`crate::compact`]) when the peer holds all or
+/// The index update for `batch`: compact (see [`ferry_engine::compact`]) when the peer holds all or
 /// most of a big file's chunks, plain otherwise (and whenever the lookup fails).
 async fn compact(
     inner: &Arc<Context>,
@@ -233,7 +233,7 @@ async fn compact(
     epoch: u64,
     batch: Vec<FileRecord>,
 ) -> Message {
-    let paths = crate::compact::candidate_paths(&batch);
+    let paths = ferry_engine::compact::candidate_paths(&batch);
     if paths.is_empty() {
         return Message::IndexUpdate { share, epoch, records: batch };
     }
@@ -247,7 +247,7 @@ async fn compact(
     let Ok(theirs) = looked_up else {
         return Message::IndexUpdate { share, epoch, records: batch };
     };
-    let chunks_from = crate::compact::references(&batch, &theirs);
+    let chunks_from = ferry_engine::compact::references(&batch, &theirs);
     if chunks_from.is_empty() {
         return Message::IndexUpdate { share, epoch, records: batch };
     }
