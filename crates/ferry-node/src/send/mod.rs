@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_engine::send::{SendEvent, SendState, transition};
 use ferry_proto::wire::{
     ErrorCode as WireError, MAX_BLOCK, MAX_SEND_BYTES, MAX_SEND_DIRS, MAX_SEND_FILES, Message, SendFile, SendUpdate,
 };
@@ -67,9 +68,28 @@ use receive::place;
 use receive::{remove_staging, start_receive};
 pub(crate) use serve::on_block;
 
-/// A state filter that takes any state (for `set_state` calls that apply unconditionally).
-fn any(_: &TransferState) -> bool {
-    true
+/// The store's transfer state as the engine's send state machine sees it (one to one).
+fn engine_state(s: &TransferState) -> SendState {
+    match s {
+        TransferState::Queued => SendState::Queued,
+        TransferState::Offered => SendState::Offered,
+        TransferState::Active => SendState::Active,
+        TransferState::Done => SendState::Done,
+        TransferState::Rejected(m) => SendState::Rejected(m.clone()),
+        TransferState::Failed(m) => SendState::Failed(m.clone()),
+    }
+}
+
+/// The engine's send state as the store keeps it (one to one).
+fn store_state(s: SendState) -> TransferState {
+    match s {
+        SendState::Queued => TransferState::Queued,
+        SendState::Offered => TransferState::Offered,
+        SendState::Active => TransferState::Active,
+        SendState::Done => TransferState::Done,
+        SendState::Rejected(m) => TransferState::Rejected(m),
+        SendState::Failed(m) => TransferState::Failed(m),
+    }
 }
 
 fn direction(t: &TransferRecord) -> &'static str {
@@ -152,30 +172,27 @@ fn emit_progress(inner: &Context, t: &TransferRecord, done: u64, rate: f64) {
     });
 }
 
-/// Moves a transfer to `state` unless it already ended (a final state never changes), and
-/// announces the change. Returns the record if it changed.
+/// Feeds `event` to the transfer's state machine ([`ferry_engine::send::transition`]) inside
+/// one store update, and announces the change. Returns the record if its state changed (a
+/// final state never changes; an event the state ignores changes nothing).
 async fn set_state(
     inner: &Arc<Context>,
     id: TransferId,
-    state: TransferState,
-    allowed_from: fn(&TransferState) -> bool,
+    event: SendEvent,
     notify: Option<SendUpdate>,
 ) -> Option<TransferRecord> {
-    let st = state.clone();
     let changed = inner
         .db(move |s| {
             let mut changed = false;
             let t = s.update_transfer(&id, |t| {
-                if t.state.is_final() || !allowed_from(&t.state) || t.state == st {
-                    return false;
-                }
-                if st == TransferState::Done {
+                let Some(next) = transition(&engine_state(&t.state), &event) else { return false };
+                if next == SendState::Done {
                     t.done_bytes = t.total_bytes();
                 }
-                if st.is_final() {
+                if next.is_final() {
                     t.finished_ms = Some(now_ms());
                 }
-                t.state = st;
+                t.state = store_state(next);
                 if notify.is_some() {
                     t.notify = notify;
                 }
@@ -241,11 +258,10 @@ pub(crate) async fn flush(inner: &Arc<Context>, peer: &Arc<PeerLink>) {
         let msg = Message::SendOffer { id: t.id, files: t.files.clone(), dirs: t.dirs.clone() };
         match peer.conn.request(&msg, SEND_TIMEOUT).await {
             Ok(Message::Ack) => {
-                set_state(inner, t.id, TransferState::Offered, |s| *s == TransferState::Queued, None).await;
+                set_state(inner, t.id, SendEvent::OfferDelivered, None).await;
             }
             Ok(Message::Error { message, .. }) => {
-                set_state(inner, t.id, TransferState::Failed(format!("refused: {}", bounded(message))), any, None)
-                    .await;
+                set_state(inner, t.id, SendEvent::OfferRefused(bounded(message)), None).await;
             }
             Ok(_) => return,
             Err(e) => {
@@ -293,14 +309,11 @@ pub(crate) async fn flush(inner: &Arc<Context>, peer: &Arc<PeerLink>) {
 
 /// The user answered a send prompt.
 pub(crate) async fn answer(inner: &Arc<Context>, device: DeviceId, id: TransferId, accept: bool) -> ApiResult<()> {
-    fn offered(s: &TransferState) -> bool {
-        *s == TransferState::Offered
-    }
     let changed = if accept {
-        set_state(inner, id, TransferState::Active, offered, Some(SendUpdate::Accepted)).await
+        set_state(inner, id, SendEvent::UserAccepted, Some(SendUpdate::Accepted)).await
     } else {
         let why = format!("{} declined the send", inner.cfg.name);
-        set_state(inner, id, TransferState::Rejected(why.clone()), offered, Some(SendUpdate::Rejected(why))).await
+        set_state(inner, id, SendEvent::UserDeclined(why.clone()), Some(SendUpdate::Rejected(why))).await
     };
     if changed.is_none() {
         let cur = inner.db(move |s| s.transfer(&id)).await?;

@@ -87,7 +87,7 @@ pub(crate) async fn on_offer(
         files,
         dirs,
         sources: vec![],
-        state: if auto { TransferState::Active } else { TransferState::Offered },
+        state: store_state(ferry_engine::send::incoming(auto)),
         done_bytes: 0,
         notify: auto.then_some(SendUpdate::Accepted),
         placed: vec![],
@@ -140,15 +140,12 @@ pub(crate) async fn on_update(
     if t.peer != peer.id {
         return Message::Error { code: WireError::NotFound, message: "no such transfer".into() };
     }
-    fn open(s: &TransferState) -> bool {
-        matches!(s, TransferState::Queued | TransferState::Offered)
-    }
     match (t.outgoing, update) {
         (true, SendUpdate::Accepted) => {
-            set_state(inner, id, TransferState::Active, open, None).await;
+            set_state(inner, id, SendEvent::PeerAccepted, None).await;
         }
         (true, SendUpdate::Rejected(m)) => {
-            set_state(inner, id, TransferState::Rejected(bounded(m)), any, None).await;
+            set_state(inner, id, SendEvent::PeerRejected(bounded(m)), None).await;
         }
         (true, SendUpdate::Progress(done)) if !t.state.is_final() => {
             let done = done.min(t.total_bytes());
@@ -159,18 +156,19 @@ pub(crate) async fn on_update(
             emit_progress(inner, &t, done, rate);
         }
         (true, SendUpdate::Done) => {
-            if t.state == TransferState::Offered || t.state == TransferState::Queued {
-                set_state(inner, id, TransferState::Active, open, None).await;
+            // The accept may not have arrived (or been stored) yet: it goes first.
+            if transition(&engine_state(&t.state), &SendEvent::PeerAccepted).is_some() {
+                set_state(inner, id, SendEvent::PeerAccepted, None).await;
             }
             if !t.state.is_final() {
                 inner.sends.with_live(id, |l| l.record(t.total_bytes()));
                 emit_progress(inner, &t, t.total_bytes(), 0.0);
             }
-            set_state(inner, id, TransferState::Done, any, None).await;
+            set_state(inner, id, SendEvent::Completed, None).await;
         }
         (true, SendUpdate::Failed(m)) | (false, SendUpdate::Failed(m)) => {
             let m = format!("{} reports: {}", peer.id.short(), bounded(m));
-            if set_state(inner, id, TransferState::Failed(m), any, None).await.is_some() && !t.outgoing {
+            if set_state(inner, id, SendEvent::Failed(m), None).await.is_some() && !t.outgoing {
                 remove_staging(inner, &id).await;
                 remove_prompt_for(inner, id).await;
             }

@@ -25,7 +25,7 @@ pub(super) fn start_receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: Tran
             Some(Err(Stop::Failed(why))) => {
                 tracing::warn!(peer = %p.id.short(), "send {} failed: {why}", id.to_hex());
                 let update = Some(SendUpdate::Failed(why.clone()));
-                if set_state(&i, id, TransferState::Failed(why), any, update).await.is_some() {
+                if set_state(&i, id, SendEvent::Failed(why), update).await.is_some() {
                     remove_staging(&i, &id).await;
                     flush_soon(&i, p.id);
                 }
@@ -126,7 +126,7 @@ async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> 
     .await?;
     inner.sends.with_live(id, |l| l.record(t.total_bytes()));
     emit_progress(inner, &t, t.total_bytes(), 0.0);
-    if let Some(t) = set_state(inner, id, TransferState::Done, any, Some(SendUpdate::Done)).await {
+    if let Some(t) = set_state(inner, id, SendEvent::Completed, Some(SendUpdate::Done)).await {
         tracing::info!(peer = %peer.id.short(), "send {} received: {} files", id.to_hex(), t.files.len());
     }
     flush_soon(inner, peer.id);

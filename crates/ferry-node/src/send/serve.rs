@@ -2,6 +2,7 @@
 //! on every read.
 
 use super::*;
+use ferry_engine::send::{BlockAnswer, block_answer};
 
 /// Serves one chunk of an accepted send, after checking the source is what was offered.
 pub(crate) async fn on_block(
@@ -30,18 +31,15 @@ pub(crate) async fn on_block(
     if t.peer != peer.id || !t.outgoing {
         return Message::Error { code: WireError::NotFound, message: "no such transfer".into() };
     }
-    match &t.state {
-        TransferState::Active => {}
-        TransferState::Offered | TransferState::Queued => {
-            // The accept raced ahead of its update.
-            set_state(inner, id, TransferState::Active, |s| !s.is_final(), None).await;
+    match block_answer(&engine_state(&t.state)) {
+        BlockAnswer::Serve => {}
+        // The accept raced ahead of its update.
+        BlockAnswer::ActivateAndServe => {
+            set_state(inner, id, SendEvent::BlockRequested, None).await;
         }
-        // Failed already (another block found the source changed): say why, not just "failed",
-        // whichever of the concurrent answers reaches the receiver first.
-        TransferState::Failed(why) => return Message::Error { code: WireError::Refused, message: why.clone() },
-        other => {
-            return Message::Error { code: WireError::Refused, message: format!("this send is {}", other.as_str()) };
-        }
+        // A failed send says why (another block found the source changed), whichever of the
+        // concurrent answers reaches the receiver first.
+        BlockAnswer::Refuse(message) => return Message::Error { code: WireError::Refused, message },
     }
     let (Some(f), Some(src)) = (t.files.get(file as usize), t.sources.get(file as usize)) else {
         return Message::Error { code: WireError::BadRequest, message: "no such file in this send".into() };
@@ -72,7 +70,7 @@ pub(crate) async fn on_block(
         Ok(Err(e)) => {
             let msg = format!("the send failed: {e}");
             tracing::warn!(peer = %peer.id.short(), "{msg}");
-            set_state(inner, id, TransferState::Failed(msg.clone()), any, None).await;
+            set_state(inner, id, SendEvent::Failed(msg.clone()), None).await;
             Message::Error { code: WireError::NotFound, message: msg }
         }
         Err(e) => Message::Error { code: WireError::Internal, message: e.to_string() },
