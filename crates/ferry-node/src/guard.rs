@@ -7,69 +7,68 @@
 //! acknowledged (`ferry share ack`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ferry_engine::Action;
-use ferry_proto::{FileKind, FileRecord, RelPath};
-use ferry_store::{LocalEntry, LocalUpdate, PromptKind, ShareRecord};
+use ferry_engine::guard::{GuardDecision, GuardInput, MassDeleteGuard, wanted_deletes};
+use ferry_engine::plans::plan_republish;
+use ferry_proto::{FileRecord, RelPath};
+use ferry_store::{LocalEntry, PromptKind, ShareRecord};
 
 use crate::api::ApiError;
 use crate::context::{ApiResult, Context};
+use crate::records;
 
-/// A peer's burst of deletes may reach us in several index updates (its scanner commits as the
-/// events come); deletions applied this recently count towards the guard's threshold, so a
-/// burst cannot slip through in slices. At most the threshold's worth of a burst is applied
-/// before the rest is held (and what was applied is in the version history).
-const BURST_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Pull hook: removes held deletions from `wanted` (and raises the prompt) when they trip the
-/// guard. `live_files` counts the live files of the local index; `local` holds our entries at
-/// (at least) the wanted paths. Returns how many were held.
+/// Pull hook: asks the share's guard ([`MassDeleteGuard::check`]) about the wanted deletions,
+/// then carries out its decision: removes held deletions from `wanted` (and raises the prompt),
+/// or uses up the user's allowance. `live_files` counts the live files of the local index;
+/// `local` holds our entries at (at least) the wanted paths. Returns how many were held.
 pub(crate) async fn hold_mass_delete(
     inner: &Arc<Context>,
     share: &ShareRecord,
+    guard: &Mutex<MassDeleteGuard>,
     live_files: usize,
     local: &HashMap<RelPath, LocalEntry>,
     wanted: &mut HashMap<RelPath, (FileRecord, Action)>,
 ) -> ApiResult<usize> {
-    let deletes: Vec<RelPath> = wanted
-        .iter()
-        .filter(|(p, (r, _))| r.deleted && local.get(*p).is_some_and(|e| e.record.is_file()))
-        .map(|(p, _)| p.clone())
-        .collect();
+    let deletes = wanted_deletes(wanted.values().map(|(r, _)| r), |p| local.get(p).is_some_and(|e| e.record.is_file()));
+    if deletes.is_empty() {
+        return Ok(0); // (the engine's first answer too; this saves the reads below)
+    }
     let id = share.id;
-    let settings = inner.db(move |s| s.share_settings(&id)).await?;
-    let percent = settings.mass_delete_percent.unwrap_or(inner.cfg.mass_delete_percent);
-    if deletes.is_empty() || inner.summaries.guard_is_quiet(id) {
-        return Ok(0);
+    let (settings, prompts) = inner.db(move |s| Ok((s.share_settings(&id)?, s.prompts()?))).await?;
+    let input = GuardInput {
+        live_files,
+        percent: settings.mass_delete_percent.unwrap_or(inner.cfg.mass_delete_percent),
+        allowed: settings.mass_delete_allowed,
+        prompt_open: prompts.iter().any(|p| matches!(&p.kind, PromptKind::MassDelete { share: s, .. } if *s == id)),
+    };
+    let decision = guard.lock().unwrap().check(&deletes, input, crate::clock::now_ms());
+    match decision {
+        GuardDecision::Apply => Ok(0),
+        GuardDecision::ApplyAllowed => {
+            inner.db(move |s| s.update_share_settings(&id, |st| st.mass_delete_allowed = false)).await?;
+            tracing::info!(share = %id, deletes = deletes.len(), "applying an allowed mass delete");
+            Ok(0)
+        }
+        GuardDecision::Hold { paths, prompt } => {
+            let by = wanted[&paths[0]].0.modified_by;
+            for p in &paths {
+                wanted.remove(p);
+            }
+            if let Some(p) = prompt {
+                tracing::warn!(share = %id, deletes = p.deletes, live_files, "holding a mass delete for the user");
+                let kind = PromptKind::MassDelete {
+                    share: id,
+                    label: share.label.clone(),
+                    deletes: p.deletes,
+                    files: p.files,
+                };
+                crate::context::add_prompt(inner, by, kind).await?;
+            }
+            Ok(paths.len())
+        }
     }
-    let recent = inner.summaries.recent_remote_deletes(id, BURST_WINDOW) as usize;
-    if !ferry_engine::mass_delete_trips(live_files + recent, deletes.len() + recent, percent) {
-        return Ok(0);
-    }
-    if settings.mass_delete_allowed {
-        inner.db(move |s| s.update_share_settings(&id, |st| st.mass_delete_allowed = false)).await?;
-        inner.summaries.quiet_guard(id, BURST_WINDOW);
-        tracing::info!(share = %id, deletes = deletes.len(), "applying an allowed mass delete");
-        return Ok(0);
-    }
-    let by = wanted[&deletes[0]].0.modified_by;
-    for p in &deletes {
-        wanted.remove(p);
-    }
-    let prompts = inner.db(|s| s.prompts()).await?;
-    let open = prompts.iter().any(|p| matches!(&p.kind, PromptKind::MassDelete { share: s, .. } if *s == id));
-    if !open {
-        tracing::warn!(share = %id, deletes = deletes.len(), recent, live_files, "holding a mass delete for the user");
-        let kind = PromptKind::MassDelete {
-            share: id,
-            label: share.label.clone(),
-            deletes: deletes.len() as u64,
-            files: live_files as u64,
-        };
-        crate::context::add_prompt(inner, by, kind).await?;
-    }
-    Ok(deletes.len())
 }
 
 /// The user's answer to a mass-delete prompt.
@@ -80,21 +79,24 @@ pub(crate) async fn answer(
     deletes: u64,
 ) -> ApiResult<()> {
     let _exists = inner.db(move |s| s.share(&share)).await?.ok_or_else(|| ApiError::not_found("the share is gone"))?;
-    if accept {
-        inner.db(move |s| s.update_share_settings(&share, |st| st.mass_delete_allowed = true)).await?;
-    } else {
-        let note = format!(
+    let answer = ferry_engine::guard::answer(accept);
+    let note = answer.attention.then(|| {
+        format!(
             "refused a peer's deletion of {deletes} files on {}; local files kept and sent back (`ferry share ack` clears this)",
             crate::clock::fmt_ms(crate::clock::now_ms())
-        );
-        inner
-            .db(move |s| {
-                s.update_share_settings(&share, |st| {
-                    st.attention = Some(note);
-                    st.mass_delete_allowed = false;
-                })
+        )
+    });
+    inner
+        .db(move |s| {
+            s.update_share_settings(&share, |st| {
+                if note.is_some() {
+                    st.attention = note;
+                }
+                st.mass_delete_allowed = answer.allowed;
             })
-            .await?;
+        })
+        .await?;
+    if answer.republish {
         inner.share_command(share, crate::share_handle::ShareCommand::Republish).await?;
     }
     if let Some(h) = inner.shares.lock().unwrap().get(&share) {
@@ -104,39 +106,25 @@ pub(crate) async fn answer(
 }
 
 /// Gives every local file a peer has a newer deletion of a version that supersedes it, so the
-/// file comes back on that peer. Runs on the share's actor (`ShareCommand::Republish`), which
-/// publishes the new sequence afterwards.
+/// file comes back on that peer (which files, and their versions: [`plan_republish`]). Runs on
+/// the share's actor (`ShareCommand::Republish`), which publishes the new sequence afterwards.
 pub(crate) async fn republish(inner: &Arc<Context>, share: ferry_proto::ShareId) -> ApiResult<()> {
     let share = inner.db(move |s| s.share(&share)).await?.ok_or_else(|| ApiError::not_found("the share is gone"))?;
-    if !share.mode.sends() {
-        return Ok(());
-    }
-    let (id, members, me) = (share.id, share.devices.clone(), inner.id);
+    let (id, members, mode, me) = (share.id, share.devices.clone(), share.mode, inner.id);
     inner
         .db(move |s| {
-            let local = s.local_files(&id)?;
+            let local: Vec<ferry_engine::Entry> = s.local_files(&id)?.into_iter().map(records::into_entry).collect();
             // Tests hold this point to show that no other write can land between the read and
             // the commit below (tests/tests/writer.rs).
             crate::fault::point("republish.after_read");
-            let mut updates = Vec::new();
+            let mut remotes = Vec::new();
             for d in &members {
-                let remote: HashMap<RelPath, FileRecord> =
-                    s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect();
-                for e in
-                    local.iter().filter(|e| e.record.is_file() || e.record.kind == FileKind::Dir && !e.record.deleted)
-                {
-                    let Some(r) = remote.get(&e.record.path) else { continue };
-                    let newer = matches!(
-                        r.version.compare(&e.record.version),
-                        ferry_proto::VersionOrdering::Greater | ferry_proto::VersionOrdering::Concurrent
-                    );
-                    if r.deleted && newer && !updates.iter().any(|u: &LocalUpdate| u.entry.record.path == e.record.path)
-                    {
-                        let record = ferry_engine::override_record(&e.record, r, me);
-                        updates.push(LocalUpdate { entry: LocalEntry { record, meta: e.meta }, new_seq: true });
-                    }
-                }
+                remotes
+                    .push(s.remote_files(&id, d)?.into_iter().map(|r| (r.path.clone(), r)).collect::<HashMap<_, _>>());
             }
+            let refs: Vec<&HashMap<RelPath, FileRecord>> = remotes.iter().collect();
+            let updates: Vec<_> =
+                plan_republish(&local, &refs, mode, me).into_iter().map(records::local_update).collect();
             if !updates.is_empty() {
                 s.commit_local(&id, &updates, &[])?;
             }

@@ -9,12 +9,15 @@
 //! an ordinary local change that propagates to every device. The content they replace or remove
 //! is archived first, and its snapshot link dropped so it is not archived twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ferry_engine::Entry;
 use ferry_engine::history::{AtTime, Current, RewindStep, VersionInfo, content_at, parse_time, plan_rewind, prune};
+use ferry_engine::plans::plan_revert;
+use ferry_engine::scan::{self, Counted, Snapshot};
 use ferry_fs::{ArchiveMode, SnapshotOf, archive, chunk_file, drop_snapshot, link_snapshot, take_snapshot};
 use ferry_proto::{ChunkHash, DeviceId, FileKind, FileRecord, RelPath, ShareId, ShareMode};
 use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, ShareRecord, VersionReason, VersionRecord};
@@ -23,6 +26,7 @@ use time::OffsetDateTime;
 use crate::api::*;
 use crate::clock::now_ms;
 use crate::context::{ApiResult, Context};
+use crate::records;
 use crate::share_handle::ShareCommand;
 use crate::summary::LocalCounts;
 
@@ -66,53 +70,51 @@ fn version_record(
     }
 }
 
-/// Scan hook (blocking, before the index commit): versions of the local content this scan saw
-/// replaced or deleted, taken from snapshot links; new snapshot links for new content; and what
-/// kind of changes they were.
+/// Scan hook (blocking, before the index commit): carries out the engine's consequences of
+/// each scan update ([`scan::effect`]): versions of the local content it replaced or deleted,
+/// taken from snapshot links; new snapshot links for new content; the summary's counts. `old`
+/// reads our entry at a path as it was before the scan.
 pub(crate) fn on_scan(
     root: &Path,
     share: ShareId,
     me: DeviceId,
-    updates: &[LocalUpdate],
-    old: &dyn Fn(&RelPath) -> Option<LocalEntry>,
+    updates: &[scan::Update],
+    old: &dyn Fn(&RelPath) -> Option<Entry>,
 ) -> (Vec<VersionRecord>, LocalCounts) {
     let mut versions = Vec::new();
     let mut counts = LocalCounts::default();
     let now = OffsetDateTime::now_utc();
     for u in updates {
-        let new = &u.entry.record;
-        let path = &new.path;
-        let prev = old(path).filter(|e| !e.record.deleted);
-        if u.new_seq && new.kind != FileKind::Dir {
-            match (&prev, new.deleted) {
-                (_, true) => counts.deletes += 1,
-                (None, false) => counts.adds += 1,
-                (Some(_), false) => counts.changes += 1,
+        let path = &u.entry.record.path;
+        let effect = scan::effect(u, old(path).as_ref(), me);
+        match effect.counted {
+            Some(Counted::Add) => counts.adds += 1,
+            Some(Counted::Change) => counts.changes += 1,
+            Some(Counted::Delete) => counts.deletes += 1,
+            None => {}
+        }
+        if let Some(k) = effect.keep {
+            let of = SnapshotOf { inode: k.inode, size: k.size, mtime_ns: k.mtime_ns };
+            match take_snapshot(root, path, of, now) {
+                Ok(Some(ap)) => {
+                    let content = (k.size, k.hash, k.mtime_ns, k.modified_by);
+                    let reason = records::version_reason(k.reason);
+                    versions.push(version_record(share, path, content, k.replaced_by, ap, reason));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%path, "could not keep the previous content: {e}"),
             }
         }
-        if let Some(p) = prev.as_ref().filter(|p| p.record.kind == FileKind::File && u.new_seq) {
-            let content_changed = new.deleted || new.kind != FileKind::File || new.hash != p.record.hash;
-            if content_changed {
-                let of = SnapshotOf { inode: p.meta.inode, size: p.record.size, mtime_ns: p.record.mtime_ns };
-                match take_snapshot(root, path, of, now) {
-                    Ok(Some(ap)) => {
-                        let reason = if new.deleted { VersionReason::Deleted } else { VersionReason::Replaced };
-                        let content = (p.record.size, p.record.hash, p.record.mtime_ns, p.record.modified_by);
-                        versions.push(version_record(share, path, content, me, ap, reason));
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(%path, "could not keep the previous content: {e}"),
+        match effect.snapshot {
+            Snapshot::Keep => {}
+            Snapshot::Link => {
+                if let Err(e) = link_snapshot(root, path) {
+                    tracing::debug!(%path, "no snapshot: {e}");
                 }
             }
-        }
-        if !new.deleted && new.kind == FileKind::File {
-            // A new inode (or a new file): link it so its content can become a version later.
-            let relink = u.new_seq || prev.as_ref().is_none_or(|p| p.meta.inode != u.entry.meta.inode);
-            if relink && let Err(e) = link_snapshot(root, path) {
-                tracing::debug!(%path, "no snapshot: {e}");
+            Snapshot::Drop => {
+                let _ = drop_snapshot(root, path);
             }
-        } else if new.deleted {
-            let _ = drop_snapshot(root, path);
         }
     }
     (versions, counts)
@@ -516,76 +518,40 @@ pub(crate) async fn revert_share(inner: &Arc<Context>, arg: &str) -> ApiResult<M
         )));
     }
     let (id, members) = (share.id, share.devices.clone());
-    let (changed, only_here) = inner
+    let (plan, local) = inner
         .db(move |s| {
-            let mut known_remote = std::collections::HashSet::new();
+            let mut remote_live = HashSet::new();
             for d in &members {
-                for r in s.remote_files(&id, d)? {
-                    if !r.deleted {
-                        known_remote.insert(r.path);
-                    }
-                }
+                remote_live.extend(s.remote_files(&id, d)?.into_iter().filter(|r| !r.deleted).map(|r| r.path));
             }
-            let mut changed = Vec::new();
-            let mut only_here = Vec::new();
-            for e in s.local_files(&id)?.into_iter().filter(|e| e.meta.local_change && !is_dropped_change(e)) {
-                if e.record.deleted || known_remote.contains(&e.record.path) {
-                    changed.push(e);
-                } else {
-                    only_here.push(e);
-                }
-            }
-            Ok((changed, only_here))
+            let local: Vec<Entry> = s.local_files(&id)?.into_iter().map(records::into_entry).collect();
+            let plan = plan_revert(&local, &remote_live);
+            // Only the entries of the files to archive are needed from here on.
+            let archive: HashSet<&RelPath> = plan.archive.iter().collect();
+            let local: Vec<LocalEntry> =
+                local.into_iter().filter(|e| archive.contains(&e.record.path)).map(records::local_entry).collect();
+            Ok((plan, local))
         })
         .await?;
-    let root = PathBuf::from(&share.path);
-    let me = inner.id;
-    let only = only_here.clone();
+    let (root, me) = (PathBuf::from(&share.path), inner.id);
     let archived = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        for e in only.iter().filter(|e| e.record.kind == FileKind::File) {
-            match archive_as(
-                &root,
-                id,
-                &e.record.path,
-                &e.record.path,
-                Some(e),
-                me,
-                ArchiveMode::Move,
-                VersionReason::Deleted,
-            ) {
+        for e in &local {
+            let path = &e.record.path;
+            match archive_as(&root, id, path, path, Some(e), me, ArchiveMode::Move, VersionReason::Deleted) {
                 Ok(v) => out.extend(v),
-                Err(err) => tracing::warn!(path = %e.record.path, "revert: {err}"),
+                Err(err) => tracing::warn!(%path, "revert: {err}"),
             }
         }
         out
     })
     .await
     .map_err(ApiError::internal)?;
-    let mut updates = Vec::new();
-    for mut e in changed.iter().cloned() {
-        e.record.version = Default::default();
-        updates.push(LocalUpdate { entry: e, new_seq: false });
-    }
-    for e in only_here.iter().filter(|e| e.record.kind == FileKind::File) {
-        let mut e = e.clone();
-        e.record.deleted = true;
-        e.record.version = Default::default();
-        e.record.hash = ChunkHash([0; 32]);
-        e.record.chunks.clear();
-        e.record.size = 0;
-        e.meta.inode = 0;
-        updates.push(LocalUpdate { entry: e, new_seq: false });
-    }
+    let updates: Vec<LocalUpdate> = plan.updates.into_iter().map(records::local_update).collect();
     let n = updates.len() as u64;
     inner.db(move |s| s.commit_local(&id, &updates, &archived).map(|_| ())).await?;
     if let Some(h) = inner.shares.lock().unwrap().get(&id) {
         h.request_pull();
     }
     Ok(ModeActionDto { share: id.to_string(), mode: share.mode.as_str().into(), changed: n })
-}
-
-/// A local-only file that revert already moved to the history.
-pub(crate) fn is_dropped_change(e: &LocalEntry) -> bool {
-    e.record.deleted && e.record.version.0.is_empty()
 }

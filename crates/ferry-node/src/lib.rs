@@ -32,6 +32,7 @@ mod node;
 mod notes;
 pub mod pause;
 mod peer;
+mod records;
 mod send;
 pub mod settings;
 mod share;

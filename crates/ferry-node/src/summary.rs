@@ -21,10 +21,6 @@ pub(crate) struct LocalCounts {
 
 #[derive(Default)]
 struct Tracker {
-    /// Remote deletions applied recently, for the mass-delete guard: (when, how many).
-    recent_deletes: std::collections::VecDeque<(std::time::Instant, u64)>,
-    /// Until then the user's "allow" of a mass delete covers the rest of its burst.
-    guard_quiet_until: Option<std::time::Instant>,
     current: SummaryCountsDto,
     started_ms: i64,
     last: Option<(SummaryCountsDto, i64, i64)>,
@@ -73,10 +69,6 @@ impl Summaries {
     /// Counts a pull batch's applied changes and the conflicts they made.
     pub fn remote(&self, share: ShareId, changes: &[ChangeKind], conflicts: u64) {
         self.with(share, |t| {
-            let deletes = changes.iter().filter(|k| **k == ChangeKind::Deleted).count();
-            if deletes > 0 {
-                t.recent_deletes.push_back((std::time::Instant::now(), deletes as u64));
-            }
             for k in changes {
                 match k {
                     ChangeKind::Added => t.current.remote_adds += 1,
@@ -86,32 +78,6 @@ impl Summaries {
             }
             t.current.conflicts += conflicts;
         });
-    }
-
-    /// Remote deletions applied in the last `window`.
-    pub fn recent_remote_deletes(&self, share: ShareId, window: std::time::Duration) -> u64 {
-        let mut n = 0;
-        self.with(share, |t| {
-            while t.recent_deletes.front().is_some_and(|(at, _)| at.elapsed() > window) {
-                t.recent_deletes.pop_front();
-            }
-            n = t.recent_deletes.iter().map(|(_, c)| c).sum();
-        });
-        n
-    }
-
-    /// After the user allowed a mass delete: the guard stays quiet for `d` (the rest of the burst).
-    pub fn quiet_guard(&self, share: ShareId, d: std::time::Duration) {
-        self.with(share, |t| {
-            t.guard_quiet_until = Some(std::time::Instant::now() + d);
-            t.recent_deletes.clear();
-        });
-    }
-
-    pub fn guard_is_quiet(&self, share: ShareId) -> bool {
-        let mut q = false;
-        self.with(share, |t| q = t.guard_quiet_until.is_some_and(|u| std::time::Instant::now() < u));
-        q
     }
 
     pub fn conflict(&self, share: ShareId) {

@@ -59,10 +59,13 @@ mod serve;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use offer::{check_offer, on_offer, on_update};
+#[cfg(test)]
+use offer::check_offer;
+pub(crate) use offer::{on_offer, on_update};
 use prepare::mtime_ns;
 pub(crate) use prepare::{collect, describe_files};
-pub(crate) use receive::candidate;
+#[cfg(test)]
+use receive::candidate;
 #[cfg(test)]
 use receive::place;
 use receive::{remove_staging, start_receive};

@@ -5,6 +5,8 @@
 use super::pull::Batch;
 use crate::events::ChangeKind;
 use crate::fetch::{self, Assembled, Chunk, FetchError, Origin, Source};
+use crate::records;
+use ferry_engine::pull::{self, Applied, LocalFate};
 
 /// Where a pull gets the chunks its temp file does not hold: a copy from a file of the share
 /// when the chunk plan names one, else the connected devices that have this version, each
@@ -38,6 +40,27 @@ impl Source for PullSource<'_> {
 }
 use super::*;
 
+/// One wanted record to write, as the engine planned it ([`pull::Step::Write`]).
+pub(super) struct Write<'a> {
+    /// The remote record whose content the disk must match.
+    pub target: &'a FileRecord,
+    /// What to commit: the target, under a version of ours when the two were concurrent
+    /// ([`pull::record_for`]).
+    pub record: FileRecord,
+    /// What becomes of our content at the path.
+    pub fate: LocalFate,
+    pub applied: Applied,
+}
+
+/// The summary's kind of an applied change.
+pub(super) fn change_kind(a: Applied) -> ChangeKind {
+    match a {
+        Applied::Added => ChangeKind::Added,
+        Applied::Changed => ChangeKind::Changed,
+        Applied::Deleted => ChangeKind::Deleted,
+    }
+}
+
 impl Worker {
     pub(super) fn version_record(
         &self,
@@ -62,29 +85,26 @@ impl Worker {
         }
     }
 
-    /// Makes the disk match `target` and records it. `conflict`: our live file loses a
-    /// conflict and is kept under a conflict name instead of being archived.
+    /// Makes the disk match `w.target` and records `w.record`, dealing with our content at the
+    /// path as the engine said (`w.fate`: conflict copy, version, removal, nothing).
     pub(super) async fn apply(
         &self,
-        target: &FileRecord,
+        w: Write<'_>,
         local: Option<&LocalEntry>,
         sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
-        conflict: bool,
         batch: &mut Batch,
     ) -> Result<(), String> {
+        let Write { target, record, fate, applied } = w;
         let root = self.root.clone();
         let path = target.path.clone();
         // What the index says is at the target now (None: nothing, or a tombstone).
         let expected: Option<Known> = local.filter(|l| !l.record.deleted).map(known_of);
-        let (r, p, exp) = (root.clone(), path.clone(), expected.clone());
-        let on_disk_ok = blocking(move || ferry_fs::unchanged_on_disk(&r, &p, exp.as_ref())).await?;
+        let (r, p) = (root.clone(), path.clone());
+        let on_disk_ok = blocking(move || ferry_fs::unchanged_on_disk(&r, &p, expected.as_ref())).await?;
         if !on_disk_ok {
             return Err(self.rescan_first(&path));
         }
-        let local_live_file = expected.as_ref().is_some_and(|k| k.kind == FileKind::File);
-        let local_live = expected.is_some();
-
         // Build the new content first, so a failed transfer leaves the disk untouched.
         let temp = if target.is_file() {
             let (t, got) = self.fetch_to_temp(target, sources, local_chunks).await?;
@@ -92,28 +112,7 @@ impl Worker {
         } else {
             None
         };
-
-        let mut versions = Vec::new();
-        let mut copy: Option<RelPath> = None;
-        if local_live {
-            let l = local.expect("live implies local");
-            if conflict && local_live_file {
-                let c = conflict_name(&path, time_of(l.record.mtime_ns), &l.record.modified_by);
-                let (r, p, c2) = (root.clone(), path.clone(), c.clone());
-                blocking(move || rename_within(&r, &p, &c2)).await?;
-                copy = Some(c);
-            } else if local_live_file {
-                let mode = if target.is_file() { ArchiveMode::Link } else { ArchiveMode::Move };
-                let (r, p) = (root.clone(), path.clone());
-                let ap = blocking(move || archive(&r, &p, time::OffsetDateTime::now_utc(), mode)).await?;
-                let reason = if target.deleted { VersionReason::Deleted } else { VersionReason::Replaced };
-                versions.push(self.version_record(l, target, ap, reason));
-            } else if l.record.kind != target.kind || target.deleted {
-                // A directory or link that goes away or changes kind.
-                let (r, p) = (root.clone(), path.clone());
-                blocking(move || ferry_fs::remove_entry(&r, &p)).await?;
-            }
-        }
+        let copy = self.set_aside(fate, target, local, batch).await?;
 
         let (r, p, t) = (root.clone(), path.clone(), target.clone());
         let meta = blocking(move || {
@@ -132,17 +131,10 @@ impl Worker {
         .await?;
         let inode = meta.map(|k| k.inode).unwrap_or(0);
         batch.updates.push(LocalUpdate {
-            entry: LocalEntry { record: target.clone(), meta: LocalMeta { inode, local_change: false } },
+            entry: LocalEntry { record, meta: LocalMeta { inode, local_change: false } },
             new_seq: true,
         });
-        batch.versions.extend(versions);
-        let kind = if target.deleted {
-            ChangeKind::Deleted
-        } else if local_live {
-            ChangeKind::Changed
-        } else {
-            ChangeKind::Added
-        };
+        let kind = change_kind(applied);
         batch.applied(Event::applied(&self.id, &path, kind, &target.modified_by), kind);
         if let Some(c) = copy {
             tracing::info!(share = %self.id, %path, copy = %c, "conflict: kept our version as a copy");
@@ -157,6 +149,52 @@ impl Worker {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Deals with our content at `target`'s path before the new content takes its place, as
+    /// `fate` says; returns the conflict copy's name when one was made. A version goes into the
+    /// batch (committed with the record, after the disk).
+    async fn set_aside(
+        &self,
+        fate: LocalFate,
+        target: &FileRecord,
+        local: Option<&LocalEntry>,
+        batch: &mut Batch,
+    ) -> Result<Option<RelPath>, String> {
+        let (root, path) = (self.root.clone(), target.path.clone());
+        let mut fate = fate;
+        if fate == LocalFate::ConflictCopy {
+            let l = local.expect("a conflict copy implies a local file");
+            let c = conflict_name(&path, time_of(l.record.mtime_ns), &l.record.modified_by);
+            let (r, p, c2) = (root.clone(), path.clone(), c.clone());
+            let made = blocking(move || match rename_within(&r, &p, &c2) {
+                Ok(()) => Ok(true),
+                Err(ferry_fs::FsError::Exists(_)) => Ok(false),
+                Err(e) => Err(e),
+            })
+            .await?;
+            if made {
+                return Ok(Some(c));
+            }
+            // The copy's name is taken (most often: the same copy, made by another device that
+            // lost the same conflict, reached us first). Renaming onto it would overwrite it, so
+            // our content is kept as a version instead; the conflict still counts.
+            tracing::info!(share = %self.id, %path, copy = %c, "conflict copy name taken: kept our version in the history");
+            batch.conflicts += 1;
+            fate = pull::copy_name_taken(fate);
+        }
+        match fate {
+            LocalFate::Untouched | LocalFate::ConflictCopy => {}
+            LocalFate::Archive(reason) => {
+                let l = local.expect("a version implies a local file");
+                let mode = if target.is_file() { ArchiveMode::Link } else { ArchiveMode::Move };
+                let ap = blocking(move || archive(&root, &path, time::OffsetDateTime::now_utc(), mode)).await?;
+                batch.versions.push(self.version_record(l, target, ap, records::version_reason(reason)));
+            }
+            // A directory or link that goes away or changes kind.
+            LocalFate::RemoveEntry => blocking(move || ferry_fs::remove_entry(&root, &path)).await?,
+        }
+        Ok(None)
     }
 
     /// Every chunk of `temp` was verified; this checks the record itself: a peer announcing a

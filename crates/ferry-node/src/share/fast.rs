@@ -21,6 +21,8 @@
 use super::pull::{BATCH_MAX, Batch, PullStats};
 use super::*;
 use crate::events::ChangeKind;
+use crate::records;
+use ferry_engine::pull;
 use ferry_proto::wire::BlockRef;
 
 /// Files fetched at once: hides the per-file round trips and blocking-thread hops without
@@ -39,17 +41,15 @@ const PARALLEL_BATCHES: usize = 4;
 /// A new file to fetch, with the peers that have its version.
 pub(super) struct NewFile {
     pub target: FileRecord,
+    /// What to commit once it is on disk when that is not `target` itself: the target under a
+    /// version of ours, over a concurrent tombstone of ours ([`pull::record_for`]).
+    pub record: Option<FileRecord>,
     pub sources: Vec<Arc<PeerLink>>,
 }
 
 impl Worker {
-    /// True for an item the grouped path can apply: a plain pull of a live file where nothing
-    /// live is recorded here.
-    pub(super) fn groupable(target: &FileRecord, action: &Action, local: Option<&LocalEntry>) -> bool {
-        matches!(action, Action::Apply) && target.is_file() && !target.deleted && local.is_none_or(|l| l.record.deleted)
-    }
-
-    /// Applies the renames found among `items` (see the module docs) and removes them from it.
+    /// Applies the renames among `items` (paired by the engine, [`pull::pair_moves`]; see the
+    /// module docs) and removes them from it.
     pub(super) async fn apply_moves(
         &self,
         items: &mut Vec<(FileRecord, Action)>,
@@ -57,52 +57,28 @@ impl Worker {
         batch: &mut Batch,
         stats: &mut PullStats,
     ) {
-        // Tombstones of files we have, by content.
-        let mut gone: HashMap<(ChunkHash, u64), Vec<usize>> = HashMap::new();
-        for (i, (t, a)) in items.iter().enumerate() {
-            if !t.deleted || !matches!(a, Action::Apply) {
-                continue;
-            }
-            if let Some(l) = local.get(&t.path)
-                && !l.record.deleted
-                && l.record.is_file()
-                && !l.meta.local_change
-                && l.record.size > 0
-            {
-                gone.entry((l.record.hash, l.record.size)).or_default().push(i);
-            }
-        }
-        if gone.is_empty() {
-            return;
-        }
-        let mut pairs = Vec::new();
-        for (i, (t, a)) in items.iter().enumerate() {
-            if !Self::groupable(t, a, local.get(&t.path)) {
-                continue;
-            }
-            if let Some(list) = gone.get_mut(&(t.hash, t.size))
-                && let Some(d) = list.pop()
-            {
-                pairs.push((i, d));
-            }
-        }
+        // Only the entries at tombstoned paths can be a rename's source: the engine gets those.
+        let sources: HashMap<RelPath, ferry_engine::Entry> = items
+            .iter()
+            .filter(|(t, _)| t.deleted)
+            .filter_map(|(t, _)| local.get(&t.path).map(|e| (t.path.clone(), records::entry(e))))
+            .collect();
+        let pairs = if sources.is_empty() { Vec::new() } else { pull::pair_moves(items, &sources) };
         let mut done = BTreeSet::new();
         for (n, d) in pairs {
             let (new, del) = (&items[n].0, &items[d].0);
             let old = local.get(&del.path).expect("paired tombstones have a live local file");
-            if old.record.executable != new.executable {
-                continue;
-            }
             match self.move_one(new, del, old).await {
                 Ok(inode) => {
-                    batch.updates.push(LocalUpdate {
-                        entry: LocalEntry { record: new.clone(), meta: LocalMeta { inode, local_change: false } },
-                        new_seq: true,
-                    });
-                    batch.updates.push(LocalUpdate {
-                        entry: LocalEntry { record: del.clone(), meta: LocalMeta { inode: 0, local_change: false } },
-                        new_seq: true,
-                    });
+                    // Each committed as the engine says (our tombstone at the new path may be
+                    // concurrent with the new file).
+                    let me = self.inner.id;
+                    let record_new = pull::record_for(local.get(&new.path).map(|e| &e.record), new, me);
+                    let record_del = pull::record_for(Some(&old.record), del, me);
+                    for (record, inode) in [(record_new, inode), (record_del, 0)] {
+                        let meta = LocalMeta { inode, local_change: false };
+                        batch.updates.push(LocalUpdate { entry: LocalEntry { record, meta }, new_seq: true });
+                    }
                     for (p, action, by) in [
                         (&new.path, ChangeKind::Added, new.modified_by),
                         (&del.path, ChangeKind::Deleted, del.modified_by),
@@ -159,13 +135,20 @@ impl Worker {
     /// Fetches, commits and records a group of new files (see the module docs).
     pub(super) async fn apply_group(
         &self,
-        group: Vec<NewFile>,
+        mut group: Vec<NewFile>,
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
         batch: &mut Batch,
         stats: &mut PullStats,
     ) {
         if group.is_empty() {
             return;
+        }
+        // The records to commit as something else than the target itself (rare).
+        let mut records: HashMap<RelPath, FileRecord> = HashMap::new();
+        for nf in &mut group {
+            if let Some(r) = nf.record.take() {
+                records.insert(nf.target.path.clone(), r);
+            }
         }
         // Small files many per request; the rest (and any small file a batch did not bring)
         // one by one, each from any source.
@@ -195,6 +178,18 @@ impl Worker {
         if ready.is_empty() {
             return;
         }
+        self.commit_group(ready, records, batch, stats).await;
+    }
+
+    /// Commits the verified temps of a group in one wave ([`ferry_fs::commit_temps`]) and
+    /// records each file placed (as `records` says where the engine chose another record).
+    async fn commit_group(
+        &self,
+        ready: Vec<(FileRecord, ferry_fs::TempFile)>,
+        mut records: HashMap<RelPath, FileRecord>,
+        batch: &mut Batch,
+        stats: &mut PullStats,
+    ) {
         let root = self.root.clone();
         let (targets, pending): (Vec<FileRecord>, Vec<ferry_fs::PendingFile>) = ready
             .into_iter()
@@ -234,8 +229,9 @@ impl Worker {
                 Ok(inode) => {
                     let kind = ChangeKind::Added;
                     batch.applied(Event::applied(&self.id, &target.path, kind, &target.modified_by), kind);
+                    let record = records.remove(&target.path).unwrap_or(target);
                     batch.updates.push(LocalUpdate {
-                        entry: LocalEntry { record: target, meta: LocalMeta { inode, local_change: false } },
+                        entry: LocalEntry { record, meta: LocalMeta { inode, local_change: false } },
                         new_seq: true,
                     });
                     stats.applied += 1;

@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_engine::{Action, ChunkSource, apply_order, decide_with_policy, plan_chunks, remote_wins};
-use ferry_fs::{ArchiveMode, Change, Ignore, Known, Scope, archive, conflict_name, rename_within, scan_reusing};
+use ferry_engine::guard::MassDeleteGuard;
+use ferry_engine::{Action, ChunkSource, plan_chunks};
+use ferry_fs::{ArchiveMode, Ignore, Known, Scope, archive, conflict_name, rename_within, scan_reusing};
 use ferry_fs::{WatchEvent, watch};
-use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, Seq, ShareId};
+use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, ShareId};
 use ferry_store::{
     LocalEntry, LocalMeta, LocalUpdate, PromptRecord, ShareRecord, VersionReason, VersionRecord, WalkStates,
 };
@@ -28,7 +29,9 @@ use crate::api::ApiError;
 use crate::context::{ApiResult, Context};
 use crate::events::Event;
 use crate::link::PeerLink;
-use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHandle, StatusCounts};
+#[cfg(test)]
+use crate::share_handle::StatusCounts;
+use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHandle};
 
 mod apply;
 mod fast;
@@ -38,7 +41,9 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use status::{share_status, status_counts};
+pub(crate) use status::share_status;
+#[cfg(test)]
+use status::status_counts;
 
 /// Blocks fetched or copied at once per file: enough to fill a LAN link (each request is a
 /// round trip), few enough to bound memory (16 x 1 MiB max chunk).
@@ -64,6 +69,10 @@ struct Worker {
     partials: Mutex<HashMap<RelPath, (ChunkHash, PathBuf)>>,
     /// The inputs of the last pull pass that found nothing to do (see [`PullMark`]).
     pull_mark: Mutex<Option<PullMark>>,
+    /// This share's mass-delete guard (the burst window of remote deletions, the quiet time
+    /// after an accepted mass delete): in memory, owned by the actor that applies the
+    /// deletions (a restart forgets it, as the engine documents).
+    guard: Mutex<MassDeleteGuard>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
@@ -108,6 +117,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         runtime: runtime.clone(),
         partials: Mutex::new(HashMap::new()),
         pull_mark: Mutex::new(None),
+        guard: Mutex::new(MassDeleteGuard::new()),
     };
     // Every log line of this share's actor (and of what it starts) names the share.
     let span = tracing::info_span!("share", share = %share.id, label = %share.label);

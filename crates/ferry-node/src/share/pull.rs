@@ -1,8 +1,13 @@
-//! The actor's pull: which peers' records to apply, in what order, in batches whose index
+//! The actor's pull: carries out the engine's pull plan ([`ferry_engine::pull`]: which peers' records
+//! to apply, from whom, in what order, what becomes of ours), in batches whose index
 //! commit follows the disk.
 
 use super::*;
 use crate::events::ChangeKind;
+use crate::records;
+use apply::Write;
+use ferry_engine::pull::{self, Step};
+use ferry_proto::ConflictPolicy;
 
 /// Index updates of applied changes waiting to be committed. Their files are already on disk
 /// (renamed into place, directory fsynced), so committing in batches keeps "index after disk"
@@ -71,37 +76,10 @@ pub(super) fn plan_pull(
         if l.is_some_and(FileRecord::is_file) {
             plan.live_files += 1;
         }
-        let mut best: Option<(&FileRecord, Action)> = None;
-        for r in remotes.iter().flatten() {
-            let action = decide_with_policy(l, r, policy);
-            if matches!(action, Action::Nothing | Action::ConflictLocalWins) {
-                continue;
-            }
-            best = match best {
-                None => Some((r, action)),
-                // A tombstone for something we never had is recorded with no disk work; the
-                // first one found will do.
-                Some(cur) if l.is_none() && r.deleted => Some(cur),
-                Some((cur, cur_action)) => {
-                    let better = match r.version.compare(&cur.version) {
-                        ferry_proto::VersionOrdering::Greater => true,
-                        ferry_proto::VersionOrdering::Concurrent => remote_wins(cur, r),
-                        _ => false,
-                    };
-                    if better { Some((r, action)) } else { Some((cur, cur_action)) }
-                }
-            };
-        }
-        let Some((target, action)) = best else { return Ok(()) };
-        let holders: Vec<DeviceId> = members
-            .iter()
-            .zip(&remotes)
-            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.hash == target.hash))
-            .map(|(d, _)| *d)
-            .collect();
-        let path = target.path.clone();
-        plan.holders.insert(path.clone(), holders);
-        plan.wanted.insert(path.clone(), (target.clone(), action));
+        let Some(w) = pull::plan_path(l, members, &remotes, policy) else { return Ok(()) };
+        let path = w.target.path.clone();
+        plan.holders.insert(path.clone(), w.holders);
+        plan.wanted.insert(path.clone(), (w.target, w.action));
         if let Some(e) = local {
             plan.local.insert(path, e);
         }
@@ -111,7 +89,8 @@ pub(super) fn plan_pull(
 }
 
 /// Where this device holds each of the `needed` chunks (a file and an offset), from one
-/// streaming pass over the local index.
+/// streaming pass over the local index; which entries may lend their chunks is the engine's
+/// call ([`pull::local_chunks`], asked one entry at a time so the index is never all in memory).
 fn local_chunks_of(
     s: &ferry_store::Store,
     id: &ShareId,
@@ -119,12 +98,8 @@ fn local_chunks_of(
 ) -> Result<HashMap<ChunkHash, (RelPath, u64)>, ferry_store::StoreError> {
     let mut found: HashMap<ChunkHash, (RelPath, u64)> = HashMap::new();
     s.for_each_local(id, |e| {
-        if e.record.is_file() && !e.meta.local_change {
-            for (off, c) in e.record.chunk_offsets() {
-                if needed.contains(&c.hash) {
-                    found.entry(c.hash).or_insert((e.record.path.clone(), off));
-                }
-            }
+        for (hash, at) in pull::local_chunks([&records::into_entry(e)], needed) {
+            found.entry(hash).or_insert(at);
         }
         Ok(found.len() < needed.len())
     })?;
@@ -173,23 +148,18 @@ impl Worker {
         if !rec.mode.receives() {
             return Ok(PullStats::default());
         }
-        let id = self.id;
-        let members = rec.devices.clone();
+        let (id, members) = (self.id, rec.devices.clone());
         let policy = self.inner.db(move |s| s.share_settings(&id)).await?.conflict_policy;
-        let mark = self.pull_mark.lock().unwrap().clone();
-        if let Some(mark) = mark {
-            let m = members.clone();
-            let states = self.inner.db(move |s| s.walk_states(&id, &m)).await?;
-            if mark == (PullMark { states, policy }) {
-                tracing::debug!(share = %id, "pull skipped: nothing changed since the last pass");
-                return Ok(PullStats::default());
-            }
+        if self.unchanged_since_mark(&members, policy).await? {
+            tracing::debug!(share = %id, "pull skipped: nothing changed since the last pass");
+            return Ok(PullStats::default());
         }
         let started = Instant::now();
         let PullPlan { mut wanted, local, holders, live_files, states } =
             self.inner.db(move |s| plan_pull(s, &id, &members, policy)).await?;
         tracing::debug!(share = %id, wanted = wanted.len(), millis = started.elapsed().as_millis() as u64, "pull planned");
-        let held = crate::guard::hold_mass_delete(&self.inner, &rec, live_files, &local, &mut wanted).await?;
+        let held =
+            crate::guard::hold_mass_delete(&self.inner, &rec, &self.guard, live_files, &local, &mut wanted).await?;
         if wanted.is_empty() {
             if held == 0 {
                 // Nothing to do with these inputs: until one of them changes, neither is there.
@@ -199,12 +169,9 @@ impl Worker {
         }
         *self.pull_mark.lock().unwrap() = None;
         self.set_state("syncing");
-        let mut items: Vec<(FileRecord, Action)> = wanted.into_values().collect();
-        items.sort_by(|a, b| apply_order(&a.0, &b.0));
-
+        let mut items = pull::ordered(wanted.into_values());
         // Chunks this device already has, for reuse: only those the wanted files are made of.
-        let needed: std::collections::HashSet<ChunkHash> =
-            items.iter().filter(|(t, _)| t.is_file()).flat_map(|(t, _)| t.chunks.iter().map(|c| c.hash)).collect();
+        let needed = pull::needed_chunks(&items);
         let local_chunks = if needed.is_empty() {
             HashMap::new()
         } else {
@@ -212,8 +179,7 @@ impl Worker {
         };
         let peers: Vec<Arc<PeerLink>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
 
-        let mut stats = PullStats::default();
-        let mut batch = Batch::default();
+        let (mut stats, mut batch) = (PullStats::default(), Batch::default());
         self.apply_moves(&mut items, &local, &mut batch, &mut stats).await;
         let mut group: Vec<fast::NewFile> = Vec::new();
         for (target, action) in items {
@@ -228,8 +194,10 @@ impl Worker {
                 Some(h) => peers.iter().filter(|p| h.contains(&p.id)).cloned().collect(),
                 None => Vec::new(),
             };
-            if Self::groupable(&target, &action, l) {
-                group.push(fast::NewFile { target, sources });
+            let ours = l.map(|e| &e.record);
+            if pull::groupable(&target, &action, ours) {
+                let record = Some(pull::record_for(ours, &target, self.inner.id)).filter(|r| *r != target);
+                group.push(fast::NewFile { target, record, sources });
                 if group.len() >= fast::GROUP_MAX {
                     self.apply_group(std::mem::take(&mut group), &local_chunks, &mut batch, &mut stats).await;
                     self.flush(&mut batch).await?;
@@ -240,37 +208,7 @@ impl Worker {
                 self.apply_group(std::mem::take(&mut group), &local_chunks, &mut batch, &mut stats).await;
                 self.flush(&mut batch).await?;
             }
-            let res = match action {
-                Action::MergeVersion => {
-                    let mut e = l.expect("merge implies local").clone();
-                    e.record.version = e.record.version.merged(&target.version);
-                    batch.updates.push(LocalUpdate { entry: e, new_seq: true });
-                    Ok(())
-                }
-                Action::ConflictRemoteWins => self.apply(&target, l, &sources, &local_chunks, true, &mut batch).await,
-                Action::OverrideLocal => {
-                    // This device's policy wins the conflict: keep our content under a version
-                    // that has seen theirs; the other devices archive their content as they apply it.
-                    let mut e = l.expect("a conflict implies local").clone();
-                    e.record = ferry_engine::override_record(&e.record, &target, self.inner.id);
-                    batch.updates.push(LocalUpdate { entry: e, new_seq: true });
-                    self.inner.summaries.conflict(self.id);
-                    Ok(())
-                }
-                Action::ConflictRemoteWinsArchive => {
-                    // Newest wins: our losing content goes to the history, not a conflict copy.
-                    let r = self.apply(&target, l, &sources, &local_chunks, false, &mut batch).await;
-                    if r.is_ok() {
-                        if let Some(v) = batch.versions.last_mut().filter(|v| v.path == target.path) {
-                            v.reason = VersionReason::Conflict;
-                        }
-                        self.inner.summaries.conflict(self.id);
-                    }
-                    r
-                }
-                _ => self.apply(&target, l, &sources, &local_chunks, false, &mut batch).await,
-            };
-            match res {
+            match self.apply_item(action, &target, l, &sources, &local_chunks, &mut batch).await {
                 Ok(()) => stats.applied += 1,
                 Err(e) => {
                     stats.failed += 1;
@@ -285,6 +223,49 @@ impl Worker {
         Ok(stats)
     }
 
+    /// True when the pull's inputs are those of the last pass that found nothing to do.
+    async fn unchanged_since_mark(&self, members: &[DeviceId], policy: ConflictPolicy) -> ApiResult<bool> {
+        let Some(mark) = self.pull_mark.lock().unwrap().clone() else { return Ok(false) };
+        let (id, m) = (self.id, members.to_vec());
+        let states = self.inner.db(move |s| s.walk_states(&id, &m)).await?;
+        Ok(mark == PullMark { states, policy })
+    }
+
+    /// Carries out the engine's step ([`pull::step`]) for one wanted item that is neither a
+    /// rename nor a grouped new file.
+    async fn apply_item(
+        &self,
+        action: Action,
+        target: &FileRecord,
+        local: Option<&LocalEntry>,
+        sources: &[Arc<PeerLink>],
+        local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
+        batch: &mut Batch,
+    ) -> Result<(), String> {
+        let keep = |record: FileRecord| {
+            let meta = local.expect("a merge or override implies a local entry").meta;
+            LocalUpdate { entry: LocalEntry { record, meta }, new_seq: true }
+        };
+        match pull::step(action, local.map(|e| &e.record), target, self.inner.id) {
+            Step::Nothing => {}
+            Step::Record(record) => batch.updates.push(keep(record)),
+            Step::KeepOurs(record) => {
+                // This device's policy wins the conflict: our content under a version that has
+                // seen theirs; the other devices archive their content as they apply it.
+                batch.updates.push(keep(record));
+                self.inner.summaries.conflict(self.id);
+            }
+            Step::Write { record, fate, applied, conflict } => {
+                let write = Write { target, record, fate, applied };
+                self.apply(write, local, sources, local_chunks, batch).await?;
+                if conflict {
+                    self.inner.summaries.conflict(self.id);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Commits the batch in one transaction, then tells the world.
     pub(super) async fn flush(&self, batch: &mut Batch) -> ApiResult<()> {
         if batch.updates.is_empty() {
@@ -294,7 +275,12 @@ impl Worker {
         let id = self.id;
         let seq = self.inner.db(move |s| s.commit_local(&id, &updates, &versions)).await?;
         self.seq.send_replace(seq.0);
-        self.inner.summaries.remote(self.id, &batch.changes, batch.conflicts);
+        // Counted once: the batch goes on after a flush (the changes and conflicts were kept,
+        // and counted again, by every later flush of the pass).
+        let (changes, conflicts) = (std::mem::take(&mut batch.changes), std::mem::take(&mut batch.conflicts));
+        let deletes = changes.iter().filter(|k| **k == ChangeKind::Deleted).count() as u64;
+        self.guard.lock().unwrap().applied_deletes(deletes, crate::clock::now_ms());
+        self.inner.summaries.remote(self.id, &changes, conflicts);
         for e in batch.events.drain(..) {
             self.inner.emit(e);
         }

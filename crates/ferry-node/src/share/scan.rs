@@ -2,6 +2,8 @@
 //! committed with the versions of the content it replaced, in one transaction.
 
 use super::*;
+use crate::records;
+use ferry_engine::scan::{self, Seen};
 
 impl Worker {
     /// Scans, then commits what changed as local changes in one transaction.
@@ -12,7 +14,7 @@ impl Worker {
         let store = self.inner.store.clone();
         let id = self.id;
         let root = self.root.clone();
-        let (outcome, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let (outcome, changes, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let ignore = Ignore::load(&root).map_err(|e| e.to_string())?;
             // Every lookup of the scan reads one snapshot of the index, entry by entry: a full
             // scan of a large share asks about every path, and loading the whole index into a
@@ -23,30 +25,7 @@ impl Worker {
             // unchanged ones come back as metadata-only updates below.
             let rehash = rehash && matches!(scope, Scope::Full);
             let known = |p: &RelPath| if rehash { None } else { lookup(p).map(|e| known_of(&e)) };
-            let known_paths = |p: Option<&RelPath>| -> Vec<RelPath> {
-                match p {
-                    None => {
-                        let mut paths = Vec::new();
-                        let walked = store.for_each_local(&id, |e| {
-                            if !e.record.deleted {
-                                paths.push(e.record.path);
-                            }
-                            Ok(true)
-                        });
-                        // Without the list nothing is reported deleted (never a false delete).
-                        if walked.is_err() { Vec::new() } else { paths }
-                    }
-                    Some(p) => store
-                        .local_files_under(&id, p)
-                        .map(|v| {
-                            v.into_iter()
-                                .filter(|e| !e.record.deleted && e.record.path != *p)
-                                .map(|e| e.record.path)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                }
-            };
+            let known_paths = |p: Option<&RelPath>| known_paths(&store, &id, p);
             // Files renamed here keep their content: found by inode, not hashed again. The map
             // is built the first time a new or changed file asks, so a scan that finds nothing
             // new never builds it.
@@ -61,87 +40,24 @@ impl Worker {
             let reuse = |rel: &RelPath, now: &Known| {
                 if rehash { None } else { fast::reuse_moved(&root, inodes(), &lookup, rel, now) }
             };
-            let outcome =
+            let mut outcome =
                 scan_reusing(&root, &known, &known_paths, &scope, &ignore, &reuse).map_err(|e| e.to_string())?;
-            let mut updates = Vec::new();
-            for ch in &outcome.changes {
-                match ch {
-                    Change::Upsert(o) => {
-                        let existing = lookup(&o.path);
-                        let meta_only = existing.as_ref().is_some_and(|e| {
-                            !e.record.deleted
-                                && e.record.kind == o.kind
-                                && e.record.hash == o.hash
-                                && e.record.executable == o.executable
-                        });
-                        if meta_only {
-                            let mut e = existing.unwrap();
-                            e.record.size = o.size;
-                            e.record.mtime_ns = o.mtime_ns;
-                            e.meta.inode = o.inode;
-                            updates.push(LocalUpdate { entry: e, new_seq: false });
-                            continue;
-                        }
-                        let base = existing.as_ref().map(|e| e.record.version.clone()).unwrap_or_default();
-                        let (version, local_change) =
-                            if rec.mode.sends() { (base.bumped(me), false) } else { (base, true) };
-                        updates.push(LocalUpdate {
-                            entry: LocalEntry {
-                                record: FileRecord {
-                                    path: o.path.clone(),
-                                    kind: o.kind.clone(),
-                                    deleted: false,
-                                    size: o.size,
-                                    mtime_ns: o.mtime_ns,
-                                    executable: o.executable,
-                                    version,
-                                    seq: Seq(0),
-                                    hash: o.hash,
-                                    chunks: o.chunks.clone(),
-                                    modified_by: me,
-                                },
-                                meta: LocalMeta { inode: o.inode, local_change },
-                            },
-                            new_seq: true,
-                        });
-                    }
-                    Change::Deleted(p) => {
-                        let Some(e) = lookup(p) else { continue };
-                        if e.record.deleted {
-                            continue;
-                        }
-                        let (version, local_change) = if rec.mode.sends() {
-                            (e.record.version.bumped(me), false)
-                        } else {
-                            (e.record.version.clone(), true)
-                        };
-                        updates.push(LocalUpdate {
-                            entry: LocalEntry {
-                                record: FileRecord {
-                                    deleted: true,
-                                    size: 0,
-                                    hash: ChunkHash([0; 32]),
-                                    chunks: vec![],
-                                    version,
-                                    modified_by: me,
-                                    ..e.record
-                                },
-                                meta: LocalMeta { inode: 0, local_change },
-                            },
-                            new_seq: true,
-                        });
-                    }
-                }
-            }
+            // What the changes mean for the index is the engine's call; they are moved, not
+            // copied (only their number is reported below).
+            let seen: Vec<Seen> = std::mem::take(&mut outcome.changes).into_iter().map(records::seen).collect();
+            let changes = seen.len();
+            let entry_at = |p: &RelPath| lookup(p).map(records::into_entry);
+            let updates = scan::updates(&seen, &entry_at, rec.mode, me);
             // Versions of the local content this scan saw replaced or deleted (archived before
             // the index commit, like every version).
-            let (versions, counts) = crate::history::on_scan(&root, id, me, &updates, &lookup);
+            let (versions, counts) = crate::history::on_scan(&root, id, me, &updates, &entry_at);
             let max_seq = if updates.is_empty() {
                 None
             } else {
+                let updates: Vec<LocalUpdate> = updates.into_iter().map(records::local_update).collect();
                 Some(store.commit_local(&id, &updates, &versions).map_err(|e| e.to_string())?.0)
             };
-            Ok((outcome, max_seq, counts))
+            Ok((outcome, changes, max_seq, counts))
         })
         .await
         .map_err(ApiError::internal)?
@@ -153,15 +69,39 @@ impl Worker {
         for (path, msg) in &outcome.errors {
             self.report_error(format!("{path}: {msg}"));
         }
-        tracing::debug!(share = %self.id, changes = outcome.changes.len(), seen = outcome.seen,
+        tracing::debug!(share = %self.id, changes, seen = outcome.seen,
             millis = started.elapsed().as_millis() as u64, "scan finished");
         self.inner.emit(Event::ScanFinished {
             share: self.id.to_string(),
-            changes: outcome.changes.len(),
+            changes,
             seen: outcome.seen,
             hashed_bytes: outcome.hashed_bytes,
             millis: started.elapsed().as_millis() as u64,
         });
         Ok(())
+    }
+}
+
+/// The live indexed paths the scanner may report deleted: the whole share (`None`), or what
+/// lies under `p` (not `p` itself).
+fn known_paths(store: &ferry_store::Store, id: &ShareId, p: Option<&RelPath>) -> Vec<RelPath> {
+    match p {
+        None => {
+            let mut paths = Vec::new();
+            let walked = store.for_each_local(id, |e| {
+                if !e.record.deleted {
+                    paths.push(e.record.path);
+                }
+                Ok(true)
+            });
+            // Without the list nothing is reported deleted (never a false delete).
+            if walked.is_err() { Vec::new() } else { paths }
+        }
+        Some(p) => store
+            .local_files_under(id, p)
+            .map(|v| {
+                v.into_iter().filter(|e| !e.record.deleted && e.record.path != *p).map(|e| e.record.path).collect()
+            })
+            .unwrap_or_default(),
     }
 }

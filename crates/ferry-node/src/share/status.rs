@@ -21,9 +21,9 @@ pub(crate) fn status_counts(
     let mut c = StatusCounts { files: 0, bytes: 0, local_changes: 0, peers_have_all: true };
     s.walk_share(id, connected, |local, remotes| {
         // Paths only a peer holds say nothing about whether the peers have ours.
-        let Some(e) = local else { return Ok(()) };
-        if e.meta.local_change {
-            if !crate::history::is_dropped_change(&e) {
+        let Some(e) = local.map(crate::records::into_entry) else { return Ok(()) };
+        if e.local_change {
+            if !ferry_engine::plans::is_dropped_change(&e) {
                 c.local_changes += 1;
             }
         } else if c.peers_have_all {

@@ -2,7 +2,8 @@
 
 use super::pull::plan_pull;
 use super::*;
-use ferry_proto::{ChunkInfo, ConflictPolicy, ShareMode, VersionVector};
+use ferry_engine::plans::is_dropped_change;
+use ferry_proto::{ChunkInfo, ConflictPolicy, Seq, ShareMode, VersionVector};
 use ferry_store::{RemoteState, Store};
 
 const ME: DeviceId = DeviceId([9; 32]);
@@ -79,8 +80,10 @@ fn full_counts(store: &Store, connected: &[DeviceId]) -> StatusCounts {
     StatusCounts {
         files: live.iter().filter(|e| e.record.kind == FileKind::File).count() as u64,
         bytes: live.iter().map(|e| e.record.size).sum(),
-        local_changes: local.iter().filter(|e| e.meta.local_change && !crate::history::is_dropped_change(e)).count()
-            as u64,
+        local_changes: local
+            .iter()
+            .filter(|e| e.meta.local_change && !is_dropped_change(&crate::records::entry(e)))
+            .count() as u64,
         peers_have_all,
     }
 }
