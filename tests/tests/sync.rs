@@ -136,6 +136,62 @@ async fn concurrent_edits_keep_both_and_peers_reconnect_after_restart() {
     b.node.shutdown().await;
 }
 
+/// Regression: a conflict whose copy name is already taken (the same copy, made elsewhere,
+/// arrived first) blocked the path forever: the losing device could not rename its file onto
+/// the name and failed the pull of that path on every pass. Now its content is kept as a
+/// version instead and the devices converge (`ferry_engine::pull::copy_name_taken`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conflict_copy_that_arrived_first_does_not_block_the_path() {
+    let (a, b, da, db, share) = two_sharing().await;
+    fs::write(da.path().join("notes.txt"), b"base").unwrap();
+    wait_for(&[&a, &b], "base on b", || async {
+        fs::read(db.path().join("notes.txt")).ok().as_deref() == Some(b"base")
+    })
+    .await;
+    let set = |p: &std::path::Path, data: &[u8], t: std::time::SystemTime| {
+        fs::write(p, data).unwrap();
+        fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap();
+    };
+    // A whole second, so the copy's name (stamped to the second) is known here.
+    let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let stamp = time::OffsetDateTime::from(t0)
+        .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+        .unwrap();
+    let copy = format!("notes.sync-conflict-{stamp}-{}.txt", &a.id()[..7]);
+
+    // B goes away; A edits (and will lose: B's edit is later).
+    let (home_b, guard_b) = b.stop().await;
+    set(&da.path().join("notes.txt"), b"edited on alpha", t0);
+    wait_for(&[&a], "a indexed its edit", || async {
+        a.node.status().await.unwrap().shares[0].state == "idle"
+            && fs::read(da.path().join("notes.txt")).unwrap() == b"edited on alpha"
+    })
+    .await;
+    // Meanwhile B edits too, and already holds the copy A's loss will make (as if another
+    // device had made it first): both reach A in one index update, the copy first.
+    set(&db.path().join("notes.txt"), b"edited on beta", t0 + std::time::Duration::from_secs(10));
+    fs::write(db.path().join(&copy), b"edited on alpha").unwrap();
+
+    let b = TestNode::start_at("beta", &home_b).await;
+    let _keep = guard_b;
+    wait_for(&[&a, &b], "converged, the copy's name taken", || async {
+        fs::read(da.path().join("notes.txt")).ok().as_deref() == Some(b"edited on beta")
+            && tree(da.path()) == tree(db.path())
+            && in_sync(&a, &share).await
+            && in_sync(&b, &share).await
+    })
+    .await;
+    assert_eq!(fs::read(da.path().join(&copy)).unwrap(), b"edited on alpha");
+    let conflicts: Vec<String> = tree(da.path()).into_keys().filter(|k| k.contains(".sync-conflict-")).collect();
+    assert_eq!(conflicts, vec![copy], "no second copy");
+    // A's losing content is kept in its history.
+    let kept = a.node.versions(&da.path().join("notes.txt").display().to_string()).await.unwrap();
+    assert!(kept.iter().any(|v| fs::read(&v.file).ok().as_deref() == Some(b"edited on alpha")), "{kept:?}");
+
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_devices_converge() {
     let a = TestNode::start("alpha").await;
