@@ -58,14 +58,13 @@ mod serve;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use offer::{check_offer, on_offer, on_update};
+pub(crate) use offer::{on_offer, on_update};
 use prepare::mtime_ns;
 pub(crate) use prepare::{collect, describe_files};
-pub(crate) use receive::candidate;
-#[cfg(test)]
-use receive::place;
 use receive::{remove_staging, start_receive};
 pub(crate) use serve::on_block;
+#[cfg(test)]
+use {offer::check_offer, receive::candidate, receive::place};
 
 /// A state filter that takes any state (for `set_state` calls that apply unconditionally).
 fn any(_: &TransferState) -> bool {

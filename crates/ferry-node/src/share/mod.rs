@@ -28,7 +28,7 @@ use crate::api::ApiError;
 use crate::context::{ApiResult, Context};
 use crate::events::Event;
 use crate::link::PeerLink;
-use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHandle, StatusCounts};
+use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHandle};
 
 mod apply;
 mod fast;
@@ -38,7 +38,9 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use status::{share_status, status_counts};
+pub(crate) use status::share_status;
+#[cfg(test)]
+use {crate::share_handle::StatusCounts, status::status_counts};
 
 /// Blocks fetched or copied at once per file: enough to fill a LAN link (each request is a
 /// round trip), few enough to bound memory (16 x 1 MiB max chunk).
