@@ -1,3 +1,5 @@
+//! The scanner's tests, run against a tiny in-memory index that each scan result updates.
+
 use super::*;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
