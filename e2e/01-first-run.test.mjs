@@ -5,12 +5,11 @@ import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { el, firstRun, screenshot, startApp, text } from './harness.mjs';
+import { el, firstRun, screenshot, text } from './harness.mjs';
+import { runFlow } from './setup.mjs';
 
-test('first run shows the device name and the default folder', async () => {
-  const app = await startApp();
-  try {
-    const b = app.browser;
+test('first run shows the device name and the default folder', () =>
+  runFlow('01', { daemon: false }, async ({ app, b }) => {
     await el(b, 'first-run');
     assert.equal(await (await el(b, 'first-name')).getValue(), hostname());
     const folder = join(app.home, 'Ferry');
@@ -23,7 +22,4 @@ test('first run shows the device name and the default folder', async () => {
     const shares = await app.cli('share', 'list');
     assert.deepEqual(shares.map((s) => s.path), [folder]);
     await screenshot(b, '01-folders');
-  } finally {
-    await app.stop();
-  }
-});
+  }));

@@ -2,14 +2,11 @@
 // `ferry pair` exits 0 and both sides list each other as paired.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { click, daemonPair, el, firstRun, screenshot, startApp, startDaemon, waitFor } from './harness.mjs';
+import { click, daemonPair, el, screenshot, waitFor } from './harness.mjs';
+import { runFlow } from './setup.mjs';
 
-test('pairing prompt shows the same code; accept pairs both sides', async () => {
-  const app = await startApp();
-  const daemon = await startDaemon('Desk');
-  try {
-    const b = app.browser;
-    await firstRun(app);
+test('pairing prompt shows the same code; accept pairs both sides', () =>
+  runFlow('02', { upTo: 'firstRun' }, async ({ app, b, daemon }) => {
     const status = await app.cli('status');
     const p = daemonPair(daemon, status.listen);
     const code = await p.code();
@@ -26,8 +23,4 @@ test('pairing prompt shows the same code; accept pairs both sides', async () => 
     await click(b, 'nav-devices');
     await waitFor('the device row', async () => (await b.$$('[data-testid="device-row"]')).length === 1);
     await screenshot(b, '02-devices');
-  } finally {
-    await app.stop();
-    await daemon.stop();
-  }
-});
+  }));

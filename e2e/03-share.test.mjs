@@ -4,15 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { click, el, firstRun, offerFromDaemon, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, waitFor } from './harness.mjs';
+import { click, el, offerFromDaemon, readIf, screenshot, shareFromDaemon, waitFor } from './harness.mjs';
+import { runFlow } from './setup.mjs';
 
-test('accepting a share offer syncs a file from the daemon', async () => {
-  const app = await startApp();
-  const daemon = await startDaemon('Desk');
-  try {
-    const b = app.browser;
-    await firstRun(app);
-    await pair(app, daemon);
+test('accepting a share offer syncs a file from the daemon', () =>
+  runFlow('03', { upTo: 'paired' }, async ({ app, b, daemon }) => {
     const offered = await offerFromDaemon(app, daemon);
     await click(b, 'nav-folders');
     await el(b, 'share-offer');
@@ -32,8 +28,4 @@ test('accepting a share offer syncs a file from the daemon', async () => {
     await click(b, 'nav-folders');
     await waitFor('two folders listed', async () => (await b.$$('[data-testid="folder-row"]')).length === 2);
     await screenshot(b, '03-folders');
-  } finally {
-    await app.stop();
-    await daemon.stop();
-  }
-});
+  }));

@@ -2,15 +2,11 @@
 // daemon (`ferry notes --json`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { click, el, firstRun, pair, screenshot, startApp, startDaemon, type, waitFor } from './harness.mjs';
+import { click, el, screenshot, type, waitFor } from './harness.mjs';
+import { runFlow } from './setup.mjs';
 
-test('notes both ways with unread badge and receipt', async () => {
-  const app = await startApp();
-  const daemon = await startDaemon('Desk');
-  try {
-    const b = app.browser;
-    await firstRun(app);
-    await pair(app, daemon);
+test('notes both ways with unread badge and receipt', () =>
+  runFlow('04', { upTo: 'paired' }, async ({ app, b, daemon }) => {
     const appId = (await app.cli('id')).device_id;
     await daemon.cli('note', 'send', appId, 'the keys are in the drawer');
     assert.equal(await (await el(b, 'badge-notes')).getText(), '1');
@@ -31,8 +27,4 @@ test('notes both ways with unread badge and receipt', async () => {
       return false;
     });
     await screenshot(b, '04-notes-reply');
-  } finally {
-    await app.stop();
-    await daemon.stop();
-  }
-});
+  }));

@@ -5,22 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { appEvents, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, waitFor } from './harness.mjs';
-import { clickTray, startPanel, trayItems } from './tray-dbus.mjs';
+import { el, readIf, screenshot, waitFor } from './harness.mjs';
+import { runFlow } from './setup.mjs';
+import { clickTray, trayItems } from './tray-dbus.mjs';
 
-test('pause from the tray holds a file until resume', async () => {
-  const panel = await startPanel();
-  const app = await startApp();
-  const daemon = await startDaemon('Desk');
-  let events;
-  try {
-    const b = app.browser;
-    await firstRun(app);
-    await pair(app, daemon);
-    const dest = join(app.home, 'Projects');
-    const { share, folder } = await shareFromDaemon(app, daemon, dest);
-    writeFileSync(join(folder, 'before.txt'), 'synced before the pause\n');
-    await waitFor('before.txt', () => readIf(join(dest, 'before.txt')) !== null);
+test('pause from the tray holds a file until resume', () =>
+  runFlow('05', { upTo: 'shared', panel: true }, async ({ app, b, panel, share, folder, dest, sync, watchEvents }) => {
+    await sync('before.txt', 'synced before the pause\n');
 
     const { items } = await trayItems(panel);
     for (const l of ['Open Ferry', 'Pause syncing', 'Send note to', 'Open folder', 'Quit Ferry']) {
@@ -32,7 +23,7 @@ test('pause from the tray holds a file until resume', async () => {
     await waitFor('the tray offers Resume', async () => (await trayItems(panel)).items.some((i) => i.label === 'Resume syncing'));
 
     // Watch the app's events: the daemon's index for the new file arrives, the file does not.
-    events = await appEvents(app, daemon, 'pausing');
+    const events = await watchEvents('pausing');
     const mark = events.mark();
     writeFileSync(join(folder, 'held.txt'), 'held until resume\n');
     await events.indexFrom(share.id, mark);
@@ -43,10 +34,4 @@ test('pause from the tray holds a file until resume', async () => {
     await waitFor('held.txt after resume', () => readIf(join(dest, 'held.txt')) === 'held until resume\n');
     await waitFor('up to date state', async () => !(await (await el(b, 'overall-state')).getText()).includes('Paused'));
     await screenshot(b, '05-resumed');
-  } finally {
-    events?.stop();
-    await app.stop();
-    await daemon.stop();
-    panel.close();
-  }
-});
+  }));

@@ -6,24 +6,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { click, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, text, type, waitFor } from './harness.mjs';
+import { click, el, readIf, screenshot, text, type, waitFor } from './harness.mjs';
+import { runFlow } from './setup.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-test('a deleted file comes back from History, and a folder rewinds to a time', async () => {
-  const app = await startApp();
-  const daemon = await startDaemon('Desk');
-  try {
-    const b = app.browser;
-    await firstRun(app);
-    await pair(app, daemon);
-    const dest = join(app.home, 'Projects');
-    const { share, folder } = await shareFromDaemon(app, daemon, dest);
-
+test('a deleted file comes back from History, and a folder rewinds to a time', () =>
+  runFlow('06', { upTo: 'shared' }, async ({ app, b, share, folder, dest, sync }) => {
     // Synced, then deleted on the daemon: gone from the app's folder too.
     const body = `quarterly report ${Date.now()}\n`.repeat(40);
-    writeFileSync(join(folder, 'report.txt'), body);
-    await waitFor('report.txt in the app folder', () => readIf(join(dest, 'report.txt')) === body);
+    await sync('report.txt', body);
     rmSync(join(folder, 'report.txt'));
     await waitFor('report.txt deleted in the app folder', () => !existsSync(join(dest, 'report.txt')));
 
@@ -79,11 +71,4 @@ test('a deleted file comes back from History, and a folder rewinds to a time', a
     await waitFor('scratch.txt moved to the history', () => !existsSync(join(dest, 'scratch.txt')));
     await waitFor('the rewind on the daemon', () => readIf(join(folder, 'report.txt')) === body && !existsSync(join(folder, 'scratch.txt')));
     await screenshot(b, '06-rewound');
-  } catch (e) {
-    await screenshot(app.browser, '06-failure').catch(() => {});
-    throw e;
-  } finally {
-    await app.stop();
-    await daemon.stop();
-  }
-});
+  }));

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { click, el, firstRun, pair, readIf, screenshot, startApp, startDaemon, tempDir, text, type, waitFor } from './harness.mjs';
+import { click, el, readIf, screenshot, tempDir, text, type, waitFor } from './harness.mjs';
+import { runFlow } from './setup.mjs';
 
 /** The transfer rows' statuses as shown, e.g. ["Received", "Waiting for Desk to accept"]. */
 async function statuses(b) {
@@ -17,13 +18,8 @@ async function statuses(b) {
   return out;
 }
 
-test('files sent both ways, with the accept prompt and auto-accept', async () => {
-  const app = await startApp();
-  const daemon = await startDaemon('Desk');
-  try {
-    const b = app.browser;
-    await firstRun(app);
-    await pair(app, daemon);
+test('files sent both ways, with the accept prompt and auto-accept', () =>
+  runFlow('07', { upTo: 'paired' }, async ({ app, b, daemon }) => {
     const appId = (await app.cli('id')).device_id;
 
     // An offer from the daemon: badge, prompt card, Accept, same bytes in the inbox.
@@ -98,11 +94,4 @@ test('files sent both ways, with the accept prompt and auto-accept', async () =>
     assert.match(readIf(join(app.ferryHome, 'ferry.toml')), new RegExp(`inbox = "${inbox}"`));
     assert.doesNotMatch(readIf(join(app.ferryHome, 'ferry.toml')), /mdns/, 'an untouched mDNS box is not written');
     await screenshot(b, '07-settings');
-  } catch (e) {
-    await screenshot(app.browser, '07-failure').catch(() => {});
-    throw e;
-  } finally {
-    await app.stop();
-    await daemon.stop();
-  }
-});
+  }));

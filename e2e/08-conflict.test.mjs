@@ -6,26 +6,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { appEvents, click, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, text, waitFor } from './harness.mjs';
+import { click, el, readIf, screenshot, text, waitFor } from './harness.mjs';
+import { runFlow } from './setup.mjs';
 
 const copies = (dir) => readdirSync(dir).filter((n) => n.includes('.sync-conflict-'));
 
-test('a conflict shows in Activity and Keep mine settles it everywhere', async () => {
-  const app = await startApp();
-  const daemon = await startDaemon('Desk');
-  try {
-    const b = app.browser;
-    await firstRun(app);
-    await pair(app, daemon);
-    const dest = join(app.home, 'Projects');
-    const { share, folder } = await shareFromDaemon(app, daemon, dest);
-    writeFileSync(join(folder, 'todo.txt'), 'buy milk\n');
-    await waitFor('todo.txt in the app folder', () => readIf(join(dest, 'todo.txt')) === 'buy milk\n');
+test('a conflict shows in Activity and Keep mine settles it everywhere', () =>
+  runFlow('08', { upTo: 'shared' }, async ({ app, b, share, folder, dest, sync, watchEvents }) => {
+    await sync('todo.txt', 'buy milk\n');
 
     // Both sides edit while the app is paused.
     await app.cli('pause');
     await waitFor('paused', async () => (await app.cli('status')).paused);
-    const events = await appEvents(app, daemon, 'editing todo.txt');
+    const events = await watchEvents('editing todo.txt');
     const mark = events.mark();
     // The laptop's edit is the older one (mtime a minute back), the desk's the newer.
     writeFileSync(join(dest, 'todo.txt'), 'buy milk\nand bread (laptop)\n');
@@ -58,11 +51,4 @@ test('a conflict shows in Activity and Keep mine settles it everywhere', async (
     await waitFor('the conflict card gone', async () => (await b.$$('[data-testid="conflict-row"]')).length === 0);
     assert.ok(existsSync(join(dest, 'todo.txt')));
     await screenshot(b, '08-resolved');
-  } catch (e) {
-    await screenshot(app.browser, '08-failure').catch(() => {});
-    throw e;
-  } finally {
-    await app.stop();
-    await daemon.stop();
-  }
-});
+  }));

@@ -5,17 +5,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { click, el, firstRun, pair, readIf, screenshot, shareFromDaemon, startApp, startDaemon, text, waitFor } from './harness.mjs';
+import { click, el, readIf, screenshot, text, waitFor } from './harness.mjs';
+import { runFlow } from './setup.mjs';
 
-test('a mass delete is held until the user keeps the files', async () => {
-  const app = await startApp();
-  const daemon = await startDaemon('Desk');
-  try {
-    const b = app.browser;
-    await firstRun(app);
-    await pair(app, daemon);
-    const dest = join(app.home, 'Projects');
-    const { folder } = await shareFromDaemon(app, daemon, dest);
+test('a mass delete is held until the user keeps the files', () =>
+  runFlow('09', { upTo: 'shared' }, async ({ app, b, folder, dest }) => {
     const names = Array.from({ length: 14 }, (_, i) => `page-${String(i + 1).padStart(2, '0')}.txt`);
     for (const n of names) writeFileSync(join(folder, n), `${n}\n`);
     await waitFor('every page in the app folder', () => names.every((n) => readIf(join(dest, n)) === `${n}\n`));
@@ -37,11 +31,4 @@ test('a mass delete is held until the user keeps the files', async () => {
     await click(b, 'folder-attention-dismiss');
     await waitFor('the note dismissed', async () => (await b.$$('[data-testid="folder-attention"]')).length === 0);
     assert.equal((await app.cli('status')).shares.find((s) => s.label === 'Projects').attention, null);
-  } catch (e) {
-    await screenshot(app.browser, '09-failure').catch(() => {});
-    throw e;
-  } finally {
-    await app.stop();
-    await daemon.stop();
-  }
-});
+  }));

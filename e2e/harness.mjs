@@ -1,7 +1,8 @@
 // End-to-end harness for the desktop app: the real app (driven by tauri-driver + WebKitWebDriver
 // through webdriverio) and a headless `ferry daemon` playing the other computer. Everything
 // listens on 127.0.0.1 only; each test has its own temp HOMEs. .ci/desktop-test runs every test
-// file in its own dbus-run-session under Xvfb.
+// file in its own dbus-run-session under Xvfb. setup.mjs (runFlow) composes these pieces into
+// the setup and teardown every flow shares.
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -128,6 +128,54 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
     }
 }
 
+/// Starts the node inside the app, serves its control socket (so the `ferry` CLI works while
+/// the app runs), forwards its events, builds the tray and shows the window unless told to
+/// start hidden.
+fn setup(
+    app: &mut tauri::App,
+    cfg: Config,
+    refresh: tray::TrayRefresh,
+    start_hidden_arg: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let handle = app.handle().clone();
+    let node = tauri::async_runtime::block_on(Node::start(cfg)).map_err(|e| {
+        eprintln!("ferry-desktop: {e}");
+        e
+    })?;
+    app.manage(node.clone());
+    let control = node.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = control.serve_control().await {
+            tracing::error!("control socket: {e}");
+        }
+    });
+    tauri::async_runtime::spawn(forward_events(handle.clone(), node.clone(), refresh.clone()));
+    tray::build(&handle)?;
+    tauri::async_runtime::spawn(tray::run(handle.clone(), node.clone(), refresh.clone()));
+    let prefs = prefs::load(node.home());
+    if !(start_hidden_arg || prefs.start_hidden) {
+        show_main(&handle);
+    }
+    Ok(())
+}
+
+/// The node's events: to the window, to the tray, to notifications.
+async fn forward_events(h: tauri::AppHandle, node: Node, r: tray::TrayRefresh) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = node.subscribe();
+    let mut last_error = None;
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
+            Err(RecvError::Closed) => break,
+        };
+        on_event(&h, &ev, &mut last_error);
+        let _ = h.emit("ferry-event", &ev);
+        r.poke();
+    }
+}
+
 fn main() {
     ferry_node::one_malloc_arena();
     tracing_subscriber::fmt()
@@ -157,44 +205,7 @@ fn main() {
             Some(vec!["--hidden"]),
         ))
         .manage(refresh.clone())
-        .setup(move |app| {
-            let handle = app.handle().clone();
-            let node = tauri::async_runtime::block_on(Node::start(cfg)).map_err(|e| {
-                eprintln!("ferry-desktop: {e}");
-                e
-            })?;
-            app.manage(node.clone());
-            let control = node.clone();
-            tauri::async_runtime::spawn(async move {
-                if let Err(e) = control.serve_control().await {
-                    tracing::error!("control socket: {e}");
-                }
-            });
-            // Events: to the window, to the tray, to notifications.
-            let mut rx = node.subscribe();
-            let (h, r) = (handle.clone(), refresh.clone());
-            tauri::async_runtime::spawn(async move {
-                use tokio::sync::broadcast::error::RecvError;
-                let mut last_error = None;
-                loop {
-                    let ev = match rx.recv().await {
-                        Ok(ev) => ev,
-                        Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
-                        Err(RecvError::Closed) => break,
-                    };
-                    on_event(&h, &ev, &mut last_error);
-                    let _ = h.emit("ferry-event", &ev);
-                    r.poke();
-                }
-            });
-            tray::build(&handle)?;
-            tauri::async_runtime::spawn(tray::run(handle.clone(), node.clone(), refresh.clone()));
-            let prefs = prefs::load(node.home());
-            if !(start_hidden_arg || prefs.start_hidden) {
-                show_main(&handle);
-            }
-            Ok(())
-        })
+        .setup(move |app| setup(app, cfg, refresh, start_hidden_arg))
         .on_window_event(|window, event| {
             // Closing the window keeps Ferry running in the tray.
             if let WindowEvent::CloseRequested { api, .. } = event {

@@ -12,6 +12,7 @@ use ferry_node::{Config, Event, Node};
 use tempfile::TempDir;
 
 pub mod netns;
+pub mod rogue;
 
 /// Long enough for a slow CI machine, short enough that a hang fails fast.
 pub const WAIT: Duration = Duration::from_secs(60);

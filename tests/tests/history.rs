@@ -348,14 +348,16 @@ async fn keep_both_then_resolve_choices_propagate() {
     assert!(bad.unwrap_err().message.contains("--keep must be"));
     let r = a.node.resolve(ResolveDto { path: notes_a.display().to_string(), keep: "local".into() }).await.unwrap();
     assert_eq!(r.archived, 1);
+    // B's index records the copy's removal just after its disk does (index after disk): wait
+    // for both rather than reading the index the moment the disk changed.
     wait_for(&[&a, &b], "a's choice on both", || async {
         fs::read(db.path().join("notes.txt")).ok().as_deref() == Some(b"edited on alpha")
             && conflict_copies(db.path()).is_empty()
             && tree(da.path()) == tree(db.path())
+            && b.node.conflicts(ConflictsQuery { share: None }).await.unwrap().is_empty()
     })
     .await;
     assert!(version_contents(&a, &notes_a).await.contains(&b"edited on beta".to_vec()), "the loser is kept");
-    assert!(b.node.conflicts(ConflictsQuery { share: None }).await.unwrap().is_empty());
 
     // Round 2: keep both; B settles it, the copy gets a plain name everywhere.
     let (b, _g2) = conflict(&a, b, da.path(), db.path(), &share, true, " again").await;

@@ -1,7 +1,7 @@
-//! Ferry's file system side: it owns the watcher ([`watch`]), the scanner ([`scan`]), the
-//! content-defined chunker ([`chunk_file`]), the atomic writer ([`create_temp`] /
-//! [`commit_temp`] and friends), the version archive ([`archive`]) and path safety
-//! ([`prepare_parent`], [`checked_path`]).
+//! Ferry's file system side: it owns the watcher ([`watch`]), the scanner ([`scan`]) and its
+//! ignore patterns ([`Ignore`]), the content-defined chunker ([`chunk_file`]), the atomic writer
+//! ([`create_temp`] / [`commit_temp`] and friends), the version archive ([`archive`]) and path
+//! safety ([`prepare_parent`], [`checked_path`]).
 //!
 //! The API is blocking: callers run it on threads of their own (or `spawn_blocking`). This crate
 //! never touches the store or the network; it reports what it sees ([`Change`]) and does what
@@ -19,6 +19,7 @@ mod archive;
 mod batch;
 mod chunker;
 mod error;
+mod ferryignore;
 mod scan;
 mod snapshot;
 mod watch;
@@ -28,7 +29,8 @@ pub use archive::{ArchiveMode, VERSIONS_DIR, archive, archive_from, conflict_nam
 pub use batch::{PendingFile, commit_temps, move_file};
 pub use chunker::{AVG_CHUNK, Chunked, MAX_CHUNK, MIN_CHUNK, chunk_bytes, chunk_file, hash_file};
 pub use error::FsError;
-pub use scan::{Change, IGNORE_FILE, Ignore, Known, Observed, Reused, ScanOutcome, Scope, scan, scan_reusing};
+pub use ferryignore::{IGNORE_FILE, Ignore};
+pub use scan::{Change, Known, Observed, Reused, ScanOutcome, Scope, scan, scan_reusing};
 pub use snapshot::{SnapshotOf, drop_snapshot, link_snapshot, link_snapshots, snapshot_path, take_snapshot};
 pub use watch::{ShareWatcher, WatchEvent, watch};
 pub use write::{

@@ -123,6 +123,44 @@ pub(crate) async fn list(inner: &Arc<Context>, share: Option<&str>) -> ApiResult
     Ok(out)
 }
 
+/// Which copy's content wins a resolve (`None`: the current file wins), by `--keep`:
+/// `both` (none loses), `local`/`remote` (which device's content; one copy only), or a copy named
+/// by name or path.
+fn pick_winner(
+    keep: &str,
+    copies: &[ConflictDto],
+    me: &str,
+    share_path: &str,
+    original: &RelPath,
+) -> ApiResult<Option<ConflictDto>> {
+    match keep {
+        "both" => Ok(None),
+        "local" | "remote" => {
+            if copies.len() > 1 {
+                return Err(ApiError::new(
+                    ErrorCode::Ambiguous,
+                    format!("{original} has {} conflict copies: name the one to keep (--keep COPY)", copies.len()),
+                ));
+            }
+            let c = &copies[0];
+            let copy_is_local = c.copy_device == me;
+            Ok(if (keep == "local") == copy_is_local { Some(c.clone()) } else { None })
+        }
+        other => {
+            let want = Path::new(other);
+            let name = want.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let found = copies.iter().find(|c| {
+                c.copy == other
+                    || Path::new(&c.copy).file_name().is_some_and(|n| n.to_string_lossy() == name)
+                    || Path::new(share_path).join(&c.copy) == want
+            });
+            Ok(Some(found.cloned().ok_or_else(|| {
+                ApiError::bad(format!("--keep must be local, remote, both or one of the copies of {original}"))
+            })?))
+        }
+    }
+}
+
 /// `ferry resolve PATH --keep local|remote|both|COPY`.
 pub(crate) async fn resolve(inner: &Arc<Context>, req: ResolveDto) -> ApiResult<ResolvedDto> {
     let (share, rel) = inner.locate(&req.path).await?;
@@ -133,35 +171,8 @@ pub(crate) async fn resolve(inner: &Arc<Context>, req: ResolveDto) -> ApiResult<
     if copies.is_empty() {
         return Err(ApiError::not_found(format!("{original} has no conflict copies (see `ferry conflicts`)")));
     }
-    let me = inner.id.to_string();
-    // Which copy's content wins (None: the current file wins); which copies lose.
     let keep = req.keep.as_str();
-    let winner: Option<ConflictDto> = match keep {
-        "both" => None,
-        "local" | "remote" => {
-            if copies.len() > 1 {
-                return Err(ApiError::new(
-                    ErrorCode::Ambiguous,
-                    format!("{original} has {} conflict copies: name the one to keep (--keep COPY)", copies.len()),
-                ));
-            }
-            let c = &copies[0];
-            let copy_is_local = c.copy_device == me;
-            if (keep == "local") == copy_is_local { Some(c.clone()) } else { None }
-        }
-        other => {
-            let want = Path::new(other);
-            let name = want.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let found = copies.iter().find(|c| {
-                c.copy == other
-                    || Path::new(&c.copy).file_name().is_some_and(|n| n.to_string_lossy() == name)
-                    || Path::new(&share.path).join(&c.copy) == want
-            });
-            Some(found.cloned().ok_or_else(|| {
-                ApiError::bad(format!("--keep must be local, remote, both or one of the copies of {original}"))
-            })?)
-        }
-    };
+    let winner = pick_winner(keep, &copies, &inner.id.to_string(), &share.path, &original)?;
     let id = share.id;
     let entries: Vec<LocalEntry> = inner.db(move |s| s.local_files(&id)).await?;
     let root = PathBuf::from(&share.path);

@@ -186,33 +186,8 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
         announced: Mutex::new(HashMap::new()),
         blocks: Default::default(),
     });
-    {
-        let mut peers = inner.peers.lock().unwrap();
-        if let Some(existing) = peers.get(&id)
-            && existing.conn.connection().close_reason().is_none()
-        {
-            // Both sides dialed at once: keep the connection dialed by the smaller id, a
-            // rule both ends apply the same way.
-            let dialer = if conn.outgoing() { inner.id } else { id };
-            let keep_new = dialer == inner.id.min(id);
-            if !keep_new {
-                let old = existing.clone();
-                drop(peers);
-                conn.close("duplicate connection");
-                // The other side dialed although we hold a connection to it: ours may be dead
-                // (it moved to another address). Check it now rather than at the idle timeout.
-                inner.spawn(async move {
-                    if !matches!(tokio::time::timeout(MOVED_PROBE, old.ping()).await, Ok(Ok(_))) {
-                        tracing::info!(peer = %old.id.short(), "old connection no longer answers; closing it");
-                        old.conn.close("stale");
-                    }
-                });
-                return;
-            }
-            existing.conn.close("duplicate connection");
-            existing.stop_senders();
-        }
-        peers.insert(id, peer.clone());
+    if !register(inner, &peer) {
+        return;
     }
     inner.dialing.lock().unwrap().remove(&id);
     let addr = conn.remote_addr();
@@ -257,10 +232,49 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
     };
     serve.abort();
     peer.stop_senders();
+    detach(inner, &peer, hello.name, reason).await;
+}
+
+/// Puts `peer` in the registry, unless a live connection to the same device wins (both sides
+/// dialed at once): then closes this one and returns false.
+fn register(inner: &Arc<Context>, peer: &Arc<PeerLink>) -> bool {
+    let (id, conn) = (peer.id, &peer.conn);
+    let mut peers = inner.peers.lock().unwrap();
+    if let Some(existing) = peers.get(&id)
+        && existing.conn.connection().close_reason().is_none()
+    {
+        // Keep the connection dialed by the smaller id, a rule both ends apply the same way.
+        let dialer = if conn.outgoing() { inner.id } else { id };
+        let keep_new = dialer == inner.id.min(id);
+        if !keep_new {
+            let old = existing.clone();
+            drop(peers);
+            conn.close("duplicate connection");
+            // The other side dialed although we hold a connection to it: ours may be dead
+            // (it moved to another address). Check it now rather than at the idle timeout.
+            inner.spawn(async move {
+                if !matches!(tokio::time::timeout(MOVED_PROBE, old.ping()).await, Ok(Ok(_))) {
+                    tracing::info!(peer = %old.id.short(), "old connection no longer answers; closing it");
+                    old.conn.close("stale");
+                }
+            });
+            return false;
+        }
+        existing.conn.close("duplicate connection");
+        existing.stop_senders();
+    }
+    peers.insert(id, peer.clone());
+    true
+}
+
+/// After the connection closed: out of the registry (unless a newer connection replaced it),
+/// last seen noted, mDNS asked whether the device is still there, the dialer woken.
+async fn detach(inner: &Arc<Context>, peer: &Arc<PeerLink>, name: String, reason: String) {
+    let id = peer.id;
     let removed = {
         let mut peers = inner.peers.lock().unwrap();
         match peers.get(&id) {
-            Some(p) if Arc::ptr_eq(p, &peer) => {
+            Some(p) if Arc::ptr_eq(p, peer) => {
                 peers.remove(&id);
                 inner.dial_wake.notify_one();
                 true
@@ -268,22 +282,23 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
             _ => false,
         }
     };
-    if removed {
-        let _ = inner
-            .db(move |s| {
-                if let Some(mut d) = s.device(&id)? {
-                    d.last_seen_ms = Some(now_ms());
-                    s.put_device(&d)?;
-                }
-                Ok(())
-            })
-            .await;
-        tracing::info!(peer = %id.short(), %reason, "disconnected");
-        // Is it still there? mDNS re-queries it rather than trusting a hint up to 120 s old.
-        let book = inner.book.clone();
-        tokio::task::spawn_blocking(move || book.connection_lost(&id));
-        inner.emit(Event::DeviceDisconnected { device: id.to_string(), name: hello.name, reason });
+    if !removed {
+        return;
     }
+    let _ = inner
+        .db(move |s| {
+            if let Some(mut d) = s.device(&id)? {
+                d.last_seen_ms = Some(now_ms());
+                s.put_device(&d)?;
+            }
+            Ok(())
+        })
+        .await;
+    tracing::info!(peer = %id.short(), %reason, "disconnected");
+    // Is it still there? mDNS re-queries it rather than trusting a hint up to 120 s old.
+    let book = inner.book.clone();
+    tokio::task::spawn_blocking(move || book.connection_lost(&id));
+    inner.emit(Event::DeviceDisconnected { device: id.to_string(), name, reason });
 }
 
 async fn serve_loop(inner: &Arc<Context>, peer: &Arc<PeerLink>) {

@@ -59,17 +59,13 @@ mod serve;
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
-use offer::check_offer;
 pub(crate) use offer::{on_offer, on_update};
 use prepare::mtime_ns;
 pub(crate) use prepare::{collect, describe_files};
-#[cfg(test)]
-use receive::candidate;
-#[cfg(test)]
-use receive::place;
 use receive::{remove_staging, start_receive};
 pub(crate) use serve::on_block;
+#[cfg(test)]
+use {offer::check_offer, receive::candidate, receive::place};
 
 /// The store's transfer state as the engine's send state machine sees it (one to one).
 fn engine_state(s: &TransferState) -> SendState {

@@ -29,8 +29,6 @@ use crate::api::ApiError;
 use crate::context::{ApiResult, Context};
 use crate::events::Event;
 use crate::link::PeerLink;
-#[cfg(test)]
-use crate::share_handle::StatusCounts;
 use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHandle};
 
 mod apply;
@@ -43,7 +41,7 @@ mod tests;
 
 pub(crate) use status::share_status;
 #[cfg(test)]
-use status::status_counts;
+use {crate::share_handle::StatusCounts, status::status_counts};
 
 /// Blocks fetched or copied at once per file: enough to fill a LAN link (each request is a
 /// round trip), few enough to bound memory (16 x 1 MiB max chunk).

@@ -1,0 +1,132 @@
+//! Devices: `ferry id` (this one), `ferry devices` (the known ones, and mute, add-address and
+//! auto-accept on one of them), `ferry pair` and `ferry ping`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use ferry_node::api::{
+    AddAddressDto, AutoAcceptDto, DeviceDto, DeviceMuteDto, IdDto, PairOutcomeDto, PairRequestDto, PairTicketDto,
+    PingDto,
+};
+use ferry_node::client::Client;
+
+use crate::args::{DevicesCmd, OnOff};
+use crate::call;
+use crate::output::print_json;
+
+/// `ferry id`: this device's id, name and owner.
+pub(crate) async fn id(c: &Client, json: bool) -> Result<ExitCode> {
+    let id: IdDto = call(c.get("/v1/id").await)?;
+    if json {
+        print_json(&id)
+    } else {
+        println!("{}\nname:  {}\nowner: {}", id.device_id, id.name, id.owner);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry devices [mute|unmute|add-address|auto-accept]`: without a subcommand, the list.
+pub(crate) async fn devices(c: &Client, json: bool, cmd: Option<DevicesCmd>) -> Result<ExitCode> {
+    match cmd {
+        None => list(c, json).await,
+        Some(DevicesCmd::Mute { device }) => mute(c, json, device, true).await,
+        Some(DevicesCmd::Unmute { device }) => mute(c, json, device, false).await,
+        Some(DevicesCmd::AddAddress { device, address }) => add_address(c, json, device, address).await,
+        Some(DevicesCmd::AutoAccept { device, state }) => auto_accept(c, json, device, state).await,
+    }
+}
+
+/// Every known device: paired or only nearby, connected or not, with its addresses.
+async fn list(c: &Client, json: bool) -> Result<ExitCode> {
+    let list: Vec<DeviceDto> = call(c.get("/v1/devices").await)?;
+    if json {
+        print_json(&list)
+    } else if list.is_empty() {
+        println!("no devices yet: `ferry pair DEVICE` (a nearby name) or `ferry pair HOST:PORT`");
+    } else {
+        for d in list {
+            let state = match (d.paired, d.connected, d.nearby) {
+                (true, true, _) => "connected",
+                (true, false, _) => "offline",
+                (false, _, true) => "nearby",
+                _ => "not paired",
+            };
+            let rtt = d.rtt_ms.map(|r| format!(" rtt {r:.1} ms")).unwrap_or_default();
+            println!("{:<16} {:<10} owner {:<10} {}{}  {}", d.name, state, d.owner, d.id, rtt, d.addresses.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry devices mute|unmute DEVICE`: refuse (or accept again) its notes.
+async fn mute(c: &Client, json: bool, device: String, muted: bool) -> Result<ExitCode> {
+    let m: DeviceMuteDto =
+        call(c.post("/v1/devices/mute", &serde_json::json!({ "name": device, "muted": muted })).await)?;
+    if json {
+        print_json(&m)
+    } else {
+        println!("{} {}", m.name, if m.muted { "muted: its notes are refused" } else { "unmuted" });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry devices add-address DEVICE HOST:PORT`: an address always dialed, kept across restarts.
+async fn add_address(c: &Client, json: bool, device: String, address: String) -> Result<ExitCode> {
+    let d: DeviceDto = call(c.post("/v1/devices/add-address", &AddAddressDto { device, address }).await)?;
+    if json {
+        print_json(&d)
+    } else {
+        println!("{} ({}) will be dialed at: {}", d.name, d.id, d.addresses.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry devices auto-accept DEVICE on|off`.
+async fn auto_accept(c: &Client, json: bool, device: String, state: OnOff) -> Result<ExitCode> {
+    let on = matches!(state, OnOff::On);
+    let a: AutoAcceptDto =
+        call(c.post("/v1/devices/auto-accept", &serde_json::json!({ "name": device, "on": on })).await)?;
+    if json {
+        print_json(&a)
+    } else if a.auto_accept {
+        println!("{}: sends are accepted without asking", a.name);
+    } else {
+        println!("{}: each send asks first", a.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry pair DEVICE|HOST:PORT`: prints the code at once, then waits for the other side's
+/// answer; anything but "accepted" exits 1.
+pub(crate) async fn pair(c: &Client, json: bool, address: String) -> Result<ExitCode> {
+    let t: PairTicketDto = call(c.post("/v1/pair", &PairRequestDto { address }).await)?;
+    if !json {
+        println!("Pairing with {} ({})", t.device_name, t.device);
+        println!("Code: {}", t.code);
+        println!(
+            "Check that {} shows the same code, then accept there (`ferry pending`, `ferry accept`).",
+            t.device_name
+        );
+    }
+    let o: PairOutcomeDto = call(c.get(&format!("/v1/pair/{}", t.ticket)).await)?;
+    if json {
+        print_json(&serde_json::json!({"device": t.device, "code": t.code, "state": o.state, "message": o.message}));
+    } else {
+        println!("{}: {}", o.state, o.message);
+    }
+    if o.state != "accepted" {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry ping DEVICE`: round-trip time to a connected device.
+pub(crate) async fn ping(c: &Client, json: bool, device: String) -> Result<ExitCode> {
+    let p: PingDto = call(c.post("/v1/ping", &serde_json::json!({ "name": device })).await)?;
+    if json {
+        print_json(&p)
+    } else {
+        println!("{}: {:.2} ms", p.device, p.rtt_ms);
+    }
+    Ok(ExitCode::SUCCESS)
+}

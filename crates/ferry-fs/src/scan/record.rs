@@ -1,0 +1,94 @@
+//! Record building: an entry's stat info as a [`Known`], compared with the index's record to
+//! decide whether the entry changed and must be observed (hashed) and reported.
+
+use std::fs::{self, Metadata};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use ferry_proto::{FileKind, RelPath};
+
+use super::{Change, Known, Scanner};
+use crate::error::{FsError, IoContext};
+use crate::mtime_ns;
+
+/// Stat info of an entry as a [`Known`] (live), or `None` for FIFOs, sockets and devices, which
+/// Ferry does not sync. Reads the link target for symlinks.
+pub(crate) fn known_from_meta(full: &Path, meta: &Metadata) -> Result<Option<Known>, FsError> {
+    let ft = meta.file_type();
+    let (kind, size, executable) = if ft.is_file() {
+        (FileKind::File, meta.size(), meta.mode() & 0o111 != 0)
+    } else if ft.is_dir() {
+        (FileKind::Dir, 0, false)
+    } else if ft.is_symlink() {
+        let target = fs::read_link(full).ctx("readlink", full)?;
+        let target = target.into_os_string().into_string().map_err(|t| FsError::UnsafePath {
+            path: full.to_path_buf(),
+            reason: format!("link target {t:?} is not UTF-8"),
+        })?;
+        (FileKind::Symlink { target }, 0, false)
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Known { kind, deleted: false, size, mtime_ns: mtime_ns(meta), inode: meta.ino(), executable }))
+}
+
+/// What `visit` found.
+pub(super) enum Visit {
+    Dir,
+    Other,
+    Skipped,
+}
+
+impl Scanner<'_> {
+    /// Looks at one entry: reports it if changed. Says whether to descend.
+    pub(super) fn visit(&mut self, rel: &RelPath, full: &Path) -> Visit {
+        let meta = match fs::symlink_metadata(full) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Visit::Skipped,
+            Err(e) => {
+                self.error(rel.as_str(), format!("lstat: {e}"));
+                self.seen.insert(rel.clone());
+                self.failed.push(rel.clone());
+                return Visit::Skipped;
+            }
+        };
+        let is_dir = meta.file_type().is_dir();
+        if self.ignore.is_ignored(rel, is_dir) {
+            return Visit::Skipped;
+        }
+        self.out.seen += 1;
+        let now = match known_from_meta(full, &meta) {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                tracing::debug!(path = %rel, "skipping special file");
+                return Visit::Skipped;
+            }
+            Err(e) => {
+                self.error(rel.as_str(), e.to_string());
+                self.seen.insert(rel.clone());
+                self.failed.push(rel.clone());
+                return Visit::Skipped;
+            }
+        };
+        self.seen.insert(rel.clone());
+        let unchanged = self.live_known(rel).is_some_and(|k| {
+            k.kind == now.kind
+                && k.size == now.size
+                && k.mtime_ns == now.mtime_ns
+                && k.inode == now.inode
+                && k.executable == now.executable
+        });
+        if !unchanged {
+            match self.observe(rel, full, now) {
+                Ok(obs) => self.out.changes.push(Change::Upsert(obs)),
+                Err(e) => {
+                    self.error(rel.as_str(), e.to_string());
+                    self.failed.push(rel.clone());
+                    return Visit::Skipped;
+                }
+            }
+        }
+        if is_dir { Visit::Dir } else { Visit::Other }
+    }
+}

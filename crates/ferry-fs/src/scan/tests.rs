@@ -1,0 +1,254 @@
+//! The scanner's tests, run against a tiny in-memory index that each scan result updates.
+
+use super::*;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// A tiny in-memory index fed by scan results.
+#[derive(Default)]
+struct Index(RefCell<BTreeMap<RelPath, Known>>);
+
+impl Index {
+    fn scan(&self, root: &Path, scope: &Scope) -> ScanOutcome {
+        let ignore = Ignore::load(root).unwrap();
+        let out = scan(
+            root,
+            &|p| self.0.borrow().get(p).cloned(),
+            &|p| {
+                self.0
+                    .borrow()
+                    .iter()
+                    .filter(|(k, v)| !v.deleted && p.is_none_or(|p| k.is_within(p) && *k != p))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            },
+            scope,
+            &ignore,
+        )
+        .unwrap();
+        for c in &out.changes {
+            match c {
+                Change::Upsert(o) => {
+                    self.0.borrow_mut().insert(
+                        o.path.clone(),
+                        Known {
+                            kind: o.kind.clone(),
+                            deleted: false,
+                            size: o.size,
+                            mtime_ns: o.mtime_ns,
+                            inode: o.inode,
+                            executable: o.executable,
+                        },
+                    );
+                }
+                Change::Deleted(p) => {
+                    self.0.borrow_mut().get_mut(p).unwrap().deleted = true;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn upserts(out: &ScanOutcome) -> Vec<String> {
+    out.changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Upsert(o) => Some(o.path.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deletes(out: &ScanOutcome) -> Vec<String> {
+    out.changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Deleted(p) => Some(p.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn find<'a>(out: &'a ScanOutcome, path: &str) -> &'a Observed {
+    out.changes
+        .iter()
+        .find_map(|c| match c {
+            Change::Upsert(o) if o.path.as_str() == path => Some(o),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{path} not reported"))
+}
+
+fn rel(s: &str) -> RelPath {
+    RelPath::new(s).unwrap()
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    fs::create_dir_all(r.join("docs/sub")).unwrap();
+    fs::create_dir_all(r.join("empty")).unwrap();
+    fs::write(r.join("docs/a.txt"), b"hello").unwrap();
+    fs::write(r.join("docs/sub/b.bin"), vec![7u8; 200_000]).unwrap();
+    fs::write(r.join("run.sh"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(r.join("run.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/etc", r.join("link")).unwrap();
+    fs::create_dir_all(r.join(".ferry/versions")).unwrap();
+    fs::write(r.join(".ferry/versions/old"), b"old").unwrap();
+    fs::write(r.join("docs/.ferry-tmp-a.txt-0123"), b"partial").unwrap();
+    fs::write(r.join(".ferryignore"), "*.log\nbuild/\n").unwrap();
+    fs::write(r.join("debug.log"), b"noise").unwrap();
+    fs::create_dir_all(r.join("build/out")).unwrap();
+    fs::write(r.join("build/out/x.o"), b"obj").unwrap();
+    dir
+}
+
+#[test]
+fn full_scan_reports_everything_once() {
+    let dir = setup();
+    let idx = Index::default();
+    let out = idx.scan(dir.path(), &Scope::Full);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let mut got = upserts(&out);
+    got.sort();
+    assert_eq!(got, [".ferryignore", "docs", "docs/a.txt", "docs/sub", "docs/sub/b.bin", "empty", "link", "run.sh"]);
+    assert!(deletes(&out).is_empty());
+    // Parents before children.
+    let order = upserts(&out);
+    let pos = |p: &str| order.iter().position(|x| x == p).unwrap();
+    assert!(pos("docs") < pos("docs/sub") && pos("docs/sub") < pos("docs/sub/b.bin"));
+
+    let a = find(&out, "docs/a.txt");
+    assert_eq!(a.kind, FileKind::File);
+    assert_eq!(a.size, 5);
+    assert_eq!(a.hash, ChunkHash::of(b"hello"));
+    assert_eq!(a.chunks.len(), 1);
+    assert!(!a.executable);
+    assert!(find(&out, "run.sh").executable);
+    let link = find(&out, "link");
+    assert_eq!(link.kind, FileKind::Symlink { target: "/etc".into() });
+    assert_eq!(link.hash, ChunkHash::of(b"/etc"));
+    assert!(link.chunks.is_empty());
+    let empty = find(&out, "empty");
+    assert_eq!((empty.kind.clone(), empty.size, empty.hash), (FileKind::Dir, 0, ChunkHash([0; 32])));
+    assert_eq!(find(&out, "docs/sub/b.bin").hash, ChunkHash::of(&vec![7u8; 200_000]));
+    assert_eq!(out.hashed_bytes, 5 + 200_000 + 10 + 13);
+
+    // Second scan: nothing changed, nothing read.
+    let out = idx.scan(dir.path(), &Scope::Full);
+    assert!(out.changes.is_empty(), "{:?}", out.changes);
+    assert_eq!(out.hashed_bytes, 0);
+    assert_eq!(out.seen, 8);
+}
+
+#[test]
+fn modified_and_deleted_are_reported() {
+    let dir = setup();
+    let r = dir.path();
+    let idx = Index::default();
+    idx.scan(r, &Scope::Full);
+
+    fs::write(r.join("docs/a.txt"), b"hello, changed").unwrap();
+    fs::remove_file(r.join("run.sh")).unwrap();
+    fs::remove_dir_all(r.join("docs/sub")).unwrap();
+    let out = idx.scan(r, &Scope::Full);
+    assert!(upserts(&out).contains(&"docs/a.txt".to_string()), "{:?}", out.changes);
+    assert_eq!(find(&out, "docs/a.txt").hash, ChunkHash::of(b"hello, changed"));
+    assert_eq!(deletes(&out), ["run.sh", "docs/sub/b.bin", "docs/sub"]);
+    assert_eq!(out.hashed_bytes, 14);
+
+    // Chmod alone is a change too.
+    fs::set_permissions(r.join("docs/a.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let out = idx.scan(r, &Scope::Full);
+    assert!(find(&out, "docs/a.txt").executable);
+
+    // A link retargeted.
+    fs::remove_file(r.join("link")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", r.join("link")).unwrap();
+    let out = idx.scan(r, &Scope::Full);
+    assert_eq!(find(&out, "link").kind, FileKind::Symlink { target: "elsewhere".into() });
+}
+
+#[test]
+fn scope_paths_handles_moved_in_dirs_and_removals() {
+    let dir = setup();
+    let r = dir.path();
+    let idx = Index::default();
+    idx.scan(r, &Scope::Full);
+
+    // A directory tree moved in from outside.
+    let outside = tempfile::tempdir().unwrap();
+    fs::create_dir_all(outside.path().join("new/deep")).unwrap();
+    fs::write(outside.path().join("new/deep/f.txt"), b"f").unwrap();
+    fs::write(outside.path().join("new/g.txt"), b"g").unwrap();
+    fs::rename(outside.path().join("new"), r.join("docs/new")).unwrap();
+    let out = idx.scan(r, &Scope::Paths(vec![rel("docs/new"), rel("docs/new/g.txt"), rel("docs/new")]));
+    assert_eq!(upserts(&out), ["docs/new", "docs/new/deep", "docs/new/deep/f.txt", "docs/new/g.txt"]);
+    assert!(deletes(&out).is_empty());
+
+    // Removing it: the listed path and every known descendant.
+    fs::remove_dir_all(r.join("docs/new")).unwrap();
+    let out = idx.scan(r, &Scope::Paths(vec![rel("docs/new")]));
+    assert_eq!(deletes(&out), ["docs/new/g.txt", "docs/new/deep/f.txt", "docs/new/deep", "docs/new"]);
+
+    // A path below a missing ancestor is gone.
+    fs::remove_dir_all(r.join("docs/sub")).unwrap();
+    let out = idx.scan(r, &Scope::Paths(vec![rel("docs/sub/b.bin")]));
+    assert_eq!(deletes(&out), ["docs/sub/b.bin"]);
+
+    // A listed path that appeared under new, unknown directories brings them along.
+    fs::create_dir_all(r.join("x/y")).unwrap();
+    fs::write(r.join("x/y/z"), b"z").unwrap();
+    let out = idx.scan(r, &Scope::Paths(vec![rel("x/y/z")]));
+    assert_eq!(upserts(&out), ["x", "x/y", "x/y/z"]);
+
+    // Ignored and unchanged paths are not reported.
+    let out = idx.scan(r, &Scope::Paths(vec![rel("debug.log"), rel("build/out/x.o"), rel("docs/a.txt")]));
+    assert!(out.changes.is_empty(), "{:?}", out.changes);
+
+    // A directory replaced by a symlink: its children are gone, the link is reported.
+    fs::remove_dir_all(r.join("x")).unwrap();
+    std::os::unix::fs::symlink("/tmp", r.join("x")).unwrap();
+    let out = idx.scan(r, &Scope::Paths(vec![rel("x"), rel("x/y/z")]));
+    assert_eq!(upserts(&out), ["x"]);
+    assert_eq!(deletes(&out), ["x/y/z", "x/y"]);
+}
+
+#[test]
+fn reused_content_is_not_hashed_and_only_files_are_asked() {
+    let dir = setup();
+    let r = dir.path();
+    let asked = std::cell::RefCell::new(Vec::new());
+    let fake = ChunkHash([7; 32]);
+    let reuse = |p: &RelPath, k: &Known| -> Option<Reused> {
+        assert_eq!(k.kind, FileKind::File, "only files are offered for reuse");
+        asked.borrow_mut().push(p.to_string());
+        (p.as_str() == "docs/a.txt").then(|| (fake, vec![ChunkInfo { hash: fake, len: k.size as u32 }]))
+    };
+    let out = scan_reusing(r, &|_| None, &|_| Vec::new(), &Scope::Full, &Ignore::load(r).unwrap(), &reuse).unwrap();
+    let a = out.changes.iter().find_map(|c| match c {
+        Change::Upsert(o) if o.path.as_str() == "docs/a.txt" => Some(o),
+        _ => None,
+    });
+    assert_eq!(a.unwrap().hash, fake, "the reused hash is taken as is");
+    let b = out.changes.iter().find_map(|c| match c {
+        Change::Upsert(o) if o.path.as_str() == "run.sh" => Some(o),
+        _ => None,
+    });
+    assert_eq!(b.unwrap().hash, ChunkHash::of(&fs::read(r.join("run.sh")).unwrap()), "others are hashed");
+    assert!(asked.borrow().contains(&"run.sh".to_string()));
+    assert!(!asked.borrow().iter().any(|p| p == "docs" || p == "link"), "{:?}", asked.borrow());
+}
+
+#[test]
+fn bad_names_are_errors() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname")), b"x").unwrap();
+    fs::write(dir.path().join("good"), b"x").unwrap();
+    let idx = Index::default();
+    let out = idx.scan(dir.path(), &Scope::Full);
+    assert_eq!(upserts(&out), ["good"]);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+}

@@ -1,0 +1,136 @@
+//! Walking: directories in name order (skipping Ferry's own folder and temp files), listed paths
+//! with their ancestors, and the known paths that were not found, which become deletes.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use ferry_proto::{FERRY_DIR, FileKind, RelPath, TEMP_PREFIX};
+
+use super::Scanner;
+use super::record::Visit;
+
+impl Scanner<'_> {
+    /// Walks the directory `dir` (whose relative path is `dir_rel`, `None` for the root).
+    pub(super) fn walk(&mut self, dir: &Path, dir_rel: Option<&RelPath>) {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                let shown = dir_rel.map(|r| r.to_string()).unwrap_or_default();
+                self.error(shown, format!("read_dir: {e}"));
+                if let Some(r) = dir_rel {
+                    self.failed.push(r.clone());
+                }
+                return;
+            }
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => {
+                    let shown = dir_rel.map(|r| r.to_string()).unwrap_or_default();
+                    self.error(shown, format!("read_dir: {e}"));
+                    if let Some(r) = dir_rel {
+                        self.failed.push(r.clone());
+                    }
+                }
+            }
+        }
+        names.sort();
+        for name in names {
+            if dir_rel.is_none() && name == FERRY_DIR {
+                continue;
+            }
+            if name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+                continue;
+            }
+            let full = dir.join(&name);
+            let Some(name) = name.to_str() else {
+                self.error(full.to_string_lossy(), "name is not UTF-8");
+                continue;
+            };
+            let joined = match dir_rel {
+                Some(d) => format!("{d}/{name}"),
+                None => name.to_string(),
+            };
+            let rel = match RelPath::new(joined.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.error(joined, e.to_string());
+                    continue;
+                }
+            };
+            if let Visit::Dir = self.visit(&rel, &full) {
+                self.walk(&full, Some(&rel));
+            }
+        }
+    }
+
+    /// Known live paths in `candidates` that were not seen become deletes (unless ignored or
+    /// below something that failed).
+    pub(super) fn collect_deletes(&mut self, candidates: Vec<RelPath>) {
+        for p in candidates {
+            if self.seen.contains(&p) || self.failed.iter().any(|f| p.is_within(f)) {
+                continue;
+            }
+            let is_dir = self.live_known(&p).is_some_and(|k| k.kind == FileKind::Dir);
+            if self.ignore.is_ignored(&p, is_dir) {
+                continue;
+            }
+            self.deleted.push(p);
+        }
+    }
+
+    /// Scope::Paths: one listed path.
+    pub(super) fn scan_path(&mut self, p: &RelPath, known_paths: &dyn Fn(Option<&RelPath>) -> Vec<RelPath>) {
+        // Ancestors must be real directories; otherwise the path is gone. Ancestors the index does
+        // not have yet as directories are reported first, so parents come before children.
+        let mut gone = false;
+        for a in p.ancestors() {
+            let full = a.to_fs(self.root);
+            match fs::symlink_metadata(&full) {
+                Ok(m) if m.file_type().is_dir() => {
+                    let known_dir = self.live_known(&a).is_some_and(|k| k.kind == FileKind::Dir);
+                    if !known_dir && !self.seen.contains(&a) {
+                        self.visit(&a, &full);
+                    }
+                }
+                Ok(_) => {
+                    gone = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+                    gone = true;
+                    break;
+                }
+                Err(e) => {
+                    self.error(a.as_str(), format!("lstat: {e}"));
+                    return;
+                }
+            }
+        }
+        if !gone {
+            let full = p.to_fs(self.root);
+            match fs::symlink_metadata(&full) {
+                Ok(_) => {
+                    if let Visit::Dir = self.visit(p, &full) {
+                        self.walk(&full, Some(p));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => gone = true,
+                Err(e) => {
+                    self.error(p.as_str(), format!("lstat: {e}"));
+                    return;
+                }
+            }
+        }
+        if gone && !self.seen.contains(p) && self.live_known(p).is_some() {
+            let is_dir = self.live_known(p).is_some_and(|k| k.kind == FileKind::Dir);
+            if !self.ignore.is_ignored(p, is_dir) {
+                self.deleted.push(p.clone());
+            }
+        }
+        self.collect_deletes(known_paths(Some(p)));
+    }
+}

@@ -1,0 +1,129 @@
+//! Opening the database: persistence across reopen, schema versions and migration, and values
+//! this build cannot decode.
+
+use super::*;
+
+#[test]
+fn store_is_send_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<StoreError>();
+}
+
+#[test]
+fn reopen_persists_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let epoch;
+    {
+        let store = open(&dir);
+        store.set_meta("device_name", b"laptop").unwrap();
+        store.put_device(&device(PEER)).unwrap();
+        store.put_share(&share(S1)).unwrap();
+        epoch = store.share_state(&S1).unwrap().epoch;
+        assert_ne!(epoch, 0);
+        assert_eq!(store.commit_local(&S1, &[update("a"), update("b")], &[version(S1, "a", 5)]).unwrap(), Seq(2));
+        store.put_remote(&S1, &PEER, 77, &[rec("r", 4)]).unwrap();
+        assert_eq!(store.next_prompt_id().unwrap(), 1);
+    }
+    let store = open(&dir);
+    assert_eq!(store.get_meta("device_name").unwrap().as_deref(), Some(&b"laptop"[..]));
+    assert_eq!(store.get_meta("missing").unwrap(), None);
+    assert_eq!(store.device(&PEER).unwrap(), Some(device(PEER)));
+    assert_eq!(store.devices().unwrap(), vec![device(PEER)]);
+    assert_eq!(store.share(&S1).unwrap(), Some(share(S1)));
+    assert_eq!(store.share_state(&S1).unwrap(), ShareState { epoch, max_seq: 2 });
+    assert_eq!(paths(&store.local_since(&S1, Seq(0), 10).unwrap()), [("a".into(), 1), ("b".into(), 2)]);
+    assert_eq!(store.versions(&S1, &p("a")).unwrap(), vec![version(S1, "a", 5)]);
+    assert_eq!(store.remote_state(&S1, &PEER).unwrap(), RemoteState { epoch: 77, max_seq: 4 });
+    assert_eq!(store.remote_files(&S1, &PEER).unwrap(), vec![rec("r", 4)]);
+    assert_eq!(store.next_prompt_id().unwrap(), 2, "prompt ids continue after reopen");
+}
+
+#[test]
+fn unknown_or_corrupt_values_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_device(&device(PEER)).unwrap();
+    let good = schema::encode("device", &device(PEER)).unwrap();
+    let mut future = good.clone();
+    future[0] = 1; // a `V2` tag this build does not know
+    for bad in [future, vec![0], vec![], vec![0xFF; 5]] {
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(DEVICES).unwrap().insert(PEER2.0.as_slice(), bad.as_slice()).unwrap();
+        txn.commit().unwrap();
+        assert!(matches!(store.device(&PEER2), Err(StoreError::Decode { what: "device", .. })));
+        assert!(store.devices().is_err());
+        assert_eq!(store.device(&PEER).unwrap(), Some(device(PEER)), "other values still readable");
+    }
+
+    // A stored path that is not a valid RelPath is refused by deserialization, not trusted.
+    store.put_share(&share(S1)).unwrap();
+    store.commit_local(&S1, &[update("a")], &[]).unwrap();
+    let mut evil = entry("a");
+    evil.record.path = p("a");
+    let mut bytes = schema::encode("local entry", &evil).unwrap();
+    let pos = bytes.windows(2).position(|w| w == [1, b'a']).unwrap();
+    bytes[pos + 1] = b'/'; // path "/" (absolute)
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(LOCAL).unwrap().insert(schema::local_key(&S1, &p("a")).as_slice(), bytes.as_slice()).unwrap();
+    txn.commit().unwrap();
+    assert!(matches!(store.local_files(&S1), Err(StoreError::Decode { .. })));
+    assert!(store.local_since(&S1, Seq(0), 10).is_err());
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    drop(Store::open(&path).unwrap());
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(META_SCHEMA_VERSION.as_bytes(), 99u32.to_be_bytes().as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    match Store::open(&path) {
+        Err(StoreError::TooNew { found: 99, supported: schema::SCHEMA_VERSION }) => {}
+        Err(e) => panic!("expected TooNew, got {e}"),
+        Ok(_) => panic!("expected TooNew, opened fine"),
+    }
+}
+
+#[test]
+fn fresh_database_is_at_current_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert_eq!(store.get_meta(META_SCHEMA_VERSION).unwrap(), Some(schema::SCHEMA_VERSION.to_be_bytes().to_vec()));
+    assert!(matches!(store.set_meta(META_SCHEMA_VERSION, b"x"), Err(StoreError::Invalid(_))));
+    store.set_meta("k", b"1").unwrap();
+    store.set_meta("k", b"2").unwrap();
+    assert_eq!(store.get_meta("k").unwrap(), Some(b"2".to_vec()));
+}
+
+#[test]
+fn v2_database_migrates_to_v3_keeping_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    {
+        // A v2 database: every table but the v3 ones, version 2, one note.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        for t in schema::ALL_TABLES
+            .iter()
+            .filter(|t| !matches!(t.to_string().as_str(), "transfers" | "auto_accept" | "share_settings"))
+        {
+            txn.open_table(*t).unwrap();
+        }
+        txn.open_table(META).unwrap().insert(META_SCHEMA_VERSION.as_bytes(), 2u32.to_be_bytes().as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    {
+        let store = Store::open(&path).unwrap();
+        store.add_note(&note(4, PEER, true)).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.get_meta(META_SCHEMA_VERSION).unwrap(), Some(3u32.to_be_bytes().to_vec()));
+    assert_eq!(store.notes(None).unwrap().len(), 1);
+    assert!(store.transfers().unwrap().is_empty());
+    assert!(!store.auto_accept(&PEER).unwrap());
+}

@@ -1,0 +1,130 @@
+//! The local index: seq assignment, the seq index, all-or-nothing commits and the readers.
+
+use super::*;
+
+#[test]
+fn commit_local_assigns_seqs_and_local_since_follows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    assert_eq!(store.commit_local(&S1, &[update("a"), update("b"), update("c")], &[]).unwrap(), Seq(3));
+    assert_eq!(store.local_file(&S1, &p("b")).unwrap().unwrap().record.seq, Seq(2));
+
+    // Re-committing "a" moves it to the end of the seq index; it is not listed twice.
+    assert_eq!(store.commit_local(&S1, &[update("a")], &[]).unwrap(), Seq(4));
+    let all = store.local_since(&S1, Seq(0), 100).unwrap();
+    assert_eq!(paths(&all), [("b".into(), 2), ("c".into(), 3), ("a".into(), 4)]);
+    assert_eq!(paths(&store.local_since(&S1, Seq(2), 100).unwrap()), [("c".into(), 3), ("a".into(), 4)]);
+    assert_eq!(paths(&store.local_since(&S1, Seq(0), 1).unwrap()), [("b".into(), 2)]);
+    assert!(store.local_since(&S1, Seq(4), 100).unwrap().is_empty());
+    assert!(store.local_since(&S1, Seq(u64::MAX), 100).unwrap().is_empty());
+
+    // A local change in a receive-only share takes a seq but is never listed.
+    let mut local = update("d");
+    local.entry.meta.local_change = true;
+    assert_eq!(store.commit_local(&S1, &[local, update("e")], &[]).unwrap(), Seq(6));
+    assert_eq!(paths(&store.local_since(&S1, Seq(3), 100).unwrap()), [("a".into(), 4), ("e".into(), 6)]);
+    // The limit counts returned records, not skipped ones.
+    assert_eq!(paths(&store.local_since(&S1, Seq(4), 1).unwrap()), [("e".into(), 6)]);
+
+    // A metadata-only refresh keeps the seq and the index position.
+    let mut refresh = LocalUpdate { entry: store.local_file(&S1, &p("b")).unwrap().unwrap(), new_seq: false };
+    refresh.entry.meta.inode = 99;
+    assert_eq!(store.commit_local(&S1, &[refresh], &[]).unwrap(), Seq(6));
+    assert_eq!(store.local_file(&S1, &p("b")).unwrap().unwrap().meta.inode, 99);
+    assert_eq!(store.local_file(&S1, &p("b")).unwrap().unwrap().record.seq, Seq(2));
+    assert_eq!(paths(&store.local_since(&S1, Seq(0), 100).unwrap())[0], ("b".into(), 2));
+
+    // Exactly one seq-index key per entry.
+    let txn = store.db.begin_read().unwrap();
+    assert_eq!(txn.open_table(LOCAL_SEQ).unwrap().len().unwrap(), 5);
+    assert_eq!(entry_paths(&store.local_files(&S1).unwrap()), ["a", "b", "c", "d", "e"]);
+}
+
+#[test]
+fn local_files_at_reads_many_paths_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    store.commit_local(&S1, &[update("a"), update("c")], &[]).unwrap();
+    let g = store.generation();
+    let got = store.local_files_at(&S1, &[p("c"), p("b"), p("a")]).unwrap();
+    assert_eq!(store.generation(), g, "reads leave the generation alone");
+    let paths: Vec<Option<String>> = got.iter().map(|e| e.as_ref().map(|e| e.record.path.to_string())).collect();
+    assert_eq!(paths, vec![Some("c".to_string()), None, Some("a".to_string())]);
+    assert!(store.local_files_at(&S2, &[p("a")]).unwrap()[0].is_none());
+    store.commit_local(&S1, &[update("b")], &[]).unwrap();
+    assert!(store.generation() > g, "a write moves it");
+}
+
+#[test]
+fn commit_local_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert!(matches!(store.commit_local(&S1, &[update("a")], &[]), Err(StoreError::NotFound(_))));
+    store.put_share(&share(S1)).unwrap();
+    store.commit_local(&S1, &[update("a")], &[]).unwrap();
+    // "b" claims seq 1, which is "a"'s: refused, and "c" before it is not written either.
+    let mut clash = update("b");
+    clash.new_seq = false;
+    clash.entry.record.seq = Seq(1);
+    assert!(matches!(store.commit_local(&S1, &[update("c"), clash], &[]), Err(StoreError::Invalid(_))));
+    assert_eq!(store.local_file(&S1, &p("c")).unwrap(), None);
+    assert_eq!(store.share_state(&S1).unwrap().max_seq, 1);
+    // A version of another share is refused.
+    assert!(store.commit_local(&S1, &[update("c")], &[version(S2, "c", 1)]).is_err());
+    assert_eq!(store.local_file(&S1, &p("c")).unwrap(), None);
+    assert_eq!(paths(&store.local_since(&S1, Seq(0), 10).unwrap()), [("a".into(), 1)]);
+}
+
+#[test]
+fn local_files_under_matches_whole_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    store.put_share(&share(S2)).unwrap();
+    let names = ["a", "a/b", "a/b.txt", "a/b/c", "a/b/d/e", "a/bb", "a/bb/c", "ab", "b"];
+    store.commit_local(&S1, &names.map(update), &[]).unwrap();
+    store.commit_local(&S2, &[update("a/b/x")], &[]).unwrap();
+    assert_eq!(entry_paths(&store.local_files_under(&S1, &p("a/b")).unwrap()), ["a/b", "a/b/c", "a/b/d/e"]);
+    assert_eq!(entry_paths(&store.local_files_under(&S1, &p("a/bb")).unwrap()), ["a/bb", "a/bb/c"]);
+    assert_eq!(entry_paths(&store.local_files_under(&S1, &p("ab")).unwrap()), ["ab"]);
+    assert_eq!(entry_paths(&store.local_files_under(&S1, &p("zz")).unwrap()), Vec::<String>::new());
+    // Without the prefix itself present, only what is below it.
+    assert_eq!(entry_paths(&store.local_files_under(&S2, &p("a")).unwrap()), ["a/b/x"]);
+    assert_eq!(entry_paths(&store.local_files(&S1).unwrap()), names);
+}
+
+#[test]
+fn for_each_local_and_local_reader_read_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    store.put_share(&share(S2)).unwrap();
+    store.commit_local(&S1, &[update("b"), update("a"), update("c")], &[]).unwrap();
+    store.commit_local(&S2, &[update("a0")], &[]).unwrap();
+    let mut all = Vec::new();
+    store
+        .for_each_local(&S1, |e| {
+            all.push(e.record.path.to_string());
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(all, ["a", "b", "c"]);
+    let mut first = Vec::new();
+    store
+        .for_each_local(&S1, |e| {
+            first.push(e.record.path.to_string());
+            Ok(first.len() < 2)
+        })
+        .unwrap();
+    assert_eq!(first, ["a", "b"], "stops when asked");
+
+    let reader = store.local_reader(&S1).unwrap();
+    assert_eq!(reader.get(&p("b")).unwrap(), store.local_file(&S1, &p("b")).unwrap());
+    assert_eq!(reader.get(&p("a0")).unwrap(), None, "another share's entry");
+    // The reader keeps the snapshot it was made with.
+    store.commit_local(&S1, &[update("d")], &[]).unwrap();
+    assert_eq!(reader.get(&p("d")).unwrap(), None);
+    assert!(store.local_reader(&S1).unwrap().get(&p("d")).unwrap().is_some());
+}

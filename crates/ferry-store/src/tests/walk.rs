@@ -1,0 +1,93 @@
+//! Walks over the local and remote indexes, and the index generation that dates them.
+
+use super::*;
+
+/// The paths `walk_share` visits, with which sources held each (local, then one per device).
+fn walk(store: &Store, share: &ShareId, devices: &[DeviceId]) -> (Vec<(String, Vec<bool>)>, WalkStates) {
+    let mut seen = Vec::new();
+    let states = store
+        .walk_share(share, devices, |local, remotes| {
+            let path = local
+                .as_ref()
+                .map(|e| e.record.path.clone())
+                .or_else(|| remotes.iter().flatten().next().map(|r| r.path.clone()));
+            // Every record handed over together is of the same path.
+            for r in remotes.iter().flatten() {
+                assert_eq!(Some(&r.path), path.as_ref());
+            }
+            let mut held = vec![local.is_some()];
+            held.extend(remotes.iter().map(Option::is_some));
+            seen.push((path.unwrap().to_string(), held));
+            Ok(())
+        })
+        .unwrap();
+    (seen, states)
+}
+
+#[test]
+fn walk_share_merges_local_and_remote_indexes_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    store.put_share(&share(S2)).unwrap();
+    store.commit_local(&S1, &[update("a"), update("c"), update("d/e")], &[]).unwrap();
+    // The adjacent share and a device not walked must not leak into the walk.
+    store.commit_local(&S2, &[update("b")], &[]).unwrap();
+    store.put_remote(&S2, &PEER, 1, &[rec("b", 1)]).unwrap();
+    store.put_remote(&S1, &PEER, 7, &[rec("a", 1), rec("b", 2), rec("d/e", 3), rec("z", 4)]).unwrap();
+    store.put_remote(&S1, &PEER2, 8, &[rec("c", 9), rec("d", 1)]).unwrap();
+    store.put_remote(&S1, &ME, 9, &[rec("y", 1)]).unwrap();
+
+    let (seen, states) = walk(&store, &S1, &[PEER, PEER2]);
+    let want: Vec<(String, Vec<bool>)> = vec![
+        ("a".into(), vec![true, true, false]),
+        ("b".into(), vec![false, true, false]),
+        ("c".into(), vec![true, false, true]),
+        ("d".into(), vec![false, false, true]),
+        ("d/e".into(), vec![true, true, false]),
+        ("z".into(), vec![false, true, false]),
+    ];
+    assert_eq!(seen, want);
+    assert_eq!(states.local, store.share_state(&S1).unwrap());
+    assert_eq!(
+        states.remotes,
+        vec![(PEER, RemoteState { epoch: 7, max_seq: 4 }), (PEER2, RemoteState { epoch: 8, max_seq: 9 })]
+    );
+    assert_eq!(states, store.walk_states(&S1, &[PEER, PEER2]).unwrap());
+
+    // No devices: the local index alone; a device we hold nothing of: its state is {0, 0}.
+    let (seen, _) = walk(&store, &S1, &[]);
+    assert_eq!(seen.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["a", "c", "d/e"]);
+    let stranger = DeviceId([7; 32]);
+    assert_eq!(store.walk_states(&S1, &[stranger]).unwrap().remotes, vec![(stranger, RemoteState::default())]);
+    assert!(matches!(store.walk_states(&ShareId([5; 10]), &[]), Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn index_generation_moves_with_index_writes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    let g = store.index_generation();
+    let before = store.walk_states(&S1, &[PEER]).unwrap();
+    store.put_device(&device(PEER)).unwrap();
+    store.update_share_settings(&S1, |s| s.mass_delete_percent = Some(10)).unwrap();
+    assert_eq!(store.index_generation(), g, "device and settings writes are not index writes");
+    assert_eq!(store.walk_states(&S1, &[PEER]).unwrap(), before);
+
+    store.put_remote(&S1, &PEER, 3, &[rec("x", 1)]).unwrap();
+    let after_remote = store.walk_states(&S1, &[PEER]).unwrap();
+    assert_ne!(after_remote, before);
+    store.commit_local(&S1, &[update("x")], &[]).unwrap();
+    let after_local = store.walk_states(&S1, &[PEER]).unwrap();
+    assert_ne!(after_local, after_remote);
+    // A metadata-only commit keeps every seq, and still moves the generation.
+    let mut e = store.local_file(&S1, &p("x")).unwrap().unwrap();
+    e.record.version = Default::default();
+    store.commit_local(&S1, &[LocalUpdate { entry: e, new_seq: false }], &[]).unwrap();
+    let kept = store.walk_states(&S1, &[PEER]).unwrap();
+    assert_eq!(kept.local, after_local.local);
+    assert_ne!(kept, after_local);
+    store.clear_remote(&S1, &PEER).unwrap();
+    assert_ne!(store.walk_states(&S1, &[PEER]).unwrap(), kept);
+}

@@ -1,0 +1,137 @@
+//! Walking a share's local index and the remote indexes of some devices side by side, in path
+//! order and one read transaction ([`Store::walk_share`]), and the [`WalkStates`] that tell a
+//! caller whether what it computed from a walk is still current.
+
+use ferry_proto::{DeviceId, FileRecord, ShareId};
+use redb::ReadTransaction;
+
+use crate::schema::{self, LOCAL, REMOTE, REMOTE_STATE, SHARE_STATE, get, prefix_bounds};
+use crate::{LocalEntry, RemoteState, ShareState, Store, StoreError};
+
+impl Store {
+    /// Walks the share's local index and the remote indexes of `devices` side by side, in path
+    /// order, in one read transaction: `f(local, remotes)` is called once per path that any of
+    /// them holds, with `remotes[i]` the record of `devices[i]` (None where it has none). Only
+    /// one path's records are decoded at a time, so comparing two 100,000-record indexes costs
+    /// no more memory than comparing one path.
+    ///
+    /// Returns the index states read in the same transaction, so a caller can tell later
+    /// whether anything it compared has changed since (see [`WalkStates`]).
+    pub fn walk_share(
+        &self,
+        share: &ShareId,
+        devices: &[DeviceId],
+        mut f: impl FnMut(Option<LocalEntry>, Vec<Option<FileRecord>>) -> Result<(), StoreError>,
+    ) -> Result<WalkStates, StoreError> {
+        // Read before the transaction begins: a write racing it only makes the states look
+        // newer than what was read (a needless recomputation later), never older.
+        let generation = self.index_generation();
+        self.read(|txn| {
+            let states = walk_states(txn, generation, share, devices)?;
+            let local_table = txn.open_table(LOCAL)?;
+            let remote_table = txn.open_table(REMOTE)?;
+            // Each source is a range whose keys are a fixed prefix followed by the path, so the
+            // key suffixes compare like the paths and a merge by suffix visits every path once.
+            let mut sources: Vec<MergeSource> = Vec::with_capacity(devices.len() + 1);
+            let local_prefix = share.0.len();
+            let local_bounds = prefix_bounds(&share.0);
+            sources
+                .push(MergeSource::new(local_table.range::<&[u8]>(schema::as_slices(&local_bounds))?, local_prefix)?);
+            for d in devices {
+                let prefix = schema::remote_state_key(share, d);
+                let bounds = prefix_bounds(&prefix);
+                sources.push(MergeSource::new(remote_table.range::<&[u8]>(schema::as_slices(&bounds))?, prefix.len())?);
+            }
+            while let Some(min) = sources.iter().filter_map(MergeSource::path).min().map(<[u8]>::to_vec) {
+                let mut local = None;
+                let mut remotes = Vec::with_capacity(devices.len());
+                for (i, src) in sources.iter_mut().enumerate() {
+                    let value = if src.path() == Some(min.as_slice()) { Some(src.advance()?) } else { None };
+                    if i == 0 {
+                        local = value.map(|v| schema::decode::<LocalEntry>("local entry", &v)).transpose()?;
+                    } else {
+                        remotes.push(value.map(|v| schema::decode::<FileRecord>("remote record", &v)).transpose()?);
+                    }
+                }
+                f(local, remotes)?;
+            }
+            Ok(states)
+        })
+    }
+
+    /// The states [`Store::walk_share`] would return now, without the walk.
+    pub fn walk_states(&self, share: &ShareId, devices: &[DeviceId]) -> Result<WalkStates, StoreError> {
+        let generation = self.index_generation();
+        self.read(|txn| walk_states(txn, generation, share, devices))
+    }
+}
+
+/// The index states a [`Store::walk_share`] read: the index generation, the local index's state
+/// and each walked device's (`{0, 0}` for a device we hold nothing of). Equal states (with the
+/// same store) mean no index was written in between: the walk would see the same records again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalkStates {
+    /// [`Store::index_generation`] read before the walk's transaction began.
+    pub generation: u64,
+    pub local: ShareState,
+    pub remotes: Vec<(DeviceId, RemoteState)>,
+}
+
+fn walk_states(
+    txn: &ReadTransaction,
+    generation: u64,
+    share: &ShareId,
+    devices: &[DeviceId],
+) -> Result<WalkStates, StoreError> {
+    let local: ShareState = get(&txn.open_table(SHARE_STATE)?, &share.0, "share state")?
+        .ok_or_else(|| StoreError::NotFound(format!("state of share {share}")))?;
+    let table = txn.open_table(REMOTE_STATE)?;
+    let mut remotes = Vec::with_capacity(devices.len());
+    for d in devices {
+        remotes.push((*d, get(&table, &schema::remote_state_key(share, d), "remote state")?.unwrap_or_default()));
+    }
+    Ok(WalkStates { generation, local, remotes })
+}
+
+/// One sorted range of a [`Store::walk_share`] merge, with its next (key, value) read ahead.
+struct MergeSource<'a> {
+    range: redb::Range<'a, &'static [u8], &'static [u8]>,
+    /// Length of the key prefix before the path.
+    prefix: usize,
+    head: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl<'a> MergeSource<'a> {
+    fn new(range: redb::Range<'a, &'static [u8], &'static [u8]>, prefix: usize) -> Result<Self, StoreError> {
+        let mut s = MergeSource { range, prefix, head: None };
+        s.fill()?;
+        Ok(s)
+    }
+
+    fn fill(&mut self) -> Result<(), StoreError> {
+        self.head = match self.range.next() {
+            Some(item) => {
+                let (k, v) = item?;
+                let key = k.value();
+                let path = key
+                    .get(self.prefix..)
+                    .ok_or_else(|| StoreError::Corrupt(format!("index key of {} bytes", key.len())))?;
+                Some((path.to_vec(), v.value().to_vec()))
+            }
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// The path bytes of the next entry, None at the end.
+    fn path(&self) -> Option<&[u8]> {
+        self.head.as_ref().map(|(p, _)| p.as_slice())
+    }
+
+    /// Takes the next entry's value and reads the one after it.
+    fn advance(&mut self) -> Result<Vec<u8>, StoreError> {
+        let (_, value) = self.head.take().expect("advance only at a path");
+        self.fill()?;
+        Ok(value)
+    }
+}
