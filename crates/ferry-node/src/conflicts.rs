@@ -15,6 +15,7 @@ use ferry_store::{LocalEntry, ShareRecord, VersionReason};
 
 use crate::api::*;
 use crate::context::{ApiResult, Context};
+use crate::error::ShareError;
 
 const MARK: &str = ".sync-conflict-";
 
@@ -182,13 +183,13 @@ pub(crate) async fn resolve(inner: &Arc<Context>, req: ResolveDto) -> ApiResult<
     let sh: ShareRecord = share.clone();
     let copies2 = copies.clone();
     let winner2 = winner.clone();
-    let (versions, touched, renamed) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+    let (versions, touched, renamed) = tokio::task::spawn_blocking(move || -> Result<_, ShareError> {
         let entry = |p: &RelPath| entries.iter().find(|e| &e.record.path == p);
         let mut versions = Vec::new();
         let mut touched = vec![orig.clone()];
         let mut renamed = Vec::new();
         for c in &copies2 {
-            let cp = RelPath::new(&c.copy).map_err(|e| e.to_string())?;
+            let cp = RelPath::new(&c.copy)?;
             touched.push(cp.clone());
             if both {
                 let (stem, ext) = split(orig.file_name());
@@ -198,9 +199,9 @@ pub(crate) async fn resolve(inner: &Arc<Context>, req: ResolveDto) -> ApiResult<
                     Some(e) => format!("{stem} (from {dev} {stamp}).{e}"),
                     None => format!("{stem} (from {dev} {stamp})"),
                 };
-                let to = cp.with_file_name(&name).map_err(|e| e.to_string())?;
+                let to = cp.with_file_name(&name)?;
                 let _ = ferry_fs::drop_snapshot(&root, &cp);
-                rename_within(&root, &cp, &to).map_err(|e| e.to_string())?;
+                rename_within(&root, &cp, &to)?;
                 touched.push(to.clone());
                 renamed.push(to.to_string());
                 continue;
@@ -221,7 +222,7 @@ pub(crate) async fn resolve(inner: &Arc<Context>, req: ResolveDto) -> ApiResult<
                     versions.push(v);
                 }
                 let _ = ferry_fs::drop_snapshot(&root, &cp);
-                rename_within(&root, &cp, &orig).map_err(|e| e.to_string())?;
+                rename_within(&root, &cp, &orig)?;
             } else if let Some(v) = crate::history::archive_as(
                 &root,
                 sh.id,
@@ -238,8 +239,8 @@ pub(crate) async fn resolve(inner: &Arc<Context>, req: ResolveDto) -> ApiResult<
         Ok((versions, touched, renamed))
     })
     .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .map_err(ShareError::from)
+    .and_then(|r| r)?;
     let archived = versions.len() as u64;
     if !versions.is_empty() {
         inner.db(move |s| s.commit_local(&id, &[], &versions).map(|_| ())).await?;

@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 use crate::api::*;
 use crate::clock::now_ms;
 use crate::context::{ApiResult, Context};
+use crate::error::ShareError;
 use crate::records;
 use crate::share_handle::ShareCommand;
 use crate::summary::LocalCounts;
@@ -134,17 +135,17 @@ pub(crate) fn after_apply(root: &Path, target: &FileRecord) {
 }
 
 /// The archived copy of a version, checked to be a plain file inside the share's archive.
-fn version_file(root: &Path, archive_path: &str) -> Result<PathBuf, String> {
+fn version_file(root: &Path, archive_path: &str) -> Result<PathBuf, ShareError> {
     let ok = archive_path.starts_with(ferry_fs::VERSIONS_DIR)
         && archive_path.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
     if !ok {
-        return Err(format!("version path {archive_path:?} is not inside the archive"));
+        return Err(ShareError::OutsideArchive(archive_path.to_string()));
     }
     let p = root.join(archive_path);
     match std::fs::symlink_metadata(&p) {
         Ok(m) if m.file_type().is_file() => Ok(p),
-        Ok(_) => Err(format!("{} is not a regular file", p.display())),
-        Err(e) => Err(format!("the archived copy {} is gone: {e}", p.display())),
+        Ok(_) => Err(ShareError::ArchivedNotAFile(p)),
+        Err(source) => Err(ShareError::ArchivedGone { path: p, source }),
     }
 }
 
@@ -159,16 +160,16 @@ pub(crate) fn archive_as(
     me: DeviceId,
     mode: ArchiveMode,
     reason: VersionReason,
-) -> Result<Option<VersionRecord>, String> {
-    let Some(k) = ferry_fs::stat_known(root, rel).map_err(|e| e.to_string())? else { return Ok(None) };
+) -> Result<Option<VersionRecord>, ShareError> {
+    let Some(k) = ferry_fs::stat_known(root, rel)? else { return Ok(None) };
     if k.kind != FileKind::File {
-        return Err(format!("{rel} is not a regular file here; move it away first"));
+        return Err(ShareError::NotAFileHere(rel.clone()));
     }
-    let abs = ferry_fs::checked_path(root, rel).map_err(|e| e.to_string())?;
-    let c = chunk_file(&abs).map_err(|e| e.to_string())?;
+    let abs = ferry_fs::checked_path(root, rel)?;
+    let c = chunk_file(&abs)?;
     let by = entry.filter(|e| e.record.hash == c.hash).map(|e| e.record.modified_by).unwrap_or(me);
     let _ = drop_snapshot(root, rel);
-    let ap = archive(root, rel, OffsetDateTime::now_utc(), mode).map_err(|e| e.to_string())?;
+    let ap = archive(root, rel, OffsetDateTime::now_utc(), mode)?;
     Ok(Some(version_record(share, record_as, (c.size, c.hash, k.mtime_ns, by), me, ap, reason)))
 }
 
@@ -180,25 +181,26 @@ fn restore_blocking(
     v: &VersionRecord,
     entry: Option<&LocalEntry>,
     me: DeviceId,
-) -> Result<Vec<VersionRecord>, String> {
+) -> Result<Vec<VersionRecord>, ShareError> {
     let src = version_file(root, &v.archive_path)?;
     let mut out = Vec::new();
-    let temp = ferry_fs::create_temp(root, rel).map_err(|e| e.to_string())?;
+    let temp = ferry_fs::create_temp(root, rel)?;
     {
-        let mut input = std::fs::File::open(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+        let mut input =
+            std::fs::File::open(&src).map_err(|source| ShareError::OpenArchived { path: src.clone(), source })?;
         let mut f = &temp.file;
-        std::io::copy(&mut input, &mut f).map_err(|e| format!("copying {}: {e}", src.display()))?;
+        std::io::copy(&mut input, &mut f).map_err(|source| ShareError::CopyArchived { path: src.clone(), source })?;
     }
-    let got = chunk_file(&temp.path).map_err(|e| e.to_string())?;
+    let got = chunk_file(&temp.path)?;
     if got.hash != v.hash {
-        return Err(format!("the archived copy {} no longer has the recorded content; not restored", src.display()));
+        return Err(ShareError::ArchivedChanged(src));
     }
     if let Some(rec) = archive_as(root, share, rel, rel, entry, me, ArchiveMode::Link, VersionReason::Replaced)? {
         out.push(rec);
     }
     let executable = entry.is_some_and(|e| e.record.executable && !e.record.deleted);
     let now_ns = OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
-    ferry_fs::commit_temp(temp, root, rel, now_ns, executable).map_err(|e| e.to_string())?;
+    ferry_fs::commit_temp(temp, root, rel, now_ns, executable)?;
     Ok(out)
 }
 
@@ -286,8 +288,8 @@ pub(crate) async fn restore(inner: &Arc<Context>, req: RestoreDto) -> ApiResult<
         (PathBuf::from(&share.path), share.id, inner.id, rel.clone(), v.clone(), entry.clone());
     let archived = tokio::task::spawn_blocking(move || restore_blocking(&root, id, &r, &vv, e.as_ref(), me))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+        .map_err(ShareError::from)
+        .and_then(|r| r)?;
     let current = archived.first().map(|a| Path::new(&share.path).join(&a.archive_path).display().to_string());
     finish(inner, share.id, archived, vec![rel.clone()]).await?;
     Ok(RestoredDto { share: share.id.to_string(), path: rel.to_string(), version: v.id, current_archived_as: current })
@@ -384,7 +386,7 @@ pub(crate) async fn rewind(inner: &Arc<Context>, req: RewindReqDto) -> ApiResult
             (out, errs)
         })
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ShareError::from)?;
         errors = errs;
         let paths = plan
             .iter()
@@ -442,7 +444,7 @@ pub(crate) async fn prune_share(inner: &Arc<Context>, id: ShareId, now_ms: i64) 
         freed
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ShareError::from)?;
     tracing::info!(share = %id, removed = drop.len(), freed, "pruned versions");
     Ok(PruneDto { share: id.to_string(), removed: drop.len() as u64, freed_bytes: freed })
 }
@@ -546,7 +548,7 @@ pub(crate) async fn revert_share(inner: &Arc<Context>, arg: &str) -> ApiResult<M
         out
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ShareError::from)?;
     let updates: Vec<LocalUpdate> = plan.updates.into_iter().map(records::local_update).collect();
     let n = updates.len() as u64;
     inner.db(move |s| s.commit_local(&id, &updates, &archived).map(|_| ())).await?;

@@ -20,6 +20,7 @@ mod context;
 mod control;
 mod discovery;
 pub mod doctor;
+mod error;
 pub mod events;
 pub mod fault;
 mod fetch;

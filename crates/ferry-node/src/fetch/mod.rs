@@ -73,6 +73,8 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+impl std::error::Error for FetchError {}
+
 /// Gives the bytes of chunks the file does not hold yet. Whatever it returns is checked by the
 /// pipeline (length and hash) before it is used.
 pub(crate) trait Source: Sync {

@@ -94,7 +94,7 @@ impl Worker {
         sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
         batch: &mut Batch,
-    ) -> Result<(), String> {
+    ) -> Result<(), ShareError> {
         let Write { target, record, fate, applied } = w;
         let root = self.root.clone();
         let path = target.path.clone();
@@ -160,7 +160,7 @@ impl Worker {
         target: &FileRecord,
         local: Option<&LocalEntry>,
         batch: &mut Batch,
-    ) -> Result<Option<RelPath>, String> {
+    ) -> Result<Option<RelPath>, ShareError> {
         let (root, path) = (self.root.clone(), target.path.clone());
         let mut fate = fate;
         if fate == LocalFate::ConflictCopy {
@@ -206,13 +206,10 @@ impl Worker {
         target: &FileRecord,
         temp: ferry_fs::TempFile,
         got: Assembled,
-    ) -> Result<ferry_fs::TempFile, String> {
+    ) -> Result<ferry_fs::TempFile, ShareError> {
         if got.hash != target.hash || got.size != target.size {
             // Dropping the temp removes it.
-            return Err(format!(
-                "{} sent a record whose hash does not match its content; refused",
-                target.modified_by.short()
-            ));
+            return Err(ShareError::WholeHashMismatch { sender: target.modified_by });
         }
         Ok(temp)
     }
@@ -229,7 +226,7 @@ impl Worker {
         target: &FileRecord,
         sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
-    ) -> Result<(ferry_fs::TempFile, Assembled), String> {
+    ) -> Result<(ferry_fs::TempFile, Assembled), ShareError> {
         let (r, p) = (self.root.clone(), target.path.clone());
         let partial = match self.partials.lock().unwrap().remove(&target.path) {
             Some((hash, path)) if hash == target.hash => Some(path),
@@ -248,11 +245,11 @@ impl Worker {
             },
             None => blocking(move || ferry_fs::create_temp(&r, &p)).await?,
         };
-        let file = Arc::new(temp.file.try_clone().map_err(|e| e.to_string())?);
+        let file = Arc::new(temp.file.try_clone()?);
         let plan = plan_chunks(target, local_chunks);
         if plan.contains(&ChunkSource::Remote) && sources.is_empty() {
             self.keep_partial(target, temp, resumed);
-            return Err("no connected device has this version; waiting for one".into());
+            return Err(ShareError::NoSource);
         }
         let chunks: Vec<Chunk> =
             target.chunk_offsets().map(|(offset, c)| Chunk { offset, len: c.len, hash: c.hash }).collect();
@@ -283,13 +280,13 @@ impl Worker {
         .await;
         match result {
             Ok(assembled) => Ok((temp, assembled)),
-            Err(FetchError::Disk(e)) => {
+            Err(e @ FetchError::Disk(_)) => {
                 let _ = std::fs::remove_file(&temp.path);
-                Err(e)
+                Err(e.into())
             }
             Err(e) => {
                 self.keep_partial(target, temp, resumed || filled.total() > 0);
-                Err(e.to_string())
+                Err(e.into())
             }
         }
     }

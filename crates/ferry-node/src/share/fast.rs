@@ -106,7 +106,7 @@ impl Worker {
 
     /// Renames our file at `del.path` (still as indexed in `old`) to `new.path`; returns its
     /// inode.
-    async fn move_one(&self, new: &FileRecord, del: &FileRecord, old: &LocalEntry) -> Result<u64, String> {
+    async fn move_one(&self, new: &FileRecord, del: &FileRecord, old: &LocalEntry) -> Result<u64, ShareError> {
         let root = self.root.clone();
         let (from, to, mtime) = (del.path.clone(), new.path.clone(), new.mtime_ns);
         let known = known_of(old);
@@ -313,7 +313,7 @@ impl Worker {
     async fn fetch_batch(
         &self,
         batch: Vec<NewFile>,
-    ) -> (Vec<(FileRecord, ferry_fs::TempFile)>, Vec<NewFile>, Vec<(FileRecord, String)>) {
+    ) -> (Vec<(FileRecord, ferry_fs::TempFile)>, Vec<NewFile>, Vec<(FileRecord, ShareError)>) {
         let peer = batch[0].sources[0].clone();
         let refs: Vec<BlockRef> = batch
             .iter()
@@ -362,17 +362,15 @@ impl Worker {
                     let r = (|| {
                         // The record's whole-file hash, not only the chunk's.
                         if data.len() as u64 != target.size || ChunkHash::of(&data) != target.hash {
-                            return Err(Err(format!(
-                                "{} sent a record whose hash does not match its content; refused",
-                                target.modified_by.short()
-                            )));
+                            return Err(ShareError::WholeHashMismatch { sender: target.modified_by });
                         }
-                        if ferry_fs::stat_known(&root, &target.path).map_err(|e| Err(e.to_string()))?.is_some() {
-                            return Err(Ok(()));
+                        // Something there already: the async side below asks for its rescan.
+                        if ferry_fs::stat_known(&root, &target.path)?.is_some() {
+                            return Err(ShareError::ChangedHere);
                         }
-                        let mut temp = ferry_fs::create_temp(&root, &target.path).map_err(|e| Err(e.to_string()))?;
+                        let mut temp = ferry_fs::create_temp(&root, &target.path)?;
                         std::io::Write::write_all(&mut temp.file, &data)
-                            .map_err(|e| Err(format!("writing {}: {e}", temp.path.display())))?;
+                            .map_err(|source| ShareError::Write { path: temp.path.clone(), source })?;
                         Ok(temp)
                     })();
                     (target, r)
@@ -388,15 +386,18 @@ impl Worker {
                     match r {
                         Ok(temp) => done.push((target, temp)),
                         // Something appeared at the path meanwhile: scan it before syncing it.
-                        Err(Ok(())) => {
-                            let msg = self.rescan_first(&target.path);
-                            failed.push((target, msg));
+                        Err(ShareError::ChangedHere) => {
+                            let e = self.rescan_first(&target.path);
+                            failed.push((target, e));
                         }
-                        Err(Err(e)) => failed.push((target, e)),
+                        Err(e) => failed.push((target, e)),
                     }
                 }
             }
-            Err(e) => failed.extend(targets.into_iter().map(|t| (t, format!("writing failed: {e}")))),
+            Err(e) => {
+                let e = Arc::new(e);
+                failed.extend(targets.into_iter().map(|t| (t, ShareError::BatchWrite(e.clone()))));
+            }
         }
         (done, retry, failed)
     }
@@ -407,7 +408,7 @@ impl Worker {
         target: &FileRecord,
         sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
-    ) -> Result<ferry_fs::TempFile, String> {
+    ) -> Result<ferry_fs::TempFile, ShareError> {
         let (r, p) = (self.root.clone(), target.path.clone());
         if blocking(move || ferry_fs::stat_known(&r, &p)).await?.is_some() {
             return Err(self.rescan_first(&target.path));

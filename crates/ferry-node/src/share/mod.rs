@@ -27,6 +27,7 @@ use tokio::sync::{Notify, mpsc, watch as twatch};
 
 use crate::api::ApiError;
 use crate::context::{ApiResult, Context};
+use crate::error::ShareError;
 use crate::events::Event;
 use crate::link::PeerLink;
 use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHandle};
@@ -323,15 +324,15 @@ impl Worker {
         self.inner.emit(Event::Error { share: Some(self.id.to_string()), device: None, message });
     }
 
-    async fn record(&self) -> ApiResult<ShareRecord> {
+    async fn record(&self) -> Result<ShareRecord, ShareError> {
         let id = self.id;
-        self.inner.db(move |s| s.share(&id)).await?.ok_or_else(|| ApiError::not_found("share removed"))
+        Ok(self.inner.db(move |s| s.share(&id)).await?.ok_or_else(|| ApiError::not_found("share removed"))?)
     }
 }
 
 /// Runs blocking file work off the runtime.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ferry_fs::FsError> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+) -> Result<T, ShareError> {
+    Ok(tokio::task::spawn_blocking(f).await??)
 }

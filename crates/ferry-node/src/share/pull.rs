@@ -143,7 +143,7 @@ impl Worker {
     /// what is wanted, so memory follows the work to do rather than the size of the share. A
     /// pass whose inputs are exactly those of the last pass that found nothing to do is
     /// skipped (see [`PullMark`]).
-    pub(super) async fn pull_pass(&self) -> ApiResult<PullStats> {
+    pub(super) async fn pull_pass(&self) -> Result<PullStats, ShareError> {
         let rec = self.record().await?;
         if !rec.mode.receives() {
             return Ok(PullStats::default());
@@ -224,7 +224,7 @@ impl Worker {
     }
 
     /// True when the pull's inputs are those of the last pass that found nothing to do.
-    async fn unchanged_since_mark(&self, members: &[DeviceId], policy: ConflictPolicy) -> ApiResult<bool> {
+    async fn unchanged_since_mark(&self, members: &[DeviceId], policy: ConflictPolicy) -> Result<bool, ShareError> {
         let Some(mark) = self.pull_mark.lock().unwrap().clone() else { return Ok(false) };
         let (id, m) = (self.id, members.to_vec());
         let states = self.inner.db(move |s| s.walk_states(&id, &m)).await?;
@@ -241,7 +241,7 @@ impl Worker {
         sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
         batch: &mut Batch,
-    ) -> Result<(), String> {
+    ) -> Result<(), ShareError> {
         let keep = |record: FileRecord| {
             let meta = local.expect("a merge or override implies a local entry").meta;
             LocalUpdate { entry: LocalEntry { record, meta }, new_seq: true }
@@ -267,7 +267,7 @@ impl Worker {
     }
 
     /// Commits the batch in one transaction, then tells the world.
-    pub(super) async fn flush(&self, batch: &mut Batch) -> ApiResult<()> {
+    pub(super) async fn flush(&self, batch: &mut Batch) -> Result<(), ShareError> {
         if batch.updates.is_empty() {
             return Ok(());
         }
@@ -288,9 +288,9 @@ impl Worker {
     }
 
     /// Asks for a rescan of `path` (something changed under us) and returns the error to report.
-    pub(super) fn rescan_first(&self, path: &RelPath) -> String {
+    pub(super) fn rescan_first(&self, path: &RelPath) -> ShareError {
         self.pending.lock().unwrap().paths.insert(path.clone());
         self.wake.notify_one();
-        "changed on this device since it was indexed; rescanning before syncing it".into()
+        ShareError::ChangedHere
     }
 }

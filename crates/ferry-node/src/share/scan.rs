@@ -7,19 +7,19 @@ use ferry_engine::scan::{self, Seen};
 
 impl Worker {
     /// Scans, then commits what changed as local changes in one transaction.
-    pub(super) async fn scan(&self, scope: Scope, rehash: bool) -> ApiResult<()> {
+    pub(super) async fn scan(&self, scope: Scope, rehash: bool) -> Result<(), ShareError> {
         let started = Instant::now();
         let rec = self.record().await?;
         let me = self.inner.id;
         let store = self.inner.store.clone();
         let id = self.id;
         let root = self.root.clone();
-        let (outcome, changes, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let ignore = Ignore::load(&root).map_err(|e| e.to_string())?;
+        let (outcome, changes, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, ShareError> {
+            let ignore = Ignore::load(&root)?;
             // Every lookup of the scan reads one snapshot of the index, entry by entry: a full
             // scan of a large share asks about every path, and loading the whole index into a
             // map first cost its size in memory (and its decoding time) even when nothing changed.
-            let reader = store.local_reader(&id).map_err(|e| e.to_string())?;
+            let reader = store.local_reader(&id)?;
             let lookup = |p: &RelPath| -> Option<LocalEntry> { reader.get(p).ok().flatten() };
             // A re-hash scan claims to know nothing, so every file is read and hashed; the
             // unchanged ones come back as metadata-only updates below.
@@ -40,8 +40,7 @@ impl Worker {
             let reuse = |rel: &RelPath, now: &Known| {
                 if rehash { None } else { fast::reuse_moved(&root, inodes(), &lookup, rel, now) }
             };
-            let mut outcome =
-                scan_reusing(&root, &known, &known_paths, &scope, &ignore, &reuse).map_err(|e| e.to_string())?;
+            let mut outcome = scan_reusing(&root, &known, &known_paths, &scope, &ignore, &reuse)?;
             // What the changes mean for the index is the engine's call; they are moved, not
             // copied (only their number is reported below).
             let seen: Vec<Seen> = std::mem::take(&mut outcome.changes).into_iter().map(records::seen).collect();
@@ -55,13 +54,11 @@ impl Worker {
                 None
             } else {
                 let updates: Vec<LocalUpdate> = updates.into_iter().map(records::local_update).collect();
-                Some(store.commit_local(&id, &updates, &versions).map_err(|e| e.to_string())?.0)
+                Some(store.commit_local(&id, &updates, &versions)?.0)
             };
             Ok((outcome, changes, max_seq, counts))
         })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+        .await??;
         if let Some(s) = max_seq {
             self.seq.send_replace(s);
         }
