@@ -69,12 +69,13 @@ impl Worker {
         archive_path: String,
         reason: VersionReason,
     ) -> VersionRecord {
-        let now = now_ns();
+        // One way to mint version ids everywhere (the archive time in ns, strictly increasing).
+        let id = crate::history::next_version_id();
         VersionRecord {
             share: self.id,
             path: l.record.path.clone(),
-            id: now as u64,
-            archived_at_ms: now / 1_000_000,
+            id,
+            archived_at_ms: (id / 1_000_000) as i64,
             size: l.record.size,
             hash: l.record.hash,
             mtime_ns: l.record.mtime_ns,

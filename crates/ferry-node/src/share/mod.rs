@@ -198,10 +198,6 @@ fn time_of(ns: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp_nanos(ns as i128).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
-
 /// The inputs of a pull pass that found nothing to do: the index states it compared (with the
 /// store's index generation, which every index write moves) and the conflict policy it decided
 /// with. While these are unchanged another pass would find nothing again and is skipped: a
