@@ -67,6 +67,20 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, NetErro
     Ok(wire::decode(&body)?)
 }
 
+/// Decodes the frame at the start of `buf` by the same steps as [`read_frame`] (the header
+/// checked with [`wire::body_len`], then the block fast path or the generic decoder): the
+/// message and the bytes it took, or `None` when `buf` ends inside the frame. For fuzzing and
+/// tests, which hold bytes rather than a QUIC stream; the node reads with [`read_frame`].
+pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, NetError> {
+    let Some(header) = buf.first_chunk::<4>() else { return Ok(None) };
+    let len = wire::body_len(*header)?;
+    let Some(body) = buf.get(4..4 + len) else { return Ok(None) };
+    if let Some(at) = block_data_at(&body[..len.min(HEAD)], len) {
+        return Ok(Some((Message::Block { data: body[at..].to_vec() }, 4 + len)));
+    }
+    Ok(Some((wire::decode(body)?, 4 + len)))
+}
+
 /// The encoding of the [`Message::Block`] variant tag (postcard: a varint), found by encoding an
 /// empty block rather than hard-coded, so it follows the enum.
 fn block_tag() -> &'static [u8] {
@@ -168,6 +182,20 @@ mod tests {
             assert_eq!(block_data_at(&body[..body.len().min(HEAD)], body.len()), Some(prefix.len() - 4), "len {len}");
         }
         assert!(matches!(block_prefix(MAX_FRAME), Err(NetError::Frame(FrameError::TooLarge(_)))));
+    }
+
+    #[test]
+    fn decode_frame_reads_what_encode_writes() {
+        let block = Message::Block { data: vec![9; 300] };
+        let ping = Message::Ping { nonce: 7 };
+        let stream = [wire::encode(&block).unwrap(), wire::encode(&ping).unwrap()].concat();
+        let (first, used) = decode_frame(&stream).unwrap().unwrap();
+        assert_eq!(first, block);
+        assert_eq!(decode_frame(&stream[used..]).unwrap().unwrap(), (ping, stream.len() - used));
+        // A frame cut short is not a frame yet; a hostile length is refused.
+        assert!(decode_frame(&stream[..used - 1]).unwrap().is_none());
+        assert!(decode_frame(&stream[..3]).unwrap().is_none());
+        assert!(decode_frame(&u32::MAX.to_be_bytes()).is_err());
     }
 
     #[test]

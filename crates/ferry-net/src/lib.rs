@@ -19,7 +19,7 @@ pub use discovery::{
     StaticAddresses, mdns_interfaces,
 };
 pub use endpoint::{Endpoint, PeerConn};
-pub use frame::{read_frame, write_frame, write_frame_owned};
+pub use frame::{decode_frame, read_frame, write_frame, write_frame_owned};
 pub use identity::{Identity, device_id_of};
 /// Stream halves, for code that serves requests with [`read_frame`] / [`write_frame`].
 pub use quinn::{RecvStream, SendStream};

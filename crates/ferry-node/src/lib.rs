@@ -43,6 +43,9 @@ mod transfers;
 
 pub use api::{ApiError, ErrorCode};
 pub use config::{Config, Overrides};
+/// The control API's one-field request bodies (a name, an id), beside the DTOs in [`api`]: so
+/// every request body can be decoded outside the router (the fuzz targets in `fuzz/`).
+pub use control::{AutoAcceptArg, IdArg, MuteArg, NameArg};
 pub use events::Event;
 pub use node::Node;
 
