@@ -1,6 +1,7 @@
 //! Named fault points: places on the data-safety path where a test can hold the thread that
 //! reaches them (to force an interleaving that timing alone would make rare) and then let it
-//! go. Unarmed (always, outside tests) a point costs one relaxed atomic load.
+//! go, or make the step fail as the disk would (`fail`). Unarmed (always, outside tests) a
+//! point costs one relaxed atomic load.
 //!
 //! A point blocks the calling thread, so points sit in blocking code only (store closures,
 //! file IO on the blocking pool), never directly on the async runtime.
@@ -90,4 +91,39 @@ impl Drop for Held {
         self.gate.state.lock().unwrap().1 = true;
         self.gate.changed.notify_all();
     }
+}
+
+fn failures() -> &'static Mutex<HashMap<&'static str, u32>> {
+    static FAILURES: OnceLock<Mutex<HashMap<&'static str, u32>>> = OnceLock::new();
+    FAILURES.get_or_init(Default::default)
+}
+
+/// Set while any failure is armed, so unarmed steps skip the lock.
+static FAILING: AtomicBool = AtomicBool::new(false);
+
+/// True (and one fewer left) when the step `name` must fail now. The caller returns the error
+/// the real failure would give.
+pub(crate) fn failing(name: &'static str) -> bool {
+    if !FAILING.load(Ordering::Relaxed) {
+        return false;
+    }
+    let mut map = failures().lock().unwrap();
+    match map.get_mut(name) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Makes the next `times` passes through step `name` fail (see [`failing`]).
+pub fn fail(name: &'static str, times: u32) {
+    failures().lock().unwrap().insert(name, times);
+    FAILING.store(true, Ordering::Relaxed);
+}
+
+/// How many armed failures of `name` have not happened yet.
+pub fn failures_left(name: &'static str) -> u32 {
+    failures().lock().unwrap().get(name).copied().unwrap_or(0)
 }

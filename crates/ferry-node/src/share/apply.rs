@@ -228,6 +228,10 @@ impl Worker {
         sources: &[Arc<PeerLink>],
         local_chunks: &HashMap<ChunkHash, (RelPath, u64)>,
     ) -> Result<(ferry_fs::TempFile, Assembled), ShareError> {
+        if crate::fault::failing("apply.temp") {
+            // Tests: the disk refuses the temp file, as a full disk would.
+            return Err(ShareError::Io(std::io::Error::from(std::io::ErrorKind::StorageFull)));
+        }
         let (r, p) = (self.root.clone(), target.path.clone());
         let partial = match self.partials.lock().unwrap().remove(&target.path) {
             Some((hash, path)) if hash == target.hash => Some(path),

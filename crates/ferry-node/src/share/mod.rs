@@ -52,6 +52,15 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Pull passes per wake-up: applying one change can make another applicable (a parent dir,
 /// a second peer's newer version); bounded so a flapping peer cannot spin us.
 const MAX_PULL_PASSES: usize = 4;
+/// First wait before a pull that failed here (a full or failing disk, a file in use) is tried
+/// again while a device that has the data is connected. Doubles on each failure up to
+/// [`RETRY_MAX`]; a pass with no failure resets it. Failures with no device to fetch from are
+/// not retried on a timer: a connection wakes the pull anyway.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between retries: a share whose disk filled up finishes within this long after
+/// space comes back, and a failure that lasts costs one pull pass (a walk of the indexes) per
+/// this period.
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 struct Worker {
     inner: Arc<Context>,
@@ -72,6 +81,8 @@ struct Worker {
     /// after an accepted mass delete): in memory, owned by the actor that applies the
     /// deletions (a restart forgets it, as the engine documents).
     guard: Mutex<MassDeleteGuard>,
+    /// When to try the failed items of the last pull again (see [`RETRY_MIN`]).
+    retry: Mutex<Retry>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
@@ -117,6 +128,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         partials: Mutex::new(HashMap::new()),
         pull_mark: Mutex::new(None),
         guard: Mutex::new(MassDeleteGuard::new()),
+        retry: Mutex::new(Retry { at: None, delay: RETRY_MIN }),
     };
     // Every log line of this share's actor (and of what it starts) names the share.
     let span = tracing::info_span!("share", share = %share.id, label = %share.label);
@@ -209,6 +221,26 @@ struct PullMark {
     policy: ferry_proto::ConflictPolicy,
 }
 
+/// The retry timer of failed pulls: the next attempt, and the wait after that one.
+struct Retry {
+    at: Option<Instant>,
+    delay: Duration,
+}
+
+impl Retry {
+    /// After a pull: failures worth retrying on a timer schedule the next try (backing off);
+    /// none reset the timer.
+    fn after_pull(&mut self, retry: bool) {
+        if retry {
+            self.at = Some(Instant::now() + self.delay);
+            self.delay = (self.delay * 2).min(RETRY_MAX);
+        } else {
+            self.at = None;
+            self.delay = RETRY_MIN;
+        }
+    }
+}
+
 impl Worker {
     async fn run(self, mut commands: mpsc::Receiver<ShareCommand>, mut stop: twatch::Receiver<bool>) {
         let root = self.root.clone();
@@ -274,8 +306,19 @@ impl Worker {
             if has_more {
                 continue;
             }
+            let retry_at = self.retry.lock().unwrap().at;
+            let retry = async move {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 Some(cmd) = commands.recv() => self.execute(cmd).await,
+                _ = retry => {
+                    self.retry.lock().unwrap().at = None;
+                    self.pending.lock().unwrap().pull = true;
+                }
                 _ = self.wake.notified() => {}
                 _ = stop.changed() => {}
                 _ = tokio::time::sleep_until(next_rescan.into()) => {

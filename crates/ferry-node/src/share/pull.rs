@@ -108,7 +108,7 @@ fn local_chunks_of(
 
 impl Worker {
     pub(super) async fn pull(&self) {
-        let mut total_failed = 0;
+        let (mut total_failed, mut errored) = (0, false);
         for _ in 0..MAX_PULL_PASSES {
             match self.pull_pass().await {
                 Ok(stats) => {
@@ -119,6 +119,7 @@ impl Worker {
                 }
                 Err(e) => {
                     self.report_error(format!("sync failed: {e}"));
+                    errored = true;
                     break;
                 }
             }
@@ -135,6 +136,16 @@ impl Worker {
         if was > 0 && total_failed == 0 {
             self.inner.emit(Event::InSync { share: self.id.to_string() });
         }
+        // Items that failed while a member is connected failed here (disk full, a write
+        // refused): try them again by themselves, backing off.
+        let connected = match self.record().await {
+            Ok(rec) => {
+                let peers = self.inner.peers.lock().unwrap();
+                rec.devices.iter().any(|d| peers.contains_key(d))
+            }
+            Err(_) => false,
+        };
+        self.retry.lock().unwrap().after_pull((total_failed > 0 || errored) && connected);
     }
 
     /// Compares every peer's index with ours and applies what is newer.

@@ -183,3 +183,19 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     assert_eq!(plan_pull(&store, &S, &members, policy).unwrap().wanted.len(), 1);
     assert_eq!(store.remote_state(&S, &PEER).unwrap(), RemoteState { epoch: 5, max_seq: 2 });
 }
+
+#[test]
+fn failed_pulls_back_off_to_the_cap_and_a_clean_pull_resets() {
+    let mut r = Retry { at: None, delay: RETRY_MIN };
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        let before = std::time::Instant::now();
+        r.after_pull(true);
+        let at = r.at.expect("a retry is scheduled");
+        waits.push((at - before).as_secs());
+    }
+    assert_eq!(waits, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+    r.after_pull(false);
+    assert!(r.at.is_none());
+    assert_eq!(r.delay, RETRY_MIN);
+}
