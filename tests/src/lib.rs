@@ -231,3 +231,28 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 pub async fn in_sync(n: &TestNode, share: &str) -> bool {
     n.node.status().await.unwrap().shares.iter().any(|s| s.id == share && s.in_sync)
 }
+
+/// `delete` runs while `b` is away, so the whole burst reaches `b` in one index exchange when it
+/// comes back (on the same home). Returns the restarted `b` and what keeps its home alive, once
+/// `a` has indexed `deletes` local deletions.
+pub async fn delete_while_away(
+    a: &TestNode,
+    b: TestNode,
+    deletes: u64,
+    delete: impl FnOnce(),
+) -> (TestNode, Option<TempDir>) {
+    let name = b.name.clone();
+    let (home_b, guard_b) = b.stop().await;
+    delete();
+    a.node.rescan_all();
+    wait_for(&[a], "a indexed the deletes", || async {
+        a.node.status().await.unwrap().shares[0].summary.since_start.local_deletes == deletes
+    })
+    .await;
+    (TestNode::start_at(&name, &home_b).await, guard_b)
+}
+
+/// The mass-delete prompt `n` shows, if any.
+pub async fn mass_delete_prompt(n: &TestNode) -> Option<PendingDto> {
+    n.node.pending().await.unwrap().into_iter().find(|p| p.kind == "mass-delete")
+}

@@ -454,21 +454,8 @@ async fn mass_delete_is_held_then_refused_then_allowed() {
             fs::remove_file(da.path().join(format!("file{i:02}.txt"))).unwrap();
         }
     };
-    let prompt = |b: &TestNode| {
-        let b = b.node.clone();
-        async move { b.pending().await.unwrap().into_iter().find(|p| p.kind == "mass-delete") }
-    };
-    // B is away while A deletes, so the whole burst reaches B in one index exchange.
-    let (home_b, guard_b) = b.stop().await;
-    delete_15();
-    a.node.rescan_all();
-    wait_for(&[&a], "a indexed the deletes", || async {
-        a.node.status().await.unwrap().shares[0].summary.since_start.local_deletes == 15
-    })
-    .await;
-    let b = TestNode::start_at("beta", &home_b).await;
-    let _keep = guard_b;
-    let p = wait_some(&[&a, &b], "mass-delete prompt on b", || prompt(&b)).await;
+    let (b, _keep) = delete_while_away(&a, b, 15, delete_15).await;
+    let p = wait_some(&[&a, &b], "mass-delete prompt on b", || mass_delete_prompt(&b)).await;
     assert_eq!((p.deletes, p.files), (Some(15), Some(20)));
     assert_eq!(p.device, a.id());
     assert_eq!(tree(db.path()), full, "held: nothing deleted on b");
@@ -489,7 +476,7 @@ async fn mass_delete_is_held_then_refused_then_allowed() {
     // Live this time: even if the burst arrives in slices, the guard adds them up.
     delete_15();
     a.node.rescan_all();
-    let p = wait_some(&[&a, &b], "second prompt", || prompt(&b)).await;
+    let p = wait_some(&[&a, &b], "second prompt", || mass_delete_prompt(&b)).await;
     assert!(tree(db.path()).len() >= 10, "at most the threshold's worth goes before the hold");
     b.node.accept(ferry_node::api::AcceptDto { id: p.id, path: None }).await.unwrap();
     wait_for(&[&a, &b], "deletes applied", || async {

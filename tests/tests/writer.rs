@@ -33,22 +33,13 @@ async fn a_scan_cannot_slip_between_a_republish_read_and_its_commit() {
     .await;
 
     // B is away while A deletes 15 files: the burst reaches B at once and is held there.
-    let (home_b, guard_b) = b.stop().await;
-    for i in 0..15 {
-        fs::remove_file(da.path().join(format!("file{i:02}.txt"))).unwrap();
-    }
-    a.node.rescan_all();
-    wait_for(&[&a], "a indexed the deletes", || async {
-        a.node.status().await.unwrap().shares[0].summary.since_start.local_deletes == 15
+    let (b, _keep) = delete_while_away(&a, b, 15, || {
+        for i in 0..15 {
+            fs::remove_file(da.path().join(format!("file{i:02}.txt"))).unwrap();
+        }
     })
     .await;
-    let b = TestNode::start_at("beta", &home_b).await;
-    let _keep = guard_b;
-    let prompt = wait_some(&[&a, &b], "mass-delete prompt on b", || {
-        let b = b.node.clone();
-        async move { b.pending().await.unwrap().into_iter().find(|p| p.kind == "mass-delete") }
-    })
-    .await;
+    let prompt = wait_some(&[&a, &b], "mass-delete prompt on b", || mass_delete_prompt(&b)).await;
 
     // Refuse on B, holding the republish after it read the index.
     let held = ferry_node::fault::hold("republish.after_read");
