@@ -2,11 +2,15 @@
 //! network into a running service, and the control API through which the CLI (and the desktop
 //! shell) drive it.
 //!
-//! Ownership: [`Node`] is a cheap handle onto shared state. Each share has one worker task that
-//! owns all disk changes in that share (scans and pulls are serialized there, so a scan never
-//! races a write); each connected peer has a serve loop and one index sender per shared share.
-//! Every task watches the node's stop signal; [`Node::shutdown`] stops them in a fixed order.
-//! Blocking work (redb, hashing, file IO) runs on the blocking pool, never on the runtime.
+//! Ownership: [`Node`] is the facade (`node/`) over a shared context (`context`) that holds the
+//! configuration, the store, the endpoint, the events and the registries of actor handles. Each
+//! share is one actor (`share/`), the only writer of its index and files: scans, pulls and the
+//! commands that change a share (restore, rewind, resolve, override, revert, republish, prune)
+//! run in that one task. Each connected device is one `PeerLink` owning its tasks (`link`,
+//! `peer/`). Every sync decision is made by ferry-engine; this crate gathers its inputs and
+//! carries out its answers. [`Node::shutdown`] stops everything in a fixed order. Blocking work
+//! (redb, hashing, file IO) runs on the blocking pool, never on the runtime. ARCHITECTURE.md at
+//! the repository root has the map.
 
 pub mod api;
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! [`ShareHandle`]: how the rest of the node reaches a share's actor (`share`). The actor is
 //! the only writer of its share's index and files; everyone else holds this handle, asks for
 //! work (a scan, a pull) with the cheap `request_*` calls, and sends commands that change the
-//! share (restore, rewind, resolve, override, revert, republish) with [`ShareHandle::command`],
-//! which waits for the actor's reply. A leaf module: the context's registry holds these handles.
+//! share (restore, rewind, resolve, override, revert, republish, prune) as [`ShareCommand`]s
+//! with [`run_command`] (usually through `Context::share_command`), which waits for the actor's
+//! reply. A leaf module: the context's registry holds these handles.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -101,8 +102,8 @@ impl ShareHandle {
         drop(p);
         self.wake.notify_one();
     }
-    /// Runs a command on the share's actor and waits for its outcome. Takes the sender out of
-    /// the handle first, so no lock is held while waiting.
+    /// The actor's command queue, cloned out of the handle so that no lock on the registry is
+    /// held while a command waits (see [`run_command`]).
     pub fn command_sender(&self) -> mpsc::Sender<ShareCommand> {
         self.commands.clone()
     }
