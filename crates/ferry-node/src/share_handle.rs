@@ -65,7 +65,7 @@ pub(crate) struct Runtime {
     pub reused_bytes: u64,
 }
 
-/// The node's handle on a share worker.
+/// The node's handle on a share actor.
 pub(crate) struct ShareHandle {
     pub(crate) id: ShareId,
     pub(crate) pending: Arc<Mutex<Pending>>,
@@ -120,7 +120,7 @@ impl ShareHandle {
     pub fn current_seq(&self) -> u64 {
         *self.seq.borrow()
     }
-    /// Stops the worker after the item at hand and waits for it.
+    /// Stops the actor after the item at hand and waits for it.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         self.wake.notify_one();

@@ -131,7 +131,7 @@ impl Node {
         self.inner.events.subscribe()
     }
 
-    /// Stops everything in order: share workers (each finishes the item at hand), then
+    /// Stops everything in order: share actors (each finishes the item at hand), then
     /// connections, then the endpoint; the store closes when the last handle drops.
     pub async fn shutdown(&self) {
         let inner = &self.inner;

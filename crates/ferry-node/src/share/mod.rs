@@ -1,6 +1,9 @@
-//! One worker task per share owns every disk change in it: it scans (from watcher events, a
-//! periodic safety-net rescan, or on request) and pulls (applies peers' changes). Running both
-//! in one task means a scan never races a write of our own.
+//! The share actor: one task per share (the `Worker`) owns every change to the share's files and
+//! index. It scans (from watcher events, a periodic safety-net rescan, or on request), pulls
+//! (applies peers' changes, retrying by itself what failed here), and runs the commands that
+//! change the share on a user's behalf (`share_handle::ShareCommand`: restore, rewind, resolve,
+//! override, revert, republish, prune), one at a time. Being the only writer, it never races a
+//! write of its own: no lock, no other commit between its reads and its writes.
 //!
 //! Applying a remote file, in order: build a temp file beside the target from chunks we
 //! already have (verified) and chunks fetched from peers (verified); re-check that the target
