@@ -557,8 +557,14 @@ async fn full_rescan_rehashes_what_size_and_mtime_hide() {
         .unwrap();
     let f = dir.path().join("data.bin");
     fs::write(&f, b"0123456789").unwrap();
-    let summary = || async { a.node.status().await.unwrap().shares[0].summary.since_start.clone() };
-    wait_for(&[&a], "indexed", || async { summary().await.local_adds == 1 }).await;
+    // Indexed with its whole content: a scan can catch the file between its creation and its
+    // write (size 0), and the next one must have recorded the 10 bytes before the node stops,
+    // or the restart's scan rightly sees a change.
+    wait_for(&[&a], "indexed", || async {
+        let st = a.node.status().await.unwrap();
+        st.shares[0].bytes == 10 && st.shares[0].state == "idle"
+    })
+    .await;
     // Same size, same mtime, same inode, changed while the node was down: only reading the
     // bytes can tell.
     let (home, guard) = a.stop().await;
