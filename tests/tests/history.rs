@@ -500,8 +500,13 @@ async fn retention_prunes_by_policy_with_a_fake_clock() {
     let f = dir.path().join("log.txt");
     fs::write(&f, b"v0").unwrap();
     for i in 1..=3u8 {
+        // The index must hold v{i-1} whole before it is replaced: a scan can catch the file
+        // between its creation and its write (0 bytes), and a save over an entry whose
+        // recorded content is not what the snapshot holds keeps no version (in-place rewrite).
         wait_for(&[&a], "indexed", || async {
-            a.node.status().await.unwrap().shares[0].summary.since_start.local_adds >= 1
+            let st = a.node.status().await.unwrap();
+            st.shares[0].summary.since_start.local_adds >= 1
+                && st.shares[0].bytes == 2
                 && versions(&a, &f).await.len() == i as usize - 1
         })
         .await;
