@@ -333,8 +333,12 @@ async fn keep_both_then_resolve_choices_propagate() {
 
     // Round 1: B's newer edit wins by default, A's edit is the copy; A keeps its own (local).
     let (b, _g1) = conflict(&a, b, da.path(), db.path(), &share, true, "").await;
+    // Both indexes hold the copy too (index after disk: wait for it, not only for the files).
     wait_for(&[&a, &b], "copy on both", || async {
-        conflict_copies(da.path()).len() == 1 && tree(da.path()) == tree(db.path())
+        conflict_copies(da.path()).len() == 1
+            && tree(da.path()) == tree(db.path())
+            && a.node.conflicts(ConflictsQuery { share: None }).await.unwrap().len() == 1
+            && b.node.conflicts(ConflictsQuery { share: Some(share.clone()) }).await.unwrap().len() == 1
     })
     .await;
     let list = a.node.conflicts(ConflictsQuery { share: None }).await.unwrap();

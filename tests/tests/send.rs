@@ -3,60 +3,10 @@
 //! auto-accept skips the prompt, an interrupted send resumes without starting over, and the
 //! limits (unknown, muted, rate-limited devices) give clear errors.
 
-use std::path::{Path, PathBuf};
-
+use ferry_e2e::sends::*;
 use ferry_e2e::*;
 use ferry_node::Event;
-use ferry_node::api::{AcceptDto, PendingDto, SendDto, TransferDto};
-
-fn inbox(n: &TestNode) -> PathBuf {
-    n.home.join("Inbox")
-}
-
-async fn send(from: &TestNode, to: &TestNode, paths: &[&Path]) -> TransferDto {
-    from.node
-        .send(SendDto { device: to.id(), paths: paths.iter().map(|p| p.display().to_string()).collect() })
-        .await
-        .expect("send")
-}
-
-async fn transfer(n: &TestNode, id: &str) -> Option<TransferDto> {
-    n.node.transfers().await.unwrap().into_iter().find(|t| t.id == id)
-}
-
-async fn state(n: &TestNode, id: &str) -> String {
-    transfer(n, id).await.map(|t| t.state).unwrap_or_default()
-}
-
-async fn send_prompt(n: &TestNode, id: &str) -> PendingDto {
-    wait_some(&[n], "send prompt", || {
-        let n = n.node.clone();
-        let id = id.to_string();
-        async move {
-            n.pending().await.unwrap().into_iter().find(|p| p.kind == "send" && p.transfer.as_deref() == Some(&id))
-        }
-    })
-    .await
-}
-
-async fn wait_state(a: &TestNode, b: &TestNode, id: &str, want: &str) {
-    wait_for(&[a, b], &format!("{want} on both sides"), || async {
-        state(a, id).await == want && state(b, id).await == want
-    })
-    .await;
-}
-
-/// Every name under `dir` (recursively), to show nothing else was left there.
-fn all_names(dir: &Path) -> Vec<String> {
-    tree(dir).keys().cloned().collect()
-}
-
-async fn two_nodes() -> (TestNode, TestNode) {
-    let a = TestNode::start("alpha").await;
-    let b = TestNode::start("beta").await;
-    pair(&a, &b).await;
-    (a, b)
-}
+use ferry_node::api::{AcceptDto, SendDto};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_50_mib_file_arrives_byte_identical_after_accept() {
@@ -158,58 +108,6 @@ async fn reject_leaves_nothing_and_collisions_get_a_suffix() {
     assert_eq!(std::fs::read(inbox(&b).join("report.txt")).unwrap(), b"mine", "never overwritten");
     assert_eq!(std::fs::read(inbox(&b).join("report (1).txt")).unwrap(), b"first");
     assert_eq!(all_names(&inbox(&b)), vec!["report (1).txt".to_string(), "report.txt".to_string()]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_interrupted_send_resumes_without_starting_over() {
-    let (a, b) = two_nodes().await;
-    b.node.device_auto_accept("alpha", true).await.unwrap();
-    let src = tempfile::tempdir().unwrap();
-    let size = 96usize << 20;
-    let data = random_bytes(7, size);
-    let file = src.path().join("movie.mkv");
-    std::fs::write(&file, &data).unwrap();
-
-    let mut ev_b = b.node.subscribe();
-    let t0 = std::time::Instant::now();
-    let t = send(&a, &b, &[&file]).await;
-    eprintln!("offered after {:?}", t0.elapsed());
-    // Stop the receiver as soon as it holds some of the file.
-    loop {
-        match tokio::time::timeout(WAIT, ev_b.recv()).await.expect("progress on b") {
-            Ok(Event::SendProgress { id, done, .. }) if id == t.id && done >= 4 << 20 => break,
-            Ok(Event::SendState { id, state, .. }) if id == t.id && state == "done" => {
-                panic!("the send finished before it could be interrupted")
-            }
-            _ => {}
-        }
-    }
-    let b_id = b.id();
-    let (home_b, guard_b) = b.stop().await;
-    let _keep = guard_b;
-    wait_for(&[&a], "a sees b offline", || async { !connected(&a, &b_id).await }).await;
-    let sent_before = transfer(&a, &t.id).await.unwrap().wire_bytes;
-    assert_eq!(state(&a, &t.id).await, "active");
-    assert!(sent_before > 0 && sent_before < size as u64, "interrupted mid-way: {sent_before}");
-
-    eprintln!("stopped after {:?}", t0.elapsed());
-    let b = TestNode::start_at("beta", &home_b).await;
-    assert_eq!(state(&b, &t.id).await, "active", "the accepted send survives the restart");
-    wait_for(&[&a, &b], "reconnected", || async { connected(&a, &b.id()).await }).await;
-    eprintln!("reconnected after {:?}", t0.elapsed());
-    wait_state(&a, &b, &t.id, "done").await;
-    eprintln!("done after {:?}", t0.elapsed());
-    let got = std::fs::read(inbox(&b).join("movie.mkv")).unwrap();
-    assert_eq!(blake3::hash(&got), blake3::hash(&data));
-    assert_eq!(all_names(&inbox(&b)), vec!["movie.mkv".to_string()]);
-
-    let resumed = transfer(&b, &t.id).await.unwrap().resumed_bytes;
-    let sent_total = transfer(&a, &t.id).await.unwrap().wire_bytes;
-    let second = sent_total - sent_before;
-    assert!(resumed > 0, "chunks already written were kept");
-    assert_eq!(second, size as u64 - resumed, "after the restart only the missing chunks moved");
-    assert!(sent_total < size as u64 + sent_before, "did not start over: {sent_total} bytes in all");
-    eprintln!("interrupted after {sent_before} bytes; {resumed} kept; {second} fetched after the restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

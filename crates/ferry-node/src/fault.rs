@@ -28,6 +28,10 @@ fn points() -> &'static Mutex<HashMap<&'static str, Arc<Gate>>> {
 
 #[derive(Default)]
 struct Gate {
+    /// Passes let through before the point starts holding (see [`hold_after`]).
+    free: std::sync::atomic::AtomicU32,
+    /// Set by [`Held::fail_held`]: the threads held so far fail their step when let go.
+    fail_held: AtomicBool,
     /// (reached, released)
     state: Mutex<(bool, bool)>,
     changed: Condvar,
@@ -36,15 +40,25 @@ struct Gate {
 
 /// Called at a named step. Blocks while a test holds the point.
 pub(crate) fn point(name: &'static str) {
+    let _ = pass(name);
+}
+
+/// Like [`point`], for a step that can fail: false when the test let the held thread go with
+/// [`Held::fail_held`] (the caller then fails the step as if its IO had failed).
+pub(crate) fn pass(name: &'static str) -> bool {
     if !ARMED.load(Ordering::Relaxed) {
-        return;
+        return true;
     }
-    let Some(gate) = points().lock().unwrap().get(name).cloned() else { return };
+    let Some(gate) = points().lock().unwrap().get(name).cloned() else { return true };
+    if gate.free.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+        return true;
+    }
     let mut st = gate.state.lock().unwrap();
     st.0 = true;
     gate.reached.notify_waiters();
     gate.reached.notify_one();
     let _ = gate.changed.wait_timeout_while(st, MAX_HOLD, |s| !s.1);
+    !gate.fail_held.load(Ordering::Relaxed)
 }
 
 /// A point held by a test (see [`hold`]). Dropping it releases the point.
@@ -55,7 +69,12 @@ pub struct Held {
 
 /// Arms `name`: every thread that reaches it waits until the returned guard is released.
 pub fn hold(name: &'static str) -> Held {
-    let gate = Arc::new(Gate::default());
+    hold_after(name, 0)
+}
+
+/// Like [`hold`], after letting the first `passes` threads through.
+pub fn hold_after(name: &'static str, passes: u32) -> Held {
+    let gate = Arc::new(Gate { free: passes.into(), ..Default::default() });
     points().lock().unwrap().insert(name, gate.clone());
     ARMED.store(true, Ordering::Relaxed);
     Held { name, gate }
@@ -78,6 +97,11 @@ impl Held {
 
     /// Lets every waiting (and later) thread pass.
     pub fn release(self) {}
+
+    /// Lets go: the threads held so far fail their step (see [`pass`]); later ones pass.
+    pub fn fail_held(self) {
+        self.gate.fail_held.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Held {
