@@ -283,7 +283,7 @@ pub fn create_symlink(root: &Path, rel: &RelPath, target: &str) -> Result<(), Fs
 }
 
 /// Removes an empty directory or a symlink at `rel`. Files are refused ([`FsError::WrongKind`]):
-/// they are archived instead (see [`crate::archive`]). Fine if already gone. A non-empty
+/// they are archived instead (see the `archive` module). Fine if already gone. A non-empty
 /// directory gives [`FsError::NotEmpty`].
 pub fn remove_entry(root: &Path, rel: &RelPath) -> Result<(), FsError> {
     let full = match checked_path(root, rel) {
