@@ -203,6 +203,7 @@ fn messages() -> Vec<Message> {
             records: vec![gone, moved],
             chunks_from: vec![ChunksFrom::between(1, path("old.txt"), record.hash, &list, &list)],
         },
+        Message::VersionBlockRequest { share, path: path("notes/old.txt"), hash: ChunkHash([7; 32]), offset: 0, len: 4096 },
     ];
     let covered: BTreeSet<&str> = all.iter().map(message::variant).collect();
     let missing: Vec<&str> = message::VARIANTS.iter().filter(|v| !covered.contains(*v)).copied().collect();

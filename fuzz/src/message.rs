@@ -70,7 +70,7 @@ fn paths(msg: &Message) -> Vec<&ferry_proto::RelPath> {
         Message::IndexUpdateCompact { records, chunks_from, .. } => {
             records.iter().map(|r| &r.path).chain(chunks_from.iter().map(|c| &c.base_path)).collect()
         }
-        Message::BlockRequest { path, .. } => vec![path],
+        Message::BlockRequest { path, .. } | Message::VersionBlockRequest { path, .. } => vec![path],
         Message::BlocksRequest { blocks, .. } => blocks.iter().map(|b| &b.path).collect(),
         Message::SendOffer { files, dirs, .. } => files.iter().map(|f| &f.path).chain(dirs).collect(),
         _ => Vec::new(),
@@ -102,11 +102,12 @@ pub fn variant(msg: &Message) -> &'static str {
         Message::BlocksRequest { .. } => "BlocksRequest",
         Message::Blocks { .. } => "Blocks",
         Message::IndexUpdateCompact { .. } => "IndexUpdateCompact",
+        Message::VersionBlockRequest { .. } => "VersionBlockRequest",
     }
 }
 
 /// Every variant name [`variant`] gives: the seeds must cover them all.
-pub const VARIANTS: [&str; 21] = [
+pub const VARIANTS: [&str; 22] = [
     "Hello",
     "PairRequest",
     "PairResponse",
@@ -128,4 +129,5 @@ pub const VARIANTS: [&str; 21] = [
     "BlocksRequest",
     "Blocks",
     "IndexUpdateCompact",
+    "VersionBlockRequest",
 ];

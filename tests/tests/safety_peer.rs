@@ -392,7 +392,39 @@ async fn paired_peer_cannot_read_outside_its_shares() {
     assert_eq!(r.unwrap(), Message::Block { data: shared.to_vec() });
 
     batched_reads_are_checked(&conn, share, private_share, (shared, secret, mine)).await;
+    version_reads_are_checked(&conn, share, private_share, (shared, secret, mine)).await;
     n.node.shutdown().await;
+}
+
+/// Requests for kept content by whole-file hash (how a device fetches an old version another
+/// device archived) get the same checks: members only, only content the index names with that
+/// hash, in bounds, capped. `contents` as for [`batched_reads_are_checked`].
+async fn version_reads_are_checked(
+    conn: &PeerConn,
+    share: ShareId,
+    private_share: ShareId,
+    contents: (&[u8], &[u8], &[u8]),
+) {
+    let (shared, secret, mine) = contents;
+    let req = |share: ShareId, path: &str, hash: ChunkHash, offset: u64, len: u32| {
+        let m = Message::VersionBlockRequest { share, path: RelPath::new(path).unwrap(), hash, offset, len };
+        let c = conn.clone();
+        async move { c.request(&m, WAIT).await.map_err(|e| e.to_string()) }
+    };
+    let code = |r: Result<Message, String>| match r {
+        Ok(Message::Error { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let h = ChunkHash::of(shared);
+    assert_eq!(req(share, "shared.txt", h, 0, 0).await.unwrap(), Message::Block { data: vec![] }, "kept: yes");
+    let r = req(share, "shared.txt", h, 0, shared.len() as u32).await;
+    assert_eq!(r.unwrap(), Message::Block { data: shared.to_vec() });
+    assert_eq!(code(req(private_share, "private.txt", ChunkHash::of(mine), 0, 4).await), ErrorCode::Refused);
+    assert_eq!(code(req(share, "secret.txt", ChunkHash::of(secret), 0, 4).await), ErrorCode::NotFound);
+    assert_eq!(code(req(share, "shared.txt", ChunkHash::of(b"other"), 0, 4).await), ErrorCode::NotFound);
+    assert_eq!(code(req(share, "shared.txt", h, 4, shared.len() as u32).await), ErrorCode::BadRequest);
+    assert_eq!(code(req(share, "shared.txt", h, u64::MAX - 1, 4).await), ErrorCode::BadRequest);
+    assert_eq!(code(req(share, "shared.txt", h, 0, u32::MAX).await), ErrorCode::BadRequest);
 }
 
 /// Batched block requests get the same checks as single ones, block by block; a batch that

@@ -37,7 +37,7 @@ pub(crate) async fn versions(c: &Client, json: bool, path: PathBuf) -> Result<Ex
                 v.path,
                 &v.modified_by[..7.min(v.modified_by.len())],
                 &v.replaced_by[..7.min(v.replaced_by.len())],
-                v.file
+                if v.kept_here { v.file.as_str() } else { "(on another device: fetched when restored)" }
             );
         }
         println!("bring one back with `ferry restore PATH --version ID`");
@@ -83,15 +83,19 @@ pub(crate) async fn rewind(c: &Client, json: bool, target: String, to: String, d
         print_json(&r)
     } else {
         let verb = if r.dry_run { "would" } else { "did" };
-        println!("rewind to {}: {verb} change {} file(s)", fmt_ms(r.to_ms), r.steps.len());
+        let changed = r.steps.iter().filter(|s| s.action != "keep").count();
+        println!("rewind to {}: {verb} change {changed} file(s)", fmt_ms(r.to_ms));
         for st in &r.steps {
             let what = match st.action.as_str() {
                 "restore" => "restore old content",
-                "undelete" => "bring back        ",
-                _ => "move to history   ",
+                "undelete" => "bring back         ",
+                "keep" => "leave as it is     ",
+                _ => "move to history    ",
             };
             let v = st.version.map(|v| format!("  (version {v})")).unwrap_or_default();
-            println!("  {what} {}{v}", st.path);
+            let from = st.from.as_ref().map(|d| format!(", fetched from {d}")).unwrap_or_default();
+            let note = st.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default();
+            println!("  {what} {}{v}{from}{note}", st.path);
         }
         for e in &r.errors {
             println!("  failed: {e}");

@@ -31,11 +31,12 @@ pub use chunker::{AVG_CHUNK, Chunked, MAX_CHUNK, MIN_CHUNK, chunk_bytes, chunk_f
 pub use error::FsError;
 pub use ferryignore::{IGNORE_FILE, Ignore};
 pub use scan::{Change, Known, Observed, Reused, ScanOutcome, Scope, scan, scan_reusing};
-pub use snapshot::{SnapshotOf, drop_snapshot, link_snapshot, link_snapshots, snapshot_path, take_snapshot};
+pub use snapshot::{SnapshotOf, Taken, drop_snapshot, link_snapshot, link_snapshots, snapshot_path, take_snapshot};
 pub use watch::{ShareWatcher, WatchEvent, watch};
 pub use write::{
-    TempFile, checked_path, commit_temp, create_dir, create_symlink, create_temp, fsync_dir, prepare_parent,
-    read_range, remove_entry, remove_stale_temps, set_mtime, stat_known, unchanged_on_disk,
+    TempFile, checked_path, commit_temp, create_dir, create_fetched_temp, create_symlink, create_temp, fsync_dir,
+    prepare_parent, read_file_range, read_range, remove_entry, remove_stale_temps, set_mtime, stat_known,
+    unchanged_on_disk,
 };
 
 use std::fs::Metadata;

@@ -99,20 +99,15 @@ fn drop_path(p: &Path) -> Result<(), FsError> {
 }
 
 /// Moves `rel`'s snapshot into the version archive if it still holds the content the index
-/// recorded (`of`): same inode, size and mtime. Returns the archive path, or None (and drops
-/// the stale link) when there is no snapshot or it was rewritten in place.
-pub fn take_snapshot(
-    root: &Path,
-    rel: &RelPath,
-    of: SnapshotOf,
-    now: OffsetDateTime,
-) -> Result<Option<String>, FsError> {
+/// recorded (`of`): same inode, size and mtime. Says what became of it ([`Taken`]); a link
+/// rewritten in place is dropped.
+pub fn take_snapshot(root: &Path, rel: &RelPath, of: SnapshotOf, now: OffsetDateTime) -> Result<Taken, FsError> {
     // Refuses a symlinked .ferry or snapshots directory.
     ensure_dirs(root, [FERRY_DIR, "snapshots"], false)?;
     let snap = snapshot_path(root, rel);
     let meta = match fs::symlink_metadata(&snap) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Taken::NoSnapshot),
         Err(e) => return Err(FsError::io("lstat", &snap, e)),
     };
     let mtime = meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec());
@@ -120,9 +115,22 @@ pub fn take_snapshot(
     if !intact {
         tracing::debug!(path = %rel, "snapshot was rewritten in place; no version of the old content");
         drop_path(&snap)?;
-        return Ok(None);
+        return Ok(Taken::RewrittenInPlace);
     }
-    archive_from(root, &snap, rel, now).map(Some)
+    archive_from(root, &snap, rel, now).map(Taken::Archived)
+}
+
+/// What [`take_snapshot`] could keep of the old content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// Archived, at this path relative to the share root.
+    Archived(String),
+    /// No snapshot: the content was never linked, or was archived already by whoever replaced
+    /// it (the node drops the link when it archives content itself).
+    NoSnapshot,
+    /// The snapshot is the same inode as the file and changed with it: the file was written
+    /// in place, and its old bytes are gone from this device.
+    RewrittenInPlace,
 }
 
 #[cfg(test)]
@@ -147,7 +155,7 @@ mod tests {
         fs::write(root.join("a/new"), b"second").unwrap();
         fs::rename(root.join("a/new"), root.join("a/doc.txt")).unwrap();
         let now = datetime!(2026-01-02 03:04:05 UTC);
-        let p = take_snapshot(root, &rel, first, now).unwrap().unwrap();
+        let Taken::Archived(p) = take_snapshot(root, &rel, first, now).unwrap() else { panic!() };
         assert_eq!(fs::read(root.join(&p)).unwrap(), b"first");
         assert!(!snapshot_path(root, &rel).exists());
 
@@ -155,7 +163,7 @@ mod tests {
         let second = of(&root.join("a/doc.txt"));
         link_snapshot(root, &rel).unwrap();
         fs::remove_file(root.join("a/doc.txt")).unwrap();
-        let p2 = take_snapshot(root, &rel, second, now).unwrap().unwrap();
+        let Taken::Archived(p2) = take_snapshot(root, &rel, second, now).unwrap() else { panic!() };
         assert_eq!(fs::read(root.join(&p2)).unwrap(), b"second");
 
         // In place: detected, no (wrong) version.
@@ -165,7 +173,7 @@ mod tests {
         let mut f = fs::OpenOptions::new().write(true).truncate(true).open(root.join("a/doc.txt")).unwrap();
         io::Write::write_all(&mut f, b"fourth, longer").unwrap();
         drop(f);
-        assert_eq!(take_snapshot(root, &rel, third, now).unwrap(), None);
+        assert_eq!(take_snapshot(root, &rel, third, now).unwrap(), Taken::RewrittenInPlace);
         assert!(!snapshot_path(root, &rel).exists());
     }
 

@@ -132,9 +132,20 @@ fn temp_name(name: &str) -> String {
 /// with `O_EXCL`.
 pub fn create_temp(root: &Path, rel: &RelPath) -> Result<TempFile, FsError> {
     let target = prepare_parent(root, rel)?;
-    let dir = target.parent().unwrap_or(root);
+    create_temp_in(target.parent().unwrap_or(root), rel.file_name())
+}
+
+/// Creates a temp file in Ferry's own folder of the share (`.ferry/fetched/`) for content that
+/// goes into the archive, not to a user-visible path: a version fetched from another device,
+/// which `archive::archive_from` then moves into place.
+pub fn create_fetched_temp(root: &Path) -> Result<TempFile, FsError> {
+    let dir = ensure_dirs(root, [FERRY_DIR, "fetched"], true)?;
+    create_temp_in(&dir, "version")
+}
+
+fn create_temp_in(dir: &Path, name: &str) -> Result<TempFile, FsError> {
     loop {
-        let path = dir.join(temp_name(rel.file_name()));
+        let path = dir.join(temp_name(name));
         match OpenOptions::new()
             .read(true)
             .write(true)
@@ -225,7 +236,13 @@ pub fn stat_known(root: &Path, rel: &RelPath) -> Result<Option<Known>, FsError> 
 
 /// Reads exactly `len` bytes at `offset` from the regular file at `rel` (no symlinks followed).
 pub fn read_range(root: &Path, rel: &RelPath, offset: u64, len: u32) -> Result<Vec<u8>, FsError> {
-    let full = checked_path(root, rel)?;
+    read_file_range(&checked_path(root, rel)?, offset, len)
+}
+
+/// Reads exactly `len` bytes at `offset` from the regular file at `full` (a path the caller has
+/// checked, e.g. an archived version; the last component is not followed if it is a symlink).
+pub fn read_file_range(full: &Path, offset: u64, len: u32) -> Result<Vec<u8>, FsError> {
+    let full = full.to_path_buf();
     let file = open_nofollow(&full)?;
     let meta = file.metadata().ctx("fstat", &full)?;
     if !meta.file_type().is_file() {

@@ -64,6 +64,12 @@ pub(crate) enum ShareError {
     ArchivedNotAFile(PathBuf),
     #[error("the archived copy {} is gone: {source}", .path.display())]
     ArchivedGone { path: PathBuf, source: std::io::Error },
+    /// A version this device holds no copy of, and no connected device of the share keeps.
+    #[error("version {version} of {path} is not kept on this device and no connected device keeps it")]
+    VersionNotHere { path: RelPath, version: u64 },
+    /// Fetching a version from another device failed (its answer, or its bytes, were wrong).
+    #[error("fetching the old content of {path} from {} failed: {reason}", .device.short())]
+    VersionFetch { path: RelPath, device: DeviceId, reason: String },
     /// Something other than a regular file stands where a file is to be archived.
     #[error("{0} is not a regular file here; move it away first")]
     NotAFileHere(RelPath),
@@ -101,6 +107,7 @@ impl From<ShareError> for ApiError {
             | ShareError::OpenArchived { .. }
             | ShareError::CopyArchived { .. }
             | ShareError::ArchivedChanged(_) => ErrorCode::Internal,
+            ShareError::VersionNotHere { .. } | ShareError::VersionFetch { .. } => ErrorCode::Unreachable,
         };
         ApiError::new(code, e.to_string())
     }

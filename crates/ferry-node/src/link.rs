@@ -59,6 +59,28 @@ impl PeerLink {
         }
     }
 
+    /// Fetches bytes of content this peer keeps of `path` with whole-file hash `hash` (an old
+    /// version it archived, or its live file): see [`Message::VersionBlockRequest`]. `len` 0
+    /// asks only whether it keeps it (`Ok` with no bytes). Unchecked here: the caller checks the
+    /// whole-file hash when it has every byte.
+    pub async fn fetch_version_block(
+        &self,
+        share: ShareId,
+        path: &RelPath,
+        hash: ChunkHash,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, String> {
+        let req = Message::VersionBlockRequest { share, path: path.clone(), hash, offset, len };
+        match self.conn.request(&req, REQUEST_TIMEOUT).await {
+            Ok(Message::Block { data }) if data.len() == len as usize => Ok(data),
+            Ok(Message::Block { data }) => Err(format!("{} sent {} bytes for {len}", self.id.short(), data.len())),
+            Ok(Message::Error { message, .. }) => Err(message),
+            Ok(other) => Err(format!("unexpected answer to a version request: {}", msg_name(&other))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Fetches a batch of blocks (see [`Message::BlocksRequest`]) in one round trip. Each
     /// result is checked (length and hash); a block the peer did not serve is an `Err` with its
     /// reason, so the caller can fetch it another way.
@@ -119,5 +141,6 @@ pub(crate) fn msg_name(m: &Message) -> &'static str {
         Message::SendUpdate { .. } => "SendUpdate",
         Message::BlocksRequest { .. } => "BlocksRequest",
         Message::Blocks { .. } => "Blocks",
+        Message::VersionBlockRequest { .. } => "VersionBlockRequest",
     }
 }

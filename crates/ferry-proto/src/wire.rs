@@ -162,6 +162,19 @@ pub enum Message {
         records: Vec<FileRecord>,
         chunks_from: Vec<ChunksFrom>,
     },
+    /// Bytes `offset..offset + len` of content the receiver keeps of `path` whose whole-file
+    /// hash is `hash`: a version it archived, or its live file. How one device of a share gets
+    /// an old version only another device kept (history spans the devices of a share). `len`
+    /// 0 only asks whether the receiver has that content. Answered by `Block` (at most
+    /// [`MAX_BLOCK`] bytes) or an `Error` ([`ErrorCode::NotFound`] when it does not keep it).
+    /// The asker checks the whole-file hash when it has every byte.
+    VersionBlockRequest {
+        share: ShareId,
+        path: RelPath,
+        hash: ChunkHash,
+        offset: u64,
+        len: u32,
+    },
 }
 
 /// Where the receiver of an [`Message::IndexUpdateCompact`] finds the chunk list of

@@ -88,9 +88,22 @@ pub struct VersionRecord {
     pub modified_by: DeviceId,
     /// Device whose change replaced or deleted it.
     pub replaced_by: DeviceId,
-    /// Relative to the share root, e.g. `.ferry/versions/a/b~20260101-120000.txt`.
+    /// Relative to the share root, e.g. `.ferry/versions/a/b~20260101-120000.txt`; empty
+    /// ([`VersionRecord::NOT_KEPT_HERE`]) when this device knows of the version but holds no
+    /// copy (the file was rewritten in place, so its snapshot changed with it): another device of
+    /// the share may have archived it, and a restore fetches it from there.
     pub archive_path: String,
     pub reason: VersionReason,
+}
+
+impl VersionRecord {
+    /// The `archive_path` of a version this device holds no copy of.
+    pub const NOT_KEPT_HERE: &'static str = "";
+
+    /// Whether this device holds a copy of the version.
+    pub fn kept_here(&self) -> bool {
+        self.archive_path != Self::NOT_KEPT_HERE
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -109,9 +109,14 @@ id: number,
  */
 id_text: string, share: string, path: string, archived_at_ms: number, size: number, hash: string, modified_by: string, replaced_by: string, reason: string, 
 /**
- * Absolute path of the archived copy.
+ * Absolute path of the archived copy; empty when this device has none (`kept_here`).
  */
-file: string, };
+file: string, 
+/**
+ * Whether this device holds a copy. A version it does not hold (the file was rewritten in
+ * place) is fetched from a device of the share that archived it when it is restored.
+ */
+kept_here: boolean, };
 
 export type PairTicketDto = { ticket: number, device: string, device_name: string, code: string, };
 
@@ -330,10 +335,19 @@ to: string, dry_run: boolean, };
 
 export type RewindStepDto = { 
 /**
- * `restore` (changed since), `undelete` (deleted since) or `remove` (created since: moved
- * to the history).
+ * `restore` (changed since), `undelete` (deleted since), `remove` (created since: moved
+ * to the history) or `keep` (its content then cannot be produced: left as it is, see
+ * `note`).
  */
-action: string, path: string, version: number | null, };
+action: string, path: string, version: number | null, 
+/**
+ * The device the old content comes from, when this device has no copy of it.
+ */
+from: string | null, 
+/**
+ * Why a `keep` step is left as it is.
+ */
+note: string | null, };
 
 export type RewindDto = { share: string, to_ms: number, dry_run: boolean, steps: Array<RewindStepDto>, 
 /**

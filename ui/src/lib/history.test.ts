@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { VersionDto } from './bindings';
-import { groupVersions, localToRfc3339, msToLocal, rewindTime, reasonLabel, stepLabel, summarizeRewind, summaryLines } from './history';
+import { changingSteps, groupVersions, localToRfc3339, msToLocal, rewindTime, reasonLabel, stepLabel, summarizeRewind, summaryLines } from './history';
 
 const v = (path: string, id: number, at: number): VersionDto => ({
-  id, id_text: String(id), share: 'S', path, archived_at_ms: at, size: 1, hash: 'h', modified_by: 'A', replaced_by: 'B', reason: 'deleted', file: `/x/${id}`,
+  id, id_text: String(id), share: 'S', path, archived_at_ms: at, size: 1, hash: 'h', modified_by: 'A', replaced_by: 'B', reason: 'deleted', file: `/x/${id}`, kept_here: true,
 });
 
 describe('history', () => {
@@ -19,10 +19,16 @@ describe('history', () => {
       { action: 'restore', path: 'a', version: 1 },
       { action: 'restore', path: 'b', version: 2 },
       { action: 'undelete', path: 'c', version: 3 },
-      { action: 'remove', path: 'd', version: null },
-    ];
+      { action: 'remove', path: 'd', version: null, from: null, note: null },
+    ].map((s) => ({ from: null, note: null, ...s }));
     expect(summarizeRewind({ steps })).toBe('2 files get their old content, 1 deleted file comes back, 1 newer file moves to the history');
     expect(stepLabel(steps[2])).toBe('Bring back');
+    // A file whose old content is on no device within reach stays; the count leaves it out.
+    const keep = { action: 'keep', path: 'e', version: 4, from: null, note: 'not here' };
+    expect(summarizeRewind({ steps: [...steps, keep] })).toMatch(/moves to the history; 1 file stays as it is/);
+    expect(summarizeRewind({ steps: [keep] })).toMatch(/^1 file stays as it is/);
+    expect(changingSteps({ steps: [...steps, keep] })).toBe(4);
+    expect(stepLabel(keep)).toBe('Left as it is');
     expect(reasonLabel('deleted')).toBe('Deleted');
   });
   it('turns a local time into RFC 3339 and back', () => {

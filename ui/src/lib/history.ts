@@ -41,6 +41,7 @@ export const STEP_LABEL: Record<string, string> = {
   restore: 'Restore old content',
   undelete: 'Bring back',
   remove: 'Move to history',
+  keep: 'Left as it is',
 };
 
 export function stepLabel(s: RewindStepDto): string {
@@ -50,12 +51,19 @@ export function stepLabel(s: RewindStepDto): string {
 /** "2 files get their old content, 1 comes back, 1 moves to the history" (or nothing to do). */
 export function summarizeRewind(r: Pick<RewindDto, 'steps'>): string {
   const n = (a: string) => r.steps.filter((s) => s.action === a).length;
-  const [restore, undelete, remove] = [n('restore'), n('undelete'), n('remove')];
+  const [restore, undelete, remove, keep] = [n('restore'), n('undelete'), n('remove'), n('keep')];
   const parts = [];
   if (restore) parts.push(`${plural(restore, 'file')} ${restore === 1 ? 'gets its' : 'get their'} old content`);
   if (undelete) parts.push(`${plural(undelete, 'deleted file')} ${undelete === 1 ? 'comes' : 'come'} back`);
   if (remove) parts.push(`${plural(remove, 'newer file')} ${remove === 1 ? 'moves' : 'move'} to the history`);
-  return parts.length ? parts.join(', ') : 'Nothing to do: the folder already looks like that.';
+  const kept = keep ? `${plural(keep, 'file')} ${keep === 1 ? 'stays' : 'stay'} as ${keep === 1 ? 'it is' : 'they are'}: its old content is on no device within reach` : '';
+  if (!parts.length) return kept || 'Nothing to do: the folder already looks like that.';
+  return kept ? `${parts.join(', ')}; ${kept}` : parts.join(', ');
+}
+
+/** The steps a rewind changes files with (`keep` steps leave theirs alone). */
+export function changingSteps(r: Pick<RewindDto, 'steps'>): number {
+  return r.steps.filter((s) => s.action !== 'keep').length;
 }
 
 /**

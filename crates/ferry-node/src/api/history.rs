@@ -80,11 +80,18 @@ pub struct RewindReqDto {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
 pub struct RewindStepDto {
-    /// `restore` (changed since), `undelete` (deleted since) or `remove` (created since: moved
-    /// to the history).
+    /// `restore` (changed since), `undelete` (deleted since), `remove` (created since: moved
+    /// to the history) or `keep` (its content then cannot be produced: left as it is, see
+    /// `note`).
     pub action: String,
     pub path: String,
     pub version: Option<u64>,
+    /// The device the old content comes from, when this device has no copy of it.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Why a `keep` step is left as it is.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]

@@ -178,8 +178,16 @@ pub struct VersionDto {
     pub modified_by: String,
     pub replaced_by: String,
     pub reason: String,
-    /// Absolute path of the archived copy.
+    /// Absolute path of the archived copy; empty when this device has none (`kept_here`).
     pub file: String,
+    /// Whether this device holds a copy. A version it does not hold (the file was rewritten in
+    /// place) is fetched from a device of the share that archived it when it is restored.
+    #[serde(default = "yes")]
+    pub kept_here: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]

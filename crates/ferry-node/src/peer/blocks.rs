@@ -99,3 +99,53 @@ pub(super) async fn serve_blocks(
         Err(e) => wire_err(WireError::Internal, e.to_string()),
     }
 }
+
+/// Serves bytes of content this device keeps of `path` with whole-file hash `hash`: an archived
+/// version (its file checked to be inside the share's archive) or the live file. The share's
+/// members only, like every block. `len` 0 answers whether it is kept, with no bytes.
+pub(super) async fn serve_version_block(
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
+    share: ShareId,
+    path: RelPath,
+    hash: ChunkHash,
+    offset: u64,
+    len: u32,
+) -> Message {
+    let Ok(Some(rec)) = inner.db(move |s| s.share(&share)).await else {
+        return wire_err(WireError::NotFound, "no such share");
+    };
+    if !rec.devices.contains(&peer.id) {
+        return wire_err(WireError::Refused, "not a member of this share");
+    }
+    if len > MAX_BLOCK {
+        return wire_err(WireError::BadRequest, "bad block length");
+    }
+    let p = path.clone();
+    let found = inner.db(move |s| Ok((s.versions(&share, &p)?, s.local_file(&share, &p)?))).await;
+    let Ok((versions, live)) = found else { return wire_err(WireError::Internal, "could not read the index") };
+    let root = std::path::PathBuf::from(&rec.path);
+    // An archived copy first (it does not change under us), then the live file.
+    let file = versions
+        .iter()
+        .filter(|v| v.hash == hash && v.kept_here())
+        .find_map(|v| crate::history::version_file(&root, &v.archive_path).ok().map(|f| (f, v.size)))
+        .or_else(|| {
+            let e = live.filter(|e| e.record.is_file() && !e.record.deleted && e.record.hash == hash)?;
+            ferry_fs::checked_path(&root, &path).ok().map(|f| (f, e.record.size))
+        });
+    let Some((file, size)) = file else {
+        return wire_err(WireError::NotFound, format!("no content of {path} with that hash is kept here"));
+    };
+    if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+        return wire_err(WireError::BadRequest, "block beyond the end of the version");
+    }
+    if len == 0 {
+        return Message::Block { data: Vec::new() };
+    }
+    match tokio::task::spawn_blocking(move || ferry_fs::read_file_range(&file, offset, len)).await {
+        Ok(Ok(data)) => Message::Block { data },
+        Ok(Err(e)) => wire_err(WireError::NotFound, e.to_string()),
+        Err(e) => wire_err(WireError::Internal, e.to_string()),
+    }
+}

@@ -48,7 +48,7 @@ mod dial;
 mod index;
 mod pairing;
 
-use blocks::{serve_block, serve_blocks};
+use blocks::{serve_block, serve_blocks, serve_version_block};
 pub(crate) use dial::dial_loop;
 pub(crate) use index::announce_to;
 use index::{on_cluster_config, on_index, send_cluster_config};
@@ -341,6 +341,9 @@ async fn serve_request(
             serve_block(inner, peer, share, path, offset, len, hash).await
         }
         Message::BlocksRequest { share, blocks } => serve_blocks(inner, peer, share, blocks).await,
+        Message::VersionBlockRequest { share, path, hash, offset, len } => {
+            serve_version_block(inner, peer, share, path, hash, offset, len).await
+        }
         Message::Note { id, sent_at, text } => crate::notes::on_note(inner, peer, id, sent_at, text).await,
         Message::NoteRead { id } => crate::notes::on_note_read(inner, peer, id).await,
         Message::SendOffer { id, files, dirs } => crate::send::on_offer(inner, peer, id, files, dirs).await,

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_engine::Entry;
-use ferry_engine::history::{AtTime, Current, RewindStep, VersionInfo, content_at, parse_time, plan_rewind, prune};
+use ferry_engine::history::{AtTime, Current, VersionInfo, content_at, parse_time, prune};
 use ferry_engine::plans::plan_revert;
 use ferry_engine::scan::{self, Counted, Snapshot};
-use ferry_fs::{ArchiveMode, SnapshotOf, archive, chunk_file, drop_snapshot, link_snapshot, take_snapshot};
+use ferry_fs::{ArchiveMode, SnapshotOf, Taken, archive, chunk_file, drop_snapshot, link_snapshot, take_snapshot};
 use ferry_proto::{ChunkHash, DeviceId, FileKind, FileRecord, RelPath, ShareId, ShareMode};
 use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, ShareRecord, VersionReason, VersionRecord};
 use time::OffsetDateTime;
@@ -30,6 +30,11 @@ use crate::error::ShareError;
 use crate::records;
 use crate::share_handle::ShareCommand;
 use crate::summary::LocalCounts;
+
+mod remote;
+mod rewind;
+
+pub(crate) use rewind::{rewind, rewind_target};
 
 /// A version id: the archive time in ns, made strictly increasing within this process so two
 /// versions archived in the same nanosecond never share a key.
@@ -96,14 +101,27 @@ pub(crate) fn on_scan(
         }
         if let Some(k) = effect.keep {
             let of = SnapshotOf { inode: k.inode, size: k.size, mtime_ns: k.mtime_ns };
-            match take_snapshot(root, path, of, now) {
-                Ok(Some(ap)) => {
-                    let content = (k.size, k.hash, k.mtime_ns, k.modified_by);
-                    let reason = records::version_reason(k.reason);
-                    versions.push(version_record(share, path, content, k.replaced_by, ap, reason));
+            let archive_path = match take_snapshot(root, path, of, now) {
+                Ok(Taken::Archived(ap)) => Some(ap),
+                // Archived already by whoever replaced it (a restore, a rewind), or never linked.
+                Ok(Taken::NoSnapshot) => None,
+                // Empty content needs no copy (and is mostly a file caught between its
+                // creation and its first write): no record.
+                Ok(Taken::RewrittenInPlace) if k.size == 0 => None,
+                // No copy here, but the version is known, and the devices that received the
+                // change archived its content; a restore fetches it from them (`remote`).
+                // Without this record a rewind would think the file did not exist before the
+                // change, and move it away.
+                Ok(Taken::RewrittenInPlace) => Some(VersionRecord::NOT_KEPT_HERE.to_string()),
+                Err(e) => {
+                    tracing::warn!(%path, "could not keep the previous content: {e}");
+                    None
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(%path, "could not keep the previous content: {e}"),
+            };
+            if let Some(ap) = archive_path {
+                let content = (k.size, k.hash, k.mtime_ns, k.modified_by);
+                let reason = records::version_reason(k.reason);
+                versions.push(version_record(share, path, content, k.replaced_by, ap, reason));
             }
         }
         match effect.snapshot {
@@ -135,7 +153,7 @@ pub(crate) fn after_apply(root: &Path, target: &FileRecord) {
 }
 
 /// The archived copy of a version, checked to be a plain file inside the share's archive.
-fn version_file(root: &Path, archive_path: &str) -> Result<PathBuf, ShareError> {
+pub(crate) fn version_file(root: &Path, archive_path: &str) -> Result<PathBuf, ShareError> {
     let ok = archive_path.starts_with(ferry_fs::VERSIONS_DIR)
         && archive_path.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
     if !ok {
@@ -226,7 +244,8 @@ fn info(v: &VersionRecord) -> VersionInfo {
         path: v.path.clone(),
         id: v.id,
         archived_at_ms: v.archived_at_ms,
-        size: v.size,
+        // What the version costs on this device (retention's size cap): nothing if no copy.
+        size: if v.kept_here() { v.size } else { 0 },
         mtime_ns: v.mtime_ns,
         hash: v.hash,
     }
@@ -244,7 +263,12 @@ pub(crate) fn version_dto(share: &ShareRecord, v: VersionRecord) -> VersionDto {
         modified_by: v.modified_by.to_string(),
         replaced_by: v.replaced_by.to_string(),
         reason: format!("{:?}", v.reason).to_lowercase(),
-        file: Path::new(&share.path).join(&v.archive_path).display().to_string(),
+        file: if v.kept_here() {
+            Path::new(&share.path).join(&v.archive_path).display().to_string()
+        } else {
+            String::new()
+        },
+        kept_here: v.kept_here(),
     }
 }
 
@@ -283,7 +307,14 @@ pub(crate) async fn restore(inner: &Arc<Context>, req: RestoreDto) -> ApiResult<
         }
         (None, None) => &versions[0],
     };
-    let v = chosen.clone();
+    let mut v = chosen.clone();
+    if !v.kept_here() {
+        let keepers = remote::keepers(inner, &share, &v).await;
+        if keepers.is_empty() {
+            return Err(ShareError::VersionNotHere { path: rel.clone(), version: v.id }.into());
+        }
+        v = remote::fetch(inner, &share, &v, &keepers).await?;
+    }
     let (root, id, me, r, vv, e) =
         (PathBuf::from(&share.path), share.id, inner.id, rel.clone(), v.clone(), entry.clone());
     let archived = tokio::task::spawn_blocking(move || restore_blocking(&root, id, &r, &vv, e.as_ref(), me))
@@ -293,110 +324,6 @@ pub(crate) async fn restore(inner: &Arc<Context>, req: RestoreDto) -> ApiResult<
     let current = archived.first().map(|a| Path::new(&share.path).join(&a.archive_path).display().to_string());
     finish(inner, share.id, archived, vec![rel.clone()]).await?;
     Ok(RestoredDto { share: share.id.to_string(), path: rel.to_string(), version: v.id, current_archived_as: current })
-}
-
-/// `ferry rewind SHARE[/SUBDIR] --to TIME [--dry-run]`.
-/// The share and optional folder a rewind's target names (`SHARE[/SUBDIR]` or an absolute path).
-pub(crate) async fn rewind_target(
-    inner: &Arc<Context>,
-    req: &RewindReqDto,
-) -> ApiResult<(ShareRecord, Option<RelPath>)> {
-    Ok(if req.target.starts_with('/') {
-        inner.locate(&req.target).await?
-    } else {
-        let (name, sub) = match req.target.split_once('/') {
-            Some((n, s)) if !s.trim_matches('/').is_empty() => {
-                (n, Some(RelPath::new(s.trim_matches('/')).map_err(|e| ApiError::bad(e.to_string()))?))
-            }
-            Some((n, _)) => (n, None),
-            None => (req.target.as_str(), None),
-        };
-        (inner.resolve_share(name).await?, sub)
-    })
-}
-
-pub(crate) async fn rewind(inner: &Arc<Context>, req: RewindReqDto) -> ApiResult<RewindDto> {
-    let (share, sub) = rewind_target(inner, &req).await?;
-    let t = parse_time(&req.to, now_ms()).map_err(ApiError::bad)?;
-    let id = share.id;
-    let (entries, versions) = inner.db(move |s| Ok((s.local_files(&id)?, s.share_versions(&id)?))).await?;
-    let within = |p: &RelPath| sub.as_ref().is_none_or(|s| p == s || p.is_within(s));
-    let entries: HashMap<RelPath, LocalEntry> =
-        entries.into_iter().filter(|e| within(&e.record.path)).map(|e| (e.record.path.clone(), e)).collect();
-    let current: HashMap<RelPath, Current> = entries
-        .values()
-        .filter(|e| e.record.is_file())
-        .map(|e| (e.record.path.clone(), Current { mtime_ns: e.record.mtime_ns, hash: e.record.hash }))
-        .collect();
-    let mut by_path: HashMap<RelPath, Vec<VersionInfo>> = HashMap::new();
-    let mut records: HashMap<(RelPath, u64), VersionRecord> = HashMap::new();
-    for v in versions.into_iter().filter(|v| within(&v.path)) {
-        by_path.entry(v.path.clone()).or_default().push(info(&v));
-        records.insert((v.path.clone(), v.id), v);
-    }
-    let plan = plan_rewind(&current, &by_path, t);
-    let steps: Vec<RewindStepDto> = plan
-        .iter()
-        .map(|s| match s {
-            RewindStep::Restore { path, version } => RewindStepDto {
-                action: if current.contains_key(path) { "restore".into() } else { "undelete".into() },
-                path: path.to_string(),
-                version: Some(*version),
-            },
-            RewindStep::Remove { path } => {
-                RewindStepDto { action: "remove".into(), path: path.to_string(), version: None }
-            }
-        })
-        .collect();
-    let mut errors = Vec::new();
-    if !req.dry_run && !plan.is_empty() {
-        let (root, me) = (PathBuf::from(&share.path), inner.id);
-        let plan2 = plan.clone();
-        let (versions, errs) = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            let mut errs = Vec::new();
-            for step in &plan2 {
-                let res = match step {
-                    RewindStep::Restore { path, version } => {
-                        let v = &records[&(path.clone(), *version)];
-                        restore_blocking(&root, id, path, v, entries.get(path), me)
-                    }
-                    RewindStep::Remove { path } => archive_as(
-                        &root,
-                        id,
-                        path,
-                        path,
-                        entries.get(path),
-                        me,
-                        ArchiveMode::Move,
-                        VersionReason::Deleted,
-                    )
-                    .map(|v| v.into_iter().collect()),
-                };
-                match res {
-                    Ok(v) => out.extend(v),
-                    Err(e) => errs.push(format!(
-                        "{}: {e}",
-                        match step {
-                            RewindStep::Restore { path, .. } | RewindStep::Remove { path } => path,
-                        }
-                    )),
-                }
-            }
-            (out, errs)
-        })
-        .await
-        .map_err(ShareError::from)?;
-        errors = errs;
-        let paths = plan
-            .iter()
-            .map(|s| match s {
-                RewindStep::Restore { path, .. } | RewindStep::Remove { path } => path.clone(),
-            })
-            .collect();
-        finish(inner, share.id, versions, paths).await?;
-    }
-    Ok(RewindDto { share: share.id.to_string(), to_ms: t, dry_run: req.dry_run, steps, errors })
 }
 
 /// Prunes every share's versions by its retention policy, as of `now_ms`.
