@@ -59,9 +59,18 @@ pub fn watch(
     let canonical = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
     let debounce = debounce.max(Duration::from_millis(1));
     let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(move |res| {
-        let _ = tx.send(res);
-    })
+    // Never through a symlink: Ferry syncs a link as a link and never reads what it points at,
+    // and notify follows links by default, so a link to a big folder elsewhere (`/tmp`, `~`,
+    // whatever a peer or the user put in the share) would add a watch on every folder below it
+    // and flood the share with events from outside it, until inotify's watch limit is spent
+    // and changes in the share itself go unseen (found by tests/tests/hostile_sequences.rs).
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = notify::RecommendedWatcher::new(
+        move |res| {
+            let _ = tx.send(res);
+        },
+        config,
+    )
     .map_err(|source| FsError::Watch { path: root.clone(), source })?;
     watcher.watch(&root, RecursiveMode::Recursive).map_err(|source| FsError::Watch { path: root.clone(), source })?;
     let (r1, r2) = (root.clone(), canonical);
@@ -198,6 +207,31 @@ mod tests {
             })
             .collect();
         assert!(all.contains(&rel("hello.txt")), "{all:?}");
+    }
+
+    #[test]
+    fn a_symlinked_folder_is_not_watched_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("share"), dir.path().join("outside"));
+        std::fs::create_dir_all(outside.join("sub")).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let _w = watch(&root, Duration::from_millis(50), move |ev| {
+            let _ = tx.send(ev);
+        })
+        .unwrap();
+        // Written outside first: one inotify queue keeps the order, so if the link were
+        // followed its events would come before the marker's.
+        std::fs::write(outside.join("sub/x"), b"outside").unwrap();
+        std::fs::write(outside.join("y"), b"outside").unwrap();
+        std::fs::write(root.join("marker"), b"inside").unwrap();
+        let events = wait_for(&rx, &rel("marker"), Duration::from_secs(2));
+        for ev in &events {
+            if let WatchEvent::Paths(ps) = ev {
+                assert!(ps.iter().all(|p| !p.as_str().starts_with("link/")), "watched through the link: {ps:?}");
+            }
+        }
     }
 
     #[test]
