@@ -12,6 +12,7 @@ mod discovery;
 mod endpoint;
 mod frame;
 mod identity;
+mod refuse;
 mod tls;
 
 pub use discovery::{
@@ -21,6 +22,7 @@ pub use discovery::{
 pub use endpoint::{Endpoint, PeerConn};
 pub use frame::{decode_frame, read_frame, write_frame, write_frame_owned};
 pub use identity::{Identity, device_id_of};
+pub use refuse::{CLOSE_REMOVED, removed_by};
 /// Stream halves, for code that serves requests with [`read_frame`] / [`write_frame`].
 pub use quinn::{RecvStream, SendStream};
 
@@ -49,6 +51,9 @@ pub enum NetError {
     Closed,
     #[error("timed out waiting for the peer")]
     Timeout,
+    /// The peer removed this device: it refuses this device's certificate.
+    #[error("this device was removed by {by}")]
+    Removed { by: String },
 }
 
 #[cfg(test)]
