@@ -236,6 +236,7 @@ fn main() {
             commands::device_mute,
             commands::device_auto_accept,
             commands::device_add_address,
+            commands::device_remove,
             commands::pick_files,
             commands::ping,
             commands::notes,
