@@ -22,9 +22,9 @@ pub use discovery::{
 pub use endpoint::{Endpoint, PeerConn};
 pub use frame::{decode_frame, read_frame, write_frame, write_frame_owned};
 pub use identity::{Identity, device_id_of};
-pub use refuse::{CLOSE_REMOVED, removed_by};
 /// Stream halves, for code that serves requests with [`read_frame`] / [`write_frame`].
 pub use quinn::{RecvStream, SendStream};
+pub use refuse::{CLOSE_REMOVED, removed_by};
 
 pub use ferry_proto::DeviceId;
 

@@ -43,8 +43,9 @@ use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 pub use error::StoreError;
 pub use local::LocalReader;
 pub use records::{
-    DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, NoteRecord, NoteState, PromptKind, PromptRecord, RemovalChanges,
-    RemovalRecord, RemoteState, RemovedBy, ShareRecord, ShareSettings, ShareState, TransferRecord, TransferState, VersionReason, VersionRecord,
+    DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, NoteRecord, NoteState, PromptKind, PromptRecord, RemoteState,
+    RemovalChanges, RemovalRecord, RemovedBy, ShareRecord, ShareSettings, ShareState, TransferRecord, TransferState,
+    VersionReason, VersionRecord,
 };
 use schema::{META, META_NEXT_NOTE_ORDER, META_NEXT_PROMPT_ID, META_SCHEMA_VERSION};
 pub use walk::WalkStates;
