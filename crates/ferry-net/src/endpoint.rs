@@ -13,6 +13,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio::time::timeout;
 
+use crate::admit::Admission;
 use crate::identity::CERT_NAME;
 use crate::refuse::{Refusals, removed_by};
 use crate::{Identity, NetError, device_id_of, read_frame, tls, write_frame};
@@ -57,6 +58,7 @@ struct Inner {
     incoming: Mutex<mpsc::Receiver<AcceptResult>>,
     accept_task: tokio::task::AbortHandle,
     refusals: Arc<Refusals>,
+    admission: Arc<Admission>,
 }
 
 impl Drop for Inner {
@@ -111,7 +113,8 @@ impl Endpoint {
         let (tx, rx) = mpsc::channel(MAX_PENDING_ACCEPTS);
         let refusals = Arc::new(Refusals::default());
         refusals.set_notice(&device.short());
-        let task = handle.spawn(accept_loop(endpoint.clone(), device, tx, refusals.clone()));
+        let admission = Arc::new(Admission::new());
+        let task = handle.spawn(accept_loop(endpoint.clone(), device, tx, refusals.clone(), admission.clone()));
         Ok(Endpoint {
             inner: Arc::new(Inner {
                 endpoint,
@@ -121,6 +124,7 @@ impl Endpoint {
                 incoming: Mutex::new(rx),
                 accept_task: task.abort_handle(),
                 refusals,
+                admission,
             }),
         })
     }
@@ -148,6 +152,12 @@ impl Endpoint {
 
     pub fn is_refused(&self, id: &DeviceId) -> bool {
         self.inner.refusals.is_refused(id)
+    }
+
+    /// The addresses paired devices were last seen at: connection attempts from them always get
+    /// a TLS handshake; others share a small budget (see `admit.rs`). Replaces the previous set.
+    pub fn set_known_addresses(&self, addrs: std::collections::HashSet<SocketAddr>) {
+        self.inner.admission.set_known(addrs);
     }
 
     /// The name a refused device is told it was removed by (this device's name).
@@ -197,9 +207,15 @@ async fn accept_loop(
     local: DeviceId,
     tx: mpsc::Sender<AcceptResult>,
     refusals: Arc<Refusals>,
+    admission: Arc<Admission>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_PENDING_ACCEPTS));
     while let Some(incoming) = endpoint.accept().await {
+        if !admission.admit(incoming.remote_address(), std::time::Instant::now()) {
+            tracing::debug!(remote = %incoming.remote_address(), "too many connection attempts from unknown addresses; refusing one");
+            incoming.refuse();
+            continue;
+        }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(remote = %incoming.remote_address(), "too many pending incoming connections; refusing one");
             incoming.refuse();

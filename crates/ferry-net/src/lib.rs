@@ -8,6 +8,7 @@
 //! the id is authentic, and, when dialing a known device, refuses any other certificate at the
 //! TLS level. No storage, no sync logic.
 
+mod admit;
 mod discovery;
 mod endpoint;
 mod frame;

@@ -453,3 +453,33 @@ async fn close_removed_is_seen_as_a_removal_by_the_peer() {
     })
     .await
 }
+
+#[tokio::test]
+async fn unknown_addresses_share_a_budget_and_known_ones_always_pass() {
+    bounded(async {
+        let b = endpoint();
+        let b2 = b.clone();
+        // b's application takes whatever gets through.
+        tokio::spawn(async move { while b2.accept().await.is_some() {} });
+        let known = endpoint();
+        b.set_known_addresses([known.local_addr().unwrap()].into());
+        // Fresh sockets (unknown addresses) until one is refused before any handshake.
+        let mut refused = false;
+        for _ in 0..200 {
+            let stranger = endpoint();
+            match stranger.connect(b.local_addr().unwrap(), Some(b.device_id())).await {
+                Ok(c) => c.close("next"),
+                Err(NetError::Connection(quinn::ConnectionError::ConnectionClosed(_))) => {
+                    refused = true;
+                    break;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert!(refused, "a burst of unknown addresses is cut off");
+        // The known address still gets its handshake at once.
+        let conn = known.connect(b.local_addr().unwrap(), Some(b.device_id())).await.expect("known address");
+        assert_eq!(conn.peer(), b.device_id());
+    })
+    .await
+}

@@ -33,7 +33,22 @@ pub(crate) async fn restore(inner: &Arc<Context>) -> ApiResult<()> {
             inner.endpoint.refuse(r.device);
         }
     }
+    refresh_admission(inner).await;
     Ok(())
+}
+
+/// Tells the endpoint where the paired devices are (their last known and static addresses):
+/// attempts from there always get a handshake, others share a small budget (ferry-net's
+/// `admit.rs`). Called whenever those change: start, a connection, a pairing, a removal.
+pub(crate) async fn refresh_admission(inner: &Arc<Context>) {
+    let Ok(devices) = inner.db(|s| s.devices()).await else { return };
+    let known = devices
+        .iter()
+        .filter(|d| d.paired)
+        .flat_map(|d| d.addresses.iter().chain(d.static_addresses.iter()))
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    inner.endpoint.set_known_addresses(known);
 }
 
 /// Withdraws the trust of `id` on this device (the user removed it).
@@ -80,6 +95,7 @@ pub(crate) async fn clear(inner: &Arc<Context>, id: DeviceId) -> ApiResult<()> {
 async fn withdraw(inner: &Arc<Context>, id: DeviceId, by: RemovedBy) -> ApiResult<()> {
     let record = RemovalRecord { device: id, removed_ms: now_ms(), by };
     let changes = inner.db(move |s| s.record_removal(&record)).await?;
+    refresh_admission(inner).await;
     for share in &changes.shares {
         crate::share::refresh_members(inner, share);
         if let Some(h) = inner.shares.lock().unwrap().get(&share.id) {

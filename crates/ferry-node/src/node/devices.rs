@@ -302,6 +302,7 @@ impl Node {
                 s.put_device(&d)
             })
             .await?;
+        crate::removal::refresh_admission(inner).await;
         inner.dial_wake.notify_one();
         let sid = id.to_string();
         self.devices()

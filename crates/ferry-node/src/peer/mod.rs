@@ -226,6 +226,7 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
             Ok(())
         })
         .await;
+    crate::removal::refresh_admission(inner).await;
     tracing::info!(peer = %id.short(), name = %hello.name, %addr, "connected");
     inner.emit(Event::DeviceConnected { device: id.to_string(), name: hello.name.clone(), address: addr.to_string() });
 

@@ -36,6 +36,7 @@ pub(super) async fn mark_paired(
         .await?;
     // A deliberate pairing (asked for here, or accepted here) lifts a removal either way.
     crate::removal::clear(inner, id).await?;
+    crate::removal::refresh_admission(inner).await;
     // No dialer wake here: both sides attach the pairing connection itself right after this,
     // and a dial racing it would replace that connection mid-answer. If it later drops, the
     // detach wakes the dialer.
