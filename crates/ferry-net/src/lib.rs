@@ -6,7 +6,10 @@
 //! possession of in the handshake, never anything it says about itself later. This crate does
 //! not decide who is trusted (the node does, from [`PeerConn::peer`]); it only guarantees that
 //! the id is authentic, and, when dialing a known device, refuses any other certificate at the
-//! TLS level. No storage, no sync logic.
+//! TLS level. It carries out two decisions the node hands it: the ids to refuse (removed
+//! devices, closed right after the handshake with [`CLOSE_REMOVED`]) and the addresses of
+//! paired devices, which skip the budget of handshakes for unknown addresses (`admit.rs`).
+//! No storage, no sync logic.
 
 mod admit;
 mod discovery;

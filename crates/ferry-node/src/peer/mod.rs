@@ -208,8 +208,11 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
         return;
     }
     if inner.endpoint.is_refused(&id) {
-        // Removed while this connection was on its way in (see `removal::remove`).
+        // Removed while this connection was on its way in (see `removal::remove`). Checked
+        // after registering: a removal either sees this link in the registry or is seen here.
         conn.close_removed(&inner.hello().name);
+        detach(inner, &peer, hello.name, "removed".into()).await;
+        return;
     }
     inner.dialing.lock().unwrap().remove(&id);
     let addr = conn.remote_addr();
