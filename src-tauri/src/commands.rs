@@ -141,6 +141,11 @@ pub async fn device_add_address(node: State<'_, Node>, device: String, address: 
 }
 
 #[tauri::command]
+pub async fn device_remove(node: State<'_, Node>, device: String) -> R<DeviceDto> {
+    node.device_remove(&device).await
+}
+
+#[tauri::command]
 pub async fn ping(node: State<'_, Node>, device: String) -> R<PingDto> {
     node.ping(&device).await
 }

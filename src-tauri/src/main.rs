@@ -102,6 +102,11 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
         Event::NoteReceived { from_name, text, .. } if !window_focused(app) => {
             notify(app, &clip(from_name, 64), &clip(text, 200))
         }
+        Event::DeviceRemoved { by: Some(by), .. } => notify(
+            app,
+            "Removed from a device",
+            &format!("{} removed this computer; Ferry no longer syncs with it. Your files stay.", clip(by, 64)),
+        ),
         Event::Conflict { path, .. } => {
             notify(app, "Conflict", &format!("{}: both sides changed; a copy was kept", clip(path, 120)))
         }
@@ -236,6 +241,7 @@ fn main() {
             commands::device_mute,
             commands::device_auto_accept,
             commands::device_add_address,
+            commands::device_remove,
             commands::pick_files,
             commands::ping,
             commands::notes,

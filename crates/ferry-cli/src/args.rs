@@ -175,6 +175,10 @@ pub(crate) enum DevicesCmd {
     },
     /// Accept sends from a device without a prompt (`on`), or ask each time (`off`).
     AutoAccept { device: String, state: OnOff },
+    /// Remove a device (lost or stolen): unpaired, out of every share, its connections refused
+    /// from now on; it is told when reachable. No file is deleted on either side. `ferry pair`
+    /// toward it pairs again.
+    Remove { device: String },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

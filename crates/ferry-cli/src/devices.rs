@@ -1,5 +1,5 @@
-//! Devices: `ferry id` (this one), `ferry devices` (the known ones, and mute, add-address and
-//! auto-accept on one of them), `ferry pair` and `ferry ping`.
+//! Devices: `ferry id` (this one), `ferry devices` (the known ones, and mute, add-address,
+//! auto-accept and remove on one of them), `ferry pair` and `ferry ping`.
 
 use std::process::ExitCode;
 
@@ -25,7 +25,7 @@ pub(crate) async fn id(c: &Client, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ferry devices [mute|unmute|add-address|auto-accept]`: without a subcommand, the list.
+/// `ferry devices [mute|unmute|add-address|auto-accept|remove]`: without a subcommand, the list.
 pub(crate) async fn devices(c: &Client, json: bool, cmd: Option<DevicesCmd>) -> Result<ExitCode> {
     match cmd {
         None => list(c, json).await,
@@ -33,6 +33,7 @@ pub(crate) async fn devices(c: &Client, json: bool, cmd: Option<DevicesCmd>) -> 
         Some(DevicesCmd::Unmute { device }) => mute(c, json, device, false).await,
         Some(DevicesCmd::AddAddress { device, address }) => add_address(c, json, device, address).await,
         Some(DevicesCmd::AutoAccept { device, state }) => auto_accept(c, json, device, state).await,
+        Some(DevicesCmd::Remove { device }) => remove(c, json, device).await,
     }
 }
 
@@ -45,15 +46,38 @@ async fn list(c: &Client, json: bool) -> Result<ExitCode> {
         println!("no devices yet: `ferry pair DEVICE` (a nearby name) or `ferry pair HOST:PORT`");
     } else {
         for d in list {
-            let state = match (d.paired, d.connected, d.nearby) {
-                (true, true, _) => "connected",
-                (true, false, _) => "offline",
-                (false, _, true) => "nearby",
-                _ => "not paired",
-            };
+            let state = state(&d);
             let rtt = d.rtt_ms.map(|r| format!(" rtt {r:.1} ms")).unwrap_or_default();
             println!("{:<16} {:<10} owner {:<10} {}{}  {}", d.name, state, d.owner, d.id, rtt, d.addresses.join(", "));
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A device's state in one or two words.
+fn state(d: &DeviceDto) -> String {
+    if let Some(by) = &d.removed_by {
+        return format!("removed by {by}");
+    }
+    let s = match (d.paired, d.connected, d.nearby, d.removed) {
+        (_, _, _, true) => "removed",
+        (true, true, _, _) => "connected",
+        (true, false, _, _) => "offline",
+        (false, _, true, _) => "nearby",
+        _ => "not paired",
+    };
+    s.to_string()
+}
+
+/// `ferry devices remove DEVICE`: withdraws its trust; an unknown device exits 1 (via `call`).
+async fn remove(c: &Client, json: bool, device: String) -> Result<ExitCode> {
+    let d: DeviceDto = call(c.post("/v1/devices/remove", &serde_json::json!({ "name": device })).await)?;
+    if json {
+        print_json(&d)
+    } else {
+        println!("removed {} ({})", d.name, d.id);
+        println!("It is no longer paired or in any share, and its connections are refused.");
+        println!("No file was deleted. To pair with it again: `ferry pair` toward it.");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -41,6 +41,8 @@ fn describe(ev: &Event) -> String {
             format!("prompt {id}     {}", if *accepted { "accepted" } else { "rejected" })
         }
         Event::Paired { name, .. } => format!("paired        {name}"),
+        Event::DeviceRemoved { name, by: None, .. } => format!("removed       {name}: its connections are refused"),
+        Event::DeviceRemoved { by: Some(by), .. } => format!("removed by    {by}: no longer syncing with it"),
         Event::ScanFinished { share, changes, seen, millis, .. } => {
             format!("scanned       {share}: {seen} entries, {changes} changed, {millis} ms")
         }

@@ -13,7 +13,9 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio::time::timeout;
 
+use crate::admit::Admission;
 use crate::identity::CERT_NAME;
+use crate::refuse::{Refusals, removed_by};
 use crate::{Identity, NetError, device_id_of, read_frame, tls, write_frame};
 
 /// Keep-alive interval: keeps NAT bindings open and lets a vanished peer be noticed.
@@ -28,11 +30,14 @@ const CONN_WINDOW: u32 = 64 << 20;
 const MAX_BIDI_STREAMS: u32 = 1024;
 /// Requested UDP socket buffer sizes; the OS may clamp or refuse them.
 const SOCKET_BUFFER: usize = 4 << 20;
+/// A dial gives up after this: a LAN handshake takes milliseconds, and a user waits on it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest an incoming TLS handshake may take.
-const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest an incoming TLS handshake may take: as long as a dialer waits for it (a dialing
+/// Ferry gives up at `CONNECT_TIMEOUT`, so holding a slot longer only serves a flooder).
+const ACCEPT_HANDSHAKE_TIMEOUT: Duration = CONNECT_TIMEOUT;
 /// Incoming handshakes in progress (or finished but not yet taken by `accept`) at once; more
-/// are refused so a flood of half-open connections costs little.
+/// are refused so a flood of half-open connections costs little. With the timeout above, a
+/// flooder holds at most 64 slots for 5 s each; honest devices redial with backoff.
 const MAX_PENDING_ACCEPTS: usize = 64;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const PAIRING_LABEL: &[u8] = b"EXPORTER-ferry-pairing-code";
@@ -52,6 +57,8 @@ struct Inner {
     transport: Arc<TransportConfig>,
     incoming: Mutex<mpsc::Receiver<AcceptResult>>,
     accept_task: tokio::task::AbortHandle,
+    refusals: Arc<Refusals>,
+    admission: Arc<Admission>,
 }
 
 impl Drop for Inner {
@@ -104,7 +111,10 @@ impl Endpoint {
         let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)?;
         let device = identity.device_id();
         let (tx, rx) = mpsc::channel(MAX_PENDING_ACCEPTS);
-        let task = handle.spawn(accept_loop(endpoint.clone(), device, tx));
+        let refusals = Arc::new(Refusals::default());
+        refusals.set_notice(&device.short());
+        let admission = Arc::new(Admission::new());
+        let task = handle.spawn(accept_loop(endpoint.clone(), device, tx, refusals.clone(), admission.clone()));
         Ok(Endpoint {
             inner: Arc::new(Inner {
                 endpoint,
@@ -113,6 +123,8 @@ impl Endpoint {
                 transport,
                 incoming: Mutex::new(rx),
                 accept_task: task.abort_handle(),
+                refusals,
+                admission,
             }),
         })
     }
@@ -124,6 +136,33 @@ impl Endpoint {
     /// This device's id.
     pub fn device_id(&self) -> DeviceId {
         self.inner.device
+    }
+
+    /// Refuses `id` from now on: its incoming connections are closed as soon as their TLS
+    /// handshake proves who it is, with [`crate::CLOSE_REMOVED`] and the notice, and never
+    /// returned by [`Endpoint::accept`]. Existing connections are the caller's to close.
+    pub fn refuse(&self, id: DeviceId) {
+        self.inner.refusals.refuse(id);
+    }
+
+    /// Accepts `id` again (a deliberate new pairing).
+    pub fn allow(&self, id: &DeviceId) {
+        self.inner.refusals.allow(id);
+    }
+
+    pub fn is_refused(&self, id: &DeviceId) -> bool {
+        self.inner.refusals.is_refused(id)
+    }
+
+    /// The addresses paired devices were last seen at: connection attempts from them always get
+    /// a TLS handshake; others share a small budget (see `admit.rs`). Replaces the previous set.
+    pub fn set_known_addresses(&self, addrs: std::collections::HashSet<SocketAddr>) {
+        self.inner.admission.set_known(addrs);
+    }
+
+    /// The name a refused device is told it was removed by (this device's name).
+    pub fn set_refusal_notice(&self, name: &str) {
+        self.inner.refusals.set_notice(name);
     }
 
     /// Dials `addr`. With `expect` set, the TLS handshake fails unless the server's
@@ -139,7 +178,8 @@ impl Endpoint {
             .connect_with(cfg, addr, CERT_NAME)
             .map_err(|e| NetError::Connect(format!("{addr}: {e}")))?;
         let conn = match timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(res) => res?,
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(removed_by(&e).map(|by| NetError::Removed { by }).unwrap_or(e.into())),
             Err(_) => return Err(NetError::Timeout),
         };
         PeerConn::new(conn, self.inner.device, true)
@@ -162,15 +202,26 @@ impl Endpoint {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, local: DeviceId, tx: mpsc::Sender<AcceptResult>) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    local: DeviceId,
+    tx: mpsc::Sender<AcceptResult>,
+    refusals: Arc<Refusals>,
+    admission: Arc<Admission>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_PENDING_ACCEPTS));
     while let Some(incoming) = endpoint.accept().await {
+        if !admission.admit(incoming.remote_address(), std::time::Instant::now()) {
+            tracing::debug!(remote = %incoming.remote_address(), "too many connection attempts from unknown addresses; refusing one");
+            incoming.refuse();
+            continue;
+        }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(remote = %incoming.remote_address(), "too many pending incoming connections; refusing one");
             incoming.refuse();
             continue;
         };
-        let tx = tx.clone();
+        let (tx, refusals) = (tx.clone(), refusals.clone());
         tokio::spawn(async move {
             let res = async {
                 let connecting = incoming.accept()?;
@@ -181,6 +232,15 @@ async fn accept_loop(endpoint: quinn::Endpoint, local: DeviceId, tx: mpsc::Sende
                 PeerConn::new(conn, local, false)
             }
             .await;
+            if let Ok(conn) = &res
+                && refusals.is_refused(&conn.peer)
+            {
+                // Told and gone before the application sees it (see `refuse.rs`).
+                tracing::info!(peer = %conn.peer.short(), remote = %conn.remote_addr(), "refused a removed device");
+                refusals.close(&conn.conn);
+                drop(permit);
+                return;
+            }
             let _ = tx.send(res).await;
             drop(permit);
         });
@@ -275,7 +335,8 @@ impl PeerConn {
             read_frame(&mut recv).await
         };
         let theirs = match timeout(HELLO_TIMEOUT, exchange).await {
-            Ok(msg) => msg?,
+            Ok(Ok(msg)) => msg,
+            Ok(Err(e)) => return Err(self.removed().map(|by| NetError::Removed { by }).unwrap_or(e)),
             Err(_) => return Err(NetError::Timeout),
         };
         let Message::Hello(theirs) = theirs else {
@@ -316,6 +377,16 @@ impl PeerConn {
     /// Closes the connection with code 0 and `reason`.
     pub fn close(&self, reason: &str) {
         self.conn.close(VarInt::from_u32(0), reason.as_bytes());
+    }
+
+    /// Closes the connection telling the peer it was removed by `name` (this device).
+    pub fn close_removed(&self, name: &str) {
+        crate::refuse::close_removed(&self.conn, name);
+    }
+
+    /// If the peer closed this connection because it removed this device: its name.
+    pub fn removed(&self) -> Option<String> {
+        self.conn.close_reason().as_ref().and_then(removed_by)
     }
 
     /// Resolves when the connection is closed, with the reason.

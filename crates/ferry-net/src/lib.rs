@@ -6,12 +6,17 @@
 //! possession of in the handshake, never anything it says about itself later. This crate does
 //! not decide who is trusted (the node does, from [`PeerConn::peer`]); it only guarantees that
 //! the id is authentic, and, when dialing a known device, refuses any other certificate at the
-//! TLS level. No storage, no sync logic.
+//! TLS level. It carries out two decisions the node hands it: the ids to refuse (removed
+//! devices, closed right after the handshake with [`CLOSE_REMOVED`]) and the addresses of
+//! paired devices, which skip the budget of handshakes for unknown addresses (`admit.rs`).
+//! No storage, no sync logic.
 
+mod admit;
 mod discovery;
 mod endpoint;
 mod frame;
 mod identity;
+mod refuse;
 mod tls;
 
 pub use discovery::{
@@ -23,6 +28,7 @@ pub use frame::{decode_frame, read_frame, write_frame, write_frame_owned};
 pub use identity::{Identity, device_id_of};
 /// Stream halves, for code that serves requests with [`read_frame`] / [`write_frame`].
 pub use quinn::{RecvStream, SendStream};
+pub use refuse::{CLOSE_REMOVED, removed_by};
 
 pub use ferry_proto::DeviceId;
 
@@ -49,6 +55,9 @@ pub enum NetError {
     Closed,
     #[error("timed out waiting for the peer")]
     Timeout,
+    /// The peer removed this device: it refuses this device's certificate.
+    #[error("this device was removed by {by}")]
+    Removed { by: String },
 }
 
 #[cfg(test)]

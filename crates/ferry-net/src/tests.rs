@@ -395,3 +395,91 @@ fn corrupt_identity_is_refused_not_replaced() {
     let err = Identity::load_or_create(dir.path()).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+/// Dials `b` from `a` and exchanges Hellos; the error if either step fails.
+async fn dial_and_hello(a: &Endpoint, b: &Endpoint) -> Result<PeerConn, NetError> {
+    let conn = a.connect(b.local_addr().unwrap(), Some(b.device_id())).await?;
+    conn.handshake(&hello("a")).await?;
+    Ok(conn)
+}
+
+#[tokio::test]
+async fn a_refused_device_is_told_who_removed_it_and_never_accepted() {
+    bounded(async {
+        let (a, b, c) = (endpoint(), endpoint(), endpoint());
+        b.set_refusal_notice("desk");
+        b.refuse(a.device_id());
+        assert!(b.is_refused(&a.device_id()));
+        // b's side runs its accept loop: accept whatever it hands over and say hello back.
+        let b2 = b.clone();
+        let accepted = tokio::spawn(async move {
+            let conn = b2.accept().await.unwrap().unwrap();
+            conn.handshake(&hello("b")).await.unwrap();
+            conn
+        });
+        match dial_and_hello(&a, &b).await {
+            Err(NetError::Removed { by }) => assert_eq!(by, "desk"),
+            other => panic!("expected Removed, got {other:?}"),
+        }
+        // The next connection b hands over is c's: a's never reached it.
+        let c_conn = dial_and_hello(&c, &b).await.unwrap();
+        assert_eq!(accepted.await.unwrap().peer(), c.device_id());
+        c_conn.close("done");
+
+        // Allowed again (a deliberate re-pair): a gets through.
+        b.allow(&a.device_id());
+        let b2 = b.clone();
+        let accepted = tokio::spawn(async move { b2.accept().await.unwrap().unwrap() });
+        let conn = a.connect(b.local_addr().unwrap(), Some(b.device_id())).await.unwrap();
+        assert_eq!(accepted.await.unwrap().peer(), a.device_id());
+        assert_eq!(conn.removed(), None);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn close_removed_is_seen_as_a_removal_by_the_peer() {
+    bounded(async {
+        let (a, b) = (endpoint(), endpoint());
+        let (ab, ba) = pair(&a, &b).await;
+        ba.close_removed("laptop");
+        let err = ab.closed().await;
+        assert_eq!(removed_by(&err), Some("laptop".into()));
+        assert_eq!(ab.removed(), Some("laptop".into()));
+        // An ordinary close is not a removal.
+        let (ab, ba) = pair(&a, &b).await;
+        ba.close("bye");
+        assert_eq!(removed_by(&ab.closed().await), None);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn unknown_addresses_share_a_budget_and_known_ones_always_pass() {
+    bounded(async {
+        let b = endpoint();
+        let b2 = b.clone();
+        // b's application takes whatever gets through.
+        tokio::spawn(async move { while b2.accept().await.is_some() {} });
+        let known = endpoint();
+        b.set_known_addresses([known.local_addr().unwrap()].into());
+        // Fresh sockets (unknown addresses) until one is refused before any handshake.
+        let mut refused = false;
+        for _ in 0..200 {
+            let stranger = endpoint();
+            match stranger.connect(b.local_addr().unwrap(), Some(b.device_id())).await {
+                Ok(c) => c.close("next"),
+                Err(NetError::Connection(quinn::ConnectionError::ConnectionClosed(_))) => {
+                    refused = true;
+                    break;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert!(refused, "a burst of unknown addresses is cut off");
+        // The known address still gets its handshake at once.
+        let conn = known.connect(b.local_addr().unwrap(), Some(b.device_id())).await.expect("known address");
+        assert_eq!(conn.peer(), b.device_id());
+    })
+    .await
+}

@@ -77,6 +77,8 @@ pub(crate) struct Context {
     pub status_cache: Mutex<HashMap<ShareId, crate::share_handle::IndexStatus>>,
     /// Wakes the dialer: a device disconnected or got an address, syncing resumed.
     pub dial_wake: tokio::sync::Notify,
+    /// Slots for connections from unpaired devices (`limits::MAX_UNPAIRED_CONNECTIONS`).
+    pub unpaired: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) use crate::api::ApiResult;

@@ -64,6 +64,8 @@ pub(crate) fn add_nearby(inner: &Arc<Context>, out: &mut Vec<DeviceDto>) {
                 nearby_addresses: addrs,
                 muted: false,
                 auto_accept: false,
+                removed: false,
+                removed_by: None,
             }),
         }
     }

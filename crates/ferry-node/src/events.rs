@@ -32,6 +32,13 @@ pub enum Event {
         device: String,
         name: String,
     },
+    /// A device's trust was withdrawn: `by` is `None` when this device removed it, or the name
+    /// of the device that removed this one.
+    DeviceRemoved {
+        device: String,
+        name: String,
+        by: Option<String>,
+    },
     ScanFinished {
         share: String,
         changes: usize,

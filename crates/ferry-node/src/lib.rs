@@ -38,6 +38,7 @@ mod notes;
 pub mod pause;
 mod peer;
 mod records;
+mod removal;
 mod send;
 pub mod settings;
 mod share;

@@ -12,6 +12,15 @@ use ferry_proto::DeviceId;
 pub(crate) const PROMPT_BURST: u32 = 5;
 /// One more prompt allowed per this interval once the burst is spent (5 per minute).
 pub(crate) const PROMPT_REFILL: Duration = Duration::from_secs(12);
+/// Connections from devices that are not paired, held at once (each waits for its one pairing
+/// request, then for the user's answer, up to two minutes). Pairing is a person at each screen,
+/// so a handful is plenty; more are closed at once, so a flood of unpaired connections holds
+/// at most this many tasks and QUIC connections and cannot crowd out the paired devices.
+pub(crate) const MAX_UNPAIRED_CONNECTIONS: usize = 8;
+/// How long an unpaired device has to send its pairing request after the Hello: a real device
+/// sends it right away (a LAN round trip), so one that waits longer is only holding a slot.
+pub(crate) const UNPAIRED_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Buckets kept at most; full buckets (idle devices) are dropped first, so the map stays
 /// bounded even if many unpaired devices knock.
 const MAX_BUCKETS: usize = 1024;

@@ -44,7 +44,8 @@ pub use error::StoreError;
 pub use local::LocalReader;
 pub use records::{
     DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, NoteRecord, NoteState, PromptKind, PromptRecord, RemoteState,
-    ShareRecord, ShareSettings, ShareState, TransferRecord, TransferState, VersionReason, VersionRecord,
+    RemovalChanges, RemovalRecord, RemovedBy, ShareRecord, ShareSettings, ShareState, TransferRecord, TransferState,
+    VersionReason, VersionRecord,
 };
 use schema::{META, META_NEXT_NOTE_ORDER, META_NEXT_PROMPT_ID, META_SCHEMA_VERSION};
 pub use walk::WalkStates;

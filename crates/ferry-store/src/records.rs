@@ -21,6 +21,33 @@ pub struct DeviceRecord {
     pub last_seen_ms: Option<i64>,
 }
 
+/// A device whose trust was withdrawn (schema v4): either this device removed it (its
+/// certificate is refused from then on) or it told us it removed this device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovalRecord {
+    pub device: DeviceId,
+    pub removed_ms: i64,
+    pub by: RemovedBy,
+}
+
+/// Who withdrew the trust of a [`RemovalRecord`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemovedBy {
+    /// The user of this device removed it: its connections are refused until this device
+    /// deliberately pairs with it again.
+    Us,
+    /// It removed this device and said so, under this name (at most `MAX_NAME` bytes).
+    Them { name: String },
+}
+
+/// What [`crate::Store::record_removal`] changed besides the device: the shares that lost it
+/// as a member (as they are now) and the prompts it had raised (now gone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemovalChanges {
+    pub shares: Vec<ShareRecord>,
+    pub prompts: Vec<PromptRecord>,
+}
+
 /// A share this device is a member of.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareRecord {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Raw key/value settings. Values are raw bytes (not [`Versioned`]).
 /// Keys [`META_SCHEMA_VERSION`] and [`META_NEXT_PROMPT_ID`] are the store's own.
@@ -54,8 +54,13 @@ pub const TRANSFERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("trans
 /// `device id (32)` -> empty: devices whose sends are accepted without a prompt (schema v3).
 pub const AUTO_ACCEPT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auto_accept");
 
+/// `device id (32)` -> `RemovalRecord`: devices this one removed (refused from then on) and
+/// devices that removed this one (schema v4). The id is the SHA-256 of the device's
+/// certificate, so this is also the record of refused certificate fingerprints.
+pub const REMOVED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("removed");
+
 /// Every table, for migrations and for tests.
-pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 16] = [
+pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 17] = [
     META,
     DEVICES,
     SHARES,
@@ -72,6 +77,7 @@ pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 16] = [
     TRANSFERS,
     AUTO_ACCEPT,
     SHARE_SETTINGS,
+    REMOVED,
 ];
 
 /// `meta` key of the schema version (u32 BE).
@@ -250,6 +256,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<(), StoreError> {
             0 => migrate_v0_to_v1(txn)?,
             1 => migrate_v1_to_v2(txn)?,
             2 => migrate_v2_to_v3(txn)?,
+            3 => migrate_v3_to_v4(txn)?,
             v => unreachable!("no migration from schema version {v}"),
         }
         version += 1;
@@ -292,6 +299,12 @@ fn migrate_v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
     for table in [TRANSFERS, AUTO_ACCEPT, SHARE_SETTINGS] {
         txn.open_table(table)?;
     }
+    Ok(())
+}
+
+/// v3 -> v4: the removed devices.
+fn migrate_v3_to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(REMOVED)?;
     Ok(())
 }
 

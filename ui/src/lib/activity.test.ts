@@ -30,6 +30,12 @@ describe('activity', () => {
     const b = reduce(a, { type: 'index_sent', share: 's1', device: 'd', records: 3 }, 1, name);
     expect(b).toBe(a);
   });
+  it('records removals both ways', () => {
+    let a = reduce(emptyActivity(), { type: 'device_removed', device: 'd1', name: 'laptop', by: null }, 1, name);
+    expect(a.entries[0].title).toBe('Removed laptop');
+    a = reduce(a, { type: 'device_removed', device: 'd2', name: 'desk', by: 'desk' }, 2, name);
+    expect(a.entries[0].title).toBe('Removed by desk');
+  });
   it('records pause and conflicts', () => {
     let a = reduce(emptyActivity(), { type: 'sync_paused', paused: true }, 1, name);
     a = reduce(a, { type: 'conflict', share: 's1', path: 'x.txt', copy: 'x.conflict.txt', winner: 'd' }, 2, name);

@@ -73,6 +73,10 @@ export function reduce(
       return add({ kind: 'device', share: null, title: `${e.name} disconnected`, detail: e.reason });
     case 'paired':
       return add({ kind: 'device', share: null, title: `Paired with ${e.name}`, detail: '' });
+    case 'device_removed':
+      return e.by == null
+        ? add({ kind: 'device', share: null, title: `Removed ${e.name}`, detail: 'its connections are refused; no file was deleted' })
+        : add({ kind: 'device', share: null, title: `Removed by ${e.by}`, detail: 'no longer syncing with it; your files stay' });
     case 'in_sync':
       return add({ kind: 'sync', share: e.share, title: `${shareName(e.share)} is up to date`, detail: '' });
     case 'sync_paused':

@@ -90,6 +90,7 @@ export const api = {
   deviceMute: (device: string, muted: boolean) => call<DeviceMuteDto>('device_mute', { device, muted }),
   deviceAutoAccept: (device: string, on: boolean) => call<AutoAcceptDto>('device_auto_accept', { device, on }),
   deviceAddAddress: (device: string, address: string) => call<DeviceDto>('device_add_address', { device, address }),
+  deviceRemove: (device: string) => call<DeviceDto>('device_remove', { device }),
   pickFiles: () => call<string[] | null>('pick_files'),
   ping: (device: string) => call<PingDto>('ping', { device }),
   notes: (device: string | null = null) => call<NoteDto[]>('notes', { device }),

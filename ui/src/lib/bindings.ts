@@ -75,7 +75,16 @@ muted: boolean,
 /**
  * Files it sends are accepted without a prompt (`ferry device auto-accept`).
  */
-auto_accept: boolean, };
+auto_accept: boolean, 
+/**
+ * This device removed it (`ferry devices remove`): not paired, its connections refused
+ * until this device pairs with it again.
+ */
+removed: boolean, 
+/**
+ * It removed this device, under this name: no longer dialed or synced with.
+ */
+removed_by: string | null, };
 
 export type PendingDto = { id: number, 
 /**
@@ -460,4 +469,4 @@ export type FirstRunDto = { name: string, owner: string,
  */
 folder: string, };
 
-export type Event = { "type": "device_connected", device: string, name: string, address: string, } | { "type": "device_disconnected", device: string, name: string, reason: string, } | { "type": "prompt_added", id: number, kind: string, device: string, device_name: string, code: string | null, label: string | null, } | { "type": "prompt_resolved", id: number, accepted: boolean, } | { "type": "paired", device: string, name: string, } | { "type": "scan_finished", share: string, changes: number, seen: number, hashed_bytes: number, millis: number, } | { "type": "index_sent", share: string, device: string, records: number, } | { "type": "index_received", share: string, device: string, records: number, } | { "type": "transfer_progress", share: string, path: string, done: number, total: number, bytes_per_sec: number, } | { "type": "applied", share: string, path: string, action: string, from: string, } | { "type": "conflict", share: string, path: string, copy: string, winner: string, } | { "type": "in_sync", share: string, } | { "type": "error", share: string | null, device: string | null, message: string, } | { "type": "note_received", id: string, from: string, from_name: string, text: string, } | { "type": "note_state", id: string, state: string, } | { "type": "lagged", missed: number, } | { "type": "send_offered", id: string, device: string, device_name: string, direction: string, files: number, bytes: number, names: Array<string>, } | { "type": "send_state", id: string, device: string, direction: string, state: string, message: string | null, } | { "type": "send_progress", id: string, device: string, direction: string, done: number, total: number, bytes_per_sec: number, } | { "type": "sync_summary", share: string, label: string, started_ms: number, ended_ms: number, counts: SummaryCountsDto, } | { "type": "sync_paused", paused: boolean, };
+export type Event = { "type": "device_connected", device: string, name: string, address: string, } | { "type": "device_disconnected", device: string, name: string, reason: string, } | { "type": "prompt_added", id: number, kind: string, device: string, device_name: string, code: string | null, label: string | null, } | { "type": "prompt_resolved", id: number, accepted: boolean, } | { "type": "paired", device: string, name: string, } | { "type": "device_removed", device: string, name: string, by: string | null, } | { "type": "scan_finished", share: string, changes: number, seen: number, hashed_bytes: number, millis: number, } | { "type": "index_sent", share: string, device: string, records: number, } | { "type": "index_received", share: string, device: string, records: number, } | { "type": "transfer_progress", share: string, path: string, done: number, total: number, bytes_per_sec: number, } | { "type": "applied", share: string, path: string, action: string, from: string, } | { "type": "conflict", share: string, path: string, copy: string, winner: string, } | { "type": "in_sync", share: string, } | { "type": "error", share: string | null, device: string | null, message: string, } | { "type": "note_received", id: string, from: string, from_name: string, text: string, } | { "type": "note_state", id: string, state: string, } | { "type": "lagged", missed: number, } | { "type": "send_offered", id: string, device: string, device_name: string, direction: string, files: number, bytes: number, names: Array<string>, } | { "type": "send_state", id: string, device: string, direction: string, state: string, message: string | null, } | { "type": "send_progress", id: string, device: string, direction: string, done: number, total: number, bytes_per_sec: number, } | { "type": "sync_summary", share: string, label: string, started_ms: number, ended_ms: number, counts: SummaryCountsDto, } | { "type": "sync_paused", paused: boolean, };

@@ -122,6 +122,13 @@ pub struct DeviceDto {
     /// Files it sends are accepted without a prompt (`ferry device auto-accept`).
     #[serde(default)]
     pub auto_accept: bool,
+    /// This device removed it (`ferry devices remove`): not paired, its connections refused
+    /// until this device pairs with it again.
+    #[serde(default)]
+    pub removed: bool,
+    /// It removed this device, under this name: no longer dialed or synced with.
+    #[serde(default)]
+    pub removed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]

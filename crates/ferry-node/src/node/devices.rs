@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use ferry_store::PromptKind;
+use ferry_store::{PromptKind, RemovedBy};
 
 use crate::api::*;
 use crate::context::ApiResult;
@@ -23,14 +23,15 @@ impl Node {
                 let mut out = Vec::new();
                 for d in s.devices()? {
                     let (muted, auto) = (s.is_muted(&d.id)?, s.auto_accept(&d.id)?);
-                    out.push((d, muted, auto));
+                    let removal = s.removal(&d.id)?.map(|r| r.by);
+                    out.push((d, muted, auto, removal));
                 }
                 Ok(out)
             })
             .await?;
         let mut out: Vec<DeviceDto> = devices
             .into_iter()
-            .map(|(d, muted, auto_accept)| {
+            .map(|(d, muted, auto_accept, removal)| {
                 let peer = inner.peer(&d.id);
                 let stats = peer.as_ref().map(|p| p.conn.connection().stats());
                 DeviceDto {
@@ -48,6 +49,11 @@ impl Node {
                     nearby_addresses: vec![],
                     muted,
                     auto_accept,
+                    removed: removal == Some(RemovedBy::Us),
+                    removed_by: match removal {
+                        Some(RemovedBy::Them { name }) => Some(name),
+                        _ => None,
+                    },
                 }
             })
             .collect();
@@ -225,6 +231,25 @@ impl Node {
         Ok(())
     }
 
+    /// Removes a device (a lost or stolen one): unpaired, dropped from every share, its
+    /// connection closed and its certificate refused from now on; it is told when reachable.
+    /// Nothing is deleted on either side. Only `pair` toward it lets it back in.
+    pub async fn device_remove(&self, device: &str) -> ApiResult<DeviceDto> {
+        let inner = &self.inner;
+        let dev = inner.resolve_device(device).await?;
+        let id = dev.id;
+        if inner.db(move |s| s.removal(&id)).await?.is_some_and(|r| r.by == RemovedBy::Us) {
+            return Err(ApiError::new(ErrorCode::Conflict, format!("{} is already removed", dev.name)));
+        }
+        crate::removal::remove(inner, id, &dev.name).await?;
+        let sid = id.to_string();
+        self.devices()
+            .await?
+            .into_iter()
+            .find(|d| d.id == sid)
+            .ok_or_else(|| ApiError::internal("device vanished after its removal"))
+    }
+
     pub async fn ping(&self, device: &str) -> ApiResult<PingDto> {
         let inner = &self.inner;
         let dev = inner.resolve_device(device).await?;
@@ -277,6 +302,7 @@ impl Node {
                 s.put_device(&d)
             })
             .await?;
+        crate::removal::refresh_admission(inner).await;
         inner.dial_wake.notify_one();
         let sid = id.to_string();
         self.devices()

@@ -94,7 +94,9 @@ impl Node {
             summaries: Default::default(),
             status_cache: Default::default(),
             dial_wake: tokio::sync::Notify::new(),
+            unpaired: Arc::new(tokio::sync::Semaphore::new(crate::limits::MAX_UNPAIRED_CONNECTIONS)),
         });
+        crate::removal::restore(&inner).await?;
         crate::discovery::start(&inner);
         // Pairing prompts belong to connections that died with the previous run.
         for p in inner.db(|s| s.prompts()).await? {

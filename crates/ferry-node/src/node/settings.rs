@@ -62,6 +62,7 @@ impl Node {
         })
         .await
         .map_err(ApiError::internal)??;
+        self.inner.endpoint.set_refusal_notice(&u.name);
         *self.inner.profile.write().unwrap() = Profile { name: u.name, owner: u.owner };
         self.settings().await
     }

@@ -101,8 +101,10 @@ async fn dial(inner: &Arc<Context>, d: &DeviceRecord) {
                     return;
                 }
                 Ok(_) => conn.close("bad hello"),
+                Err(NetError::Removed { by }) => return crate::removal::removed_by(inner, d.id, by).await,
                 Err(e) => tracing::debug!(peer = %d.id.short(), %addr, "handshake failed: {e}"),
             },
+            Err(NetError::Removed { by }) => return crate::removal::removed_by(inner, d.id, by).await,
             Err(e) => tracing::debug!(peer = %d.id.short(), %addr, "dial failed: {e}"),
         }
     }

@@ -86,16 +86,41 @@ pub(crate) async fn accept_loop(inner: Arc<Context>) {
 }
 
 async fn handle_incoming(inner: &Arc<Context>, conn: PeerConn) -> Result<(), String> {
-    let hello = conn.handshake(&inner.hello()).await.map_err(|e| e.to_string())?;
-    check_hello(&hello)?;
     let peer_id = conn.peer();
     let known = inner.db(move |s| s.device(&peer_id)).await.map_err(|e| e.to_string())?;
     if known.as_ref().is_some_and(|d| d.paired) {
+        let hello = conn.handshake(&inner.hello()).await.map_err(|e| e.to_string())?;
+        check_hello(&hello)?;
         attach(inner, conn, hello).await;
         return Ok(());
     }
-    // Unpaired: exactly one request, and it must be a pairing request.
-    let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(30), conn.accept_bi())
+    // Unpaired: a slot first (before any work for it), held until the pairing is decided.
+    let Ok(slot) = inner.unpaired.clone().try_acquire_owned() else {
+        tracing::debug!(peer = %peer_id.short(), "too many unpaired connections; closing one");
+        return Err("busy: too many unpaired connections".into());
+    };
+    let (hello, mut send) = pairing_request(inner, &conn).await?;
+    drop(slot);
+    write_frame(&mut send, &Message::PairResponse { accepted: true, message: String::new() })
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    let name = hello.name.clone();
+    inner.emit(Event::Paired { device: peer_id.to_string(), name: name.clone() });
+    tracing::info!(peer = %peer_id.short(), %name, "paired");
+    attach(inner, conn, hello).await;
+    Ok(())
+}
+
+/// The Hello and the one request an unpaired device may make, shown to the user as a prompt.
+/// Once the user accepted: the device is recorded as paired and this returns its Hello (with
+/// the name and owner it asked under) and the stream to answer on. `Err` when the request was
+/// refused or declined (answered here).
+async fn pairing_request(inner: &Arc<Context>, conn: &PeerConn) -> Result<(Hello, ferry_net::SendStream), String> {
+    let peer_id = conn.peer();
+    let hello = conn.handshake(&inner.hello()).await.map_err(|e| e.to_string())?;
+    check_hello(&hello)?;
+    let (mut send, mut recv) = tokio::time::timeout(crate::limits::UNPAIRED_REQUEST_TIMEOUT, conn.accept_bi())
         .await
         .map_err(|_| "unpaired device sent no request".to_string())?
         .map_err(|e| e.to_string())?;
@@ -143,14 +168,7 @@ async fn handle_incoming(inner: &Arc<Context>, conn: PeerConn) -> Result<(), Str
     let _ = inner.db(move |s| s.remove_prompt(pid)).await;
     if answer {
         mark_paired(inner, peer_id, &name, &owner, conn.remote_addr()).await.map_err(|e| e.to_string())?;
-        write_frame(&mut send, &Message::PairResponse { accepted: true, message: String::new() })
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = send.finish();
-        inner.emit(Event::Paired { device: peer_id.to_string(), name: name.clone() });
-        tracing::info!(peer = %peer_id.short(), %name, "paired");
-        attach(inner, conn, Hello { name, owner, ..hello }).await;
-        Ok(())
+        Ok((Hello { name, owner, ..hello }, send))
     } else {
         let _ = write_frame(
             &mut send,
@@ -189,6 +207,13 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
     if !register(inner, &peer) {
         return;
     }
+    if inner.endpoint.is_refused(&id) {
+        // Removed while this connection was on its way in (see `removal::remove`). Checked
+        // after registering: a removal either sees this link in the registry or is seen here.
+        conn.close_removed(&inner.hello().name);
+        detach(inner, &peer, hello.name, "removed".into()).await;
+        return;
+    }
     inner.dialing.lock().unwrap().remove(&id);
     let addr = conn.remote_addr();
     let (n, o) = (hello.name.clone(), hello.owner.clone());
@@ -204,6 +229,7 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
             Ok(())
         })
         .await;
+    crate::removal::refresh_admission(inner).await;
     tracing::info!(peer = %id.short(), name = %hello.name, %addr, "connected");
     inner.emit(Event::DeviceConnected { device: id.to_string(), name: hello.name.clone(), address: addr.to_string() });
 
@@ -226,9 +252,18 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
         }
     }
     let mut stop = inner.stop.subscribe();
-    let reason = tokio::select! {
-        e = conn.closed() => e.to_string(),
-        _ = stop.wait_for(|s| *s) => { conn.close("shutdown"); "shutdown".to_string() }
+    let closed = tokio::select! {
+        e = conn.closed() => Some(e),
+        _ = stop.wait_for(|s| *s) => { conn.close("shutdown"); None }
+    };
+    let reason = match closed {
+        Some(e) => {
+            if let Some(by) = ferry_net::removed_by(&e) {
+                crate::removal::removed_by(inner, id, by).await;
+            }
+            e.to_string()
+        }
+        None => "shutdown".to_string(),
     };
     serve.abort();
     peer.stop_senders();

@@ -34,6 +34,9 @@ pub(super) async fn mark_paired(
             s.put_device(&d)
         })
         .await?;
+    // A deliberate pairing (asked for here, or accepted here) lifts a removal either way.
+    crate::removal::clear(inner, id).await?;
+    crate::removal::refresh_admission(inner).await;
     // No dialer wake here: both sides attach the pairing connection itself right after this,
     // and a dial racing it would replace that connection mid-answer. If it later drops, the
     // detach wakes the dialer.
@@ -48,20 +51,19 @@ pub(crate) async fn start_pairing(
     addr: SocketAddr,
     expect: Option<DeviceId>,
 ) -> ApiResult<PairTicketDto> {
-    let conn = inner
-        .endpoint
-        .connect(addr, expect)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Unreachable, format!("cannot reach {addr}: {e}")))?;
+    let conn = inner.endpoint.connect(addr, expect).await.map_err(|e| match e {
+        NetError::Removed { by } => removed_error(&by),
+        e => ApiError::new(ErrorCode::Unreachable, format!("cannot reach {addr}: {e}")),
+    })?;
     let peer_id = conn.peer();
     if peer_id == inner.id {
         conn.close("self");
         return Err(ApiError::bad(format!("{addr} is this device")));
     }
-    let hello = conn
-        .handshake(&inner.hello())
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Unreachable, format!("handshake with {addr} failed: {e}")))?;
+    let hello = conn.handshake(&inner.hello()).await.map_err(|e| match e {
+        NetError::Removed { by } => removed_error(&by),
+        e => ApiError::new(ErrorCode::Unreachable, format!("handshake with {addr} failed: {e}")),
+    })?;
     check_hello(&hello).map_err(ApiError::bad)?;
     let code = conn.pairing_code().map_err(|e| ApiError::internal(e.to_string()))?;
     let ticket = inner.next_ticket.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -103,4 +105,9 @@ pub(crate) async fn start_pairing(
         let _ = tx.send(Some(outcome));
     });
     Ok(PairTicketDto { ticket, device: peer_id.to_string(), device_name: hello.name, code })
+}
+
+/// The answer of a device that removed this one: only it can pair again.
+fn removed_error(by: &str) -> ApiError {
+    ApiError::new(ErrorCode::Rejected, format!("{by} removed this device; only {by} can pair with it again"))
 }

@@ -110,7 +110,7 @@ fn v2_database_migrates_to_v3_keeping_notes() {
         let txn = db.begin_write().unwrap();
         for t in schema::ALL_TABLES
             .iter()
-            .filter(|t| !matches!(t.to_string().as_str(), "transfers" | "auto_accept" | "share_settings"))
+            .filter(|t| !matches!(t.to_string().as_str(), "transfers" | "auto_accept" | "share_settings" | "removed"))
         {
             txn.open_table(*t).unwrap();
         }
@@ -122,8 +122,9 @@ fn v2_database_migrates_to_v3_keeping_notes() {
         store.add_note(&note(4, PEER, true)).unwrap();
     }
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.get_meta(META_SCHEMA_VERSION).unwrap(), Some(3u32.to_be_bytes().to_vec()));
+    assert_eq!(store.get_meta(META_SCHEMA_VERSION).unwrap(), Some(schema::SCHEMA_VERSION.to_be_bytes().to_vec()));
     assert_eq!(store.notes(None).unwrap().len(), 1);
+    assert!(store.removals().unwrap().is_empty(), "v4 adds the removed devices table");
     assert!(store.transfers().unwrap().is_empty());
     assert!(!store.auto_accept(&PEER).unwrap());
 }
