@@ -13,6 +13,7 @@ use ferry_proto::{DeviceId, RelPath, ShareId};
 use tokio::sync::{Notify, mpsc, oneshot, watch as twatch};
 use tokio::task::JoinHandle;
 
+use crate::failed::FailedItems;
 use crate::api::{
     ApiError, ApiResult, ErrorCode, ModeActionDto, PruneDto, ResolveDto, ResolvedDto, RestoreDto, RestoredDto,
     RewindDto, RewindReqDto,
@@ -63,6 +64,8 @@ pub(crate) struct Runtime {
     /// Bytes fetched from peers / copied from local files since start.
     pub fetched_bytes: u64,
     pub reused_bytes: u64,
+    /// What cannot be synced (rebuilt by scans and pulls).
+    pub failed: FailedItems,
 }
 
 /// The node's handle on a share actor.

@@ -55,12 +55,17 @@ impl System {
 /// `ferry status` and the app, as the reason an item cannot be synced.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameProblem {
-    #[error("the name contains {0:?}, which this system does not allow in file names")]
+    #[error("the name contains {}, which this system does not allow in file names", shown(*.0))]
     Char(char),
     #[error("the name ends with a dot or a space, which this system does not allow")]
     TrailingDotOrSpace,
     #[error("{0:?} is a device name on this system and cannot name a file")]
     DeviceName(String),
+}
+
+/// A character as a person reads it in a message.
+fn shown(c: char) -> String {
+    if c.is_control() { format!("a control character ({})", c.escape_unicode()) } else { format!("'{c}'") }
 }
 
 /// Characters Windows refuses in a name (besides control characters); `\` and `:` would also
@@ -262,7 +267,11 @@ mod tests {
         for fine in ["a/b.txt", "console.log", "COM10", ".hidden", "ü/é"] {
             assert_eq!(p(fine).problem_on(System::Windows), None, "{fine:?}");
         }
-        assert!(NameProblem::Char('\\').to_string().contains("does not allow"));
+        assert_eq!(
+            NameProblem::Char('\\').to_string(),
+            "the name contains '\\', which this system does not allow in file names"
+        );
+        assert!(NameProblem::Char('\t').to_string().contains("a control character (\\u{9})"));
     }
 
     #[test]
