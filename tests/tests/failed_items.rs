@@ -106,8 +106,7 @@ fn what_cannot_be_synced_is_listed_and_the_rest_syncs() {
 
         // Fixing each cause clears its item; the file that becomes readable syncs.
         fs::remove_file(a_dir.join("docs/pipe")).unwrap();
-        wait_for(&[&a], "the FIFO's item gone", || async { !failed(&a, &share).await.contains_key("docs/pipe") })
-            .await;
+        wait_for(&[&a], "the FIFO's item gone", || async { !failed(&a, &share).await.contains_key("docs/pipe") }).await;
         drop(sock);
         fs::remove_file(a_dir.join("agent.sock")).unwrap();
         fs::rename(raw_name(a_dir, b"caf\xe9.txt"), a_dir.join("café.txt")).unwrap();

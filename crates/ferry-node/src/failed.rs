@@ -200,7 +200,9 @@ impl FailedItems {
         let had = |side: &Side, path: &String, reason: &FailReason| side.items.get(path) == Some(reason);
         let scan = self.scan.items.iter().filter(|(p, r)| !had(&before.scan, p, r));
         let pull = self.pull.items.iter().filter(|(p, r)| !had(&before.pull, p, r));
-        scan.chain(pull).map(|(path, reason)| FailedItemDto { path: path.clone(), reason: reason.to_string() }).collect()
+        scan.chain(pull)
+            .map(|(path, reason)| FailedItemDto { path: path.clone(), reason: reason.to_string() })
+            .collect()
     }
 }
 

@@ -13,11 +13,11 @@ use ferry_proto::{DeviceId, RelPath, ShareId};
 use tokio::sync::{Notify, mpsc, oneshot, watch as twatch};
 use tokio::task::JoinHandle;
 
-use crate::failed::FailedItems;
 use crate::api::{
     ApiError, ApiResult, ErrorCode, ModeActionDto, PruneDto, ResolveDto, ResolvedDto, RestoreDto, RestoredDto,
     RewindDto, RewindReqDto,
 };
+use crate::failed::FailedItems;
 
 /// Commands queued per share: a user acts on one share at a time, so a short queue is plenty;
 /// a full one makes the caller wait (back-pressure), never drops a command.

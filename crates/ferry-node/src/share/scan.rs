@@ -74,7 +74,9 @@ impl Worker {
         for s in outcome.skipped {
             match crate::failed::of_skip(&s.reason) {
                 Some(reason) => found.push((s.path, reason)),
-                None => tracing::debug!(share = %self.id, path = %s.path, "changed while read; read again at its next scan"),
+                None => {
+                    tracing::debug!(share = %self.id, path = %s.path, "changed while read; read again at its next scan")
+                }
             }
         }
         self.update_failed(&label, |f| match &scopes {
