@@ -146,13 +146,14 @@ impl Worker {
             }
             was
         };
-        if was > 0 && total_failed == 0 {
-            self.inner.emit(Event::InSync { share: self.id.to_string() });
-        }
         let rec = self.record().await;
         if let Some(items) = items {
             let label = rec.as_ref().map(|r| r.label.clone()).unwrap_or_default();
             self.update_failed(&label, |f| f.after_pull(items));
+        }
+        // Not "in sync" while items cannot be synced (their own event told of them).
+        if was > 0 && total_failed == 0 && self.runtime.lock().unwrap().failed.is_empty() {
+            self.inner.emit(Event::InSync { share: self.id.to_string() });
         }
         // Items that failed while a member is connected failed here (disk full, a write
         // refused): try them again by themselves, backing off.
