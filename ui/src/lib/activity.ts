@@ -73,6 +73,11 @@ export function reduce(
       return add({ kind: 'device', share: null, title: `${e.name} disconnected`, detail: e.reason });
     case 'paired':
       return add({ kind: 'device', share: null, title: `Paired with ${e.name}`, detail: '' });
+    case 'failed_items': {
+      const first = e.new[0];
+      const title = `${e.new.length === 1 ? `Cannot sync ${first.path}` : `${e.new.length} items cannot be synced`} in ${shareName(e.share)}`;
+      return add({ kind: 'error', share: e.share, title, detail: e.new.map((i) => `${i.path}: ${i.reason}`).join('; ') });
+    }
     case 'in_sync':
       return add({ kind: 'sync', share: e.share, title: `${shareName(e.share)} is up to date`, detail: '' });
     case 'sync_paused':
