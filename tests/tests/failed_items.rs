@@ -49,8 +49,12 @@ fn what_cannot_be_synced_is_listed_and_the_rest_syncs() {
         let pipe_opened = OpenWatch::new(&a_dir.join("docs/pipe"));
         let sock = std::os::unix::net::UnixListener::bind(a_dir.join("agent.sock")).unwrap();
         fs::write(raw_name(a_dir, b"caf\xe9.txt"), b"latin-1 name").unwrap();
-        fs::write(a_dir.join("secret.txt"), b"only for its owner").unwrap();
-        set_mode(&a_dir.join("secret.txt"), 0o000);
+        // Mode 000 from its creation: no scan can catch it readable (a mode change alone does
+        // not make a scan read an indexed file again).
+        let mut secret =
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(a_dir.join("secret.txt")).unwrap();
+        std::io::Write::write_all(&mut secret, b"only for its owner").unwrap();
+        drop(secret);
         fs::write(a_dir.join("docs/plan.txt"), b"the rest syncs").unwrap();
         fs::write(a_dir.join("notes.txt"), b"and this too").unwrap();
 
