@@ -79,8 +79,12 @@ fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                 .map(|(i, s)| (format!("ok-{i}"), s.as_bytes().to_vec()))
                 .collect();
             v.push(("long".into(), long.into_bytes()));
-            for (i, bad) in ["../x", "/etc/passwd", ".ferry/x", "a//b", "a\\b", "C:x"].iter().enumerate() {
+            for (i, bad) in ["../x", "/etc/passwd", ".ferry/x", "a//b"].iter().enumerate() {
                 v.push((format!("refused-{i}"), bad.as_bytes().to_vec()));
+            }
+            // Valid everywhere on the wire; only Windows cannot hold them (`problem_on`).
+            for (i, name) in ["a\\b", "C:x", "docs/con.txt"].iter().enumerate() {
+                v.push((format!("not-on-windows-{i}"), name.as_bytes().to_vec()));
             }
             v
         }

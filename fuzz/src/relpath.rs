@@ -4,16 +4,19 @@
 //! ([`ferry_fs::conflict_name`], which adds a device's id and a time to a peer's name).
 //!
 //! Asserts on every accepted path ([`assert_safe`]): not empty, not absolute, no `.`, `..` or
-//! empty component, no NUL, no backslash or drive prefix, not under `.ferry`, no temp-file
-//! name, within the length limits, joins under the share root with only normal components; the
-//! decoders accept exactly what `new` accepts; the path helpers give valid paths; a conflict
-//! name is a valid path in the same folder, and not the original when there is room for one.
+//! empty component, no NUL, not under `.ferry`, no temp-file name, within the length limits,
+//! joins under the share root with only normal components; the decoders accept exactly what
+//! `new` accepts; the path helpers give valid paths; a conflict name is a valid path in the
+//! same folder, and not the original when there is room for one. A backslash or a `:` is
+//! accepted (Linux and macOS hold such names), and then [`RelPath::problem_on`] says Windows
+//! cannot hold the path (there `\` is a separator and `C:` a drive, so joining it onto a
+//! root would leave it); no valid path is refused on Unix.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use ferry_proto::{DeviceId, FERRY_DIR, RelPath, TEMP_PREFIX};
+use ferry_proto::{DeviceId, FERRY_DIR, RelPath, System, TEMP_PREFIX};
 
 /// Linux PATH_MAX and NAME_MAX: what `RelPath` promises to stay within.
 const PATH_MAX: usize = 4096;
@@ -53,8 +56,13 @@ pub fn check(data: &[u8]) {
 pub fn assert_safe(p: &RelPath) {
     let s = p.as_str();
     assert!(!s.is_empty() && s.len() <= PATH_MAX, "{s:?}: length");
-    assert!(!s.starts_with('/') && !s.contains('\0') && !s.contains('\\'), "{s:?}: absolute, NUL or backslash");
-    assert!(s.as_bytes().get(1) != Some(&b':'), "{s:?}: drive prefix");
+    assert!(!s.starts_with('/') && !s.contains('\0'), "{s:?}: absolute or NUL");
+    // Names only some systems can hold: every valid path on Unix; on Windows never one whose
+    // backslash or colon would change what it means there.
+    assert_eq!(p.problem_on(System::Unix), None, "{s:?}: refused on Unix");
+    if s.contains(['\\', ':']) {
+        assert!(p.problem_on(System::Windows).is_some(), "{s:?}: Windows would read a separator or a drive");
+    }
     for (i, comp) in s.split('/').enumerate() {
         assert!(!comp.is_empty() && comp != "." && comp != "..", "{s:?}: traversal");
         assert!(comp.len() <= NAME_MAX, "{s:?}: component too long");

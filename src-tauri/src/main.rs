@@ -110,6 +110,15 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
         Event::Conflict { path, .. } => {
             notify(app, "Conflict", &format!("{}: both sides changed; a copy was kept", clip(path, 120)))
         }
+        // The node sends this once per new set of items (not at every scan or retry).
+        Event::FailedItems { label, new, .. } => {
+            let title = format!("Cannot sync in “{}”", clip(label, 64));
+            let body = match new.as_slice() {
+                [one] => format!("{}: {}", clip(&one.path, 120), clip(&one.reason, 160)),
+                many => format!("{} items (see Folders), e.g. {}", many.len(), clip(&many[0].path, 120)),
+            };
+            notify(app, &title, &body);
+        }
         Event::SendState { direction, state, message, .. } if state == "failed" => {
             let what = if direction == "in" { "Receiving files failed" } else { "Sending files failed" };
             notify(app, what, &clip(message.as_deref().unwrap_or("see Activity"), 200));

@@ -65,11 +65,19 @@ async fn view(node: &Node) -> Option<View> {
     let pending = node.pending().await.map(|p| p.len()).unwrap_or(0);
     let devices = node.devices().await.ok()?;
     let errors = status.shares.iter().filter(|s| s.state == "error" || s.last_error.is_some()).count();
+    // Items that cannot be synced (a FIFO, a name this system cannot hold): not up to date.
+    let failed: u64 = status.shares.iter().map(|s| s.failed_items.len() as u64 + s.failed_more).sum();
     let syncing = status.shares.iter().any(|s| s.state == "scanning" || s.state == "syncing" || s.need > 0);
     let (state, line) = if status.paused {
         (TrayState::Paused, "Syncing paused".to_string())
-    } else if pending > 0 || errors > 0 {
-        let what = if pending > 0 { plural(pending, "request") } else { plural(errors, "folder error") };
+    } else if pending > 0 || errors > 0 || failed > 0 {
+        let what = if pending > 0 {
+            plural(pending, "request")
+        } else if errors > 0 {
+            plural(errors, "folder error")
+        } else {
+            format!("{} cannot be synced", plural(failed as usize, "item"))
+        };
         (TrayState::Attention, format!("Needs attention: {what}"))
     } else if syncing {
         (TrayState::Syncing, "Syncing…".to_string())

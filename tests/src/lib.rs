@@ -14,6 +14,7 @@ use tempfile::TempDir;
 pub mod netns;
 pub mod rogue;
 pub mod sends;
+pub mod unsyncable;
 
 /// Long enough for a slow CI machine, short enough that a hang fails fast.
 pub const WAIT: Duration = Duration::from_secs(60);

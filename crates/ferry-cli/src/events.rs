@@ -60,6 +60,10 @@ fn describe(ev: &Event) -> String {
         Event::Applied { path, action, .. } => format!("{action:<13} {path}"),
         Event::Conflict { path, copy, .. } => format!("conflict      {path}: this device's version kept as {copy}"),
         Event::InSync { share } => format!("in sync       {share}"),
+        Event::FailedItems { label, count, new, .. } => {
+            let shown: Vec<String> = new.iter().map(|i| format!("{} ({})", i.path, i.reason)).collect();
+            format!("cannot sync   {label}: {count} item(s); new: {}", shown.join("; "))
+        }
         Event::Error { message, .. } => format!("error         {message}"),
         Event::NoteReceived { from_name, text, id, .. } => {
             format!("note          from {from_name} ({}): {text}", &id[..8.min(id.len())])

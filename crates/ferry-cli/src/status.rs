@@ -38,6 +38,7 @@ pub(crate) async fn status(c: &Client, json: bool) -> Result<ExitCode> {
             if sh.need > 0 {
                 println!("    {} item(s) still to sync", sh.need);
             }
+            print_failed(sh);
             if let Some(e) = &sh.last_error {
                 println!("    last error: {e}");
             }
@@ -57,6 +58,21 @@ pub(crate) async fn status(c: &Client, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A share's items that cannot be synced, one a line, with why (Syncthing's "Failed Items").
+fn print_failed(sh: &ShareStatusDto) {
+    let count = sh.failed_items.len() as u64 + sh.failed_more;
+    if count == 0 {
+        return;
+    }
+    println!("    {count} item(s) cannot be synced:");
+    for item in &sh.failed_items {
+        println!("      {}: {}", item.path, item.reason);
+    }
+    if sh.failed_more > 0 {
+        println!("      ... and {} more", sh.failed_more);
+    }
 }
 
 /// `ferry doctor`: the running node's report, or (no node, or one that does not answer) the

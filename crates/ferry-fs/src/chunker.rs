@@ -81,13 +81,26 @@ pub fn chunk_bytes(data: &[u8]) -> Chunked {
     Chunked { size: data.len() as u64, hash: ChunkHash::of(data), chunks }
 }
 
-/// Opens `path` read-only without following a final symlink and without blocking on FIFOs.
+/// Opens the regular file at `path` read-only, without following a final symlink.
+///
+/// Anything else is refused before it is opened: a FIFO or a device is never opened (opening a
+/// FIFO with no writer blocks; opening a device can act on it, a tape rewinds). The lstat and
+/// the open are two steps, so in case something else is swapped in between, the open does not
+/// block (`O_NONBLOCK`, which reads of a regular file ignore) and what was opened is checked.
 pub(crate) fn open_nofollow(path: &Path) -> Result<File, FsError> {
-    std::fs::OpenOptions::new()
+    let not_a_file = || FsError::WrongKind { path: path.to_path_buf(), expected: "regular file", found: "other" };
+    if !std::fs::symlink_metadata(path).ctx("lstat", path)?.file_type().is_file() {
+        return Err(not_a_file());
+    }
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .ctx("open", path)
+        .ctx("open", path)?;
+    if !file.metadata().ctx("fstat", path)?.file_type().is_file() {
+        return Err(not_a_file());
+    }
+    Ok(file)
 }
 
 /// Files at least this large are chunked with the hashing on a second thread (see

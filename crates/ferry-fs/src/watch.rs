@@ -47,7 +47,8 @@ const MAX_HOLD: u32 = 20;
 /// deduplicated relative paths once events have been quiet for `debounce` (or a burst has been
 /// held for [`MAX_HOLD`] periods). The thread blocks while nothing happens: an idle share costs
 /// no wakeups (a ticking debouncer woke 80 times a second per share). Paths under `.ferry/`,
-/// temp files, the root itself and names that are not valid [`RelPath`]s are dropped; pure
+/// temp files and the root itself are dropped, a name that is not a valid [`RelPath`] stands
+/// for the folder above it (see [`relative`]); pure
 /// reads (open/close without writing) are ignored; a queue overflow or a watcher error asks for
 /// a full scan.
 pub fn watch(
@@ -90,8 +91,10 @@ pub fn watch(
                             return;
                         }
                         for p in &ev.paths {
-                            if let Some(rel) = relative(&r1, &r2, p) {
-                                paths.insert(rel);
+                            match relative(&r1, &r2, p) {
+                                Look::Path(rel) => drop(paths.insert(rel)),
+                                Look::Everything => rescan = true,
+                                Look::Nothing => {}
                             }
                         }
                     }
@@ -131,17 +134,37 @@ pub fn watch(
     Ok(ShareWatcher { _watcher: watcher, root })
 }
 
-/// `p` relative to the root (as given or canonical), if it is a path we sync.
-fn relative(root: &Path, canonical: &Path, p: &Path) -> Option<RelPath> {
-    let rel = p.strip_prefix(root).or_else(|_| p.strip_prefix(canonical)).ok()?;
-    let s = rel.to_str()?;
+/// What an event's path asks the scanner to look at.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    Path(RelPath),
+    /// The whole share (a top-level name that is not a valid share path).
+    Everything,
+    Nothing,
+}
+
+/// `p` relative to the root (as given or canonical), if it is a path we sync. A name Ferry
+/// cannot sync (not UTF-8, too long) is the nearest folder above it that is a valid path (the
+/// whole share at the top): that folder's scan reports the name as an item that cannot be
+/// synced, or, once it is gone, drops the item.
+fn relative(root: &Path, canonical: &Path, p: &Path) -> Look {
+    let Ok(rel) = p.strip_prefix(root).or_else(|_| p.strip_prefix(canonical)) else { return Look::Nothing };
+    let s = rel.to_string_lossy();
     if s.is_empty() || s == FERRY_DIR || s.starts_with(&format!("{FERRY_DIR}/")) {
-        return None;
+        return Look::Nothing;
     }
     if s.split('/').any(|c| c.starts_with(TEMP_PREFIX)) {
-        return None;
+        return Look::Nothing;
     }
-    RelPath::new(s).ok()
+    let valid = |r: &Path| r.to_str().and_then(|s| RelPath::new(s).ok());
+    let mut at = Some(rel);
+    while let Some(r) = at.filter(|r| !r.as_os_str().is_empty()) {
+        if let Some(path) = valid(r) {
+            return Look::Path(path);
+        }
+        at = r.parent();
+    }
+    Look::Everything
 }
 
 #[cfg(test)]
@@ -236,13 +259,20 @@ mod tests {
 
     #[test]
     fn relative_filters() {
+        use std::os::unix::ffi::OsStrExt;
         let root = Path::new("/s");
-        assert_eq!(relative(root, root, Path::new("/s/a/b")), Some(rel("a/b")));
-        assert_eq!(relative(root, root, Path::new("/s")), None);
-        assert_eq!(relative(root, root, Path::new("/s/.ferry")), None);
-        assert_eq!(relative(root, root, Path::new("/s/.ferry/versions/x")), None);
-        assert_eq!(relative(root, root, Path::new("/s/a/.ferry-tmp-x")), None);
-        assert_eq!(relative(root, root, Path::new("/s/a/.ferry")), Some(rel("a/.ferry")));
-        assert_eq!(relative(root, root, Path::new("/other/x")), None);
+        let at = |p: &str| relative(root, root, Path::new(p));
+        assert_eq!(at("/s/a/b"), Look::Path(rel("a/b")));
+        assert_eq!(at("/s"), Look::Nothing);
+        assert_eq!(at("/s/.ferry"), Look::Nothing);
+        assert_eq!(at("/s/.ferry/versions/x"), Look::Nothing);
+        assert_eq!(at("/s/a/.ferry-tmp-x"), Look::Nothing);
+        assert_eq!(at("/s/a/.ferry"), Look::Path(rel("a/.ferry")));
+        assert_eq!(at("/other/x"), Look::Nothing);
+        // A name Ferry cannot sync stands for its folder, whose scan reports it.
+        let bad = std::ffi::OsStr::from_bytes(b"/s/a/b\xffc/d");
+        assert_eq!(relative(root, root, Path::new(bad)), Look::Path(rel("a")));
+        assert_eq!(relative(root, root, Path::new(std::ffi::OsStr::from_bytes(b"/s/\xff"))), Look::Everything);
+        assert_eq!(at(&format!("/s/a/{}", "n".repeat(300))), Look::Path(rel("a")));
     }
 }

@@ -20,6 +20,7 @@ fn render() -> String {
         IdDto::decl(&cfg),
         StatusDto::decl(&cfg),
         ShareStatusDto::decl(&cfg),
+        FailedItemDto::decl(&cfg),
         DeviceDto::decl(&cfg),
         PendingDto::decl(&cfg),
         ShareDto::decl(&cfg),

@@ -79,6 +79,15 @@ pub enum Event {
     InSync {
         share: String,
     },
+    /// A share has items that cannot be synced that it did not have before (sent once per such
+    /// change, not at every scan or retry): `new` are those items (at most 10), `count` all of
+    /// the share's items now.
+    FailedItems {
+        share: String,
+        label: String,
+        count: u64,
+        new: Vec<crate::api::FailedItemDto>,
+    },
     Error {
         share: Option<String>,
         device: Option<String>,

@@ -26,6 +26,7 @@ mod discovery;
 pub mod doctor;
 mod error;
 pub mod events;
+mod failed;
 pub mod fault;
 mod fetch;
 mod guard;

@@ -17,6 +17,7 @@ use crate::api::{
     ApiError, ApiResult, ErrorCode, ModeActionDto, PruneDto, ResolveDto, ResolvedDto, RestoreDto, RestoredDto,
     RewindDto, RewindReqDto,
 };
+use crate::failed::FailedItems;
 
 /// Commands queued per share: a user acts on one share at a time, so a short queue is plenty;
 /// a full one makes the caller wait (back-pressure), never drops a command.
@@ -63,6 +64,8 @@ pub(crate) struct Runtime {
     /// Bytes fetched from peers / copied from local files since start.
     pub fetched_bytes: u64,
     pub reused_bytes: u64,
+    /// What cannot be synced (rebuilt by scans and pulls).
+    pub failed: FailedItems,
 }
 
 /// The node's handle on a share actor.

@@ -14,7 +14,7 @@ mod version;
 pub mod wire;
 
 pub use ids::{ChunkHash, DeviceId, IdError, NoteId, Seq, ShareId, TransferId};
-pub use path::{FERRY_DIR, PathError, RelPath, TEMP_PREFIX};
+pub use path::{FERRY_DIR, NameProblem, PathError, RelPath, System, TEMP_PREFIX};
 pub use policy::{ConflictPolicy, Retention};
 pub use record::{ChunkInfo, FileKind, FileRecord, ShareMode};
 pub use version::{Ordering as VersionOrdering, VersionVector};

@@ -28,8 +28,6 @@ pub enum PathError {
     Traversal(String),
     #[error("path {0:?} contains a NUL byte")]
     Nul(String),
-    #[error("path {0:?} contains a backslash or drive prefix")]
-    Windows(String),
     #[error("path {0:?} is reserved for Ferry")]
     Reserved(String),
     #[error("path {0:?} is not valid UTF-8")]
@@ -38,13 +36,61 @@ pub enum PathError {
     Outside(String),
 }
 
+/// A family of systems, for the names each can hold (see [`RelPath::problem_on`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    /// Linux, macOS, the BSDs: any byte but `/` and NUL in a name.
+    Unix,
+    /// Windows: no `\ : * ? " < > |` or control characters, no name ending in a dot or a space,
+    /// no device names (`CON`, `NUL`, `COM1`, ...).
+    Windows,
+}
+
+impl System {
+    /// The system this build runs on.
+    pub const HERE: System = if cfg!(windows) { System::Windows } else { System::Unix };
+}
+
+/// Why a system cannot hold a (valid) [`RelPath`]. The messages are shown to people, in
+/// `ferry status` and the app, as the reason an item cannot be synced.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameProblem {
+    #[error("the name contains {}, which this system does not allow in file names", shown(*.0))]
+    Char(char),
+    #[error("the name ends with a dot or a space, which this system does not allow")]
+    TrailingDotOrSpace,
+    #[error("{0:?} is a device name on this system and cannot name a file")]
+    DeviceName(String),
+}
+
+/// A character as a person reads it in a message.
+fn shown(c: char) -> String {
+    if c.is_control() { format!("a control character ({})", c.escape_unicode()) } else { format!("'{c}'") }
+}
+
+/// Characters Windows refuses in a name (besides control characters); `\` and `:` would also
+/// change what the path means there (a separator, a drive or a stream), which is why a path
+/// with them must never be joined onto a root on Windows.
+const WINDOWS_FORBIDDEN: &[char] = &['\\', ':', '*', '?', '"', '<', '>', '|'];
+/// Names Windows keeps for devices, with or without an extension (`CON.txt` too).
+const WINDOWS_DEVICES: &[&str] = &[
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1", "LPT2",
+    "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+];
+
 /// A validated, `/`-separated path relative to a share root.
 ///
 /// Invariants (checked by [`RelPath::new`], which deserialization also goes through): not
-/// empty, not absolute, no `.`/`..`/empty components, no NUL, no backslash or drive prefix, not
-/// under [`FERRY_DIR`], no component starting with [`TEMP_PREFIX`], within length limits. So
+/// empty, not absolute, no `.`/`..`/empty components, no NUL, not under [`FERRY_DIR`], no
+/// component starting with [`TEMP_PREFIX`], within length limits. So on a Unix system
 /// `root.join(rel)` always stays under `root` lexically; symlinks on the way are the
 /// writer's to check.
+///
+/// The rule is the same on every device (a record decodes alike everywhere, so one device
+/// cannot refuse a whole index message another sent in good faith). Names that some systems
+/// cannot hold (a backslash or a `:` on Windows) are valid here: whether *this* device can
+/// hold one is [`RelPath::problem_on`]'s answer, asked before anything is written, and such a
+/// path is then reported as an item that cannot be synced, never joined onto a root.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct RelPath(String);
@@ -64,9 +110,6 @@ impl RelPath {
         if s.starts_with('/') {
             return Err(PathError::Absolute(s));
         }
-        if s.contains('\\') || (s.len() >= 2 && s.as_bytes()[1] == b':') {
-            return Err(PathError::Windows(s));
-        }
         for (i, comp) in s.split('/').enumerate() {
             if comp.is_empty() || comp == "." || comp == ".." {
                 return Err(PathError::Traversal(s));
@@ -79,6 +122,27 @@ impl RelPath {
             }
         }
         Ok(RelPath(s))
+    }
+
+    /// Why `system` cannot hold this path, if it cannot (the first problem found). Every
+    /// valid path can be held on [`System::Unix`].
+    pub fn problem_on(&self, system: System) -> Option<NameProblem> {
+        if system == System::Unix {
+            return None;
+        }
+        for comp in self.0.split('/') {
+            if let Some(c) = comp.chars().find(|c| WINDOWS_FORBIDDEN.contains(c) || c.is_ascii_control()) {
+                return Some(NameProblem::Char(c));
+            }
+            if comp.ends_with('.') || comp.ends_with(' ') {
+                return Some(NameProblem::TrailingDotOrSpace);
+            }
+            let stem = comp.split('.').next().unwrap_or(comp);
+            if WINDOWS_DEVICES.iter().any(|d| d.eq_ignore_ascii_case(stem)) {
+                return Some(NameProblem::DeviceName(comp.to_string()));
+            }
+        }
+        None
     }
 
     /// The relative path of `full` under `root`.
@@ -168,8 +232,6 @@ mod tests {
             ".ferry/versions/x",
             ".ferry",
             "a/.ferry-tmp-x",
-            "C:/x",
-            "a\\..\\b",
             "a\0b",
         ] {
             assert!(RelPath::new(bad).is_err(), "{bad:?} should be refused");
@@ -179,9 +241,37 @@ mod tests {
 
     #[test]
     fn ordinary_paths_pass() {
-        for good in ["a", "a/b/c.txt", "dir/.ferry", ".hidden", "x..y", "sp ace/ü"] {
+        // A backslash or a colon is an ordinary character on Linux and macOS: such names sync
+        // between them (and are refused only where they cannot be held, see `problem_on`).
+        for good in ["a", "a/b/c.txt", "dir/.ferry", ".hidden", "x..y", "sp ace/ü", "a\\..\\b", "C:/x", "notes: 1"] {
             assert!(RelPath::new(good).is_ok(), "{good:?} should pass");
         }
+    }
+
+    #[test]
+    fn names_windows_cannot_hold() {
+        let p = |s: &str| RelPath::new(s).unwrap();
+        for (path, why) in [
+            ("a\\b", NameProblem::Char('\\')),
+            ("dir/C:x", NameProblem::Char(':')),
+            ("what?", NameProblem::Char('?')),
+            ("tab\tname", NameProblem::Char('\t')),
+            ("dot./x", NameProblem::TrailingDotOrSpace),
+            ("space ", NameProblem::TrailingDotOrSpace),
+            ("docs/con.txt", NameProblem::DeviceName("con.txt".into())),
+            ("LPT9", NameProblem::DeviceName("LPT9".into())),
+        ] {
+            assert_eq!(p(path).problem_on(System::Windows), Some(why), "{path:?}");
+            assert_eq!(p(path).problem_on(System::Unix), None, "{path:?} is fine on Unix");
+        }
+        for fine in ["a/b.txt", "console.log", "COM10", ".hidden", "ü/é"] {
+            assert_eq!(p(fine).problem_on(System::Windows), None, "{fine:?}");
+        }
+        assert_eq!(
+            NameProblem::Char('\\').to_string(),
+            "the name contains '\\', which this system does not allow in file names"
+        );
+        assert!(NameProblem::Char('\t').to_string().contains("a control character (\\u{9})"));
     }
 
     #[test]

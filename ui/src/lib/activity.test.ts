@@ -24,6 +24,14 @@ describe('activity', () => {
     expect(a.entries).toHaveLength(MAX_ENTRIES);
     expect(a.entries[0].detail).toBe(`e${MAX_ENTRIES + 4}`);
   });
+  it('says which items cannot be synced', () => {
+    const item = { path: 'docs/pipe', reason: 'a FIFO (named pipe): Ferry does not sync special files' };
+    const a = reduce(emptyActivity(), { type: 'failed_items', share: 's1', label: 'Photos', count: 1, new: [item] }, 1, name);
+    expect(a.entries[0].title).toBe('Cannot sync docs/pipe in Photos');
+    expect(a.entries[0].detail).toBe('docs/pipe: a FIFO (named pipe): Ferry does not sync special files');
+    const b = reduce(a, { type: 'failed_items', share: 's1', label: 'Photos', count: 3, new: [item, item] }, 2, name);
+    expect(b.entries[0].title).toBe('2 items cannot be synced in Photos');
+  });
   it('ignores quiet events', () => {
     const a = reduce(emptyActivity(), { type: 'scan_finished', share: 's1', changes: 0, seen: 3, hashed_bytes: 0, millis: 1 }, 1, name);
     expect(a.entries).toHaveLength(0);

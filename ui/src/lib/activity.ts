@@ -77,6 +77,11 @@ export function reduce(
       return e.by == null
         ? add({ kind: 'device', share: null, title: `Removed ${e.name}`, detail: 'its connections are refused; no file was deleted' })
         : add({ kind: 'device', share: null, title: `Removed by ${e.by}`, detail: 'no longer syncing with it; your files stay' });
+    case 'failed_items': {
+      const first = e.new[0];
+      const title = `${e.new.length === 1 ? `Cannot sync ${first.path}` : `${e.new.length} items cannot be synced`} in ${shareName(e.share)}`;
+      return add({ kind: 'error', share: e.share, title, detail: e.new.map((i) => `${i.path}: ${i.reason}`).join('; ') });
+    }
     case 'in_sync':
       return add({ kind: 'sync', share: e.share, title: `${shareName(e.share)} is up to date`, detail: '' });
     case 'sync_paused':

@@ -53,7 +53,28 @@ attention: string | null,
 /**
  * What syncing did: the last session and everything since the node started.
  */
-summary: SummaryDto, };
+summary: SummaryDto, 
+/**
+ * Items that cannot be synced, with why (names not UTF-8 or too long, special files,
+ * files Ferry may not read, peers' changes this device could not apply), in path order;
+ * at most 100 per side (scan, pull). While there are any, `in_sync` is false.
+ */
+failed_items: Array<FailedItemDto>, 
+/**
+ * Items that cannot be synced beyond those listed (counted, not listed).
+ */
+failed_more: number, };
+
+export type FailedItemDto = { 
+/**
+ * Share-relative; a name that is not UTF-8 is shown with U+FFFD for the bytes it cannot
+ * show.
+ */
+path: string, 
+/**
+ * Why, for a person to read.
+ */
+reason: string, };
 
 export type DeviceDto = { id: string, name: string, owner: string, paired: boolean, connected: boolean, addresses: Array<string>, last_seen_ms: number | null, rtt_ms: number | null, 
 /**
@@ -469,4 +490,4 @@ export type FirstRunDto = { name: string, owner: string,
  */
 folder: string, };
 
-export type Event = { "type": "device_connected", device: string, name: string, address: string, } | { "type": "device_disconnected", device: string, name: string, reason: string, } | { "type": "prompt_added", id: number, kind: string, device: string, device_name: string, code: string | null, label: string | null, } | { "type": "prompt_resolved", id: number, accepted: boolean, } | { "type": "paired", device: string, name: string, } | { "type": "device_removed", device: string, name: string, by: string | null, } | { "type": "scan_finished", share: string, changes: number, seen: number, hashed_bytes: number, millis: number, } | { "type": "index_sent", share: string, device: string, records: number, } | { "type": "index_received", share: string, device: string, records: number, } | { "type": "transfer_progress", share: string, path: string, done: number, total: number, bytes_per_sec: number, } | { "type": "applied", share: string, path: string, action: string, from: string, } | { "type": "conflict", share: string, path: string, copy: string, winner: string, } | { "type": "in_sync", share: string, } | { "type": "error", share: string | null, device: string | null, message: string, } | { "type": "note_received", id: string, from: string, from_name: string, text: string, } | { "type": "note_state", id: string, state: string, } | { "type": "lagged", missed: number, } | { "type": "send_offered", id: string, device: string, device_name: string, direction: string, files: number, bytes: number, names: Array<string>, } | { "type": "send_state", id: string, device: string, direction: string, state: string, message: string | null, } | { "type": "send_progress", id: string, device: string, direction: string, done: number, total: number, bytes_per_sec: number, } | { "type": "sync_summary", share: string, label: string, started_ms: number, ended_ms: number, counts: SummaryCountsDto, } | { "type": "sync_paused", paused: boolean, };
+export type Event = { "type": "device_connected", device: string, name: string, address: string, } | { "type": "device_disconnected", device: string, name: string, reason: string, } | { "type": "prompt_added", id: number, kind: string, device: string, device_name: string, code: string | null, label: string | null, } | { "type": "prompt_resolved", id: number, accepted: boolean, } | { "type": "paired", device: string, name: string, } | { "type": "device_removed", device: string, name: string, by: string | null, } | { "type": "scan_finished", share: string, changes: number, seen: number, hashed_bytes: number, millis: number, } | { "type": "index_sent", share: string, device: string, records: number, } | { "type": "index_received", share: string, device: string, records: number, } | { "type": "transfer_progress", share: string, path: string, done: number, total: number, bytes_per_sec: number, } | { "type": "applied", share: string, path: string, action: string, from: string, } | { "type": "conflict", share: string, path: string, copy: string, winner: string, } | { "type": "in_sync", share: string, } | { "type": "failed_items", share: string, label: string, count: number, new: Array<FailedItemDto>, } | { "type": "error", share: string | null, device: string | null, message: string, } | { "type": "note_received", id: string, from: string, from_name: string, text: string, } | { "type": "note_state", id: string, state: string, } | { "type": "lagged", missed: number, } | { "type": "send_offered", id: string, device: string, device_name: string, direction: string, files: number, bytes: number, names: Array<string>, } | { "type": "send_state", id: string, device: string, direction: string, state: string, message: string | null, } | { "type": "send_progress", id: string, device: string, direction: string, done: number, total: number, bytes_per_sec: number, } | { "type": "sync_summary", share: string, label: string, started_ms: number, ended_ms: number, counts: SummaryCountsDto, } | { "type": "sync_paused", paused: boolean, };

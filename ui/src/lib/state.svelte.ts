@@ -9,7 +9,7 @@ import { applySendEvent } from './transfers';
 const REFRESHING = new Set<Event['type']>([
   'device_connected', 'device_disconnected', 'prompt_added', 'prompt_resolved', 'paired', 'device_removed', 'scan_finished',
   'applied', 'conflict', 'in_sync', 'error', 'note_received', 'note_state', 'sync_paused', 'lagged', 'index_received',
-  'send_offered', 'send_state', 'sync_summary',
+  'send_offered', 'send_state', 'sync_summary', 'failed_items',
 ]);
 const DEBOUNCE_MS = 250;
 /** RTTs and share progress move without events worth sending; a slow refresh keeps them fresh. */

@@ -66,13 +66,68 @@ pub enum Scope {
     Paths(Vec<RelPath>),
 }
 
+/// A special file's kind: Ferry syncs none of them and never opens one (opening a FIFO with no
+/// writer blocks, opening a device can act on the device), it only lstats them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Special {
+    Fifo,
+    Socket,
+    BlockDevice,
+    CharDevice,
+}
+
+impl Special {
+    /// The kind of a file type that is neither a file, a directory nor a symlink.
+    pub fn of(ft: &std::fs::FileType) -> Special {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            Special::Fifo
+        } else if ft.is_socket() {
+            Special::Socket
+        } else if ft.is_block_device() {
+            Special::BlockDevice
+        } else {
+            Special::CharDevice
+        }
+    }
+}
+
+/// Why the scanner left an entry out of the index.
+#[derive(Debug)]
+pub enum SkipReason {
+    /// The name is not UTF-8 (every device must be able to name the file alike).
+    NotUtf8,
+    /// The name makes no valid share path (a path or a name too long for Ferry's limits).
+    BadPath(ferry_proto::PathError),
+    /// A FIFO, socket or device (lstat only; never opened).
+    Special(Special),
+    /// A symlink whose target is not UTF-8.
+    LinkTargetNotUtf8,
+    /// It could not be read (lstat, read_dir, open or read failed: permission denied, an IO
+    /// error). Its known record is left alone, and nothing below it is reported deleted.
+    Unreadable(FsError),
+    /// It changed while it was read: not an item that cannot be synced, only one read again
+    /// at its next scan (the watcher reports the change that caused it).
+    Changed,
+}
+
+/// An entry the scanner left out, and why.
+#[derive(Debug)]
+pub struct Skipped {
+    /// The share-relative path, lossily decoded when the name is not UTF-8 (for people to read;
+    /// never joined onto a root).
+    pub path: String,
+    pub reason: SkipReason,
+}
+
 /// What a scan found.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct ScanOutcome {
     /// Upserts parents before children; deletes children before parents.
     pub changes: Vec<Change>,
-    /// Entries that could not be scanned: (path, message). Their known records are left alone.
-    pub errors: Vec<(String, String)>,
+    /// Entries left out, each with why. Their known records are left alone (a special file
+    /// where an indexed file was is, though, that file's deletion).
+    pub skipped: Vec<Skipped>,
     /// Entries looked at.
     pub seen: usize,
     /// Bytes read and hashed.
@@ -83,8 +138,8 @@ pub struct ScanOutcome {
 /// every live path in the index, `known_paths(Some(p))` the live paths strictly below `p`.
 ///
 /// Ignored paths are neither reported nor deleted (a path that becomes ignored keeps its record
-/// as it was). Paths that could not be read go to `errors`, and nothing below them is reported
-/// deleted.
+/// as it was). Entries left out go to `skipped` with their reason; nothing below one that could
+/// not be read is reported deleted.
 pub fn scan(
     root: &Path,
     known: &dyn Fn(&RelPath) -> Option<Known>,
@@ -165,10 +220,10 @@ struct Scanner<'a> {
 }
 
 impl Scanner<'_> {
-    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        let (path, message) = (path.into(), message.into());
-        tracing::debug!(%path, %message, "scan error");
-        self.out.errors.push((path, message));
+    fn skip(&mut self, path: impl Into<String>, reason: SkipReason) {
+        let path = path.into();
+        tracing::debug!(%path, ?reason, "skipped");
+        self.out.skipped.push(Skipped { path, reason });
     }
 
     fn live_known(&self, rel: &RelPath) -> Option<Known> {

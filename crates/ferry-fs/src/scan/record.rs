@@ -8,7 +8,7 @@ use std::path::Path;
 
 use ferry_proto::{FileKind, RelPath};
 
-use super::{Change, Known, Scanner};
+use super::{Change, Known, Scanner, SkipReason, Special};
 use crate::error::{FsError, IoContext};
 use crate::mtime_ns;
 
@@ -47,7 +47,7 @@ impl Scanner<'_> {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Visit::Skipped,
             Err(e) => {
-                self.error(rel.as_str(), format!("lstat: {e}"));
+                self.skip(rel.as_str(), SkipReason::Unreadable(FsError::io("lstat", full, e)));
                 self.seen.insert(rel.clone());
                 self.failed.push(rel.clone());
                 return Visit::Skipped;
@@ -61,11 +61,17 @@ impl Scanner<'_> {
         let now = match known_from_meta(full, &meta) {
             Ok(Some(k)) => k,
             Ok(None) => {
-                tracing::debug!(path = %rel, "skipping special file");
+                // Not in `seen`: an indexed entry that became a FIFO (say) is gone as far as
+                // syncing goes.
+                self.skip(rel.as_str(), SkipReason::Special(Special::of(&meta.file_type())));
                 return Visit::Skipped;
             }
             Err(e) => {
-                self.error(rel.as_str(), e.to_string());
+                let reason = match e {
+                    FsError::UnsafePath { .. } => SkipReason::LinkTargetNotUtf8,
+                    e => SkipReason::Unreadable(e),
+                };
+                self.skip(rel.as_str(), reason);
                 self.seen.insert(rel.clone());
                 self.failed.push(rel.clone());
                 return Visit::Skipped;
@@ -83,7 +89,11 @@ impl Scanner<'_> {
             match self.observe(rel, full, now) {
                 Ok(obs) => self.out.changes.push(Change::Upsert(obs)),
                 Err(e) => {
-                    self.error(rel.as_str(), e.to_string());
+                    let reason = match e {
+                        FsError::Changed(_) => SkipReason::Changed,
+                        e => SkipReason::Unreadable(e),
+                    };
+                    self.skip(rel.as_str(), reason);
                     self.failed.push(rel.clone());
                     return Visit::Skipped;
                 }

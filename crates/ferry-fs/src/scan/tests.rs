@@ -109,7 +109,7 @@ fn full_scan_reports_everything_once() {
     let dir = setup();
     let idx = Index::default();
     let out = idx.scan(dir.path(), &Scope::Full);
-    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(out.skipped.is_empty(), "{:?}", out.skipped);
     let mut got = upserts(&out);
     got.sort();
     assert_eq!(got, [".ferryignore", "docs", "docs/a.txt", "docs/sub", "docs/sub/b.bin", "empty", "link", "run.sh"]);
@@ -250,5 +250,55 @@ fn bad_names_are_errors() {
     let idx = Index::default();
     let out = idx.scan(dir.path(), &Scope::Full);
     assert_eq!(upserts(&out), ["good"]);
-    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert_eq!(out.skipped.len(), 1, "{:?}", out.skipped);
+    // Shown share-relative, lossily: a person can find it.
+    assert_eq!(out.skipped[0].path, "bad\u{fffd}name");
+    assert!(matches!(out.skipped[0].reason, SkipReason::NotUtf8));
+}
+
+#[test]
+fn special_files_are_reported_and_never_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    fs::create_dir(r.join("d")).unwrap();
+    let fifo = r.join("d/pipe");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(r.join("sock")).unwrap();
+    fs::write(r.join("d/file"), b"x").unwrap();
+    // The FIFO has no writer: a scan that opened it for reading (blocking) would hang here.
+    let idx = Index::default();
+    let out = idx.scan(r, &Scope::Full);
+    assert_eq!(upserts(&out), ["d", "d/file"]);
+    let skipped: Vec<(&str, Special)> = out
+        .skipped
+        .iter()
+        .map(|s| match s.reason {
+            SkipReason::Special(k) => (s.path.as_str(), k),
+            ref other => panic!("{}: {other:?}", s.path),
+        })
+        .collect();
+    assert_eq!(skipped, [("d/pipe", Special::Fifo), ("sock", Special::Socket)]);
+    // A listed path that is a FIFO is reported the same way.
+    let out = idx.scan(r, &Scope::Paths(vec![RelPath::new("d/pipe").unwrap()]));
+    assert!(matches!(out.skipped[..], [Skipped { reason: SkipReason::Special(Special::Fifo), .. }]));
+    // Reading one as a file is refused before it is opened.
+    assert!(matches!(crate::hash_file(&fifo), Err(FsError::WrongKind { .. })));
+}
+
+#[test]
+fn too_long_paths_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // 17 levels of 250-byte names: 16 fit in a path the kernel takes whole; the 17th, made
+    // relative to its parent, takes the share path past 4096 bytes.
+    let name = "n".repeat(250);
+    let rel = vec![name.as_str(); 17].join("/");
+    let parent = dir.path().join(vec![name.as_str(); 16].join("/"));
+    fs::create_dir_all(&parent).unwrap();
+    let fd = fs::File::open(&parent).unwrap();
+    rustix::fs::mkdirat(&fd, name.as_str(), rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+    let idx = Index::default();
+    let out = idx.scan(dir.path(), &Scope::Full);
+    assert_eq!(out.skipped.len(), 1, "{:?}", out.skipped);
+    assert_eq!(out.skipped[0].path, rel);
+    assert!(matches!(out.skipped[0].reason, SkipReason::BadPath(ferry_proto::PathError::TooLong(_))));
 }

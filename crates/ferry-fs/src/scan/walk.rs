@@ -7,34 +7,22 @@ use std::path::Path;
 
 use ferry_proto::{FERRY_DIR, FileKind, RelPath, TEMP_PREFIX};
 
-use super::Scanner;
 use super::record::Visit;
+use super::{Scanner, SkipReason};
+use crate::error::FsError;
 
 impl Scanner<'_> {
     /// Walks the directory `dir` (whose relative path is `dir_rel`, `None` for the root).
     pub(super) fn walk(&mut self, dir: &Path, dir_rel: Option<&RelPath>) {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
-            Err(e) => {
-                let shown = dir_rel.map(|r| r.to_string()).unwrap_or_default();
-                self.error(shown, format!("read_dir: {e}"));
-                if let Some(r) = dir_rel {
-                    self.failed.push(r.clone());
-                }
-                return;
-            }
+            Err(e) => return self.unreadable_dir(dir, dir_rel, e),
         };
         let mut names = Vec::new();
         for entry in entries {
             match entry {
                 Ok(e) => names.push(e.file_name()),
-                Err(e) => {
-                    let shown = dir_rel.map(|r| r.to_string()).unwrap_or_default();
-                    self.error(shown, format!("read_dir: {e}"));
-                    if let Some(r) = dir_rel {
-                        self.failed.push(r.clone());
-                    }
-                }
+                Err(e) => self.unreadable_dir(dir, dir_rel, e),
             }
         }
         names.sort();
@@ -46,24 +34,34 @@ impl Scanner<'_> {
                 continue;
             }
             let full = dir.join(&name);
-            let Some(name) = name.to_str() else {
-                self.error(full.to_string_lossy(), "name is not UTF-8");
-                continue;
-            };
-            let joined = match dir_rel {
+            let joined = |name: &str| match dir_rel {
                 Some(d) => format!("{d}/{name}"),
                 None => name.to_string(),
             };
-            let rel = match RelPath::new(joined.clone()) {
+            let Some(name) = name.to_str() else {
+                // Shown lossily; lstat only, so nothing of it is opened either.
+                self.skip(joined(&name.to_string_lossy()), SkipReason::NotUtf8);
+                continue;
+            };
+            let rel = match RelPath::new(joined(name)) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.error(joined, e.to_string());
+                    self.skip(joined(name), SkipReason::BadPath(e));
                     continue;
                 }
             };
             if let Visit::Dir = self.visit(&rel, &full) {
                 self.walk(&full, Some(&rel));
             }
+        }
+    }
+
+    /// A directory that cannot be listed: reported, and nothing below it is reported deleted.
+    fn unreadable_dir(&mut self, dir: &Path, dir_rel: Option<&RelPath>, e: io::Error) {
+        let shown = dir_rel.map(|r| r.to_string()).unwrap_or_default();
+        self.skip(shown, SkipReason::Unreadable(FsError::Io { op: "read_dir", path: dir.to_path_buf(), source: e }));
+        if let Some(r) = dir_rel {
+            self.failed.push(r.clone());
         }
     }
 
@@ -105,7 +103,7 @@ impl Scanner<'_> {
                     break;
                 }
                 Err(e) => {
-                    self.error(a.as_str(), format!("lstat: {e}"));
+                    self.skip(a.as_str(), SkipReason::Unreadable(FsError::Io { op: "lstat", path: full, source: e }));
                     return;
                 }
             }
@@ -120,7 +118,7 @@ impl Scanner<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => gone = true,
                 Err(e) => {
-                    self.error(p.as_str(), format!("lstat: {e}"));
+                    self.skip(p.as_str(), SkipReason::Unreadable(FsError::Io { op: "lstat", path: full, source: e }));
                     return;
                 }
             }

@@ -97,6 +97,24 @@ pub struct ShareStatusDto {
     /// What syncing did: the last session and everything since the node started.
     #[serde(default)]
     pub summary: SummaryDto,
+    /// Items that cannot be synced, with why (names not UTF-8 or too long, special files,
+    /// files Ferry may not read, peers' changes this device could not apply), in path order;
+    /// at most 100 per side (scan, pull). While there are any, `in_sync` is false.
+    #[serde(default)]
+    pub failed_items: Vec<FailedItemDto>,
+    /// Items that cannot be synced beyond those listed (counted, not listed).
+    #[serde(default)]
+    pub failed_more: u64,
+}
+
+/// An item of a share that cannot be synced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct FailedItemDto {
+    /// Share-relative; a name that is not UTF-8 is shown with U+FFFD for the bytes it cannot
+    /// show.
+    pub path: String,
+    /// Why, for a person to read.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]

@@ -168,10 +168,7 @@ impl Worker {
         while let Some((target, r)) = fetched.next().await {
             match r {
                 Ok(temp) => ready.push((target, temp)),
-                Err(e) => {
-                    stats.failed += 1;
-                    self.report_error(format!("{}: {e}", target.path));
-                }
+                Err(e) => self.item_failed(stats, &target.path, &e),
             }
         }
         drop(fetched);
@@ -241,10 +238,7 @@ impl Worker {
                     let msg = self.rescan_first(&target.path);
                     self.report_error(format!("{}: {msg}", target.path));
                 }
-                Err(e) => {
-                    stats.failed += 1;
-                    self.report_error(format!("{}: {e}", target.path));
-                }
+                Err(e) => self.item_failed(stats, &target.path, &ShareError::Fs(e)),
             }
         }
     }
@@ -301,8 +295,7 @@ impl Worker {
             ready.extend(done);
             retry.extend(again);
             for (target, e) in failed {
-                stats.failed += 1;
-                self.report_error(format!("{}: {e}", target.path));
+                self.item_failed(stats, &target.path, &e);
             }
         }
         (ready, retry)

@@ -32,6 +32,7 @@ use crate::api::ApiError;
 use crate::context::{ApiResult, Context};
 use crate::error::ShareError;
 use crate::events::Event;
+use crate::failed::FailedItems;
 use crate::link::PeerLink;
 use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHandle};
 
@@ -64,6 +65,10 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 /// space comes back, and a failure that lasts costs one pull pass (a walk of the indexes) per
 /// this period.
 const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// New items named in one `FailedItems` event: enough for a notification and the activity
+/// list; status has the whole list.
+const NEW_ITEMS_EVENT: usize = 10;
 
 struct Worker {
     inner: Arc<Context>,
@@ -364,6 +369,25 @@ impl Worker {
         self.runtime.lock().unwrap().last_error = Some(message.clone());
         self.inner.summaries.error(self.id);
         self.inner.emit(Event::Error { share: Some(self.id.to_string()), device: None, message });
+    }
+
+    /// Changes what cannot be synced in this share with `update`, and tells the world (once)
+    /// when it now holds items it did not hold before.
+    fn update_failed(&self, label: &str, update: impl FnOnce(&mut FailedItems)) {
+        let (new, count) = {
+            let mut rt = self.runtime.lock().unwrap();
+            let before = rt.failed.clone();
+            update(&mut rt.failed);
+            (rt.failed.new_since(&before), rt.failed.count())
+        };
+        if new.is_empty() {
+            return;
+        }
+        for item in &new {
+            tracing::warn!(share = %self.id, path = %item.path, "cannot sync: {}", item.reason);
+        }
+        let new = new.into_iter().take(NEW_ITEMS_EVENT).collect();
+        self.inner.emit(Event::FailedItems { share: self.id.to_string(), label: label.to_string(), count, new });
     }
 
     async fn record(&self) -> Result<ShareRecord, ShareError> {

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::events::ChangeKind;
+use crate::failed::{self, FailReason};
 use crate::records;
 use apply::Write;
 use ferry_engine::pull::{self, Step};
@@ -39,7 +40,14 @@ pub(super) const BATCH_MAX: usize = 256;
 #[derive(Default)]
 pub(super) struct PullStats {
     pub(super) applied: usize,
+    /// Paths not applied that this device still needs (retried).
     pub(super) failed: usize,
+    /// Paths that cannot be synced here, with why (see `failed`): those failures whose cause is
+    /// on this device's side, and names this system cannot hold (not tried, not retried).
+    pub(super) items: Vec<(String, FailReason)>,
+    /// The pass was skipped: its inputs were those of a pass that found nothing to do, so the
+    /// items that pass found still stand.
+    pub(super) skipped: bool,
 }
 
 /// What a pull pass works on (see [`plan_pull`]).
@@ -109,10 +117,15 @@ fn local_chunks_of(
 impl Worker {
     pub(super) async fn pull(&self) {
         let (mut total_failed, mut errored) = (0, false);
+        // The items of the last pass that ran (None: none did, the last list stands).
+        let mut items = None;
         for _ in 0..MAX_PULL_PASSES {
             match self.pull_pass().await {
                 Ok(stats) => {
                     total_failed = stats.failed;
+                    if !stats.skipped {
+                        items = Some(stats.items);
+                    }
                     if stats.applied == 0 {
                         break;
                     }
@@ -133,12 +146,18 @@ impl Worker {
             }
             was
         };
-        if was > 0 && total_failed == 0 {
+        let rec = self.record().await;
+        if let Some(items) = items {
+            let label = rec.as_ref().map(|r| r.label.clone()).unwrap_or_default();
+            self.update_failed(&label, |f| f.after_pull(items));
+        }
+        // Not "in sync" while items cannot be synced (their own event told of them).
+        if was > 0 && total_failed == 0 && self.runtime.lock().unwrap().failed.is_empty() {
             self.inner.emit(Event::InSync { share: self.id.to_string() });
         }
         // Items that failed while a member is connected failed here (disk full, a write
         // refused): try them again by themselves, backing off.
-        let connected = match self.record().await {
+        let connected = match rec {
             Ok(rec) => {
                 let peers = self.inner.peers.lock().unwrap();
                 rec.devices.iter().any(|d| peers.contains_key(d))
@@ -146,6 +165,16 @@ impl Worker {
             Err(_) => false,
         };
         self.retry.lock().unwrap().after_pull((total_failed > 0 || errored) && connected);
+    }
+
+    /// Counts a path the pull could not apply and reports it; when the cause is on this
+    /// device's side it is also an item that cannot be synced (see `failed::of_pull`).
+    pub(super) fn item_failed(&self, stats: &mut PullStats, path: &RelPath, e: &ShareError) {
+        stats.failed += 1;
+        if let Some(reason) = failed::of_pull(e) {
+            stats.items.push((path.to_string(), reason));
+        }
+        self.report_error(format!("{path}: {e}"));
     }
 
     /// Compares every peer's index with ours and applies what is newer.
@@ -163,7 +192,7 @@ impl Worker {
         let policy = self.inner.db(move |s| s.share_settings(&id)).await?.conflict_policy;
         if self.unchanged_since_mark(&members, policy).await? {
             tracing::debug!(share = %id, "pull skipped: nothing changed since the last pass");
-            return Ok(PullStats::default());
+            return Ok(PullStats { skipped: true, ..Default::default() });
         }
         let started = Instant::now();
         let PullPlan { mut wanted, local, holders, live_files, states } =
@@ -171,12 +200,23 @@ impl Worker {
         tracing::debug!(share = %id, wanted = wanted.len(), millis = started.elapsed().as_millis() as u64, "pull planned");
         let held =
             crate::guard::hold_mass_delete(&self.inner, &rec, &self.guard, live_files, &local, &mut wanted).await?;
+        let (mut stats, mut batch) = (PullStats::default(), Batch::default());
+        // Names this system cannot hold are never joined onto the root (on Windows a `\` or a
+        // `C:` would change what the path means): items that cannot be synced here, until a
+        // peer renames them. (None on Linux and macOS.)
+        wanted.retain(|path, _| match path.problem_on(ferry_proto::System::HERE) {
+            Some(why) => {
+                stats.items.push((path.to_string(), FailReason::NotHere(why)));
+                false
+            }
+            None => true,
+        });
         if wanted.is_empty() {
             if held == 0 {
                 // Nothing to do with these inputs: until one of them changes, neither is there.
                 *self.pull_mark.lock().unwrap() = Some(PullMark { states, policy });
             }
-            return Ok(PullStats::default());
+            return Ok(stats);
         }
         *self.pull_mark.lock().unwrap() = None;
         self.set_state("syncing");
@@ -190,7 +230,6 @@ impl Worker {
         };
         let peers: Vec<Arc<PeerLink>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
 
-        let (mut stats, mut batch) = (PullStats::default(), Batch::default());
         self.apply_moves(&mut items, &local, &mut batch, &mut stats).await;
         let mut group: Vec<fast::NewFile> = Vec::new();
         for (target, action) in items {
@@ -221,10 +260,7 @@ impl Worker {
             }
             match self.apply_item(action, &target, l, &sources, &local_chunks, &mut batch).await {
                 Ok(()) => stats.applied += 1,
-                Err(e) => {
-                    stats.failed += 1;
-                    self.report_error(format!("{}: {e}", target.path));
-                }
+                Err(e) => self.item_failed(&mut stats, &target.path, &e),
             }
         }
         if !self.inner.stopping() {

@@ -10,10 +10,15 @@ impl Worker {
     pub(super) async fn scan(&self, scope: Scope, rehash: bool) -> Result<(), ShareError> {
         let started = Instant::now();
         let rec = self.record().await?;
+        let label = rec.label.clone();
         let me = self.inner.id;
         let store = self.inner.store.clone();
         let id = self.id;
         let root = self.root.clone();
+        let scopes = match &scope {
+            Scope::Full => None,
+            Scope::Paths(ps) => Some(ps.clone()),
+        };
         let (outcome, changes, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, ShareError> {
             let ignore = Ignore::load(&root)?;
             // Every lookup of the scan reads one snapshot of the index, entry by entry: a full
@@ -63,9 +68,21 @@ impl Worker {
             self.seq.send_replace(s);
         }
         self.inner.summaries.local(self.id, counts);
-        for (path, msg) in &outcome.errors {
-            self.report_error(format!("{path}: {msg}"));
+        // What the scan left out is an item that cannot be synced, not an error repeated at every
+        // scan; only a file that changed while it was read is not (it is read again).
+        let mut found = Vec::new();
+        for s in outcome.skipped {
+            match crate::failed::of_skip(&s.reason) {
+                Some(reason) => found.push((s.path, reason)),
+                None => {
+                    tracing::debug!(share = %self.id, path = %s.path, "changed while read; read again at its next scan")
+                }
+            }
         }
+        self.update_failed(&label, |f| match &scopes {
+            None => f.after_full_scan(found),
+            Some(scopes) => f.after_path_scan(scopes, found),
+        });
         tracing::debug!(share = %self.id, changes, seen = outcome.seen,
             millis = started.elapsed().as_millis() as u64, "scan finished");
         self.inner.emit(Event::ScanFinished {

@@ -70,13 +70,15 @@ pub(crate) async fn share_status(inner: &Arc<Context>, rec: &ShareRecord) -> Api
     let id = rec.id;
     let settings = inner.db(move |s| s.share_settings(&id)).await?;
     let StatusCounts { files, bytes, local_changes, peers_have_all } = index_status(inner, id, connected).await?.counts;
+    let (failed_items, failed_more) = runtime.failed.list();
     Ok(ShareStatusDto {
         id: rec.id.to_string(),
         label: rec.label.clone(),
         path: rec.path.clone(),
         mode: rec.mode.as_str().into(),
         state: runtime.state.into(),
-        in_sync: runtime.need == 0 && runtime.state == "idle" && peers_have_all,
+        // Items that cannot be synced keep a share out of sync (Syncthing's "Failed Items").
+        in_sync: runtime.need == 0 && runtime.state == "idle" && peers_have_all && runtime.failed.is_empty(),
         files,
         bytes,
         need: runtime.need,
@@ -88,5 +90,7 @@ pub(crate) async fn share_status(inner: &Arc<Context>, rec: &ShareRecord) -> Api
         local_changes,
         attention: settings.attention,
         summary: inner.summaries.get(rec.id),
+        failed_items,
+        failed_more,
     })
 }
