@@ -80,6 +80,10 @@ pub(crate) enum ShareError {
     /// A version's archived copy no longer has the content its record promises.
     #[error("the archived copy {} no longer has the recorded content; not restored", .0.display())]
     ArchivedChanged(PathBuf),
+    /// The share's folder (or its `.ferry` marker) went away; the text says which and what
+    /// happens meanwhile (see `share/missing.rs`).
+    #[error("{0}")]
+    FolderMissing(String),
 }
 
 impl From<ShareError> for ApiError {
@@ -106,7 +110,8 @@ impl From<ShareError> for ApiError {
             | ShareError::NotAFileHere(_)
             | ShareError::OpenArchived { .. }
             | ShareError::CopyArchived { .. }
-            | ShareError::ArchivedChanged(_) => ErrorCode::Internal,
+            | ShareError::ArchivedChanged(_)
+            | ShareError::FolderMissing(_) => ErrorCode::Internal,
             ShareError::VersionNotHere { .. } | ShareError::VersionFetch { .. } => ErrorCode::Unreachable,
         };
         ApiError::new(code, e.to_string())

@@ -51,6 +51,12 @@ pub(crate) enum FailReason {
     NoSpace,
     #[error("the file system is read-only")]
     ReadOnly,
+    /// The name or the whole path is longer than this device's file system takes (the share's
+    /// folder is deeper here, or the file system's names are shorter).
+    #[error(
+        "the path is too long for this device's file system (at most 4096 bytes with the share's folder, 255 for a name); it stays on the devices that can hold it"
+    )]
+    TooLongHere,
     #[error("a FIFO, socket or device is at this path here, and Ferry does not replace it")]
     SpecialInTheWay,
     #[error("something of another kind is in the way here: {0}")]
@@ -95,6 +101,8 @@ pub(crate) fn of_pull(e: &ShareError) -> Option<FailReason> {
         Some(io::ErrorKind::PermissionDenied) => FailReason::CannotWrite,
         Some(io::ErrorKind::StorageFull) => FailReason::NoSpace,
         Some(io::ErrorKind::ReadOnlyFilesystem) => FailReason::ReadOnly,
+        // ENAMETOOLONG (the kind std gives it).
+        Some(io::ErrorKind::InvalidFilename) => FailReason::TooLongHere,
         _ => FailReason::WriteFailed(detail),
     };
     Some(match e {
@@ -276,6 +284,8 @@ mod tests {
         assert_eq!(of_pull(&ShareError::ChangedHere), None);
         assert_eq!(of_pull(&ShareError::Fs(io(io::ErrorKind::PermissionDenied))), Some(FailReason::CannotWrite));
         assert_eq!(of_pull(&ShareError::Io(io::Error::from(io::ErrorKind::StorageFull))), Some(FailReason::NoSpace));
+        let too_long = io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+        assert_eq!(of_pull(&ShareError::Io(too_long)), Some(FailReason::TooLongHere));
         let fifo = FsError::WrongKind { path: "/s/p".into(), expected: "file, directory or symlink", found: "other" };
         assert_eq!(of_pull(&ShareError::Fs(fifo)), Some(FailReason::SpecialInTheWay));
         assert_eq!(

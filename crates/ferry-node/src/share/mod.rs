@@ -38,12 +38,14 @@ use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHa
 
 mod apply;
 mod fast;
+mod missing;
 mod pull;
 mod scan;
 mod status;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use missing::folder_missing;
 pub(crate) use status::share_status;
 #[cfg(test)]
 use {crate::share_handle::StatusCounts, status::status_counts};
@@ -91,6 +93,9 @@ struct Worker {
     guard: Mutex<MassDeleteGuard>,
     /// When to try the failed items of the last pull again (see [`RETRY_MIN`]).
     retry: Mutex<Retry>,
+    /// The watcher made when the share's folder came back after it was missing (the handle's
+    /// first one watched the folder that went away).
+    watcher: Mutex<Option<ferry_fs::ShareWatcher>>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
@@ -103,28 +108,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
     let (stop, stop_rx) = twatch::channel(false);
     let root = PathBuf::from(&share.path);
 
-    let (p, w) = (pending.clone(), wake.clone());
-    let watcher = match watch(&root, inner.cfg.debounce, move |ev| {
-        let mut pend = p.lock().unwrap();
-        match ev {
-            WatchEvent::Paths(paths) => pend.paths.extend(paths),
-            WatchEvent::Rescan => pend.full = true,
-        }
-        drop(pend);
-        w.notify_one();
-    }) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            // Without a watcher the periodic rescan still syncs; say why changes are slow.
-            tracing::warn!(share = %share.id, "cannot watch {}: {e}", root.display());
-            inner.emit(Event::Error {
-                share: Some(share.id.to_string()),
-                device: None,
-                message: format!("cannot watch {}: {e}", root.display()),
-            });
-            None
-        }
-    };
+    let watcher = watcher_for(inner, share.id, &root, &pending, &wake);
     let worker = Worker {
         inner: inner.clone(),
         id: share.id,
@@ -137,6 +121,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         pull_mark: Mutex::new(None),
         guard: Mutex::new(MassDeleteGuard::new()),
         retry: Mutex::new(Retry { at: None, delay: RETRY_MIN }),
+        watcher: Mutex::new(None),
     };
     // Every log line of this share's actor (and of what it starts) names the share.
     let span = tracing::info_span!("share", share = %share.id, label = %share.label);
@@ -154,6 +139,39 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         commands,
     };
     inner.shares.lock().unwrap().insert(share.id, handle);
+}
+
+/// Watches the share's folder, waking its actor with the changed paths. `None` when it cannot
+/// (said as an error event): the periodic rescan still syncs, more slowly.
+fn watcher_for(
+    inner: &Arc<Context>,
+    share: ShareId,
+    root: &Path,
+    pending: &Arc<Mutex<Pending>>,
+    wake: &Arc<Notify>,
+) -> Option<ferry_fs::ShareWatcher> {
+    let (p, w) = (pending.clone(), wake.clone());
+    match watch(root, inner.cfg.debounce, move |ev| {
+        let mut pend = p.lock().unwrap();
+        match ev {
+            WatchEvent::Paths(paths) => pend.paths.extend(paths),
+            WatchEvent::Rescan => pend.full = true,
+        }
+        drop(pend);
+        w.notify_one();
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            // Without a watcher the periodic rescan still syncs; say why changes are slow.
+            tracing::warn!(share = %share, "cannot watch {}: {e}", root.display());
+            inner.emit(Event::Error {
+                share: Some(share.to_string()),
+                device: None,
+                message: format!("cannot watch {}: {e}", root.display()),
+            });
+            None
+        }
+    }
 }
 
 /// Records a new share and starts syncing it.
@@ -258,6 +276,8 @@ impl Worker {
             _ => {}
         }
         let mut next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
+        // Whether the share's folder was missing at the last look (see `missing.rs`).
+        let mut missing = false;
         loop {
             if *stop.borrow() {
                 break;
@@ -270,6 +290,15 @@ impl Worker {
             // Paused (this share, or all syncing): the pending work stays queued for resume.
             let rec = self.record().await.ok();
             let paused = rec.as_ref().map(|r| r.paused).unwrap_or(false) || self.inner.sync_paused();
+            // A missing folder is neither scanned (its files would look deleted) nor written.
+            if !paused && self.check_folder(&mut missing) {
+                tokio::select! {
+                    Some(cmd) = commands.recv() => self.execute(cmd).await,
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep(missing::MISSING_POLL) => {}
+                }
+                continue;
+            }
             if !paused {
                 let (full, rehash, pull, paths) = {
                     let mut p = self.pending.lock().unwrap();
@@ -286,8 +315,14 @@ impl Worker {
                 };
                 if let Some(scope) = scope {
                     self.set_state("scanning");
-                    if let Err(e) = self.scan(scope, rehash).await {
-                        self.report_error(format!("scan failed: {e}"));
+                    match self.scan(scope, rehash).await {
+                        // Gone while it was walked: the next look stops the share.
+                        Err(ShareError::FolderMissing(_)) => {
+                            self.pending.lock().unwrap().full = true;
+                            continue;
+                        }
+                        Err(e) => self.report_error(format!("scan failed: {e}")),
+                        Ok(()) => {}
                     }
                 }
                 if pull || full {
@@ -329,6 +364,7 @@ impl Worker {
                 }
                 _ = self.wake.notified() => {}
                 _ = stop.changed() => {}
+                _ = self.folder_gone() => {}
                 _ = tokio::time::sleep_until(next_rescan.into()) => {
                     next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
                     self.pending.lock().unwrap().full = true;

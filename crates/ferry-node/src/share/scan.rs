@@ -55,6 +55,11 @@ impl Worker {
             // Versions of the local content this scan saw replaced or deleted (archived before
             // the index commit, like every version).
             let (versions, counts) = crate::history::on_scan(&root, id, me, &updates, &entry_at);
+            // A folder that went away while it was walked looks emptied: nothing of it is
+            // committed (it would go out as deletions), and the actor stops the share.
+            if let Some(why) = super::folder_missing(&root) {
+                return Err(ShareError::FolderMissing(why));
+            }
             let max_seq = if updates.is_empty() {
                 None
             } else {
