@@ -96,6 +96,9 @@ pub enum ConfigError {
     Listen { value: String },
     #[error("invalid {what}: {message}")]
     Invalid { what: &'static str, message: String },
+    /// A value of the file that parsed but is out of range or malformed: where it is.
+    #[error("{} line {line}: {key}: {message}", .path.display())]
+    InFile { path: PathBuf, line: usize, key: &'static str, message: String },
 }
 
 /// The home directory when none is given: `$XDG_DATA_HOME/ferry` (or the platform's equivalent).
@@ -114,8 +117,31 @@ impl Config {
     pub fn load(overrides: Overrides) -> Result<Config, ConfigError> {
         let home = Self::home_from(&overrides);
         std::fs::create_dir_all(&home).map_err(|source| ConfigError::Home { path: home.clone(), source })?;
-        let file = read_file_config(&home.join(CONFIG_FILE))?;
+        let path = home.join(CONFIG_FILE);
+        let (file, text) = read_file_config(&path)?;
+        // A value given on the command line or in the environment is not the file's fault.
+        let overridden: Vec<&str> = [
+            ("listen", overrides.listen.is_some()),
+            ("name", overrides.name.is_some()),
+            ("owner", overrides.owner.is_some()),
+            ("rescan_secs", overrides.rescan_secs.is_some()),
+            ("mdns_interfaces", !overrides.mdns_interfaces.is_empty()),
+            ("inbox", overrides.inbox.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, o)| o.then_some(k))
+        .collect();
+        Self::resolve(home, overrides, file).map_err(|e| match file_key(&e) {
+            Some(key) if !overridden.contains(&key) => match key_line(&text, key) {
+                Some(line) => ConfigError::InFile { path, line, key, message: e.to_string() },
+                None => e,
+            },
+            _ => e,
+        })
+    }
 
+    /// The configuration from the flags and environment (`overrides`) over the file's values.
+    fn resolve(home: PathBuf, overrides: Overrides, file: FileConfig) -> Result<Config, ConfigError> {
         let listen_raw = overrides.listen.or(file.listen).unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));
         let listen = listen_raw.parse().map_err(|_| ConfigError::Listen { value: listen_raw.clone() })?;
         let name = overrides.name.or(file.name).unwrap_or_else(default_name);
@@ -202,14 +228,42 @@ pub fn socket_path(home: &Path) -> PathBuf {
     home.join("ferry.sock")
 }
 
-fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+/// The file's values and its text (empty when there is no file).
+fn read_file_config(path: &Path) -> Result<(FileConfig, String), ConfigError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Ok(text) => toml::from_str(&text)
+            .map(|f| (f, text))
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((FileConfig::default(), String::new())),
         Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
     }
+}
+
+/// The `ferry.toml` key a check of a value is about (`None` for errors that are not).
+fn file_key(e: &ConfigError) -> Option<&'static str> {
+    match e {
+        ConfigError::Listen { .. } => Some("listen"),
+        ConfigError::Invalid { what, .. } => Some(match *what {
+            "device name" => "name",
+            "rescan interval" => "rescan_secs",
+            "mDNS interface" => "mdns_interfaces",
+            other => other,
+        }),
+        _ => None,
+    }
+}
+
+/// The line (from 1) where `key` is set in `text`: `key = ...` or a `[key]` table.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+                || l.strip_prefix('[')
+                    .and_then(|r| r.strip_prefix(key))
+                    .is_some_and(|r| r.starts_with(']') || r.starts_with('.'))
+        })
+        .map(|i| i + 1)
 }
 
 /// `~/Downloads/Ferry` (the platform's download folder when it has one).
@@ -317,5 +371,25 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(e, ConfigError::Listen { .. }));
+    }
+
+    #[test]
+    fn a_value_out_of_range_names_the_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = || Overrides { home: Some(dir.path().into()), ..Default::default() };
+        for (text, line, key) in [
+            ("name = \"x\"\n\nmass_delete_percent = 0\n", 3, "mass_delete_percent"),
+            ("# comment\n  rescan_secs = 0\n", 2, "rescan_secs"),
+            ("listen = \"nowhere\"\n", 1, "listen"),
+            ("mdns = true\n[static_addresses]\nnope = [\"x\"]\n", 2, "static_addresses"),
+        ] {
+            std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
+            let e = Config::load(home()).unwrap_err();
+            let want = format!("{} line {line}: {key}: ", dir.path().join(CONFIG_FILE).display());
+            assert!(e.to_string().starts_with(&want), "{e}");
+        }
+        // The same bad value from a flag is the flag's, not the file's.
+        let e = Config::load(Overrides { rescan_secs: Some(0), ..home() }).unwrap_err();
+        assert_eq!(e.to_string(), "invalid rescan interval: must be at least 1 second");
     }
 }

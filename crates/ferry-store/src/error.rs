@@ -27,6 +27,10 @@ pub enum StoreError {
     /// A stored key or index entry that breaks the schema's invariants.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The database file is damaged (garbage, cut short, pages that do not check out): redb
+    /// refused it, or failed on it while opening. Nothing was written to it.
+    #[error("the database is damaged: {0}")]
+    Damaged(String),
     /// A caller asked for something that must exist (e.g. the state of an unknown share).
     #[error("not found: {0}")]
     NotFound(String),

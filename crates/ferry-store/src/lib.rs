@@ -67,11 +67,28 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, migrating it to the current schema.
+    /// A damaged file is [`StoreError::Damaged`]: redb's own verdict (corrupt, not a redb file,
+    /// cut short) or a panic of redb's on pages it did not expect (seen with garbage written over
+    /// a valid file), which is caught here so that the caller can say what to do.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
-        let store = Store { db, generation: Default::default(), index_generation: Default::default() };
-        store.write(schema::migrate)?;
-        Ok(store)
+        let opened = std::panic::catch_unwind(|| -> Result<Store, StoreError> {
+            let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
+            let store = Store { db, generation: Default::default(), index_generation: Default::default() };
+            store.write(schema::migrate)?;
+            Ok(store)
+        });
+        match opened {
+            Ok(Err(e)) => Err(damaged(e)),
+            Ok(ok) => ok,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "redb failed on it".into());
+                Err(StoreError::Damaged(format!("redb failed on it ({why})")))
+            }
+        }
     }
 
     fn read<R>(&self, f: impl FnOnce(&ReadTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
@@ -129,3 +146,22 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+/// Tells a damaged file apart from other failures to open (a file another process holds, a
+/// database of a newer Ferry, permissions), which keep their own error.
+fn damaged(e: StoreError) -> StoreError {
+    use redb::{DatabaseError, StorageError};
+    let corrupt = |s: &StorageError| match s {
+        StorageError::Corrupted(_) => true,
+        StorageError::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    };
+    match &e {
+        StoreError::Database(DatabaseError::Storage(s)) | StoreError::Storage(s) if corrupt(s) => {
+            StoreError::Damaged(s.to_string())
+        }
+        StoreError::Corrupt(why) => StoreError::Damaged(why.clone()),
+        StoreError::Decode { .. } => StoreError::Damaged(e.to_string()),
+        _ => e,
+    }
+}

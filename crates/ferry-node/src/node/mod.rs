@@ -56,8 +56,11 @@ impl Node {
         let home = cfg.home.clone();
         let (identity, store) = tokio::task::spawn_blocking(move || {
             let identity = Identity::load_or_create(&home).map_err(|e| ApiError::internal(format!("identity: {e}")))?;
-            let store = Store::open(&home.join("ferry.redb"))
-                .map_err(|e| ApiError::internal(format!("cannot open {}: {e}", home.join("ferry.redb").display())))?;
+            let db = home.join("ferry.redb");
+            let store = Store::open(&db).map_err(|e| match e {
+                ferry_store::StoreError::Damaged(why) => ApiError::internal(damaged_database(&db, &why)),
+                e => ApiError::internal(format!("cannot open {}: {e}", db.display())),
+            })?;
             Ok::<_, ApiError>((identity, store))
         })
         .await
@@ -235,4 +238,26 @@ impl Node {
         d.problems = problems(&d);
         Ok(d)
     }
+}
+
+/// What a person reads when the database cannot be opened because it is damaged: what it means
+/// for their files, and the exact steps to start again. The node does not move the file itself:
+/// the database holds the pairings and the list of shares (the identity is in `cert.der` and
+/// `key.der`, the files in the shared folders), so a fresh one cannot take up the shares by
+/// itself, and a person should decide to start over.
+pub(crate) fn damaged_database(db: &std::path::Path, why: &str) -> String {
+    let d = db.display();
+    format!(
+        "the database {d} is damaged ({why}).\n\
+         Ferry did not start and changed nothing: the files in your shared folders are untouched, and \
+         this device keeps its identity (cert.der and key.der beside the database).\n\
+         To start again with a new database:\n\
+         \x20 1. move the damaged one aside (keep it; do not delete it): mv {d} {d}.damaged\n\
+         \x20 2. start Ferry again: ferry daemon\n\
+         \x20 3. pair with your other devices again: ferry pair ADDRESS (and accept on the other device)\n\
+         \x20 4. on the other device, invite this one to each share again: ferry share invite SHARE DEVICE;\n\
+         \x20    accept each offer here into the same folder as before: ferry accept ID --path FOLDER.\n\
+         \x20    Its files are kept and compared with the other devices' (nothing is deleted; where both\n\
+         \x20    changed a file, a conflict copy keeps both)."
+    )
 }

@@ -128,3 +128,31 @@ fn v2_database_migrates_to_v3_keeping_notes() {
     assert!(store.transfers().unwrap().is_empty());
     assert!(!store.auto_accept(&PEER).unwrap());
 }
+
+/// A database file made unusable three ways (garbage, cut to half, garbage after a valid header)
+/// is refused as `Damaged`, and the refusal leaves the file byte for byte as it was.
+#[test]
+fn a_damaged_file_is_refused_as_damaged_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        store.put_share(&share(S1)).unwrap();
+        store.commit_local(&S1, &[update("a"), update("b")], &[]).unwrap();
+    }
+    let good = std::fs::read(&path).unwrap();
+    let garbage =
+        |seed: u8, len: usize| -> Vec<u8> { (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect() };
+    let half = good[..good.len() / 2].to_vec();
+    let mut after_header = good.clone();
+    after_header[4096..].copy_from_slice(&garbage(7, good.len() - 4096));
+    for (what, bytes) in [("garbage", garbage(1, 100_000)), ("half", half), ("after header", after_header)] {
+        std::fs::write(&path, &bytes).unwrap();
+        match Store::open(&path) {
+            Err(StoreError::Damaged(why)) => assert!(!why.is_empty(), "{what}"),
+            Err(e) => panic!("{what}: not refused as damaged: {e}"),
+            Ok(_) => panic!("{what}: opened"),
+        }
+        assert!(std::fs::read(&path).unwrap() == bytes, "{what}: the file was changed");
+    }
+}
