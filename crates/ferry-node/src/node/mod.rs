@@ -254,7 +254,8 @@ pub(crate) fn damaged_database(db: &std::path::Path, why: &str) -> String {
          To start again with a new database:\n\
          \x20 1. move the damaged one aside (keep it; do not delete it): mv {d} {d}.damaged\n\
          \x20 2. start Ferry again: ferry daemon\n\
-         \x20 3. pair with your other devices again: ferry pair ADDRESS (and accept on the other device)\n\
+         \x20 3. pair with your other devices again: ferry pair ADDRESS (a device that still has this one\n\
+         \x20    paired answers at once; another shows a prompt to accept)\n\
          \x20 4. on the other device, invite this one to each share again: ferry share invite SHARE DEVICE;\n\
          \x20    accept each offer here into the same folder as before: ferry accept ID --path FOLDER.\n\
          \x20    Its files are kept and compared with the other devices' (nothing is deleted; where both\n\
