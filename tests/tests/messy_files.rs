@@ -141,7 +141,7 @@ async fn a_file_appended_to_while_it_syncs_ends_with_the_final_content() {
     let mut seen = std::collections::BTreeSet::new();
     let check = |seen: &mut std::collections::BTreeSet<usize>| {
         if let Ok(got) = fs::read(&target) {
-            let whole_blocks = got.len() >= START && (got.len() - START) % APPEND == 0;
+            let whole_blocks = got.len() >= START && (got.len() - START).is_multiple_of(APPEND);
             assert!(whole_blocks && most.starts_with(&got), "b shows content a never had ({} bytes)", got.len());
             seen.insert(got.len());
         }
