@@ -25,6 +25,11 @@ const NAME_MAX: usize = 255;
 
 /// Walks `components` below `base`, checking each is a real directory. Missing ones are created
 /// when `create`, otherwise the walk stops there (nothing further can be in the way).
+///
+/// A directory created here is made durable before this returns (its parent is fsynced): a
+/// file committed into it fsyncs only its own directory, and a new directory's name is durable
+/// only once its parent is fsynced, so without this a power cut could take a whole new folder,
+/// with files the index already holds, away.
 pub(crate) fn ensure_dirs<'a>(
     base: &Path,
     components: impl IntoIterator<Item = &'a str>,
@@ -45,7 +50,7 @@ pub(crate) fn ensure_dirs<'a>(
                     continue;
                 }
                 match fs::create_dir(&cur) {
-                    Ok(()) => {}
+                    Ok(()) => fsync_dir(cur.parent().unwrap_or(base))?,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         // Raced with someone; whatever is there now must still be a directory.
                         let m = fs::symlink_metadata(&cur).ctx("lstat", &cur)?;
