@@ -27,6 +27,7 @@ fn file_type(k: &Kind) -> FileType {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
         Kind::Symlink(_) => FileType::Symlink,
+        Kind::Special(t) => *t,
     }
 }
 
@@ -48,6 +49,10 @@ fn fuse_attr(a: &Attr) -> FileAttr {
         blksize: 4096,
         flags: 0,
     }
+}
+
+fn perm(mode: u32, umask: u32) -> u16 {
+    (mode & !umask & 0o7777) as u16
 }
 
 fn time(t: TimeOrNow) -> SystemTime {
@@ -132,7 +137,28 @@ impl Filesystem for Fuse {
     }
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        let r = self.model().create(parent.0, name, Kind::Dir, (mode & !umask & 0o7777) as u16);
+        let r = self.model().create(parent.0, name, Kind::Dir, perm(mode, umask));
+        self.entry(reply, r)
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFSOCK => Kind::Special(FileType::Socket),
+            libc::S_IFIFO => Kind::Special(FileType::NamedPipe),
+            libc::S_IFREG => Kind::File,
+            // Devices are not needed by the campaign.
+            _ => return reply.error(Errno::EPERM),
+        };
+        let r = self.model().create(parent.0, name, kind, perm(mode, umask));
         self.entry(reply, r)
     }
 
@@ -270,7 +296,7 @@ impl Filesystem for Fuse {
         reply: ReplyCreate,
     ) {
         let mut m = self.model();
-        let r = m.create(parent.0, name, Kind::File, (mode & !umask & 0o7777) as u16).and_then(|ino| m.attr(ino));
+        let r = m.create(parent.0, name, Kind::File, perm(mode, umask)).and_then(|ino| m.attr(ino));
         match r {
             Ok(a) => reply.created(&TTL, &fuse_attr(&a), GEN, FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(e),

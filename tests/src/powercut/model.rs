@@ -26,6 +26,9 @@ pub enum Kind {
     File,
     Dir,
     Symlink(OsString),
+    /// A socket or FIFO (mknod): a name only, like a symlink (the control socket of a home on
+    /// the mount is one).
+    Special(fuser::FileType),
 }
 
 /// What `stat` shows besides kind, size and links.
@@ -164,6 +167,7 @@ impl Model {
                 (4096, 2 + subdirs.count() as u32)
             }
             Kind::Symlink(t) => (t.len() as u64, n.nlink),
+            Kind::Special(_) => (0, n.nlink),
         };
         Ok(Attr { ino, kind: n.kind.clone(), size, nlink, meta: n.meta.clone() })
     }
