@@ -70,3 +70,32 @@ fn files_committed_into_new_folders_survive_a_cut() {
     }
     assert_eq!(fs::read(root.join("new/deep/one")).ok(), Some(b"one".to_vec()));
 }
+
+/// A node's first start on a new home, a share added, a clean stop, then a cut: before the fix
+/// the home's folder and the database's name were never made durable (`create_dir_all`, and
+/// redb fsyncs its file, never its folder), so the node came back as a new device with no
+/// share, or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_home_and_its_database_survive_a_cut() {
+    let Some((_d, mut p)) = mounted() else { return };
+    let home = p.path().join("homes/beta");
+    let share = p.path().join("Shared/docs");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("a.txt"), b"a").unwrap();
+    let n = ferry_e2e::TestNode::start_at("beta", &home).await;
+    let id = n.id();
+    let dto = ferry_node::api::ShareAddDto { path: share.display().to_string(), label: None, mode: None };
+    let added = n.node.share_add(dto).await.expect("share add");
+    n.stop().await;
+    // The share folder itself was the test's (not made durable): make it so, as a user's
+    // long-standing folder would be, so that only Ferry's own files are at stake.
+    for d in [share.as_path(), share.parent().unwrap(), p.path()] {
+        std::fs::File::open(d).and_then(|f| f.sync_all()).unwrap();
+    }
+    p.cut().unwrap();
+    let n = ferry_e2e::TestNode::start_at("beta", &home).await;
+    assert_eq!(n.id(), id, "the same device after the cut");
+    let shares = n.node.share_list().await.unwrap();
+    assert!(shares.iter().any(|s| s.id == added.id), "the share survives: {shares:?}");
+    n.stop().await;
+}

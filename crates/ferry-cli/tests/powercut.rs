@@ -25,7 +25,6 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -122,6 +121,8 @@ impl Campaign {
         for d in [&dir_a, &stage_a, &stage_b] {
             fs::create_dir_all(d).unwrap();
         }
+        // The test's own folder on the mount is durable before anything is put in it.
+        fs::File::open(&mnt).and_then(|d| d.sync_all()).unwrap();
         let a = Daemon::start("alpha");
         let b = Daemon::start_at("beta", &mnt.join("home"), &root.join("beta.log"));
         pair_through_cli(&a, &b);
@@ -203,7 +204,7 @@ impl Campaign {
             let sb = self.b.share_status(&self.share);
             let synced = |s: &Option<Value>| s.as_ref().is_some_and(|s| s["in_sync"] == true && s["need"] == 0);
             if ta == tb && synced(&sa) && synced(&sb) {
-                let sb = sb.unwrap();
+                let sb = sb.clone().unwrap();
                 let files: Vec<&String> = tb.values().filter(|v| v.starts_with("file:")).collect();
                 let bytes: u64 = files.iter().filter_map(|v| v.split(':').nth(1)?.parse::<u64>().ok()).sum();
                 if sb["files"] != files.len() as u64 || sb["bytes"] != bytes {
@@ -293,4 +294,6 @@ impl Campaign {
     }
 }
 
+// Beside this file, not in tests/ itself (where cargo would build it as a test binary).
+#[path = "powercut/workload.rs"]
 mod workload;

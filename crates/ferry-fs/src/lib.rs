@@ -34,8 +34,8 @@ pub use scan::{Change, Known, Observed, Reused, ScanOutcome, Scope, scan, scan_r
 pub use snapshot::{SnapshotOf, drop_snapshot, link_snapshot, link_snapshots, snapshot_path, take_snapshot};
 pub use watch::{ShareWatcher, WatchEvent, watch};
 pub use write::{
-    TempFile, checked_path, commit_temp, create_dir, create_symlink, create_temp, fsync_dir, prepare_parent,
-    read_range, remove_entry, remove_stale_temps, set_mtime, stat_known, unchanged_on_disk,
+    TempFile, checked_path, commit_temp, create_dir, create_dirs_durable, create_symlink, create_temp, fsync_dir,
+    prepare_parent, read_range, remove_entry, remove_stale_temps, set_mtime, stat_known, unchanged_on_disk,
 };
 
 use std::fs::Metadata;

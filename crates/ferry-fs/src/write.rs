@@ -182,6 +182,23 @@ pub fn commit_temp(temp: TempFile, root: &Path, rel: &RelPath, mtime_ns: i64, ex
     fsync_dir(target.parent().unwrap_or(root))
 }
 
+/// `create_dir_all` that makes what it creates durable: each directory it makes has its parent
+/// fsynced right after (a new directory's name is durable only then, so without it a power cut
+/// can take a new home, share folder or inbox away with everything later written into it).
+/// Directories that exist are left alone.
+pub fn create_dirs_durable(path: &Path) -> io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    create_dirs_durable(parent)?;
+    match fs::create_dir(path) {
+        Ok(()) => File::open(parent)?.sync_all(),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// fsyncs a directory, making renames and creations in it durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
     let f = File::open(dir).ctx("open dir", dir)?;

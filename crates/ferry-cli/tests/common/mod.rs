@@ -188,9 +188,8 @@ impl Daemon {
         d
     }
 
-    /// Starts a daemon on the home `home` (created if missing), logging to `log`.
+    /// Starts a daemon on the home `home` (the daemon creates it if missing), logging to `log`.
     pub fn start_at(name: &str, home: &Path, log: &Path) -> Daemon {
-        fs::create_dir_all(home).unwrap();
         let mut d = Daemon {
             name: name.into(),
             home: home.into(),

@@ -154,7 +154,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
 /// Records a new share and starts syncing it.
 pub(crate) async fn create_share(inner: &Arc<Context>, rec: ShareRecord) -> ApiResult<()> {
     let ferry_dir = Path::new(&rec.path).join(FERRY_DIR);
-    std::fs::create_dir_all(&ferry_dir).map_err(|e| ApiError::bad(format!("{}: {e}", ferry_dir.display())))?;
+    ferry_fs::create_dirs_durable(&ferry_dir).map_err(|e| ApiError::bad(format!("{}: {e}", ferry_dir.display())))?;
     let r = rec.clone();
     inner.db(move |s| s.put_share(&r)).await?;
     start_worker(inner, rec);
@@ -174,7 +174,8 @@ pub(crate) async fn accept_offer(
         return Err(ApiError::new(crate::api::ErrorCode::Conflict, "this share is already set up here"));
     }
     if !path.exists() {
-        std::fs::create_dir_all(path).map_err(|e| ApiError::bad(format!("cannot create {}: {e}", path.display())))?;
+        ferry_fs::create_dirs_durable(path)
+            .map_err(|e| ApiError::bad(format!("cannot create {}: {e}", path.display())))?;
     }
     let canon = inner.validate_share_path(path, None).await?;
     let rec = ShareRecord {
