@@ -25,6 +25,7 @@
 
 mod devices;
 mod error;
+mod intents;
 mod local;
 mod notes;
 mod prompts;
@@ -41,6 +42,7 @@ use std::path::Path;
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 pub use error::StoreError;
+pub use intents::ApplyIntent;
 pub use local::LocalReader;
 pub use records::{
     DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, NoteRecord, NoteState, PromptKind, PromptRecord, RemoteState,

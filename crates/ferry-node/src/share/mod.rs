@@ -37,6 +37,7 @@ use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHa
 
 mod apply;
 mod fast;
+mod intents;
 mod pull;
 mod scan;
 mod status;
@@ -86,6 +87,9 @@ struct Worker {
     guard: Mutex<MassDeleteGuard>,
     /// When to try the failed items of the last pull again (see [`RETRY_MIN`]).
     retry: Mutex<Retry>,
+    /// Paths a stopped pull left holding neither the old nor the new content (see
+    /// `intents.rs`): the first full scan records them as no version of ours.
+    unfinished: Mutex<std::collections::HashSet<RelPath>>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
@@ -132,6 +136,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         pull_mark: Mutex::new(None),
         guard: Mutex::new(MassDeleteGuard::new()),
         retry: Mutex::new(Retry { at: None, delay: RETRY_MIN }),
+        unfinished: Mutex::new(Default::default()),
     };
     // Every log line of this share's actor (and of what it starts) names the share.
     let span = tracing::info_span!("share", share = %share.id, label = %share.label);
@@ -253,6 +258,7 @@ impl Worker {
             Ok(Err(e)) => tracing::warn!(share = %self.id, "stale temp cleanup: {e}"),
             _ => {}
         }
+        self.check_intents().await;
         let mut next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
         loop {
             if *stop.borrow() {

@@ -14,6 +14,9 @@ impl Worker {
         let store = self.inner.store.clone();
         let id = self.id;
         let root = self.root.clone();
+        let full = matches!(scope, Scope::Full);
+        let unfinished = self.unfinished.lock().unwrap().clone();
+        let had_unfinished = !unfinished.is_empty();
         let (outcome, changes, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, ShareError> {
             let ignore = Ignore::load(&root)?;
             // Every lookup of the scan reads one snapshot of the index, entry by entry: a full
@@ -46,7 +49,13 @@ impl Worker {
             let seen: Vec<Seen> = std::mem::take(&mut outcome.changes).into_iter().map(records::seen).collect();
             let changes = seen.len();
             let entry_at = |p: &RelPath| lookup(p).map(records::into_entry);
-            let updates = scan::updates(&seen, &entry_at, rec.mode, me);
+            let mut updates = scan::updates(&seen, &entry_at, rec.mode, me);
+            // A stopped pull's unfinished writes are no edits of ours (see `intents.rs`).
+            for u in updates.iter_mut().filter(|u| !u.entry.record.deleted && unfinished.contains(&u.entry.record.path))
+            {
+                let existing = entry_at(&u.entry.record.path);
+                *u = scan::unfinished_apply(u.clone(), existing.as_ref());
+            }
             // Versions of the local content this scan saw replaced or deleted (archived before
             // the index commit, like every version).
             let (versions, counts) = crate::history::on_scan(&root, id, me, &updates, &entry_at);
@@ -61,6 +70,11 @@ impl Worker {
         .await??;
         if let Some(s) = max_seq {
             self.seq.send_replace(s);
+        }
+        if had_unfinished && full {
+            // Recorded (committed above): the stopped pass's intents have served.
+            self.unfinished.lock().unwrap().clear();
+            self.clear_intents().await?;
         }
         self.inner.summaries.local(self.id, counts);
         for (path, msg) in &outcome.errors {
