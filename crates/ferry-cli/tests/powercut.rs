@@ -45,7 +45,7 @@ const CUT_WINDOW_MS: u64 = 1500;
 /// Bound for A and B to agree again after a restart (big files go through FUSE on B).
 const CONVERGE: Duration = Duration::from_secs(120);
 /// Files in the share above which the burst stops adding (keeps each round's scans short).
-const MAX_FILES: usize = 150;
+const MAX_FILES: usize = 400;
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -166,7 +166,10 @@ impl Campaign {
         let mut reported = self.converge(cut);
         let copies_before = conflict_copies(&reported.tree).len();
         let (touched, conflicts) = self.burst();
-        std::thread::sleep(Duration::from_millis(self.rng.gen_range(0..CUT_WINDOW_MS)));
+        // The random moment of the cut (not a synchronisation): squared, so that most cuts
+        // fall early, while B is still scanning, fetching and committing the burst.
+        let x: f64 = self.rng.r#gen();
+        std::thread::sleep(Duration::from_millis((x * x * CUT_WINDOW_MS as f64) as u64));
         // What B says just before the power goes counts too.
         reported.notes = self.notes_b();
         reported.sends = self.sends_done_b();

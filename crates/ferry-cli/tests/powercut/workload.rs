@@ -18,6 +18,9 @@ const SMALL_MAX: usize = 20_000;
 /// Big files: a few MiB, so a cut can land in the middle of one's pull.
 const BIG_MIN: usize = 2 << 20;
 const BIG_MAX: usize = 6 << 20;
+/// Files in a new tree: above ferry-fs's group size for one `syncfs` (32), so that a tree
+/// arriving at B goes through the group commit (the LazyFS report's case).
+const TREE: std::ops::RangeInclusive<usize> = 40..=80;
 /// Operations per burst.
 const BURST: std::ops::RangeInclusive<usize> = 3..=8;
 
@@ -140,7 +143,22 @@ impl Campaign {
                         touched.insert(p);
                     }
                 }
-                90..95 => self.send(),
+                90..94 => self.send(),
+                94..96 if files.len() + TREE.end() < MAX_FILES => {
+                    touched.extend(self.new_tree());
+                }
+                96..97 => {
+                    // A whole tree goes (what it holds stays under the mass-delete threshold
+                    // while the share holds more than twice as many files).
+                    let trees: Vec<String> =
+                        files.iter().filter_map(|f| f.strip_suffix("/x.txt")).map(String::from).collect();
+                    if let Some(t) = trees.first().filter(|_| files.len() > 3 * TREE.end()) {
+                        let gone: Vec<String> =
+                            files.iter().filter(|f| f.starts_with(&format!("{t}/"))).cloned().collect();
+                        fs::remove_dir_all(self.dir_a.join(t)).unwrap();
+                        touched.extend(gone);
+                    }
+                }
                 _ => {
                     self.counter += 1;
                     self.a.cli(&["note", "send", "beta", &format!("note {}", self.counter)]);
@@ -151,6 +169,21 @@ impl Campaign {
         let copies: Vec<String> = common::conflict_copies(&tree(&self.dir_b));
         touched.extend(copies);
         (touched, conflicts)
+    }
+
+    /// A new folder of small files, written in one go (as a copy or an unpacked archive would).
+    fn new_tree(&mut self) -> Vec<String> {
+        self.counter += 1;
+        let (top, n) = (format!("t{}", self.counter), self.rng.gen_range(TREE));
+        let mut paths = Vec::with_capacity(n + 1);
+        for i in 0..n {
+            let rel = if i == 0 { format!("{top}/x.txt") } else { format!("{top}/s{}/f{i}.txt", i % 3) };
+            let len = self.rng.gen_range(1..=2000);
+            let data = self.content(len);
+            self.put_a(&rel, &data);
+            paths.push(rel);
+        }
+        paths
     }
 
     /// A one-shot send of a new file from A to B (queued; B accepts sends from A).
