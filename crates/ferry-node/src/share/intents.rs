@@ -15,11 +15,12 @@ use ferry_store::ApplyIntent;
 
 impl Worker {
     /// Records the pass's writes of file content (before any of them is renamed into place).
+    /// Returns whether there were any (then the pass clears them at its end).
     pub(super) async fn record_intents(
         &self,
         items: &[(FileRecord, Action)],
         local: &HashMap<RelPath, LocalEntry>,
-    ) -> Result<(), ShareError> {
+    ) -> Result<bool, ShareError> {
         let intents: Vec<ApplyIntent> = items
             .iter()
             .filter(|(t, _)| t.is_file())
@@ -29,9 +30,12 @@ impl Worker {
                 old: local.get(&t.path).filter(|l| l.record.is_file()).map(|l| l.record.hash),
             })
             .collect();
+        if intents.is_empty() {
+            return Ok(false);
+        }
         let id = self.id;
         self.inner.db(move |s| s.record_intents(&id, &intents)).await?;
-        Ok(())
+        Ok(true)
     }
 
     pub(super) async fn clear_intents(&self) -> Result<(), ShareError> {

@@ -182,7 +182,7 @@ impl Worker {
         self.set_state("syncing");
         let mut items = pull::ordered(wanted.into_values());
         // Before any rename of this pass: what it is about to write (see `intents.rs`).
-        self.record_intents(&items, &local).await?;
+        let intents = self.record_intents(&items, &local).await?;
         // Chunks this device already has, for reuse: only those the wanted files are made of.
         let needed = pull::needed_chunks(&items);
         let local_chunks = if needed.is_empty() {
@@ -234,7 +234,9 @@ impl Worker {
         }
         self.flush(&mut batch).await?;
         // Every rename of the pass is in the index now.
-        self.clear_intents().await?;
+        if intents {
+            self.clear_intents().await?;
+        }
         Ok(stats)
     }
 
