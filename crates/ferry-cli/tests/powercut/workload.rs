@@ -153,8 +153,9 @@ impl Campaign {
                     let trees: Vec<String> =
                         files.iter().filter_map(|f| f.strip_suffix("/x.txt")).map(String::from).collect();
                     if let Some(t) = trees.first().filter(|_| files.len() > 3 * TREE.end()) {
+                        // Conflict copies in it go too.
                         let gone: Vec<String> =
-                            files.iter().filter(|f| f.starts_with(&format!("{t}/"))).cloned().collect();
+                            tree(&self.dir_a).into_keys().filter(|f| f.starts_with(&format!("{t}/"))).collect();
                         fs::remove_dir_all(self.dir_a.join(t)).unwrap();
                         touched.extend(gone);
                     }
