@@ -12,6 +12,7 @@ use ferry_node::{Config, Event, Node};
 use tempfile::TempDir;
 
 pub mod netns;
+pub mod powercut;
 pub mod rogue;
 pub mod sends;
 pub mod unsyncable;

@@ -113,7 +113,7 @@ impl Config {
 
     pub fn load(overrides: Overrides) -> Result<Config, ConfigError> {
         let home = Self::home_from(&overrides);
-        std::fs::create_dir_all(&home).map_err(|source| ConfigError::Home { path: home.clone(), source })?;
+        ferry_fs::create_dirs_durable(&home).map_err(|source| ConfigError::Home { path: home.clone(), source })?;
         let file = read_file_config(&home.join(CONFIG_FILE))?;
 
         let listen_raw = overrides.listen.or(file.listen).unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));

@@ -111,8 +111,8 @@ async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> 
     let placed: Arc<HashSet<String>> = Arc::new(t.placed.iter().map(|(from, _)| from.clone()).collect());
     let (inbox, st) = (inner.cfg.inbox.clone(), staging.clone());
     blocking(move || {
-        std::fs::create_dir_all(&inbox).map_err(io(&inbox))?;
-        std::fs::create_dir_all(&st).map_err(io(&st))
+        ferry_fs::create_dirs_durable(&inbox).map_err(io(&inbox))?;
+        ferry_fs::create_dirs_durable(&st).map_err(io(&st))
     })
     .await?;
     fetch_files(inner, peer, &t, &staging, &placed).await?;
