@@ -259,6 +259,7 @@ async fn place_items(
         }
         let (st, inbox, name) = (staging.to_path_buf(), inner.cfg.inbox.clone(), top.clone());
         let final_name = blocking(move || place(&st.join(&name), &inbox, &name)).await?;
+        crate::crash::point("send.placed");
         let (from, to) = (top.clone(), final_name.clone());
         inner
             .db(move |s| {

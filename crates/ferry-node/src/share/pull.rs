@@ -327,6 +327,7 @@ impl Worker {
         let (updates, versions) = (std::mem::take(&mut batch.updates), std::mem::take(&mut batch.versions));
         let id = self.id;
         let seq = self.inner.db(move |s| s.commit_local(&id, &updates, &versions)).await?;
+        crate::crash::point("pull.committed");
         self.seq.send_replace(seq.0);
         // Counted once: the batch goes on after a flush (the changes and conflicts were kept,
         // and counted again, by every later flush of the pass).

@@ -68,7 +68,9 @@ impl Worker {
                 None
             } else {
                 let updates: Vec<LocalUpdate> = updates.into_iter().map(records::local_update).collect();
-                Some(store.commit_local(&id, &updates, &versions)?.0)
+                let seq = store.commit_local(&id, &updates, &versions)?.0;
+                crate::crash::point("scan.committed");
+                Some(seq)
             };
             Ok((outcome, changes, max_seq, counts))
         })
