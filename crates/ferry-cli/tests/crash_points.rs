@@ -126,11 +126,21 @@ fn the_receiver_recovers_from_a_crash_at_every_durability_step() {
         known.check(&db, point);
         if point == "send.placed" {
             let inbox = b.home.join("Inbox");
-            wait_for(&format!("{point}: the sent file in beta's inbox"), || {
-                tree(&inbox).values().filter(|v| v.ends_with(blake3::hash(&sent).to_hex().as_str())).count() == 1
-            });
-            let copies = tree(&inbox).values().filter(|v| v.ends_with(blake3::hash(&sent).to_hex().as_str())).count();
-            assert_eq!(copies, 1, "{point}: placed twice: {:?}", tree(&inbox));
+            let copies =
+                || tree(&inbox).values().filter(|v| v.ends_with(blake3::hash(&sent).to_hex().as_str())).count();
+            let done = || b.json(&["transfers"]).as_array().unwrap().iter().any(|t| t["state"] == "done");
+            let deadline = std::time::Instant::now() + WAIT;
+            while !(copies() >= 1 && done()) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            assert_eq!(
+                copies(),
+                1,
+                "{point}: the sent file is not in the inbox exactly once: {:?}\ntransfers: {}\n{}",
+                tree(&inbox),
+                b.json(&["transfers"]),
+                b.log_tail(40)
+            );
         }
         if point == "note.stored" {
             wait_for(&format!("{point}: the note on beta"), || {

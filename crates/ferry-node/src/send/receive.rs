@@ -331,12 +331,24 @@ pub(super) fn place(src: &Path, inbox: &Path, name: &str) -> Result<String, Stri
         } else {
             match std::fs::hard_link(src, &target) {
                 Ok(()) => return Ok(cand),
+                // Our own earlier placement, made before a crash that came before it was
+                // recorded: the staging copy is still a link to it (same inode), so it is
+                // placed already, not placed again under the next name.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && same_file(&meta, &target) => {
+                    return Ok(cand);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(format!("{}: {e}", target.display())),
             }
         }
     }
     Err(format!("no free name for {name} in {}", inbox.display()))
+}
+
+/// Whether `path` is the file `meta` describes (the same inode on the same device).
+fn same_file(meta: &std::fs::Metadata, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.ino() == meta.ino() && m.dev() == meta.dev())
 }
 
 pub(super) async fn remove_staging(inner: &Arc<Context>, id: &TransferId) {
