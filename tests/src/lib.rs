@@ -46,6 +46,17 @@ pub fn config(name: &str, home: &Path) -> Config {
     }
 }
 
+/// Sends the logs of the nodes in this process to the test's output when `RUST_LOG` is set
+/// (`RUST_LOG=ferry_node=debug cargo test ... -- --nocapture`), to see where a failing test
+/// stalled; without it, nothing is logged (as before). Idempotent: every node calls it.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::from_default_env();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().try_init();
+}
+
 impl TestNode {
     pub async fn start(name: &str) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
@@ -57,6 +68,7 @@ impl TestNode {
 
     /// Starts (or restarts) a node on an existing home.
     pub async fn start_at(name: &str, home: &Path) -> TestNode {
+        init_tracing();
         let node = Node::start(config(name, home)).await.expect("node starts");
         TestNode { node, name: name.into(), home: home.to_path_buf(), _home_dir: None }
     }
