@@ -115,10 +115,24 @@ where
             return v;
         }
         if Instant::now() > deadline {
+            dump_status(nodes).await;
             panic!("timed out after {WAIT:?} waiting for: {what}");
         }
         let any_event = futures_select(&mut subs);
         let _ = tokio::time::timeout(Duration::from_millis(200), any_event).await;
+    }
+}
+
+/// Prints each node's status (shares' state, counts, needs, items that cannot be synced; its
+/// connections), so a timeout says which side stalled where.
+async fn dump_status(nodes: &[&TestNode]) {
+    for n in nodes {
+        // Bounded: the node may be the one that hangs.
+        match tokio::time::timeout(Duration::from_secs(5), n.node.status()).await {
+            Ok(Ok(st)) => eprintln!("status of {}: {}", n.name, serde_json::to_string(&st).unwrap_or_default()),
+            Ok(Err(e)) => eprintln!("status of {}: {e}", n.name),
+            Err(_) => eprintln!("status of {}: no answer within 5 s", n.name),
+        }
     }
 }
 
