@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 pub mod messy;
 pub mod netns;
+pub mod powercut;
 pub mod rogue;
 pub mod sends;
 pub mod unsyncable;
@@ -47,6 +48,17 @@ pub fn config(name: &str, home: &Path) -> Config {
     }
 }
 
+/// Sends the logs of the nodes in this process to the test's output when `RUST_LOG` is set
+/// (`RUST_LOG=ferry_node=debug cargo test ... -- --nocapture`), to see where a failing test
+/// stalled; without it, nothing is logged (as before). Idempotent: every node calls it.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::from_default_env();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().try_init();
+}
+
 impl TestNode {
     pub async fn start(name: &str) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
@@ -58,6 +70,7 @@ impl TestNode {
 
     /// Starts (or restarts) a node on an existing home.
     pub async fn start_at(name: &str, home: &Path) -> TestNode {
+        init_tracing();
         let node = Node::start(config(name, home)).await.expect("node starts");
         TestNode { node, name: name.into(), home: home.to_path_buf(), _home_dir: None }
     }
@@ -104,10 +117,24 @@ where
             return v;
         }
         if Instant::now() > deadline {
+            dump_status(nodes).await;
             panic!("timed out after {WAIT:?} waiting for: {what}");
         }
         let any_event = futures_select(&mut subs);
         let _ = tokio::time::timeout(Duration::from_millis(200), any_event).await;
+    }
+}
+
+/// Prints each node's status (shares' state, counts, needs, items that cannot be synced; its
+/// connections), so a timeout says which side stalled where.
+async fn dump_status(nodes: &[&TestNode]) {
+    for n in nodes {
+        // Bounded: the node may be the one that hangs.
+        match tokio::time::timeout(Duration::from_secs(5), n.node.status()).await {
+            Ok(Ok(st)) => eprintln!("status of {}: {}", n.name, serde_json::to_string(&st).unwrap_or_default()),
+            Ok(Err(e)) => eprintln!("status of {}: {e}", n.name),
+            Err(_) => eprintln!("status of {}: no answer within 5 s", n.name),
+        }
     }
 }
 

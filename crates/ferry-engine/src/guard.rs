@@ -39,6 +39,15 @@ pub fn wanted_deletes<'a>(
     out
 }
 
+/// The wanted changes that must wait while the deletions `held` wait: a folder's deletion, or
+/// its replacement by a file or a link, needs every path below it gone first, so doing it now
+/// could only fail (the folder is not empty) and report an error for what is in fact waiting
+/// for the user's answer. Node: removes these from `wanted` with the held paths; the pull after
+/// the answer does them.
+pub fn blocked_by_held<'a>(wanted: impl IntoIterator<Item = &'a RelPath>, held: &[RelPath]) -> Vec<RelPath> {
+    wanted.into_iter().filter(|p| held.iter().any(|h| h != *p && h.is_within(p))).cloned().collect()
+}
+
 /// The stored inputs of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardInput {
@@ -142,6 +151,24 @@ impl MassDeleteGuard {
     /// True while an accepted burst is being applied.
     pub fn is_quiet(&self, now_ms: i64) -> bool {
         self.quiet_until_ms.is_some_and(|u| now_ms < u)
+    }
+}
+
+#[cfg(test)]
+mod blocked_tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_waits_for_the_held_deletions_below_it() {
+        let p = |s: &str| RelPath::new(s).unwrap();
+        let wanted = [p("d"), p("d/sub"), p("d/sub/f"), p("dd"), p("e/g"), p("new.txt")];
+        let held = [p("d/sub/f"), p("d/x")];
+        let mut blocked = blocked_by_held(wanted.iter(), &held);
+        blocked.sort();
+        // "dd" only shares a prefix; "e/g" and "new.txt" are elsewhere; the held path itself
+        // is the caller's to remove.
+        assert_eq!(blocked, vec![p("d"), p("d/sub")]);
+        assert!(blocked_by_held(wanted.iter(), &[]).is_empty());
     }
 }
 

@@ -96,6 +96,23 @@ pub fn update_for(existing: Option<&Entry>, seen: &Seen, mode: ShareMode, me: De
     }
 }
 
+/// The update for a file the scan saw where this device's own apply of a peer's record was cut
+/// short (a crash after the rename, before the index commit, on a disk that lost the content:
+/// neither the old nor the new content is there). It is not a new version of this device: the
+/// content is recorded as it is, under the version (and seq) the index had, none for a new
+/// path, and not sent (`new_seq` false). The peer's record then still wins, the pull fetches
+/// it again and keeps what is on disk as a version as it replaces it: no local edit, no
+/// conflict copy.
+pub fn unfinished_apply(mut u: Update, existing: Option<&Entry>) -> Update {
+    u.entry.record.version = existing.map(|e| e.record.version.clone()).unwrap_or_default();
+    u.entry.record.seq = existing.map_or(Seq(0), |e| e.record.seq);
+    if let Some(e) = existing {
+        u.entry.record.modified_by = e.record.modified_by;
+    }
+    u.new_seq = false;
+    u
+}
+
 /// [`update_for`] over a whole scan, in order. `lookup` reads our entry at a path (before the
 /// scan's commit).
 pub fn updates(
@@ -254,6 +271,35 @@ mod tests {
             ME,
         );
         assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn an_unfinished_apply_is_no_new_version() {
+        let old = Entry {
+            record: rec("f", b"old", VersionVector::new().bumped(PEER), PEER, 1),
+            inode: 3,
+            local_change: false,
+        };
+        let mut old = old;
+        old.record.seq = Seq(7);
+        // What the peer was sending us: a version after the one we hold.
+        let theirs = old.record.version.bumped(PEER);
+        let seen = Seen::Upsert(observed("f", b"torn", 4));
+        let u = unfinished_apply(update_for(Some(&old), &seen, ShareMode::SendReceive, ME).unwrap(), Some(&old));
+        assert!(!u.new_seq, "never sent as a change of ours");
+        assert_eq!(
+            (u.entry.record.version.clone(), u.entry.record.seq, u.entry.record.modified_by),
+            (old.record.version.clone(), Seq(7), PEER)
+        );
+        assert_eq!((u.entry.record.hash, u.entry.inode), (observed("f", b"torn", 4).hash, 4), "the disk as it is");
+        assert_eq!(
+            u.entry.record.version.compare(&theirs),
+            ferry_proto::VersionOrdering::Lesser,
+            "the peer's record still wins"
+        );
+        // A new path: no version at all, no seq.
+        let u = unfinished_apply(update_for(None, &seen, ShareMode::SendReceive, ME).unwrap(), None);
+        assert!(!u.new_seq && u.entry.record.version.is_empty() && u.entry.record.seq == Seq(0));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! [`commit_temp`](crate::commit_temp) costs two synchronous flushes per file (the temp, then
 //! its directory). For thousands of small files that is most of the time, so
 //! [`commit_temps`] keeps the same guarantees with far fewer waits: every temp is made durable
-//! first (a big group with one `syncfs` per file system, a small one with an fsync per temp
-//! from several threads at once, so the file system groups them into a few journal commits),
+//! first (a big group with one `syncfs` per file system where `syncfs` is known to be a
+//! barrier, see [`SYNCFS_BARRIERS`]; otherwise, and for a small group, an fsync per temp from
+//! several threads at once, so the file system groups them into a few journal commits),
 //! only then renamed over its target, and each touched directory is fsynced once at
 //! the end. A file is never visible at its final name before its content is durable, and the
 //! caller learns a file is committed only after its directory is durable too.
@@ -33,6 +34,31 @@ const SYNC_THREADS: usize = 4;
 /// thousands of flushes once the group is this big).
 const SYNCFS_MIN: usize = 32;
 
+/// File systems whose `syncfs` is known to make everything written on them durable (their
+/// `sync_fs` is a journal or log commit followed by a device flush), by `statfs` magic: there
+/// one `syncfs` may stand for a group's fsyncs. Every other type gets one fsync per file:
+/// above all FUSE (the kernel passes `syncfs` on to no FUSE file system but virtiofs, so ntfs-3g
+/// drives, gocryptfs and other encrypted folders, sshfs and rclone mounts get the writes and no
+/// flush: a power cut there left files of 0 bytes at their final names), and whatever we cannot
+/// vouch for (network file systems, overlays, file systems added later).
+const SYNCFS_BARRIERS: [(u32, &str); 4] = [
+    // One magic for ext2, ext3 and ext4; ext4's sync_fs commits the journal and flushes.
+    (0xEF53, "ext4"),
+    // xfs_fs_sync_fs forces the log to disk.
+    (0x5846_5342, "xfs"),
+    // btrfs_sync_fs commits the transaction.
+    (0x9123_683E, "btrfs"),
+    // Memory only: nothing survives a power cut whatever is called, and fsync is a no-op too.
+    (0x0102_1994, "tmpfs"),
+];
+
+/// Whether `syncfs` on `file`'s file system is a barrier ([`SYNCFS_BARRIERS`]). An unknown or
+/// unreadable type is not.
+pub(crate) fn syncfs_is_barrier(file: &fs::File) -> bool {
+    // f_type is a 32-bit magic in a signed word of the platform's width.
+    rustix::fs::fstatfs(file).is_ok_and(|s| SYNCFS_BARRIERS.iter().any(|(magic, _)| s.f_type as u32 == *magic))
+}
+
 /// A filled temp file and where it goes.
 #[derive(Debug)]
 pub struct PendingFile {
@@ -55,9 +81,10 @@ pub fn commit_temps(root: &Path, items: Vec<PendingFile>, expect_absent: &[bool]
     let mut results: Vec<Result<(), FsError>> = (0..n).map(|_| Ok(())).collect();
     let mut slots: Vec<Option<PendingFile>> = items.into_iter().map(Some).collect();
 
-    // 1. Mode, times and content durable: one syncfs per file system for a big group, else
-    //    one fsync per temp on a few threads.
-    let prepared: Vec<Result<(), FsError>> = if n >= SYNCFS_MIN {
+    // 1. Mode, times and content durable: one syncfs per file system for a big group where
+    //    syncfs is a barrier, else one fsync per temp on a few threads.
+    let syncfs = n >= SYNCFS_MIN && slots.iter().flatten().all(|p| syncfs_is_barrier(&p.temp.file));
+    let prepared: Vec<Result<(), FsError>> = if syncfs {
         prepare_and_syncfs(&slots)
     } else {
         let per = n.div_ceil(SYNC_THREADS).max(1);
@@ -249,6 +276,13 @@ mod tests {
                 assert!(names.iter().all(|n| !n.starts_with(ferry_proto::TEMP_PREFIX)), "{names:?}");
             }
         }
+    }
+
+    #[test]
+    fn syncfs_stands_for_fsyncs_only_on_known_file_systems() {
+        // procfs is no file system anything is made durable on: an unknown type gets fsyncs.
+        assert!(!syncfs_is_barrier(&fs::File::open("/proc/self/status").unwrap()));
+        // A FUSE mount is shown in ferry-e2e's tests/powercut_fs.rs (it needs root to mount).
     }
 
     #[test]

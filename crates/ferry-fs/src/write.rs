@@ -25,6 +25,11 @@ const NAME_MAX: usize = 255;
 
 /// Walks `components` below `base`, checking each is a real directory. Missing ones are created
 /// when `create`, otherwise the walk stops there (nothing further can be in the way).
+///
+/// A directory created here is made durable before this returns (its parent is fsynced): a
+/// file committed into it fsyncs only its own directory, and a new directory's name is durable
+/// only once its parent is fsynced, so without this a power cut could take a whole new folder,
+/// with files the index already holds, away.
 pub(crate) fn ensure_dirs<'a>(
     base: &Path,
     components: impl IntoIterator<Item = &'a str>,
@@ -45,7 +50,7 @@ pub(crate) fn ensure_dirs<'a>(
                     continue;
                 }
                 match fs::create_dir(&cur) {
-                    Ok(()) => {}
+                    Ok(()) => fsync_dir(cur.parent().unwrap_or(base))?,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         // Raced with someone; whatever is there now must still be a directory.
                         let m = fs::symlink_metadata(&cur).ctx("lstat", &cur)?;
@@ -186,6 +191,23 @@ pub fn commit_temp(temp: TempFile, root: &Path, rel: &RelPath, mtime_ns: i64, ex
     // Committed: nothing left for Drop to remove.
     temp.path = PathBuf::new();
     fsync_dir(target.parent().unwrap_or(root))
+}
+
+/// `create_dir_all` that makes what it creates durable: each directory it makes has its parent
+/// fsynced right after (a new directory's name is durable only then, so without it a power cut
+/// can take a new home, share folder or inbox away with everything later written into it).
+/// Directories that exist are left alone.
+pub fn create_dirs_durable(path: &Path) -> io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    create_dirs_durable(parent)?;
+    match fs::create_dir(path) {
+        Ok(()) => File::open(parent)?.sync_all(),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// fsyncs a directory, making renames and creations in it durable.

@@ -116,7 +116,7 @@ impl Config {
 
     pub fn load(overrides: Overrides) -> Result<Config, ConfigError> {
         let home = Self::home_from(&overrides);
-        std::fs::create_dir_all(&home).map_err(|source| ConfigError::Home { path: home.clone(), source })?;
+        ferry_fs::create_dirs_durable(&home).map_err(|source| ConfigError::Home { path: home.clone(), source })?;
         let path = home.join(CONFIG_FILE);
         let (file, text) = read_file_config(&path)?;
         // A value given on the command line or in the environment is not the file's fault.

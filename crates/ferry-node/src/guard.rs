@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_engine::Action;
-use ferry_engine::guard::{GuardDecision, GuardInput, MassDeleteGuard, wanted_deletes};
+use ferry_engine::guard::{GuardDecision, GuardInput, MassDeleteGuard, blocked_by_held, wanted_deletes};
 use ferry_engine::plans::plan_republish;
 use ferry_proto::{FileRecord, RelPath};
 use ferry_store::{LocalEntry, PromptKind, ShareRecord};
@@ -55,6 +55,11 @@ pub(crate) async fn hold_mass_delete(
             let by = wanted[&paths[0]].0.modified_by;
             for p in &paths {
                 wanted.remove(p);
+            }
+            // The folders those deletions would empty wait with them (deleted or replaced after
+            // the answer), rather than fail now as "not empty".
+            for p in blocked_by_held(wanted.keys(), &paths) {
+                wanted.remove(&p);
             }
             if let Some(p) = prompt {
                 tracing::warn!(share = %id, deletes = p.deletes, live_files, "holding a mass delete for the user");

@@ -22,6 +22,7 @@ pub mod config;
 mod conflicts;
 mod context;
 mod control;
+pub mod crash;
 mod discovery;
 pub mod doctor;
 mod error;

@@ -141,7 +141,9 @@ pub(crate) async fn on_note(
         receipt_pending: false,
         order: 0,
     };
-    match inner.db(move |s| s.add_note(&rec)).await {
+    let stored = inner.db(move |s| s.add_note(&rec)).await;
+    crate::crash::point("note.stored");
+    match stored {
         Ok(true) => {
             inner.emit(Event::NoteReceived { id: note_hex(&id), from: pid.to_string(), from_name: dev.name, text });
         }

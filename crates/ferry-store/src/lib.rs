@@ -25,6 +25,7 @@
 
 mod devices;
 mod error;
+mod intents;
 mod local;
 mod notes;
 mod prompts;
@@ -41,6 +42,7 @@ use std::path::Path;
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 pub use error::StoreError;
+pub use intents::ApplyIntent;
 pub use local::LocalReader;
 pub use records::{
     DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, NoteRecord, NoteState, PromptKind, PromptRecord, RemoteState,
@@ -73,6 +75,13 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let opened = std::panic::catch_unwind(|| -> Result<Store, StoreError> {
             let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
+            // redb fsyncs its file, never the folder: a new database's name is durable only once
+            // the folder is fsynced, else a power cut after the first start can take the whole
+            // store (pairings, shares, indexes) away. Once per start; cheap.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::Storage(redb::StorageError::Io(e)))?;
             let store = Store { db, generation: Default::default(), index_generation: Default::default() };
             store.write(schema::migrate)?;
             Ok(store)

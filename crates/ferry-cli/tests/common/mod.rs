@@ -174,21 +174,36 @@ pub struct Daemon {
     pub name: String,
     pub home: PathBuf,
     pub port: u16,
+    /// Outside the home when the home may lose writes (the power-cut campaign).
+    log: PathBuf,
     proc: Option<Proc>,
-    _home_dir: TempDir,
+    _home_dir: Option<TempDir>,
 }
 
 impl Daemon {
     pub fn start(name: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let mut d =
-            Daemon { name: name.into(), home: dir.path().to_path_buf(), port: free_port(), proc: None, _home_dir: dir };
+        let mut d = Self::start_at(name, dir.path(), &dir.path().join("daemon.log"));
+        d._home_dir = Some(dir);
+        d
+    }
+
+    /// Starts a daemon on the home `home` (the daemon creates it if missing), logging to `log`.
+    pub fn start_at(name: &str, home: &Path, log: &Path) -> Daemon {
+        let mut d = Daemon {
+            name: name.into(),
+            home: home.into(),
+            port: free_port(),
+            log: log.into(),
+            proc: None,
+            _home_dir: None,
+        };
         d.launch();
         d
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.home.join("daemon.log")
+        self.log.clone()
     }
 
     /// Starts the daemon process on this home and port, and waits until it answers.
@@ -229,6 +244,13 @@ impl Daemon {
         assert!(status.success(), "{} exited with {status} after SIGTERM:\n{}", self.name, self.log_tail(40));
         assert!(!self.home.join("ferry.sock").exists(), "control socket removed on shutdown");
         eprintln!("[cli test] {} stopped in {:?}", self.name, started.elapsed());
+    }
+
+    /// SIGKILL, no shutdown: a crash or a pulled plug. Returns once the process is reaped.
+    pub fn kill(&mut self) {
+        let mut p = self.proc.take().expect("daemon running");
+        p.signal("KILL");
+        assert!(p.wait(STOP_GRACE).is_some(), "{} survives SIGKILL", self.name);
     }
 
     pub fn restart(&mut self) {

@@ -321,6 +321,7 @@ pub(crate) async fn restore(inner: &Arc<Context>, req: RestoreDto) -> ApiResult<
         .await
         .map_err(ShareError::from)
         .and_then(|r| r)?;
+    crate::crash::point("restore.written");
     let current = archived.first().map(|a| Path::new(&share.path).join(&a.archive_path).display().to_string());
     finish(inner, share.id, archived, vec![rel.clone()]).await?;
     Ok(RestoredDto { share: share.id.to_string(), path: rel.to_string(), version: v.id, current_archived_as: current })

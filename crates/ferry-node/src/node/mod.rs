@@ -46,7 +46,8 @@ pub struct Node {
 impl Node {
     /// Opens the home (identity, store), binds the endpoint and starts every task.
     pub async fn start(cfg: Config) -> Result<Node, ApiError> {
-        std::fs::create_dir_all(&cfg.home).map_err(|e| ApiError::internal(format!("{}: {e}", cfg.home.display())))?;
+        ferry_fs::create_dirs_durable(&cfg.home)
+            .map_err(|e| ApiError::internal(format!("{}: {e}", cfg.home.display())))?;
         if tokio::net::UnixStream::connect(cfg.socket_path()).await.is_ok() {
             return Err(ApiError::new(
                 ErrorCode::Conflict,

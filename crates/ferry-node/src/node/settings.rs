@@ -82,7 +82,7 @@ impl Node {
         if !folder.is_absolute() {
             return Err(ApiError::bad(format!("{} must be an absolute path", folder.display())));
         }
-        std::fs::create_dir_all(&folder).map_err(|e| ApiError::bad(format!("{}: {e}", folder.display())))?;
+        ferry_fs::create_dirs_durable(&folder).map_err(|e| ApiError::bad(format!("{}: {e}", folder.display())))?;
         let canon = folder.canonicalize().map_err(|e| ApiError::bad(format!("{}: {e}", folder.display())))?;
         if let Some(existing) = self.share_list().await?.into_iter().find(|s| Path::new(&s.path) == canon) {
             return Ok(existing);

@@ -111,8 +111,8 @@ async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> 
     let placed: Arc<HashSet<String>> = Arc::new(t.placed.iter().map(|(from, _)| from.clone()).collect());
     let (inbox, st) = (inner.cfg.inbox.clone(), staging.clone());
     blocking(move || {
-        std::fs::create_dir_all(&inbox).map_err(io(&inbox))?;
-        std::fs::create_dir_all(&st).map_err(io(&st))
+        ferry_fs::create_dirs_durable(&inbox).map_err(io(&inbox))?;
+        ferry_fs::create_dirs_durable(&st).map_err(io(&st))
     })
     .await?;
     fetch_files(inner, peer, &t, &staging, &placed).await?;
@@ -259,6 +259,7 @@ async fn place_items(
         }
         let (st, inbox, name) = (staging.to_path_buf(), inner.cfg.inbox.clone(), top.clone());
         let final_name = blocking(move || place(&st.join(&name), &inbox, &name)).await?;
+        crate::crash::point("send.placed");
         let (from, to) = (top.clone(), final_name.clone());
         inner
             .db(move |s| {
@@ -330,12 +331,24 @@ pub(super) fn place(src: &Path, inbox: &Path, name: &str) -> Result<String, Stri
         } else {
             match std::fs::hard_link(src, &target) {
                 Ok(()) => return Ok(cand),
+                // Our own earlier placement, made before a crash that came before it was
+                // recorded: the staging copy is still a link to it (same inode), so it is
+                // placed already, not placed again under the next name.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && same_file(&meta, &target) => {
+                    return Ok(cand);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(format!("{}: {e}", target.display())),
             }
         }
     }
     Err(format!("no free name for {name} in {}", inbox.display()))
+}
+
+/// Whether `path` is the file `meta` describes (the same inode on the same device).
+fn same_file(meta: &std::fs::Metadata, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.ino() == meta.ino() && m.dev() == meta.dev())
 }
 
 pub(super) async fn remove_staging(inner: &Arc<Context>, id: &TransferId) {

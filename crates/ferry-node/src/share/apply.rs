@@ -109,11 +109,14 @@ impl Worker {
         // Build the new content first, so a failed transfer leaves the disk untouched.
         let temp = if target.is_file() {
             let (t, got) = self.fetch_to_temp(target, sources, local_chunks).await?;
-            Some(self.check_whole(target, t, got)?)
+            let t = self.check_whole(target, t, got)?;
+            crate::crash::point("apply.fetched");
+            Some(t)
         } else {
             None
         };
         let copy = self.set_aside(fate, target, local, batch).await?;
+        crate::crash::point("apply.archived");
 
         let (r, p, t) = (root.clone(), path.clone(), target.clone());
         let meta = blocking(move || {
@@ -121,6 +124,7 @@ impl Worker {
                 match &t.kind {
                     FileKind::File => {
                         ferry_fs::commit_temp(temp.expect("file has temp"), &r, &p, t.mtime_ns, t.executable)?;
+                        crate::crash::point("apply.renamed");
                     }
                     FileKind::Dir => ferry_fs::create_dir(&r, &p, Some(t.mtime_ns))?,
                     FileKind::Symlink { target } => ferry_fs::create_symlink(&r, &p, target)?,

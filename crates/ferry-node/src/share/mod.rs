@@ -38,6 +38,7 @@ use crate::share_handle::{COMMAND_QUEUE, Pending, Runtime, ShareCommand, ShareHa
 
 mod apply;
 mod fast;
+mod intents;
 mod missing;
 mod pull;
 mod scan;
@@ -96,6 +97,9 @@ struct Worker {
     /// The watcher made when the share's folder came back after it was missing (the handle's
     /// first one watched the folder that went away).
     watcher: Mutex<Option<ferry_fs::ShareWatcher>>,
+    /// Paths a stopped pull left holding neither the old nor the new content (see
+    /// `intents.rs`): the first full scan records them as no version of ours.
+    unfinished: Mutex<std::collections::HashSet<RelPath>>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
@@ -122,6 +126,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         guard: Mutex::new(MassDeleteGuard::new()),
         retry: Mutex::new(Retry { at: None, delay: RETRY_MIN }),
         watcher: Mutex::new(None),
+        unfinished: Mutex::new(Default::default()),
     };
     // Every log line of this share's actor (and of what it starts) names the share.
     let span = tracing::info_span!("share", share = %share.id, label = %share.label);
@@ -177,7 +182,7 @@ fn watcher_for(
 /// Records a new share and starts syncing it.
 pub(crate) async fn create_share(inner: &Arc<Context>, rec: ShareRecord) -> ApiResult<()> {
     let ferry_dir = Path::new(&rec.path).join(FERRY_DIR);
-    std::fs::create_dir_all(&ferry_dir).map_err(|e| ApiError::bad(format!("{}: {e}", ferry_dir.display())))?;
+    ferry_fs::create_dirs_durable(&ferry_dir).map_err(|e| ApiError::bad(format!("{}: {e}", ferry_dir.display())))?;
     let r = rec.clone();
     inner.db(move |s| s.put_share(&r)).await?;
     start_worker(inner, rec);
@@ -197,7 +202,8 @@ pub(crate) async fn accept_offer(
         return Err(ApiError::new(crate::api::ErrorCode::Conflict, "this share is already set up here"));
     }
     if !path.exists() {
-        std::fs::create_dir_all(path).map_err(|e| ApiError::bad(format!("cannot create {}: {e}", path.display())))?;
+        ferry_fs::create_dirs_durable(path)
+            .map_err(|e| ApiError::bad(format!("cannot create {}: {e}", path.display())))?;
     }
     let canon = inner.validate_share_path(path, None).await?;
     let rec = ShareRecord {
@@ -275,6 +281,7 @@ impl Worker {
             Ok(Err(e)) => tracing::warn!(share = %self.id, "stale temp cleanup: {e}"),
             _ => {}
         }
+        self.check_intents().await;
         let mut next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
         // Whether the share's folder was missing at the last look (see `missing.rs`).
         let mut missing = false;

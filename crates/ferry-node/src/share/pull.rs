@@ -221,6 +221,8 @@ impl Worker {
         *self.pull_mark.lock().unwrap() = None;
         self.set_state("syncing");
         let mut items = pull::ordered(wanted.into_values());
+        // Before any rename of this pass: what it is about to write (see `intents.rs`).
+        let intents = self.record_intents(&items, &local).await?;
         // Chunks this device already has, for reuse: only those the wanted files are made of.
         let needed = pull::needed_chunks(&items);
         let local_chunks = if needed.is_empty() {
@@ -267,6 +269,10 @@ impl Worker {
             self.apply_group(group, &local_chunks, &mut batch, &mut stats).await;
         }
         self.flush(&mut batch).await?;
+        // Every rename of the pass is in the index now.
+        if intents {
+            self.clear_intents().await?;
+        }
         Ok(stats)
     }
 
@@ -321,6 +327,7 @@ impl Worker {
         let (updates, versions) = (std::mem::take(&mut batch.updates), std::mem::take(&mut batch.versions));
         let id = self.id;
         let seq = self.inner.db(move |s| s.commit_local(&id, &updates, &versions)).await?;
+        crate::crash::point("pull.committed");
         self.seq.send_replace(seq.0);
         // Counted once: the batch goes on after a flush (the changes and conflicts were kept,
         // and counted again, by every later flush of the pass).

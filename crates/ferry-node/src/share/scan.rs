@@ -19,6 +19,9 @@ impl Worker {
             Scope::Full => None,
             Scope::Paths(ps) => Some(ps.clone()),
         };
+        let full = matches!(scope, Scope::Full);
+        let unfinished = self.unfinished.lock().unwrap().clone();
+        let had_unfinished = !unfinished.is_empty();
         let (outcome, changes, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, ShareError> {
             let ignore = Ignore::load(&root)?;
             // Every lookup of the scan reads one snapshot of the index, entry by entry: a full
@@ -51,7 +54,13 @@ impl Worker {
             let seen: Vec<Seen> = std::mem::take(&mut outcome.changes).into_iter().map(records::seen).collect();
             let changes = seen.len();
             let entry_at = |p: &RelPath| lookup(p).map(records::into_entry);
-            let updates = scan::updates(&seen, &entry_at, rec.mode, me);
+            let mut updates = scan::updates(&seen, &entry_at, rec.mode, me);
+            // A stopped pull's unfinished writes are no edits of ours (see `intents.rs`).
+            for u in updates.iter_mut().filter(|u| !u.entry.record.deleted && unfinished.contains(&u.entry.record.path))
+            {
+                let existing = entry_at(&u.entry.record.path);
+                *u = scan::unfinished_apply(u.clone(), existing.as_ref());
+            }
             // Versions of the local content this scan saw replaced or deleted (archived before
             // the index commit, like every version).
             let (versions, counts) = crate::history::on_scan(&root, id, me, &updates, &entry_at);
@@ -64,13 +73,20 @@ impl Worker {
                 None
             } else {
                 let updates: Vec<LocalUpdate> = updates.into_iter().map(records::local_update).collect();
-                Some(store.commit_local(&id, &updates, &versions)?.0)
+                let seq = store.commit_local(&id, &updates, &versions)?.0;
+                crate::crash::point("scan.committed");
+                Some(seq)
             };
             Ok((outcome, changes, max_seq, counts))
         })
         .await??;
         if let Some(s) = max_seq {
             self.seq.send_replace(s);
+        }
+        if had_unfinished && full {
+            // Recorded (committed above): the stopped pass's intents have served.
+            self.unfinished.lock().unwrap().clear();
+            self.clear_intents().await?;
         }
         self.inner.summaries.local(self.id, counts);
         // What the scan left out is an item that cannot be synced, not an error repeated at every
