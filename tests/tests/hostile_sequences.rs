@@ -186,21 +186,7 @@ impl Gen<'_> {
                 blocks: (0..self.rng.gen_range(0..MAX_BATCH_BLOCKS + 2)).map(|_| self.block_ref()).collect(),
             },
             18 => Message::Blocks { blocks: vec![BlockReply::Data(vec![1, 2, 3]), BlockReply::Missing("m".into())] },
-            19 => {
-                let records: Vec<FileRecord> = (0..self.rng.gen_range(1..4)).map(|_| self.record()).collect();
-                let chunks_from = (0..self.rng.gen_range(0..4))
-                    .map(|_| ChunksFrom {
-                        record: self.rng.gen_range(0..5),
-                        base_path: self.path(),
-                        base_hash: self.hash(),
-                        base_chunks: self.rng.gen_range(0..4),
-                        prefix: self.rng.gen_range(0..5),
-                        suffix: self.rng.r#gen(),
-                        middle: self.chunks(),
-                    })
-                    .collect();
-                Message::IndexUpdateCompact { share: self.share(), epoch: 1, records, chunks_from }
-            }
+            19 => self.compact(),
             20 => Message::VersionBlockRequest {
                 share: self.share(),
                 path: self.path(),
@@ -210,6 +196,23 @@ impl Gen<'_> {
             },
             _ => Message::PairRequest { name: "again".into(), owner: "mallory".into() },
         }
+    }
+
+    /// An index update whose chunk lists come by reference, references that may not resolve.
+    fn compact(&mut self) -> Message {
+        let records: Vec<FileRecord> = (0..self.rng.gen_range(1..4)).map(|_| self.record()).collect();
+        let chunks_from = (0..self.rng.gen_range(0..4))
+            .map(|_| ChunksFrom {
+                record: self.rng.gen_range(0..5),
+                base_path: self.path(),
+                base_hash: self.hash(),
+                base_chunks: self.rng.gen_range(0..4),
+                prefix: self.rng.gen_range(0..5),
+                suffix: self.rng.r#gen(),
+                middle: self.chunks(),
+            })
+            .collect();
+        Message::IndexUpdateCompact { share: self.share(), epoch: 1, records, chunks_from }
     }
 
     /// A valid frame with a few bytes flipped, cut off, or inserted.
@@ -269,8 +272,23 @@ async fn redial(rogue: &Rogue, n: &TestNode) -> Result<PeerConn, String> {
     Err(last)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hostile_message_sequences_break_nothing_and_honest_sync_goes_on() {
+/// The node's share folder (`share/`, with `h/first.txt`) beside a folder nothing may write to
+/// (`beside/`). Returns both and what `beside/` holds.
+fn share_beside(
+    base: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::collections::BTreeMap<String, String>) {
+    let (root, beside) = (base.join("share"), base.join("beside"));
+    fs::create_dir_all(root.join("h")).unwrap();
+    fs::create_dir_all(&beside).unwrap();
+    fs::write(beside.join("keep.txt"), b"not for peers").unwrap();
+    fs::write(root.join("h/first.txt"), random_bytes(1, 5000)).unwrap();
+    let before = tree(&beside);
+    (root, beside, before)
+}
+
+/// Counts every panic in the process from now on (node tasks included: tokio catches a task's
+/// panic, but the hook sees it first).
+fn count_panics() -> Arc<AtomicUsize> {
     let panics = Arc::new(AtomicUsize::new(0));
     let counted = panics.clone();
     let default_hook = std::panic::take_hook();
@@ -278,19 +296,24 @@ async fn hostile_message_sequences_break_nothing_and_honest_sync_goes_on() {
         counted.fetch_add(1, Ordering::SeqCst);
         default_hook(info);
     }));
-    let seed: u64 = std::env::var("FERRY_HOSTILE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    let rounds: usize =
-        std::env::var("FERRY_HOSTILE_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_ROUNDS);
+    panics
+}
+
+/// The seed (random unless `FERRY_HOSTILE_SEED`) and the number of messages.
+fn knobs() -> (u64, usize) {
+    let seed = std::env::var("FERRY_HOSTILE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let rounds = std::env::var("FERRY_HOSTILE_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_ROUNDS);
+    (seed, rounds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_message_sequences_break_nothing_and_honest_sync_goes_on() {
+    let panics = count_panics();
+    let (seed, rounds) = knobs();
     println!("hostile sequences: seed {seed}, {rounds} messages (replay: FERRY_HOSTILE_SEED={seed})");
 
-    // The node's share sits beside folders nothing may write to.
     let base = tempfile::tempdir().unwrap();
-    let (root, beside) = (base.path().join("share"), base.path().join("beside"));
-    fs::create_dir_all(root.join("h")).unwrap();
-    fs::create_dir_all(&beside).unwrap();
-    fs::write(beside.join("keep.txt"), b"not for peers").unwrap();
-    let beside_before = tree(&beside);
-    fs::write(root.join("h/first.txt"), random_bytes(1, 5000)).unwrap();
+    let (root, beside, beside_before) = share_beside(base.path());
 
     let (n, honest) = (TestNode::start("node").await, TestNode::start("honest").await);
     pair(&n, &honest).await;

@@ -120,6 +120,13 @@ impl Context {
         self.peers.lock().unwrap().get(id).cloned()
     }
 
+    /// Tells a running share's actor its members as `rec` now lists them.
+    pub fn refresh_members(&self, rec: &ShareRecord) {
+        if let Some(h) = self.shares.lock().unwrap().get(&rec.id) {
+            h.set_members(rec.devices.clone());
+        }
+    }
+
     /// Resolves a DEVICE argument: full id, unique id prefix, or device name.
     pub async fn resolve_device(self: &Arc<Self>, arg: &str) -> ApiResult<DeviceRecord> {
         let devices = self.db(|s| s.devices()).await?;

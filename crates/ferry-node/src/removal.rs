@@ -97,7 +97,7 @@ async fn withdraw(inner: &Arc<Context>, id: DeviceId, by: RemovedBy) -> ApiResul
     let changes = inner.db(move |s| s.record_removal(&record)).await?;
     refresh_admission(inner).await;
     for share in &changes.shares {
-        crate::share::refresh_members(inner, share);
+        inner.refresh_members(share);
         if let Some(h) = inner.shares.lock().unwrap().get(&share.id) {
             h.request_pull();
         }

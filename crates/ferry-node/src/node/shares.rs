@@ -47,7 +47,7 @@ impl Node {
             share.devices.push(dev.id);
             let s = share.clone();
             inner.db(move |st| st.put_share(&s)).await?;
-            crate::share::refresh_members(inner, &share);
+            inner.refresh_members(&share);
         }
         crate::peer::announce_to(inner, dev.id).await;
         Ok(share_dto(&share))

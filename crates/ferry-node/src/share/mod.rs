@@ -220,12 +220,6 @@ pub(crate) async fn accept_offer(
 }
 
 /// Keeps the worker's member list in step after the record changed.
-pub(crate) fn refresh_members(inner: &Arc<Context>, rec: &ShareRecord) {
-    if let Some(h) = inner.shares.lock().unwrap().get(&rec.id) {
-        h.set_members(rec.devices.clone());
-    }
-}
-
 /// What the scanner needs to know of an indexed entry to tell whether it changed.
 fn known_of(e: &LocalEntry) -> Known {
     Known {
@@ -274,7 +268,8 @@ impl Retry {
 }
 
 impl Worker {
-    async fn run(self, mut commands: mpsc::Receiver<ShareCommand>, mut stop: twatch::Receiver<bool>) {
+    /// What a start finds left by the last run: stale temp files, a pull's unfinished writes.
+    async fn start_up(&self) {
         let root = self.root.clone();
         match tokio::task::spawn_blocking(move || ferry_fs::remove_stale_temps(&root)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(share = %self.id, "removed {n} stale temp files"),
@@ -282,6 +277,10 @@ impl Worker {
             _ => {}
         }
         self.check_intents().await;
+    }
+
+    async fn run(self, mut commands: mpsc::Receiver<ShareCommand>, mut stop: twatch::Receiver<bool>) {
+        self.start_up().await;
         let mut next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
         // Whether the share's folder was missing at the last look (see `missing.rs`).
         let mut missing = false;

@@ -89,21 +89,7 @@ impl Worker {
             self.clear_intents().await?;
         }
         self.inner.summaries.local(self.id, counts);
-        // What the scan left out is an item that cannot be synced, not an error repeated at every
-        // scan; only a file that changed while it was read is not (it is read again).
-        let mut found = Vec::new();
-        for s in outcome.skipped {
-            match crate::failed::of_skip(&s.reason) {
-                Some(reason) => found.push((s.path, reason)),
-                None => {
-                    tracing::debug!(share = %self.id, path = %s.path, "changed while read; read again at its next scan")
-                }
-            }
-        }
-        self.update_failed(&label, |f| match &scopes {
-            None => f.after_full_scan(found),
-            Some(scopes) => f.after_path_scan(scopes, found),
-        });
+        self.record_skipped(&label, scopes.as_deref(), outcome.skipped);
         tracing::debug!(share = %self.id, changes, seen = outcome.seen,
             millis = started.elapsed().as_millis() as u64, "scan finished");
         self.inner.emit(Event::ScanFinished {
@@ -114,6 +100,27 @@ impl Worker {
             millis: started.elapsed().as_millis() as u64,
         });
         Ok(())
+    }
+}
+
+impl Worker {
+    /// What the scan left out is an item that cannot be synced, not an error repeated at every
+    /// scan; only a file that changed while it was read is not (it is read again). `scopes`:
+    /// the paths scanned, or None for a full scan.
+    fn record_skipped(&self, label: &str, scopes: Option<&[RelPath]>, skipped: Vec<ferry_fs::Skipped>) {
+        let mut found = Vec::new();
+        for s in skipped {
+            match crate::failed::of_skip(&s.reason) {
+                Some(reason) => found.push((s.path, reason)),
+                None => {
+                    tracing::debug!(share = %self.id, path = %s.path, "changed while read; read again at its next scan")
+                }
+            }
+        }
+        self.update_failed(label, |f| match scopes {
+            None => f.after_full_scan(found),
+            Some(scopes) => f.after_path_scan(scopes, found),
+        });
     }
 }
 
