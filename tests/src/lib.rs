@@ -286,3 +286,16 @@ pub async fn delete_while_away(
 pub async fn mass_delete_prompt(n: &TestNode) -> Option<PendingDto> {
     n.node.pending().await.unwrap().into_iter().find(|p| p.kind == "mass-delete")
 }
+
+/// Now, in milliseconds since the Unix epoch (the clock the history uses).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// `ms` as RFC 3339, as `ferry rewind --to` and `restore --at` take it.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}

@@ -18,17 +18,6 @@ fn save(path: &Path, data: &[u8]) {
     tmp.persist(path).unwrap();
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
 async fn versions(n: &TestNode, path: &Path) -> Vec<VersionDto> {
     n.node.versions(&path.display().to_string()).await.unwrap()
 }

@@ -7,24 +7,13 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ferry_e2e::*;
 use ferry_node::api::{ErrorCode, RestoreDto, RewindDto, RewindReqDto, VersionDto};
 
 const OLD: &[u8] = b"line one\n";
 const APPENDED: &[u8] = b"line one\nmore\n";
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
 
 async fn versions(n: &TestNode, path: &Path) -> Vec<VersionDto> {
     n.node.versions(&path.display().to_string()).await.unwrap()

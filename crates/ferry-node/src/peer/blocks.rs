@@ -3,6 +3,21 @@
 
 use super::*;
 
+/// The share `peer` asks about, if it is a member; otherwise the answer that refuses it.
+async fn member_share(
+    inner: &Arc<Context>,
+    peer: &PeerLink,
+    share: ShareId,
+) -> Result<ferry_store::ShareRecord, Message> {
+    let Ok(Some(rec)) = inner.db(move |s| s.share(&share)).await else {
+        return Err(wire_err(WireError::NotFound, "no such share"));
+    };
+    if !rec.devices.contains(&peer.id) {
+        return Err(wire_err(WireError::Refused, "not a member of this share"));
+    }
+    Ok(rec)
+}
+
 pub(super) async fn serve_block(
     inner: &Arc<Context>,
     peer: &Arc<PeerLink>,
@@ -12,12 +27,10 @@ pub(super) async fn serve_block(
     len: u32,
     hash: ChunkHash,
 ) -> Message {
-    let Ok(Some(rec)) = inner.db(move |s| s.share(&share)).await else {
-        return wire_err(WireError::NotFound, "no such share");
+    let rec = match member_share(inner, peer, share).await {
+        Ok(rec) => rec,
+        Err(refused) => return refused,
     };
-    if !rec.devices.contains(&peer.id) {
-        return wire_err(WireError::Refused, "not a member of this share");
-    }
     if len == 0 || len > MAX_BLOCK {
         return wire_err(WireError::BadRequest, "bad block length");
     }
@@ -61,12 +74,10 @@ pub(super) async fn serve_blocks(
     if let Err(e) = Message::check_blocks_request(&blocks) {
         return wire_err(WireError::BadRequest, e);
     }
-    let Ok(Some(rec)) = inner.db(move |s| s.share(&share)).await else {
-        return wire_err(WireError::NotFound, "no such share");
+    let rec = match member_share(inner, peer, share).await {
+        Ok(rec) => rec,
+        Err(refused) => return refused,
     };
-    if !rec.devices.contains(&peer.id) {
-        return wire_err(WireError::Refused, "not a member of this share");
-    }
     let paths: Vec<RelPath> = blocks.iter().map(|b| b.path.clone()).collect();
     let entries = match inner.db(move |s| s.local_files_at(&share, &paths)).await {
         Ok(e) => e,
@@ -112,12 +123,10 @@ pub(super) async fn serve_version_block(
     offset: u64,
     len: u32,
 ) -> Message {
-    let Ok(Some(rec)) = inner.db(move |s| s.share(&share)).await else {
-        return wire_err(WireError::NotFound, "no such share");
+    let rec = match member_share(inner, peer, share).await {
+        Ok(rec) => rec,
+        Err(refused) => return refused,
     };
-    if !rec.devices.contains(&peer.id) {
-        return wire_err(WireError::Refused, "not a member of this share");
-    }
     if len > MAX_BLOCK {
         return wire_err(WireError::BadRequest, "bad block length");
     }
