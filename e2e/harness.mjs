@@ -61,7 +61,7 @@ export function tempDir(name) {
 /** A headless node on loopback, the "other computer". */
 export async function startDaemon(name = 'Desk') {
   const home = tempDir('daemon');
-  const proc = spawn(FERRY, ['--home', home, 'daemon', '--listen', '127.0.0.1:0', '--name', name, '--owner', 'dana', '--no-mdns'], {
+  const proc = spawn(FERRY, ['--home', home, 'daemon', '--listen', '127.0.0.1:0', '--name', name, '--owner', 'dana', '--no-mdns', '--no-kdeconnect'], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, FERRY_LOG: 'warn' },
   });
@@ -98,6 +98,8 @@ export async function startApp() {
     FERRY_LOG: 'warn',
     // The app runs in the root namespace: mDNS stays off (network safety rule).
     FERRY_MDNS: '0',
+    // KDE Connect's discovery is a broadcast: it listens on loopback only, never announces.
+    FERRY_KDECONNECT_BIND: '127.0.0.1',
   };
   delete env.FERRY_HOME;
   delete env.FERRY_NAME;

@@ -49,17 +49,26 @@ fn config() -> anyhow::Result<Config> {
         log: env("FERRY_LOG"),
         log_file: None,
         rescan_secs: env("FERRY_RESCAN_SECS").map(|s| s.parse()).transpose()?,
-        mdns: match env("FERRY_MDNS").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("") => None,
-            Some("0" | "false" | "off" | "no") => Some(false),
-            Some("1" | "true" | "on" | "yes") => Some(true),
-            Some(other) => anyhow::bail!("FERRY_MDNS={other:?}: expected 0 or 1"),
-        },
+        mdns: switch("FERRY_MDNS")?,
         mdns_interfaces: env("FERRY_MDNS_INTERFACE")
             .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default(),
         inbox: env("FERRY_INBOX").map(Into::into),
+        kdeconnect: switch("FERRY_KDECONNECT")?,
+        kdeconnect_bind: env("FERRY_KDECONNECT_BIND")
+            .map(|v| v.parse().map_err(|_| anyhow::anyhow!("FERRY_KDECONNECT_BIND={v:?}: expected an IP address")))
+            .transpose()?,
     })?)
+}
+
+/// An on/off variable: `0`/`false`/`off`/`no` or `1`/`true`/`on`/`yes`; unset or empty: None.
+fn switch(var: &str) -> anyhow::Result<Option<bool>> {
+    match env(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") => Ok(None),
+        Some("0" | "false" | "off" | "no") => Ok(Some(false)),
+        Some("1" | "true" | "on" | "yes") => Ok(Some(true)),
+        Some(other) => anyhow::bail!("{var}={other:?}: expected 0 or 1"),
+    }
 }
 
 fn notify(app: &AppHandle, title: &str, body: &str) {
@@ -107,6 +116,7 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
             "Removed from a device",
             &format!("{} removed this computer; Ferry no longer syncs with it. Your files stay.", clip(by, 64)),
         ),
+        Event::DeviceRefused { reason, .. } => notify(app, "Device refused", &clip(reason, 200)),
         Event::Conflict { path, .. } => {
             notify(app, "Conflict", &format!("{}: both sides changed; a copy was kept", clip(path, 120)))
         }

@@ -41,6 +41,9 @@ pub fn config(name: &str, home: &Path) -> Config {
         // Never mDNS here: these nodes run in the root namespace (network safety rule).
         mdns: false,
         mdns_interfaces: vec![],
+        // Nor KDE Connect, whose discovery is a broadcast.
+        kdeconnect: false,
+        kdeconnect_bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         static_addresses: Default::default(),
         inbox: home.join("Inbox"),
         mass_delete_percent: 50,

@@ -202,6 +202,9 @@ impl NsDaemon {
             cmd.env_remove(v);
         }
         cmd.env_remove("FERRY_MDNS_INTERFACE");
+        // KDE Connect only for the tests that ask for it (by giving its address).
+        let kde = extra.iter().any(|a| a.starts_with("--kdeconnect-bind"));
+        cmd.env("FERRY_KDECONNECT", if kde { "1" } else { "0" }).env_remove("FERRY_KDECONNECT_BIND");
         cmd.arg("--home")
             .arg(&home)
             .args(["daemon", "--listen", &format!("0.0.0.0:{PORT}"), "--name", name, "--owner", "tester"])

@@ -95,6 +95,7 @@ async fn settings_first_run_and_live_name() {
             owner: "ann".into(),
             listen: None,
             mdns: None,
+            kdeconnect: None,
             inbox: None,
         })
         .await;
@@ -106,6 +107,7 @@ async fn settings_first_run_and_live_name() {
             owner: "ann".into(),
             listen: Some("nope".into()),
             mdns: None,
+            kdeconnect: None,
             inbox: None,
         })
         .await;
@@ -117,6 +119,7 @@ async fn settings_first_run_and_live_name() {
             owner: "ann".into(),
             listen: Some("127.0.0.1:4000".into()),
             mdns: None,
+            kdeconnect: None,
             inbox: None,
         })
         .await

@@ -45,6 +45,14 @@ pub(crate) struct DaemonArgs {
     /// multicast-capable interface).
     #[arg(long = "mdns-interface", value_name = "IFACE", env = "FERRY_MDNS_INTERFACE", value_delimiter = ',')]
     pub(crate) mdns_interface: Vec<String>,
+    /// Do not talk to KDE Connect devices (phones) (also FERRY_KDECONNECT=0, or `kdeconnect =
+    /// false` in ferry.toml).
+    #[arg(long)]
+    pub(crate) no_kdeconnect: bool,
+    /// Listen for KDE Connect on this address only (no broadcast announcements); default: every
+    /// address, announced by broadcast on UDP 1716.
+    #[arg(long, value_name = "IP", env = "FERRY_KDECONNECT_BIND")]
+    pub(crate) kdeconnect_bind: Option<std::net::IpAddr>,
     /// Where accepted sends land (default ~/Downloads/Ferry).
     #[arg(long, env = "FERRY_INBOX")]
     pub(crate) inbox: Option<PathBuf>,

@@ -12,9 +12,12 @@ use crate::args::DaemonArgs;
 /// `ferry daemon`: the flags (or their FERRY_* variables) override ferry.toml; `base` carries
 /// the global `--home`.
 pub(crate) async fn run(args: DaemonArgs, base: Overrides) -> Result<ExitCode> {
-    let mdns = if args.no_mdns { Some(false) } else { mdns_env()? };
+    let mdns = if args.no_mdns { Some(false) } else { switch_env("FERRY_MDNS")? };
+    let kdeconnect = if args.no_kdeconnect { Some(false) } else { switch_env("FERRY_KDECONNECT")? };
     daemon(Overrides {
         mdns,
+        kdeconnect,
+        kdeconnect_bind: args.kdeconnect_bind,
         mdns_interfaces: args.mdns_interface,
         listen: args.listen,
         name: args.name,
@@ -28,15 +31,16 @@ pub(crate) async fn run(args: DaemonArgs, base: Overrides) -> Result<ExitCode> {
     .await
 }
 
-/// FERRY_MDNS: `0`/`false`/`off`/`no` turn mDNS off, `1`/`true`/`on`/`yes` on.
-fn mdns_env() -> Result<Option<bool>> {
-    match std::env::var("FERRY_MDNS") {
+/// An on/off variable (FERRY_MDNS, FERRY_KDECONNECT): `0`/`false`/`off`/`no` turn it off,
+/// `1`/`true`/`on`/`yes` on.
+fn switch_env(var: &str) -> Result<Option<bool>> {
+    match std::env::var(var) {
         Err(_) => Ok(None),
         Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
             "" => Ok(None),
             "0" | "false" | "off" | "no" => Ok(Some(false)),
             "1" | "true" | "on" | "yes" => Ok(Some(true)),
-            other => anyhow::bail!("FERRY_MDNS={other:?}: expected 0 or 1"),
+            other => anyhow::bail!("{var}={other:?}: expected 0 or 1"),
         },
     }
 }

@@ -48,7 +48,24 @@ async fn list(c: &Client, json: bool) -> Result<ExitCode> {
         for d in list {
             let state = state(&d);
             let rtt = d.rtt_ms.map(|r| format!(" rtt {r:.1} ms")).unwrap_or_default();
-            println!("{:<16} {:<10} owner {:<10} {}{}  {}", d.name, state, d.owner, d.id, rtt, d.addresses.join(", "));
+            if d.kind == "kdeconnect" {
+                // A KDE Connect device has no owner; its type says what it is.
+                let what = format!("KDE Connect {}", d.device_type.as_deref().unwrap_or("device"));
+                println!("{:<16} {:<10} {:<22} {}  {}", d.name, state, what, d.id, d.addresses.join(", "));
+            } else {
+                println!(
+                    "{:<16} {:<10} owner {:<10} {}{}  {}",
+                    d.name,
+                    state,
+                    d.owner,
+                    d.id,
+                    rtt,
+                    d.addresses.join(", ")
+                );
+            }
+            if let Some(w) = &d.warning {
+                println!("  ! {w}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -74,6 +91,9 @@ async fn remove(c: &Client, json: bool, device: String) -> Result<ExitCode> {
     let d: DeviceDto = call(c.post("/v1/devices/remove", &serde_json::json!({ "name": device })).await)?;
     if json {
         print_json(&d)
+    } else if d.kind == "kdeconnect" {
+        println!("unpaired {} ({})", d.name, d.id);
+        println!("It was told, and can ask to pair again; `ferry pair {}` pairs it again from here.", d.name);
     } else {
         println!("removed {} ({})", d.name, d.id);
         println!("It is no longer paired or in any share, and its connections are refused.");

@@ -43,6 +43,7 @@ fn describe(ev: &Event) -> String {
         Event::Paired { name, .. } => format!("paired        {name}"),
         Event::DeviceRemoved { name, by: None, .. } => format!("removed       {name}: its connections are refused"),
         Event::DeviceRemoved { by: Some(by), .. } => format!("removed by    {by}: no longer syncing with it"),
+        Event::DeviceRefused { reason, .. } => format!("refused       {reason}"),
         Event::ScanFinished { share, changes, seen, millis, .. } => {
             format!("scanned       {share}: {seen} entries, {changes} changed, {millis} ms")
         }

@@ -131,6 +131,13 @@ fn print_doctor(d: &DoctorDto) {
             println!("  {:<16} {:<10} {}  {}", n.name, p, n.id, n.addresses.join(", "));
         }
     }
+    let k = &d.kdeconnect;
+    let detail = match (k.port, &k.reason) {
+        (Some(port), _) => format!(", tcp {port}, {} nearby, {} connected", k.nearby, k.connected),
+        (None, Some(r)) if k.state != "off" => format!(": {r}"),
+        _ => String::new(),
+    };
+    println!("KDE Connect:     {}{detail}", k.state);
     let ino = &d.inotify;
     println!(
         "inotify watches: {} in use of {} (shares need {})",

@@ -29,7 +29,15 @@ fn snapshot(home: &Path) -> Vec<(String, String)> {
 /// Runs `ferry daemon` on `home`; it must exit non-zero within seconds. Returns its stderr.
 fn refused(home: &Path, what: &str) -> String {
     let mut cmd = ferry_cmd(home);
-    cmd.args(["daemon", "--listen", &format!("127.0.0.1:{}", free_port()), "--name", "messy", "--no-mdns"]);
+    cmd.args([
+        "daemon",
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--name",
+        "messy",
+        "--no-mdns",
+        "--no-kdeconnect",
+    ]);
     let started = Instant::now();
     let o = run(cmd, what);
     assert!(!o.status.success(), "{what}: the daemon started");

@@ -37,6 +37,7 @@ fn render() -> String {
         AddAddressDto::decl(&cfg),
         DoctorDto::decl(&cfg),
         MdnsDoctorDto::decl(&cfg),
+        KdeDoctorDto::decl(&cfg),
         InterfaceDto::decl(&cfg),
         NearbyDto::decl(&cfg),
         InotifyDto::decl(&cfg),

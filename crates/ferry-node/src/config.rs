@@ -3,7 +3,7 @@
 //! over defaults. Deep code receives the typed [`Config`], never raw strings.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,6 +36,10 @@ pub struct Overrides {
     /// `--mdns-interface` (repeatable); empty means not given.
     pub mdns_interfaces: Vec<String>,
     pub inbox: Option<PathBuf>,
+    /// `Some(false)` from `--no-kdeconnect` or `FERRY_KDECONNECT=0`.
+    pub kdeconnect: Option<bool>,
+    /// `--kdeconnect-bind IP`: the address KDE Connect listens on.
+    pub kdeconnect_bind: Option<IpAddr>,
 }
 
 /// `ferry.toml`: every key optional.
@@ -50,6 +54,8 @@ struct FileConfig {
     rescan_secs: Option<u64>,
     mdns: Option<bool>,
     mdns_interfaces: Option<Vec<String>>,
+    kdeconnect: Option<bool>,
+    kdeconnect_bind: Option<IpAddr>,
     /// Device id -> `HOST:PORT` addresses always tried for that device (where multicast is
     /// blocked).
     static_addresses: Option<BTreeMap<String, Vec<String>>>,
@@ -75,6 +81,14 @@ pub struct Config {
     pub mdns: bool,
     /// Interfaces for mDNS; empty: every non-loopback, up, multicast-capable interface.
     pub mdns_interfaces: Vec<String>,
+    /// Talk to KDE Connect devices (phones): UDP discovery on 1716, TCP on 1716-1764. On by
+    /// default for the daemon and the app ([`Config::load`]); tests that build a `Config`
+    /// themselves leave it off, like mDNS (network safety: its discovery is a broadcast).
+    pub kdeconnect: bool,
+    /// Where KDE Connect listens. Unspecified (0.0.0.0, the default) listens everywhere and
+    /// announces by broadcast; a specific address listens there only and never broadcasts
+    /// (devices reach it by connecting or by a datagram to that address).
+    pub kdeconnect_bind: IpAddr,
     /// Addresses from `ferry.toml` always tried for a device, besides those it remembers.
     pub static_addresses: HashMap<ferry_proto::DeviceId, Vec<SocketAddr>>,
     /// Where accepted one-shot sends land (created on the first accepted send).
@@ -194,6 +208,11 @@ impl Config {
         }
         Ok(Config {
             mdns: overrides.mdns.or(file.mdns).unwrap_or(true),
+            kdeconnect: overrides.kdeconnect.or(file.kdeconnect).unwrap_or(true),
+            kdeconnect_bind: overrides
+                .kdeconnect_bind
+                .or(file.kdeconnect_bind)
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
             mdns_interfaces,
             static_addresses,
             mass_delete_percent,

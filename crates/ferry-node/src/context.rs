@@ -79,6 +79,8 @@ pub(crate) struct Context {
     pub dial_wake: tokio::sync::Notify,
     /// Slots for connections from unpaired devices (`limits::MAX_UNPAIRED_CONNECTIONS`).
     pub unpaired: Arc<tokio::sync::Semaphore>,
+    /// KDE Connect: whether it runs, its links and the devices it hears (see `kdeconnect/`).
+    pub kde: crate::kde_handle::Kde,
 }
 
 pub(crate) use crate::api::ApiResult;

@@ -66,6 +66,9 @@ pub(crate) fn add_nearby(inner: &Arc<Context>, out: &mut Vec<DeviceDto>) {
                 auto_accept: false,
                 removed: false,
                 removed_by: None,
+                kind: "ferry".into(),
+                device_type: None,
+                warning: None,
             }),
         }
     }

@@ -141,6 +141,7 @@ pub async fn offline(overrides: Overrides) -> DoctorDto {
             interfaces,
             nearby: vec![],
         },
+        kdeconnect: kde_offline(cfg.as_ref().map(|c| (c.kdeconnect, c.kdeconnect_bind))),
         inotify,
         problems: vec![],
     };
@@ -150,6 +151,42 @@ pub async fn offline(overrides: Overrides) -> DoctorDto {
     }
     if let Some(e) = cfg_error {
         d.problems.insert(0, format!("the configuration is not valid: {e}"));
+    }
+    d
+}
+
+/// KDE Connect in a running node.
+pub(crate) fn kde_running(inner: &Context) -> KdeDoctorDto {
+    let reason = inner.kde.off_reason.lock().unwrap().clone();
+    let state = match (inner.cfg.kdeconnect, inner.kde.running()) {
+        (false, _) => "off",
+        (true, true) => "running",
+        (true, false) => "failed",
+    };
+    KdeDoctorDto {
+        enabled: inner.cfg.kdeconnect,
+        state: state.into(),
+        reason,
+        port: *inner.kde.port.lock().unwrap(),
+        nearby: inner.kde.nearby.lock().unwrap().len() as u32,
+        connected: inner.kde.links.lock().unwrap().len() as u32,
+    }
+}
+
+/// KDE Connect without a running node: would it start? Only a bind is tried (nothing is sent).
+fn kde_offline(cfg: Option<(bool, std::net::IpAddr)>) -> KdeDoctorDto {
+    let (enabled, bind) = cfg.unwrap_or((true, std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)));
+    let mut d = KdeDoctorDto { enabled, state: "daemon not running".into(), ..Default::default() };
+    if !enabled {
+        d.state = "off".into();
+        d.reason = Some("turned off (--no-kdeconnect, FERRY_KDECONNECT=0 or kdeconnect = false)".into());
+    } else if std::net::UdpSocket::bind((bind, ferry_kdeconnect::UDP_PORT)).is_err() {
+        d.state = "failed".into();
+        d.reason = Some(format!(
+            "another program (kdeconnectd or GSConnect) holds UDP port {} on this computer; Ferry will leave KDE \
+             Connect to it",
+            ferry_kdeconnect::UDP_PORT
+        ));
     }
     d
 }
@@ -189,6 +226,11 @@ pub(crate) fn problems(d: &DoctorDto) -> Vec<String> {
         }
     } else {
         p.push("mDNS is off (--no-mdns, FERRY_MDNS=0 or mdns = false): devices must be paired by address".into());
+    }
+    if d.kdeconnect.state == "failed"
+        && let Some(r) = &d.kdeconnect.reason
+    {
+        p.push(format!("KDE Connect is not running: {r}"));
     }
     if let Some(fix) = &d.inotify.fix {
         p.push(format!("the inotify watch limit is nearly exhausted; raise it: {fix}"));

@@ -32,6 +32,13 @@ pub enum Event {
         device: String,
         name: String,
     },
+    /// A paired device came back with another certificate (or an older protocol) and was
+    /// refused (KDE Connect devices).
+    DeviceRefused {
+        device: String,
+        name: String,
+        reason: String,
+    },
     /// A device's trust was withdrawn: `by` is `None` when this device removed it, or the name
     /// of the device that removed this one.
     DeviceRemoved {

@@ -32,6 +32,8 @@ pub mod fault;
 mod fetch;
 mod guard;
 mod history;
+mod kde_handle;
+mod kdeconnect;
 mod limits;
 mod link;
 mod need;

@@ -31,6 +31,11 @@ pub struct SettingsDto {
     pub mdns: bool,
     #[serde(default)]
     pub mdns_now: bool,
+    /// KDE Connect (phones) as saved (next start) and as running now.
+    #[serde(default)]
+    pub kdeconnect: bool,
+    #[serde(default)]
+    pub kdeconnect_now: bool,
     /// Where received files land, as saved (absolute path) and as used now.
     #[serde(default)]
     pub inbox: String,
@@ -47,6 +52,9 @@ pub struct SettingsUpdateDto {
     /// mDNS discovery on or off (next start); `None` keeps it.
     #[serde(default)]
     pub mdns: Option<bool>,
+    /// KDE Connect on or off (next start); `None` keeps it.
+    #[serde(default)]
+    pub kdeconnect: Option<bool>,
     /// The inbox for received files, an absolute path (next start); `None` keeps it.
     #[serde(default)]
     pub inbox: Option<String>,
@@ -101,6 +109,7 @@ pub(crate) struct Update {
     pub owner: String,
     pub listen: Option<String>,
     pub mdns: Option<bool>,
+    pub kdeconnect: Option<bool>,
     pub inbox: Option<String>,
 }
 
@@ -125,7 +134,7 @@ pub(crate) fn check_update(req: &SettingsUpdateDto) -> ApiResult<Update> {
         }
         None => None,
     };
-    Ok(Update { name, owner, listen, mdns: req.mdns, inbox })
+    Ok(Update { name, owner, listen, mdns: req.mdns, kdeconnect: req.kdeconnect, inbox })
 }
 
 /// Writes a checked update into the file's table; keys not in the update are kept.
@@ -137,6 +146,9 @@ pub(crate) fn apply_update(table: &mut toml::Table, u: &Update) {
     }
     if let Some(m) = u.mdns {
         table.insert("mdns".into(), m.into());
+    }
+    if let Some(k) = u.kdeconnect {
+        table.insert("kdeconnect".into(), k.into());
     }
     if let Some(i) = &u.inbox {
         table.insert("inbox".into(), i.clone().into());
@@ -155,6 +167,7 @@ mod tests {
             owner: "ann".into(),
             listen: listen.map(Into::into),
             mdns,
+            kdeconnect: None,
             inbox: inbox.map(Into::into),
         }
     }

@@ -26,6 +26,7 @@
 mod devices;
 mod error;
 mod intents;
+mod kdeconnect;
 mod local;
 mod notes;
 mod prompts;
@@ -43,6 +44,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 pub use error::StoreError;
 pub use intents::ApplyIntent;
+pub use kdeconnect::KdeDeviceRecord;
 pub use local::LocalReader;
 pub use records::{
     DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, NoteRecord, NoteState, PromptKind, PromptRecord, RemoteState,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Raw key/value settings. Values are raw bytes (not [`Versioned`]).
 /// Keys [`META_SCHEMA_VERSION`] and [`META_NEXT_PROMPT_ID`] are the store's own.
@@ -59,8 +59,14 @@ pub const AUTO_ACCEPT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("aut
 /// certificate, so this is also the record of refused certificate fingerprints.
 pub const REMOVED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("removed");
 
+/// `device id (32)` -> `KdeDeviceRecord`: KDE Connect devices (schema v5). The id is derived
+/// from the KDE Connect device id (see `KdeDeviceRecord::ferry_id`), never a certificate's
+/// SHA-256, so no Ferry connection can ever claim one; the device's name and pairing live in
+/// `devices` like every device's.
+pub const KDECONNECT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kdeconnect");
+
 /// Every table, for migrations and for tests.
-pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 17] = [
+pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 18] = [
     META,
     DEVICES,
     SHARES,
@@ -78,6 +84,7 @@ pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 17] = [
     AUTO_ACCEPT,
     SHARE_SETTINGS,
     REMOVED,
+    KDECONNECT,
 ];
 
 /// `meta` key of the schema version (u32 BE).
@@ -257,6 +264,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<(), StoreError> {
             1 => migrate_v1_to_v2(txn)?,
             2 => migrate_v2_to_v3(txn)?,
             3 => migrate_v3_to_v4(txn)?,
+            4 => migrate_v4_to_v5(txn)?,
             v => unreachable!("no migration from schema version {v}"),
         }
         version += 1;
@@ -305,6 +313,12 @@ fn migrate_v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
 /// v3 -> v4: the removed devices.
 fn migrate_v3_to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(REMOVED)?;
+    Ok(())
+}
+
+/// v4 -> v5: KDE Connect devices.
+fn migrate_v4_to_v5(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(KDECONNECT)?;
     Ok(())
 }
 

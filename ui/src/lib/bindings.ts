@@ -105,7 +105,22 @@ removed: boolean,
 /**
  * It removed this device, under this name: no longer dialed or synced with.
  */
-removed_by: string | null, };
+removed_by: string | null, 
+/**
+ * `ferry` (a Ferry device: shares, notes, sends) or `kdeconnect` (a KDE Connect device,
+ * such as a phone: notes and sends only, never a share).
+ */
+kind: string, 
+/**
+ * What the device says it is: `phone`, `tablet`, `desktop`, `laptop` or `tv` (KDE Connect
+ * devices; Ferry devices do not say).
+ */
+device_type: string | null, 
+/**
+ * Something the user should know about this device now, e.g. that it came back with
+ * another certificate and was refused.
+ */
+warning: string | null, };
 
 export type PendingDto = { id: number, 
 /**
@@ -216,7 +231,11 @@ control_socket_state: string, device_id: string | null, name: string | null,
 /**
  * The configured (daemon not running) or bound (running) QUIC address.
  */
-listen: string, mdns: MdnsDoctorDto, inotify: InotifyDto, 
+listen: string, mdns: MdnsDoctorDto, 
+/**
+ * KDE Connect (phones): running, off, or not started and why.
+ */
+kdeconnect: KdeDoctorDto, inotify: InotifyDto, 
 /**
  * One line per thing that needs attention, with what to do.
  */
@@ -235,6 +254,25 @@ service: string | null, interfaces: Array<InterfaceDto>,
  * Devices seen on the network.
  */
 nearby: Array<NearbyDto>, };
+
+export type KdeDoctorDto = { 
+/**
+ * Asked for by the configuration.
+ */
+enabled: boolean, 
+/**
+ * `running`, `off` (disabled), `failed` (asked for but not started: see `reason`), or
+ * `daemon not running`.
+ */
+state: string, reason: string | null, 
+/**
+ * The TCP port it listens on (1716-1764).
+ */
+port: number | null, 
+/**
+ * KDE Connect devices heard on the network, and connected now.
+ */
+nearby: number, connected: number, };
 
 export type InterfaceDto = { name: string, addresses: Array<string>, 
 /**
@@ -466,6 +504,10 @@ configured: boolean, config_file: string,
  */
 mdns: boolean, mdns_now: boolean, 
 /**
+ * KDE Connect (phones) as saved (next start) and as running now.
+ */
+kdeconnect: boolean, kdeconnect_now: boolean, 
+/**
  * Where received files land, as saved (absolute path) and as used now.
  */
 inbox: string, inbox_now: string, };
@@ -480,6 +522,10 @@ listen: string | null,
  */
 mdns: boolean | null, 
 /**
+ * KDE Connect on or off (next start); `None` keeps it.
+ */
+kdeconnect: boolean | null, 
+/**
  * The inbox for received files, an absolute path (next start); `None` keeps it.
  */
 inbox: string | null, };
@@ -490,4 +536,4 @@ export type FirstRunDto = { name: string, owner: string,
  */
 folder: string, };
 
-export type Event = { "type": "device_connected", device: string, name: string, address: string, } | { "type": "device_disconnected", device: string, name: string, reason: string, } | { "type": "prompt_added", id: number, kind: string, device: string, device_name: string, code: string | null, label: string | null, } | { "type": "prompt_resolved", id: number, accepted: boolean, } | { "type": "paired", device: string, name: string, } | { "type": "device_removed", device: string, name: string, by: string | null, } | { "type": "scan_finished", share: string, changes: number, seen: number, hashed_bytes: number, millis: number, } | { "type": "index_sent", share: string, device: string, records: number, } | { "type": "index_received", share: string, device: string, records: number, } | { "type": "transfer_progress", share: string, path: string, done: number, total: number, bytes_per_sec: number, } | { "type": "applied", share: string, path: string, action: string, from: string, } | { "type": "conflict", share: string, path: string, copy: string, winner: string, } | { "type": "in_sync", share: string, } | { "type": "failed_items", share: string, label: string, count: number, new: Array<FailedItemDto>, } | { "type": "error", share: string | null, device: string | null, message: string, } | { "type": "note_received", id: string, from: string, from_name: string, text: string, } | { "type": "note_state", id: string, state: string, } | { "type": "lagged", missed: number, } | { "type": "send_offered", id: string, device: string, device_name: string, direction: string, files: number, bytes: number, names: Array<string>, } | { "type": "send_state", id: string, device: string, direction: string, state: string, message: string | null, } | { "type": "send_progress", id: string, device: string, direction: string, done: number, total: number, bytes_per_sec: number, } | { "type": "sync_summary", share: string, label: string, started_ms: number, ended_ms: number, counts: SummaryCountsDto, } | { "type": "sync_paused", paused: boolean, };
+export type Event = { "type": "device_connected", device: string, name: string, address: string, } | { "type": "device_disconnected", device: string, name: string, reason: string, } | { "type": "prompt_added", id: number, kind: string, device: string, device_name: string, code: string | null, label: string | null, } | { "type": "prompt_resolved", id: number, accepted: boolean, } | { "type": "paired", device: string, name: string, } | { "type": "device_refused", device: string, name: string, reason: string, } | { "type": "device_removed", device: string, name: string, by: string | null, } | { "type": "scan_finished", share: string, changes: number, seen: number, hashed_bytes: number, millis: number, } | { "type": "index_sent", share: string, device: string, records: number, } | { "type": "index_received", share: string, device: string, records: number, } | { "type": "transfer_progress", share: string, path: string, done: number, total: number, bytes_per_sec: number, } | { "type": "applied", share: string, path: string, action: string, from: string, } | { "type": "conflict", share: string, path: string, copy: string, winner: string, } | { "type": "in_sync", share: string, } | { "type": "failed_items", share: string, label: string, count: number, new: Array<FailedItemDto>, } | { "type": "error", share: string | null, device: string | null, message: string, } | { "type": "note_received", id: string, from: string, from_name: string, text: string, } | { "type": "note_state", id: string, state: string, } | { "type": "lagged", missed: number, } | { "type": "send_offered", id: string, device: string, device_name: string, direction: string, files: number, bytes: number, names: Array<string>, } | { "type": "send_state", id: string, device: string, direction: string, state: string, message: string | null, } | { "type": "send_progress", id: string, device: string, direction: string, done: number, total: number, bytes_per_sec: number, } | { "type": "sync_summary", share: string, label: string, started_ms: number, ended_ms: number, counts: SummaryCountsDto, } | { "type": "sync_paused", paused: boolean, };

@@ -48,6 +48,9 @@ pub fn ferry_cmd(home: &Path) -> Command {
     // These daemons run in the root namespace: mDNS stays off (network safety rule); the
     // namespaced tests in netns.rs are where it runs.
     c.env("FERRY_MDNS", "0");
+    // KDE Connect's discovery is a broadcast: off outside a namespace (network safety).
+    c.env("FERRY_KDECONNECT", "0");
+    c.env_remove("FERRY_KDECONNECT_BIND");
     c.env_remove("FERRY_INBOX");
     c.arg("--home").arg(home).stdin(Stdio::null());
     c
@@ -213,7 +216,7 @@ impl Daemon {
         let mut cmd = ferry_cmd(&self.home);
         let inbox = self.home.join("Inbox");
         cmd.args(["daemon", "--listen", &format!("127.0.0.1:{}", self.port), "--name", &self.name])
-            .args(["--owner", "tester", "--log", "info", "--no-mdns"])
+            .args(["--owner", "tester", "--log", "info", "--no-mdns", "--no-kdeconnect"])
             .arg("--inbox")
             .arg(&inbox)
             .stdout(Stdio::from(log.try_clone().unwrap()))

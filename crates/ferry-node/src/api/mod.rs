@@ -147,6 +147,18 @@ pub struct DeviceDto {
     /// It removed this device, under this name: no longer dialed or synced with.
     #[serde(default)]
     pub removed_by: Option<String>,
+    /// `ferry` (a Ferry device: shares, notes, sends) or `kdeconnect` (a KDE Connect device,
+    /// such as a phone: notes and sends only, never a share).
+    #[serde(default)]
+    pub kind: String,
+    /// What the device says it is: `phone`, `tablet`, `desktop`, `laptop` or `tv` (KDE Connect
+    /// devices; Ferry devices do not say).
+    #[serde(default)]
+    pub device_type: Option<String>,
+    /// Something the user should know about this device now, e.g. that it came back with
+    /// another certificate and was refused.
+    #[serde(default)]
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
@@ -334,9 +346,27 @@ pub struct DoctorDto {
     /// The configured (daemon not running) or bound (running) QUIC address.
     pub listen: String,
     pub mdns: MdnsDoctorDto,
+    /// KDE Connect (phones): running, off, or not started and why.
+    #[serde(default)]
+    pub kdeconnect: KdeDoctorDto,
     pub inotify: InotifyDto,
     /// One line per thing that needs attention, with what to do.
     pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
+pub struct KdeDoctorDto {
+    /// Asked for by the configuration.
+    pub enabled: bool,
+    /// `running`, `off` (disabled), `failed` (asked for but not started: see `reason`), or
+    /// `daemon not running`.
+    pub state: String,
+    pub reason: Option<String>,
+    /// The TCP port it listens on (1716-1764).
+    pub port: Option<u16>,
+    /// KDE Connect devices heard on the network, and connected now.
+    pub nearby: u32,
+    pub connected: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]

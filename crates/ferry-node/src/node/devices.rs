@@ -54,10 +54,14 @@ impl Node {
                         Some(RemovedBy::Them { name }) => Some(name),
                         _ => None,
                     },
+                    kind: "ferry".into(),
+                    device_type: None,
+                    warning: None,
                 }
             })
             .collect();
         crate::discovery::add_nearby(inner, &mut out);
+        crate::kdeconnect::describe(inner, &mut out).await?;
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -147,6 +151,11 @@ impl Node {
         {
             return Ok(t);
         }
+        if address.parse::<SocketAddr>().is_err()
+            && let Some(t) = crate::kdeconnect::start_pairing(&self.inner, address).await?
+        {
+            return Ok(t);
+        }
         let addr: SocketAddr = match address.parse() {
             Ok(a) => a,
             Err(_) => tokio::net::lookup_host(address)
@@ -216,7 +225,12 @@ impl Node {
                 inner.db(move |s| s.remove_prompt(id)).await?;
             }
             PromptKind::SendOffer { transfer, .. } => {
-                let res = crate::send::answer(inner, prompt.device, *transfer, accept).await;
+                let dev = prompt.device;
+                let res = if inner.db(move |s| s.kde_device(&dev)).await?.is_some() {
+                    crate::kdeconnect::answer_send(inner, prompt.device, *transfer, accept).await
+                } else {
+                    crate::send::answer(inner, prompt.device, *transfer, accept).await
+                };
                 inner.db(move |s| s.remove_prompt(id)).await?;
                 inner.emit(Event::PromptResolved { id, accepted: accept && res.is_ok() });
                 return res;
@@ -238,6 +252,16 @@ impl Node {
         let inner = &self.inner;
         let dev = inner.resolve_device(device).await?;
         let id = dev.id;
+        if inner.db(move |s| s.kde_device(&id)).await?.is_some() {
+            // A KDE Connect device is unpaired (its pin dropped): it can ask again, as in KDE
+            // Connect itself.
+            if !dev.paired {
+                return Err(ApiError::new(ErrorCode::Conflict, format!("{} is not paired", dev.name)));
+            }
+            crate::kdeconnect::unpair(inner, id).await?;
+            inner.emit(Event::DeviceRemoved { device: id.to_string(), name: dev.name.clone(), by: None });
+            return self.device_dto(id).await;
+        }
         if inner.db(move |s| s.removal(&id)).await?.is_some_and(|r| r.by == RemovedBy::Us) {
             return Err(ApiError::new(ErrorCode::Conflict, format!("{} is already removed", dev.name)));
         }
@@ -253,6 +277,12 @@ impl Node {
     pub async fn ping(&self, device: &str) -> ApiResult<PingDto> {
         let inner = &self.inner;
         let dev = inner.resolve_device(device).await?;
+        if inner.kde.link(&dev.id).is_some() {
+            return Err(ApiError::bad(format!(
+                "{} is a KDE Connect device, which answers no ping; `ferry note send` rings it",
+                dev.name
+            )));
+        }
         let peer = inner
             .peer(&dev.id)
             .ok_or_else(|| ApiError::new(ErrorCode::Unreachable, format!("{} is not connected", dev.name)))?;
@@ -310,5 +340,15 @@ impl Node {
             .into_iter()
             .find(|d| d.id == sid)
             .ok_or_else(|| ApiError::internal("device vanished after adding its address"))
+    }
+
+    /// One device as `ferry devices` lists it.
+    async fn device_dto(&self, id: ferry_proto::DeviceId) -> ApiResult<DeviceDto> {
+        let sid = id.to_string();
+        self.devices()
+            .await?
+            .into_iter()
+            .find(|d| d.id == sid)
+            .ok_or_else(|| ApiError::internal("the device vanished from the list"))
     }
 }

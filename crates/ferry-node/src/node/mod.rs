@@ -99,9 +99,11 @@ impl Node {
             status_cache: Default::default(),
             dial_wake: tokio::sync::Notify::new(),
             unpaired: Arc::new(tokio::sync::Semaphore::new(crate::limits::MAX_UNPAIRED_CONNECTIONS)),
+            kde: Default::default(),
         });
         crate::removal::restore(&inner).await?;
         crate::discovery::start(&inner);
+        crate::kdeconnect::start(&inner).await;
         // Pairing prompts belong to connections that died with the previous run.
         for p in inner.db(|s| s.prompts()).await? {
             if matches!(p.kind, PromptKind::Pair { .. }) {
@@ -233,6 +235,7 @@ impl Node {
             name: Some(inner.cfg.name.clone()),
             listen: inner.listen.to_string(),
             mdns,
+            kdeconnect: crate::doctor::kde_running(inner),
             inotify,
             problems: vec![],
         };

@@ -27,6 +27,8 @@ impl Node {
         if !dev.paired {
             return Err(ApiError::bad(format!("{} is not paired; pair it first", dev.name)));
         }
+        let did = dev.id;
+        let kde = inner.db(move |s| s.kde_device(&did)).await?.is_some();
         let paths: Vec<PathBuf> = req.paths.iter().map(PathBuf::from).collect();
         if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
             return Err(ApiError::bad(format!("{} must be an absolute path", p.display())));
@@ -43,6 +45,9 @@ impl Node {
             }
             if list.len() > MAX_SEND_FILES || dirs.len() > MAX_SEND_DIRS {
                 return Err(format!("more than {MAX_SEND_FILES} files or folders; send fewer at a time"));
+            }
+            if kde && (!dirs.is_empty() || list.iter().any(|(rel, _)| rel.as_str().contains('/'))) {
+                return Err("a KDE Connect device receives files, not folders: send the files inside".to_string());
             }
             let files = describe_files(&list)?;
             let sources = list.iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>();
@@ -84,7 +89,11 @@ impl Node {
             names: top_names(&rec),
         });
         let out = dto(inner, &rec).await?;
-        flush_soon(inner, dev.id);
+        if kde {
+            crate::kdeconnect::send_files(inner, dev.id);
+        } else {
+            flush_soon(inner, dev.id);
+        }
         Ok(out)
     }
 

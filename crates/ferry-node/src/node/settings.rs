@@ -40,6 +40,8 @@ impl Node {
             config_file: path.display().to_string(),
             mdns: table.get("mdns").and_then(|v| v.as_bool()).unwrap_or(self.inner.cfg.mdns),
             mdns_now: self.inner.cfg.mdns,
+            kdeconnect: table.get("kdeconnect").and_then(|v| v.as_bool()).unwrap_or(self.inner.cfg.kdeconnect),
+            kdeconnect_now: self.inner.kde.running(),
             inbox: table
                 .get("inbox")
                 .and_then(|v| v.as_str())
@@ -75,6 +77,7 @@ impl Node {
             owner: req.owner,
             listen: None,
             mdns: None,
+            kdeconnect: None,
             inbox: None,
         })
         .await?;

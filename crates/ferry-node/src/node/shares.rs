@@ -40,6 +40,14 @@ impl Node {
         let inner = &self.inner;
         let mut share = inner.resolve_share(&req.share).await?;
         let dev = inner.resolve_device(&req.device).await?;
+        let did = dev.id;
+        if self.inner.db(move |s| s.kde_device(&did)).await?.is_some() {
+            return Err(ApiError::bad(format!(
+                "{} is a KDE Connect device: it can get notes and files (`ferry note send`, `ferry send`), \
+                 never a share",
+                dev.name
+            )));
+        }
         if !dev.paired {
             return Err(ApiError::bad(format!("{} is not paired; pair it first", dev.name)));
         }

@@ -60,12 +60,13 @@ mod serve;
 mod tests;
 
 pub(crate) use offer::{on_offer, on_update};
-use prepare::mtime_ns;
+pub(crate) use prepare::mtime_ns;
 pub(crate) use prepare::{collect, describe_files};
-use receive::{remove_staging, start_receive};
+use receive::start_receive;
+pub(crate) use receive::{place, remove_staging};
 pub(crate) use serve::on_block;
 #[cfg(test)]
-use {offer::check_offer, receive::candidate, receive::place};
+use {offer::check_offer, receive::candidate};
 
 /// The store's transfer state as the engine's send state machine sees it (one to one).
 fn engine_state(s: &TransferState) -> SendState {
@@ -115,7 +116,7 @@ pub(crate) fn top_names(t: &TransferRecord) -> Vec<String> {
     out
 }
 
-fn staging_dir(inner: &Context, id: &TransferId) -> PathBuf {
+pub(crate) fn staging_dir(inner: &Context, id: &TransferId) -> PathBuf {
     inner.cfg.inbox.join(format!("{TEMP_PREFIX}send-{}", id.to_hex()))
 }
 
@@ -150,7 +151,7 @@ pub(crate) async fn dto(inner: &Arc<Context>, t: &TransferRecord) -> ApiResult<T
     })
 }
 
-fn emit_state(inner: &Context, t: &TransferRecord) {
+pub(crate) fn emit_state(inner: &Context, t: &TransferRecord) {
     inner.emit(Event::SendState {
         id: t.id.to_hex(),
         device: t.peer.to_string(),
@@ -160,7 +161,7 @@ fn emit_state(inner: &Context, t: &TransferRecord) {
     });
 }
 
-fn emit_progress(inner: &Context, t: &TransferRecord, done: u64, rate: f64) {
+pub(crate) fn emit_progress(inner: &Context, t: &TransferRecord, done: u64, rate: f64) {
     inner.emit(Event::SendProgress {
         id: t.id.to_hex(),
         device: t.peer.to_string(),
@@ -174,7 +175,7 @@ fn emit_progress(inner: &Context, t: &TransferRecord, done: u64, rate: f64) {
 /// Feeds `event` to the transfer's state machine ([`ferry_engine::send::transition`]) inside
 /// one store update, and announces the change. Returns the record if its state changed (a
 /// final state never changes; an event the state ignores changes nothing).
-async fn set_state(
+pub(crate) async fn set_state(
     inner: &Arc<Context>,
     id: TransferId,
     event: SendEvent,
@@ -223,7 +224,7 @@ fn bounded(mut m: String) -> String {
     m
 }
 
-async fn remove_prompt_for(inner: &Arc<Context>, id: TransferId) {
+pub(crate) async fn remove_prompt_for(inner: &Arc<Context>, id: TransferId) {
     let Ok(prompts) = inner.db(|s| s.prompts()).await else { return };
     for p in prompts {
         if matches!(&p.kind, PromptKind::SendOffer { transfer, .. } if *transfer == id) {

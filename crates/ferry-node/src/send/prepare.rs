@@ -83,7 +83,7 @@ pub(crate) fn describe_files(list: &[(RelPath, PathBuf)]) -> Result<Vec<SendFile
     Ok(out)
 }
 
-pub(super) fn mtime_ns(m: &std::fs::Metadata) -> i64 {
+pub(crate) fn mtime_ns(m: &std::fs::Metadata) -> i64 {
     use std::os::unix::fs::MetadataExt;
     m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())
 }

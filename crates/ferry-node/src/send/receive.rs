@@ -311,7 +311,7 @@ pub(crate) fn candidate(name: &str, n: u32, is_dir: bool) -> String {
 
 /// Moves `src` (a file or folder in the staging folder) into `inbox` under the first free
 /// candidate name, atomically and without replacing anything; returns the name it got.
-pub(super) fn place(src: &Path, inbox: &Path, name: &str) -> Result<String, String> {
+pub(crate) fn place(src: &Path, inbox: &Path, name: &str) -> Result<String, String> {
     let meta = std::fs::symlink_metadata(src).map_err(io(src))?;
     let is_dir = meta.is_dir();
     for n in 0..10_000 {
@@ -351,7 +351,7 @@ fn same_file(meta: &std::fs::Metadata, path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.ino() == meta.ino() && m.dev() == meta.dev())
 }
 
-pub(super) async fn remove_staging(inner: &Arc<Context>, id: &TransferId) {
+pub(crate) async fn remove_staging(inner: &Arc<Context>, id: &TransferId) {
     let dir = staging_dir(inner, id);
     let _ = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}

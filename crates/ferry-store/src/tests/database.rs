@@ -156,3 +156,31 @@ fn a_damaged_file_is_refused_as_damaged_and_left_as_it_was() {
         assert!(std::fs::read(&path).unwrap() == bytes, "{what}: the file was changed");
     }
 }
+
+#[test]
+fn kde_devices_pair_and_unpair_with_their_device_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("ferry.redb")).unwrap();
+    let k = KdeDeviceRecord {
+        kde_id: "abc_123".into(),
+        device_type: "phone".into(),
+        protocol: 7,
+        cert_der: None,
+        address: Some("10.0.0.2:1716".into()),
+    };
+    let d = store.put_kde_device(&k, "Pixel").unwrap();
+    assert_eq!(d.id, KdeDeviceRecord::ferry_id("abc_123"));
+    assert_ne!(d.id, KdeDeviceRecord::ferry_id("abc_124"));
+    assert!(!d.paired);
+    store.set_kde_paired(&d.id, Some(vec![1, 2, 3])).unwrap();
+    assert!(store.device(&d.id).unwrap().unwrap().paired);
+    assert_eq!(store.kde_device(&d.id).unwrap().unwrap().cert_der, Some(vec![1, 2, 3]));
+    // A later sighting updates the name and keeps the pairing.
+    let d2 = store.put_kde_device(&KdeDeviceRecord { cert_der: Some(vec![1, 2, 3]), ..k.clone() }, "Pixel 8").unwrap();
+    assert!(d2.paired);
+    assert_eq!(d2.name, "Pixel 8");
+    store.set_kde_paired(&d.id, None).unwrap();
+    assert!(!store.device(&d.id).unwrap().unwrap().paired);
+    assert_eq!(store.kde_devices().unwrap().len(), 1);
+    assert!(store.set_kde_paired(&KdeDeviceRecord::ferry_id("nope"), None).is_err());
+}

@@ -1,0 +1,177 @@
+//! One connected KDE Connect device: the trust check, the registration, the writer task and
+//! the reader loop that dispatches its packets. Unpaired devices may only ask to pair; every
+//! other packet from them is dropped (as KDE Connect does).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ferry_kdeconnect::{Link, Packet};
+use ferry_proto::DeviceId;
+use ferry_store::KdeDeviceRecord;
+use tokio::sync::mpsc;
+
+use crate::context::Context;
+use crate::events::Event;
+use crate::kde_handle::{KdeLink, LINK_QUEUE};
+
+use super::ferry_id;
+
+/// Packet types this node handles (others are ignored, as KDE Connect ignores plugins it lacks).
+pub(super) const PAIR: &str = "kdeconnect.pair";
+pub(super) const PING: &str = "kdeconnect.ping";
+pub(super) const SHARE: &str = "kdeconnect.share.request";
+
+/// Runs a link until it closes, in the span `kde{device}`.
+pub(super) async fn run(inner: &Arc<Context>, link: Link) {
+    let span = tracing::info_span!("kde", device = %link.identity.device_name);
+    tracing::Instrument::instrument(run_in_span(inner, link), span).await
+}
+
+async fn run_in_span(inner: &Arc<Context>, link: Link) {
+    let id = ferry_id(&link.identity.device_id);
+    let kid = id;
+    let known = match inner.db(move |s| s.kde_device(&kid)).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!("KDE Connect: {e}");
+            return;
+        }
+    };
+    if let Some(why) = refusal(known.as_ref(), &link) {
+        tracing::warn!("refused: {why}");
+        inner.kde.refused.lock().unwrap().insert(id, why.clone());
+        inner.emit(Event::DeviceRefused {
+            device: id.to_string(),
+            name: link.identity.device_name.clone(),
+            reason: why,
+        });
+        return;
+    }
+    inner.kde.refused.lock().unwrap().remove(&id);
+    let paired = known.as_ref().is_some_and(|k| k.cert_der.is_some());
+    if paired {
+        // Keep what it says about itself now (name, type, protocol, address).
+        let rec = record(known.as_ref(), &link);
+        let name = link.identity.device_name.clone();
+        if let Err(e) = inner.db(move |s| s.put_kde_device(&rec, &name)).await {
+            tracing::warn!("KDE Connect: {e}");
+        }
+    }
+    super::remember_nearby(inner, id, link.identity.clone(), link.remote);
+    let remote = link.remote;
+    let identity = link.identity.clone();
+    let cert = Arc::new(link.peer_cert_der.clone());
+    let (mut reader, mut writer) = link.split();
+    let (tx, mut rx) = mpsc::channel::<Packet>(LINK_QUEUE);
+    let serial = inner.kde.next_serial.fetch_add(1, Ordering::Relaxed);
+    let handle = KdeLink { tx, identity: identity.clone(), cert, remote, serial };
+    // A new connection replaces an older one (the older one's writer ends with its queue).
+    inner.kde.links.lock().unwrap().insert(id, handle);
+    inner.emit(Event::DeviceConnected {
+        device: id.to_string(),
+        name: identity.device_name.clone(),
+        address: remote.to_string(),
+    });
+    tracing::info!(%remote, protocol = identity.protocol_version, paired, "KDE Connect device connected");
+    let writer_task = tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            if let Err(e) = writer.send(&p).await {
+                tracing::info!("KDE Connect: write failed: {e}");
+                return;
+            }
+        }
+    });
+    if paired {
+        super::notes::flush_soon(inner, id);
+        super::files::flush_soon(inner, id);
+    }
+    let mut stop = inner.stop.subscribe();
+    loop {
+        let next = tokio::select! {
+            p = reader.recv() => p,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match next {
+            Ok(Some(p)) => dispatch(inner, id, p).await,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!("KDE Connect: link closed: {e}");
+                break;
+            }
+        }
+    }
+    let mine = {
+        let mut links = inner.kde.links.lock().unwrap();
+        let mine = links.get(&id).is_some_and(|l| l.serial == serial);
+        if mine {
+            links.remove(&id);
+        }
+        mine
+    };
+    writer_task.abort();
+    if mine {
+        inner.emit(Event::DeviceDisconnected {
+            device: id.to_string(),
+            name: identity.device_name.clone(),
+            reason: "the KDE Connect link closed".into(),
+        });
+    }
+}
+
+/// Why a connection from a known device is refused: a paired device must present the pinned
+/// certificate, and one that spoke protocol 8 may not come back on an older one (a downgrade
+/// would skip the identity check inside TLS).
+fn refusal(known: Option<&KdeDeviceRecord>, link: &Link) -> Option<String> {
+    let k = known?;
+    let pin = k.cert_der.as_ref()?;
+    if *pin != link.peer_cert_der {
+        return Some(format!(
+            "{} presented a different certificate than the one paired; refused. If it was reinstalled, \
+             remove it (`ferry devices remove`) and pair again",
+            link.identity.device_name
+        ));
+    }
+    if k.protocol >= 8 && link.identity.protocol_version < k.protocol {
+        return Some(format!(
+            "{} came back on KDE Connect protocol {} after {}; refused (a downgrade)",
+            link.identity.device_name, link.identity.protocol_version, k.protocol
+        ));
+    }
+    None
+}
+
+/// The record of a device as this link shows it, keeping the pin.
+pub(super) fn record(known: Option<&KdeDeviceRecord>, link_identity_and_remote: &Link) -> KdeDeviceRecord {
+    let l = link_identity_and_remote;
+    KdeDeviceRecord {
+        kde_id: l.identity.device_id.clone(),
+        device_type: l.identity.device_type.as_str().into(),
+        protocol: l.identity.protocol_version,
+        cert_der: known.and_then(|k| k.cert_der.clone()),
+        address: Some(
+            std::net::SocketAddr::new(l.remote.ip(), l.identity.tcp_port.unwrap_or(l.remote.port())).to_string(),
+        ),
+    }
+}
+
+async fn dispatch(inner: &Arc<Context>, id: DeviceId, p: Packet) {
+    let paired = inner.db(move |s| s.kde_device(&id)).await.ok().flatten().is_some_and(|k| k.cert_der.is_some());
+    if p.kind == PAIR {
+        return super::pairing::on_pair(inner, id, &p).await;
+    }
+    if !paired {
+        tracing::info!(kind = %p.kind, "dropped a packet from an unpaired device");
+        return;
+    }
+    match p.kind.as_str() {
+        PING => super::notes::on_ping(inner, id, &p).await,
+        SHARE => {
+            if p.payload_size.is_some() || p.body.get("filename").is_some() {
+                super::files::on_file(inner, id, &p).await
+            } else {
+                super::notes::on_shared_text(inner, id, &p).await
+            }
+        }
+        other => tracing::debug!(kind = %other, "ignored a packet this node has no use for"),
+    }
+}

@@ -1,0 +1,121 @@
+//! Notes with KDE Connect devices. Out: a note becomes a `kdeconnect.ping` carrying the text,
+//! which the device shows as a notification. In: a ping (with its message, or KDE Connect's
+//! own "Ping!") and shared text or a link become received notes.
+//!
+//! "Delivered" for a KDE Connect device means the ping was written to its encrypted connection:
+//! the protocol has no acknowledgement and no read receipt, so a note to it never becomes
+//! "read", and reading its notes sends nothing back.
+
+use std::sync::Arc;
+
+use ferry_kdeconnect::Packet;
+use ferry_proto::wire::MAX_NOTE;
+use ferry_proto::{DeviceId, NoteId};
+use ferry_store::{NoteRecord, NoteState};
+use serde_json::json;
+
+use crate::clock::now_ms;
+use crate::context::Context;
+use crate::events::Event;
+use crate::notes::{emit_state, note_hex};
+
+use super::link::PING;
+
+/// What KDE Connect itself shows for a ping without a message.
+const BARE_PING: &str = "Ping!";
+
+/// Starts delivering the notes queued for `id` if it is connected.
+pub(crate) fn flush_soon(inner: &Arc<Context>, id: DeviceId) {
+    if inner.kde.link(&id).is_some() {
+        let i = inner.clone();
+        inner.spawn(async move { flush(&i, id).await });
+    }
+}
+
+/// Sends queued notes in order, one flush per device at a time (the same lock as Ferry
+/// devices' notes), and drops read receipts, which KDE Connect has no packet for.
+async fn flush(inner: &Arc<Context>, id: DeviceId) {
+    let lock = inner.note_flush.lock().unwrap().entry(id).or_default().clone();
+    let _guard = lock.lock().await;
+    let Ok(notes) = inner.db(move |s| s.notes(Some(&id))).await else { return };
+    for n in notes.iter().filter(|n| n.outgoing && n.state == NoteState::Queued) {
+        let Some(link) = inner.kde.link(&id) else { return };
+        let packet = Packet::new(PING, json!({ "message": n.text }));
+        if link.tx.send(packet).await.is_err() {
+            return;
+        }
+        let nid = n.id;
+        let res = inner.db(move |s| s.set_note_state(&nid, NoteState::Delivered, false)).await;
+        if res.is_ok() {
+            emit_state(inner, &n.id, &NoteState::Delivered);
+        }
+    }
+    for n in notes.iter().filter(|n| !n.outgoing && n.receipt_pending) {
+        let nid = n.id;
+        let _ = inner.db(move |s| s.set_note_state(&nid, NoteState::Read, false)).await;
+    }
+}
+
+/// A `kdeconnect.ping` from a paired device.
+pub(super) async fn on_ping(inner: &Arc<Context>, id: DeviceId, p: &Packet) {
+    let text = match p.body.get("message") {
+        None => BARE_PING.to_string(),
+        Some(v) => match v.as_str() {
+            Some(s) if !s.is_empty() => s.to_string(),
+            Some(_) => BARE_PING.to_string(),
+            None => {
+                tracing::info!("ping whose message is not text; ignored");
+                return;
+            }
+        },
+    };
+    receive(inner, id, text).await
+}
+
+/// Shared text or a link (`kdeconnect.share.request` with `text` or `url`).
+pub(super) async fn on_shared_text(inner: &Arc<Context>, id: DeviceId, p: &Packet) {
+    let text = ["text", "url"].iter().find_map(|k| p.body.get(*k).and_then(|v| v.as_str()).map(str::to_string));
+    match text {
+        Some(t) if !t.is_empty() => receive(inner, id, t).await,
+        _ => tracing::info!("share request with neither text, link nor file; ignored"),
+    }
+}
+
+/// Stores a received note (unread) and announces it; refused when too long or muted.
+async fn receive(inner: &Arc<Context>, id: DeviceId, text: String) {
+    if text.len() > MAX_NOTE {
+        tracing::warn!(bytes = text.len(), "refused a note over {MAX_NOTE} bytes");
+        return;
+    }
+    let (dev, muted) = match inner.db(move |s| Ok((s.device(&id)?, s.is_muted(&id)?))).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return;
+        }
+    };
+    if muted {
+        tracing::info!("note from a muted device dropped");
+        return;
+    }
+    let rec = NoteRecord {
+        id: NoteId(rand::random()),
+        peer: id,
+        outgoing: false,
+        sent_at_ms: now_ms(),
+        text: text.clone(),
+        state: NoteState::Unread,
+        receipt_pending: false,
+        order: 0,
+    };
+    let nid = rec.id;
+    match inner.db(move |s| s.add_note(&rec)).await {
+        Ok(_) => inner.emit(Event::NoteReceived {
+            id: note_hex(&nid),
+            from: id.to_string(),
+            from_name: dev.map(|d| d.name).unwrap_or_default(),
+            text,
+        }),
+        Err(e) => tracing::warn!("note not stored: {e}"),
+    }
+}
