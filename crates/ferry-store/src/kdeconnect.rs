@@ -40,8 +40,8 @@ impl KdeDeviceRecord {
 }
 
 impl Store {
-    /// Records or updates a KDE Connect device and its device row in one transaction. The
-    /// device row keeps its pairing state and the name the user sees unless `name` is given.
+    /// Records or updates a KDE Connect device and its device row in one transaction: the row
+    /// takes `name`, and is paired exactly when `k` holds a pinned certificate.
     pub fn put_kde_device(&self, k: &KdeDeviceRecord, name: &str) -> Result<DeviceRecord, StoreError> {
         let id = KdeDeviceRecord::ferry_id(&k.kde_id);
         let value = encode("kdeconnect device", k)?;
@@ -57,6 +57,7 @@ impl Store {
                 last_seen_ms: None,
             });
             d.name = name.to_string();
+            d.paired = k.cert_der.is_some();
             devices.insert(id.0.as_slice(), encode("device", &d)?.as_slice())?;
             txn.open_table(KDECONNECT)?.insert(id.0.as_slice(), value.as_slice())?;
             Ok(d)

@@ -57,8 +57,10 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
             tracing::warn!("KDE Connect: {e}");
         }
     }
-    super::remember_nearby(inner, id, link.identity.clone(), link.remote);
-    let remote = link.remote;
+    // Where it listens (an incoming link's own port is an ephemeral one).
+    let listen = std::net::SocketAddr::new(link.remote.ip(), link.identity.tcp_port.unwrap_or(link.remote.port()));
+    super::remember_nearby(inner, id, link.identity.clone(), listen);
+    let remote = listen;
     let identity = link.identity.clone();
     let cert = Arc::new(link.peer_cert_der.clone());
     let (mut reader, mut writer) = link.split();

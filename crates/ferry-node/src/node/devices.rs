@@ -146,15 +146,22 @@ impl Node {
     /// Asks the device at `address` to pair. Returns once the request is on its screen, with
     /// the code both screens show; [`Node::pair_wait`] waits for the answer.
     pub async fn pair(&self, address: &str) -> ApiResult<PairTicketDto> {
-        if address.parse::<SocketAddr>().is_err()
-            && let Some(t) = crate::discovery::pair_nearby(&self.inner, address).await?
-        {
-            return Ok(t);
-        }
-        if address.parse::<SocketAddr>().is_err()
-            && let Some(t) = crate::kdeconnect::start_pairing(&self.inner, address).await?
-        {
-            return Ok(t);
+        if address.parse::<SocketAddr>().is_err() {
+            match crate::discovery::pair_nearby(&self.inner, address).await {
+                Ok(Some(t)) => return Ok(t),
+                Ok(None) => {}
+                // Not a nearby Ferry device: maybe a KDE Connect one (a phone).
+                Err(e) if e.code == ErrorCode::NotFound => {
+                    return match crate::kdeconnect::start_pairing(&self.inner, address).await? {
+                        Some(t) => Ok(t),
+                        None => Err(e),
+                    };
+                }
+                Err(e) => return Err(e),
+            }
+            if let Some(t) = crate::kdeconnect::start_pairing(&self.inner, address).await? {
+                return Ok(t);
+            }
         }
         let addr: SocketAddr = match address.parse() {
             Ok(a) => a,
