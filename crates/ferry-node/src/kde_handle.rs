@@ -17,6 +17,9 @@ use crate::api::PairOutcomeDto;
 /// Packets queued for one link's writer: a few notes and offers; a full queue means the device
 /// stopped reading, and the sender gets an error instead of growing memory.
 pub(crate) const LINK_QUEUE: usize = 64;
+/// Connection requests waiting for the dialer (`ferry pair NAME` toward a device not linked):
+/// people ask one at a time; a full queue refuses the extra request.
+pub(crate) const DIAL_QUEUE: usize = 16;
 /// Devices heard on the network kept at once (oldest dropped first): a LAN has a handful.
 pub(crate) const MAX_NEARBY: usize = 64;
 
@@ -66,6 +69,8 @@ pub(crate) struct Kde {
     /// and why (shown in `ferry devices`).
     pub refused: Mutex<HashMap<DeviceId, String>>,
     pub next_serial: AtomicU64,
+    /// Asks the dialer (`kdeconnect/`) to connect to a nearby device.
+    pub dial: OnceLock<mpsc::Sender<DeviceId>>,
     /// Incoming files fetched whole into staging, waiting for the user's answer or placement.
     pub downloaded: Mutex<std::collections::HashSet<ferry_proto::TransferId>>,
 }

@@ -55,9 +55,6 @@ pub(crate) fn emit_state(inner: &Context, id: &NoteId, state: &NoteState) {
 
 /// Starts delivering what waits for `device` (queued notes, then read receipts), if connected.
 pub(crate) fn flush_soon(inner: &Arc<Context>, device: DeviceId) {
-    if inner.kde.link(&device).is_some() {
-        return crate::kdeconnect::flush_notes_soon(inner, device);
-    }
     if let Some(peer) = inner.peer(&device) {
         let i = inner.clone();
         inner.spawn(async move { flush(&i, &peer).await });

@@ -32,7 +32,7 @@ use crate::context::{ApiResult, Context, add_prompt};
 use crate::events::Event;
 use crate::send::{emit_progress, emit_state, place, remove_staging, set_state, staging_dir};
 
-use super::link::SHARE;
+use super::wire::SHARE;
 
 /// How long a device has to fetch a file this node offered: KDE Connect fetches at once; one
 /// that has not connected within this long is not going to.

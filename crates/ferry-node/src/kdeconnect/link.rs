@@ -14,12 +14,7 @@ use crate::context::Context;
 use crate::events::Event;
 use crate::kde_handle::{KdeLink, LINK_QUEUE};
 
-use super::ferry_id;
-
-/// Packet types this node handles (others are ignored, as KDE Connect ignores plugins it lacks).
-pub(super) const PAIR: &str = "kdeconnect.pair";
-pub(super) const PING: &str = "kdeconnect.ping";
-pub(super) const SHARE: &str = "kdeconnect.share.request";
+use super::wire::{PAIR, PING, SHARE, ferry_id, remember_nearby};
 
 /// Runs a link until it closes, in the span `kde{device}`.
 pub(super) async fn run(inner: &Arc<Context>, link: Link) {
@@ -59,7 +54,7 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
     }
     // Where it listens (an incoming link's own port is an ephemeral one).
     let listen = std::net::SocketAddr::new(link.remote.ip(), link.identity.tcp_port.unwrap_or(link.remote.port()));
-    super::remember_nearby(inner, id, link.identity.clone(), listen);
+    remember_nearby(inner, id, link.identity.clone(), listen);
     let remote = listen;
     let identity = link.identity.clone();
     let cert = Arc::new(link.peer_cert_der.clone());

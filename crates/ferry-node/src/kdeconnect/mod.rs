@@ -12,17 +12,17 @@ mod files;
 mod link;
 mod notes;
 mod pairing;
+mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ferry_kdeconnect::{DeviceType, Discovery, Identity, KdeError, Listener, LocalIdentity};
+use ferry_kdeconnect::{Discovery, Identity, KdeError, Listener, LocalIdentity};
 use ferry_proto::DeviceId;
-use ferry_store::KdeDeviceRecord;
 
 use crate::context::Context;
-use crate::kde_handle::{KdeNearby, MAX_NEARBY};
+use wire::{ferry_id, our_identity, remember_nearby};
 
 pub(crate) use files::{answer as answer_send, send as send_files};
 pub(crate) use notes::flush_soon as flush_notes_soon;
@@ -36,17 +36,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Incoming connections in their handshake at once (each bounded by the crate's timeouts): a
 /// LAN has a handful of devices; more at once is a flood, and is dropped.
 const MAX_HANDSHAKES: usize = 16;
-
-/// The id a KDE Connect device has in Ferry.
-pub(crate) fn ferry_id(kde_id: &str) -> DeviceId {
-    KdeDeviceRecord::ferry_id(kde_id)
-}
-
-/// Our identity as announced now (the name can change while the node runs).
-pub(crate) fn our_identity(inner: &Context, local: &LocalIdentity) -> Identity {
-    let port = *inner.kde.port.lock().unwrap();
-    local.identity(&inner.hello().name, DeviceType::Desktop, port)
-}
 
 /// Starts KDE Connect if the configuration wants it and UDP 1716 is free. When another KDE
 /// Connect implementation holds the port (kdeconnectd, GSConnect), Ferry leaves KDE Connect to
@@ -95,6 +84,10 @@ async fn start_inner(inner: &Arc<Context>) -> Result<(), String> {
     announce(inner, &discovery).await;
     let (i, d) = (inner.clone(), discovery.clone());
     inner.spawn(async move { discovery_loop(&i, &d).await });
+    let (tx, rx) = tokio::sync::mpsc::channel(crate::kde_handle::DIAL_QUEUE);
+    let _ = inner.kde.dial.set(tx);
+    let i = inner.clone();
+    inner.spawn(async move { dial_loop(&i, rx).await });
     let i = inner.clone();
     inner.spawn(async move { accept_loop(&i, listener).await });
     Ok(())
@@ -143,19 +136,23 @@ async fn discovery_loop(inner: &Arc<Context>, discovery: &Discovery) {
     }
 }
 
-pub(crate) fn remember_nearby(inner: &Context, id: DeviceId, identity: Identity, addr: SocketAddr) {
-    let mut nearby = inner.kde.nearby.lock().unwrap();
-    if nearby.len() >= MAX_NEARBY
-        && !nearby.contains_key(&id)
-        && let Some(oldest) = nearby.iter().min_by_key(|(_, n)| n.seen).map(|(k, _)| *k)
-    {
-        nearby.remove(&oldest);
+/// Connects to nearby devices others ask for (`ferry pair NAME` toward one not linked yet).
+async fn dial_loop(inner: &Arc<Context>, mut rx: tokio::sync::mpsc::Receiver<DeviceId>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        let id = tokio::select! {
+            r = rx.recv() => match r { Some(id) => id, None => return },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let n = inner.kde.nearby.lock().unwrap().get(&id).cloned();
+        if let Some(n) = n {
+            connect_soon(inner, id, n.identity, n.addr);
+        }
     }
-    nearby.insert(id, KdeNearby { identity, addr, seen: Instant::now() });
 }
 
 /// Connects to a device (at most one attempt per device at a time) and runs the link.
-pub(crate) fn connect_soon(inner: &Arc<Context>, id: DeviceId, identity: Identity, addr: SocketAddr) {
+fn connect_soon(inner: &Arc<Context>, id: DeviceId, identity: Identity, addr: SocketAddr) {
     if !inner.kde.connecting.lock().unwrap().insert(id) {
         return;
     }

@@ -19,7 +19,7 @@ use crate::context::Context;
 use crate::events::Event;
 use crate::notes::{emit_state, note_hex};
 
-use super::link::PING;
+use super::wire::PING;
 
 /// What KDE Connect itself shows for a ping without a message.
 const BARE_PING: &str = "Ping!";

@@ -17,7 +17,7 @@ use crate::context::{ApiResult, Context, publish_prompt};
 use crate::events::Event;
 use crate::kde_handle::{KdeLink, OutgoingPair};
 
-use super::link::PAIR;
+use super::wire::PAIR;
 
 /// KDE Connect gives up on a pairing request after 30 s (its `pairingTimeout`), so waiting
 /// longer for the user here would only accept a request the other side has dropped.
@@ -172,8 +172,10 @@ pub(crate) async fn start_pairing(inner: &Arc<Context>, arg: &str) -> ApiResult<
         Some(l) => l,
         None => {
             let n = inner.kde.nearby.lock().unwrap().get(&id).cloned();
-            if let Some(n) = n {
-                super::connect_soon(inner, id, n.identity, n.addr);
+            if n.is_some()
+                && let Some(dial) = inner.kde.dial.get()
+            {
+                let _ = dial.try_send(id);
             }
             wait_link(inner, id).await.ok_or_else(|| {
                 ApiError::new(

@@ -4,7 +4,7 @@ use crate::api::*;
 use crate::context::ApiResult;
 
 use crate::clock::now_ms;
-use crate::notes::{check_len, dto, emit_state, flush_soon, note_hex};
+use crate::notes::{check_len, dto, emit_state, note_hex};
 use ferry_proto::NoteId;
 use ferry_store::{NoteRecord, NoteState};
 
@@ -83,5 +83,14 @@ impl Node {
         let id = dev.id;
         inner.db(move |s| s.set_muted(&id, muted)).await?;
         Ok(DeviceMuteDto { device: dev.id.to_string(), name: dev.name, muted })
+    }
+}
+
+/// Starts delivering what waits for `device` (notes, receipts) on whichever link reaches it.
+fn flush_soon(inner: &std::sync::Arc<crate::context::Context>, device: ferry_proto::DeviceId) {
+    if inner.kde.link(&device).is_some() {
+        crate::kdeconnect::flush_notes_soon(inner, device);
+    } else {
+        crate::notes::flush_soon(inner, device);
     }
 }
