@@ -102,6 +102,25 @@ impl Net {
         c
     }
 
+    /// Routes the limited broadcast address (255.255.255.255) out of `eth0` on every host:
+    /// KDE Connect announces itself there, and a namespace has no default route to carry it.
+    pub fn enable_broadcast(&self) {
+        for h in &self.hosts {
+            sh(&["ip", "-n", &h.ns, "route", "add", "255.255.255.255/32", "dev", "eth0"]);
+        }
+    }
+
+    /// Moves the calling thread (only it) into host `i`'s network namespace: sockets it opens
+    /// from then on live there. For a dedicated thread running library code as that host.
+    pub fn enter(&self, i: usize) {
+        let f = std::fs::File::open(format!("/var/run/netns/{}", self.hosts[i].ns)).expect("open the namespace");
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&f),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns into the host's namespace");
+    }
+
     /// Takes host `i`'s bridge port down: its link is cut (it sees no carrier).
     pub fn cut(&self, i: usize) {
         sh(&["ip", "-n", &self.bridge_ns, "link", "set", &self.hosts[i].port, "down"]);
