@@ -5,7 +5,9 @@
 //! Shown, each on contents: discovery both ways, pairing started by us and accepted by the
 //! daemon with equal verification keys, a ping with a message reaching the daemon's Notify, a
 //! ping and a shared text from `kdeconnect-cli` arriving, and a file each way with SHA-256
-//! equal. The packets seen are printed ("observed ...") for the record.
+//! equal; then the daemon re-keys (new certificate, same device id) and the old pin refuses
+//! it both ways. Also: with kdeconnectd holding UDP 1716, our discovery reports the port taken.
+//! The packets seen are printed ("observed ...") for the record.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 use ferry_e2e::kdeconnectd::KdeDaemon;
 use ferry_e2e::netns::Net;
 use ferry_kdeconnect::{
-    DeviceType, Discovery, Identity, Link, LinkReader, Listener, LocalIdentity, Packet, TCP_PORTS, UDP_PORT, connect,
-    fetch_payload, serve_payload, verification_key,
+    DeviceType, Discovery, Identity, KdeError, Link, LinkReader, Listener, LocalIdentity, Packet, Pin, TCP_PORTS,
+    UDP_PORT, connect, connect_pinned, fetch_payload, serve_payload, verification_key,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -36,18 +38,29 @@ fn library_against_kdeconnectd_protocol_7() {
     };
     net.enable_broadcast();
     let started = Instant::now();
-    let kde = KdeDaemon::start(&net, 1, "kde peer");
+    let mut kde = KdeDaemon::start(&net, 1, "kde peer");
     let work = tempfile::tempdir().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
+            net.enter(1);
+            let taken = runtime().block_on(Discovery::bind(ANY, UDP_PORT));
+            assert!(matches!(taken, Err(KdeError::PortTaken(UDP_PORT))), "beside kdeconnectd: {:?}", taken.err());
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        s.spawn(|| {
             net.enter(0);
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(run(&kde, work.path()));
+            runtime().block_on(run(&mut kde, work.path()));
         })
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p));
     });
     eprintln!("kdeconnect_wire: all steps in {:?}", started.elapsed());
+}
+
+/// One thread, so every socket the library opens lives in the namespace that thread entered.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 fn sha(data: &[u8]) -> String {
@@ -115,7 +128,7 @@ async fn discover(
     (theirs, from)
 }
 
-async fn run(kde: &KdeDaemon, work: &Path) {
+async fn run(kde: &mut KdeDaemon, work: &Path) {
     let local = LocalIdentity::load_or_create(&work.join("identity")).unwrap();
     let listener = Listener::bind(ANY, TCP_PORTS).await.unwrap();
     let ours = local.identity("Ferry wire test", DeviceType::Laptop, Some(listener.port()));
@@ -175,6 +188,42 @@ async fn run(kde: &KdeDaemon, work: &Path) {
 
     file_to_daemon(kde, &local, &peer_cert, &mut wr).await;
     file_from_daemon(kde, &local, &peer_cert, &mut rd, from.ip(), work).await;
+    drop((rd, wr));
+    rekeyed_daemon_is_refused(kde, &disc, &listener, &local, &ours, &peer_cert).await;
+}
+
+/// The daemon comes back with a new certificate under the same id: the pin we took when
+/// pairing refuses it when we connect and when it connects to us.
+async fn rekeyed_daemon_is_refused(
+    kde: &mut KdeDaemon,
+    disc: &Discovery,
+    listener: &Listener,
+    local: &LocalIdentity,
+    ours: &Identity,
+    pinned: &[u8],
+) {
+    kde.restart(true);
+    kde.refresh();
+    let (theirs, from) = tokio::time::timeout(STEP, async {
+        loop {
+            let (id, from) = disc.recv().await.unwrap();
+            if id.device_id == kde.device_id() {
+                return (id, from);
+            }
+        }
+    })
+    .await
+    .expect("the restarted daemon's identity");
+    let addr = SocketAddr::new(from.ip(), theirs.tcp_port.unwrap());
+    let pin = Pin { cert_der: pinned.to_vec(), min_version: 0 };
+    let r = connect_pinned(addr, &theirs, local, ours, Some(&pin)).await;
+    assert!(matches!(r, Err(KdeError::CertMismatch)), "we connect: {:?}", r.err());
+    disc.announce(ours, SocketAddr::new(Ipv4Addr::BROADCAST.into(), UDP_PORT)).await.unwrap();
+    let r = tokio::time::timeout(STEP, listener.accept(local, ours, &|_| Some(pinned.to_vec())))
+        .await
+        .expect("the restarted daemon connects to us");
+    assert!(matches!(r, Err(KdeError::CertMismatch)), "it connects: {:?}", r.err());
+    eprintln!("re-keyed kdeconnectd: refused both ways (CertMismatch)");
 }
 
 /// A file from us: served over TLS, announced in a share request, fetched by the daemon.
