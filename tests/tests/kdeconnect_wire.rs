@@ -233,7 +233,8 @@ async fn file_to_daemon(
     peer_cert: &[u8],
     wr: &mut ferry_kdeconnect::LinkWriter,
 ) {
-    let data = ferry_e2e::random_bytes(15, 4 * 1024 * 1024 + 7);
+    // At least 50 MiB, as the issue asks of one direction; odd, so no chunk boundary is round.
+    let data = ferry_e2e::random_bytes(15, 50 * 1024 * 1024 + 7);
     let size = data.len() as u64;
     let (port, serve) =
         serve_payload(ANY, local, peer_cert.to_vec(), std::io::Cursor::new(data.clone()), size, STEP, |_| {})
@@ -252,12 +253,17 @@ async fn file_to_daemon(
     let (served, ()) = tokio::join!(
         serve,
         until("the daemon to store from-ferry.bin whole", STEP, || {
-            let got = std::fs::read(&target).ok()?;
-            (got.len() as u64 == size && sha(&got) == sha(&data)).then_some(())
+            // The size first: hashing 50 MiB on every probe would slow the transfer it waits for.
+            (std::fs::metadata(&target).ok()?.len() == size).then_some(())?;
+            (sha(&std::fs::read(&target).ok()?) == sha(&data)).then_some(())
         })
     );
     served.expect("the payload was served");
-    eprintln!("file to kdeconnectd: {size} bytes, SHA-256 equal, {:?}", t.elapsed());
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "file to kdeconnectd: {size} bytes, SHA-256 equal, {secs:.2} s, {:.0} MiB/s",
+        size as f64 / secs / 1048576.0
+    );
 }
 
 /// A file from the daemon (`kdeconnect-cli --share`): announced with a port, fetched by us.
@@ -269,7 +275,7 @@ async fn file_from_daemon(
     ip: IpAddr,
     work: &Path,
 ) {
-    let data = ferry_e2e::random_bytes(16, 3 * 1024 * 1024 + 3);
+    let data = ferry_e2e::random_bytes(16, 20 * 1024 * 1024 + 3);
     let path = work.join("from-kde.bin");
     std::fs::write(&path, &data).unwrap();
     assert!(kde.cli(&["--share", &path.display().to_string(), "-d", &local.device_id]).status.success());
@@ -284,5 +290,9 @@ async fn file_from_daemon(
         .await
         .expect("fetch the payload");
     assert_eq!(sha(&out), sha(&data));
-    eprintln!("file from kdeconnectd: {size} bytes, SHA-256 equal, {:?}", t.elapsed());
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "file from kdeconnectd: {size} bytes, SHA-256 equal, {secs:.2} s, {:.0} MiB/s",
+        size as f64 / secs / 1048576.0
+    );
 }
