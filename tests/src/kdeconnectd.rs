@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns::{Net, poll};
+use crate::netns::{Net, is_root, poll};
 
 pub const KDECONNECTD: &str = "/usr/lib/x86_64-linux-gnu/libexec/kdeconnectd";
 /// Longest a daemon may live: a test is < 60 s; the bound only matters if the test process
@@ -32,11 +32,7 @@ pub struct KdeDaemon {
 impl KdeDaemon {
     /// Why the daemon cannot run here, if it cannot.
     pub fn skip_reason() -> Option<String> {
-        let root = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-            .unwrap_or(false);
-        if !root {
+        if !is_root() {
             return Some("needs root".into());
         }
         if !Path::new(KDECONNECTD).exists() {

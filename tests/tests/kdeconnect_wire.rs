@@ -95,6 +95,20 @@ async fn expect(reader: &mut LinkReader, kind: &str) -> Packet {
     .unwrap_or_else(|_| panic!("no {kind} packet within {STEP:?}"))
 }
 
+/// The daemon's identity as it announces it by UDP (after `kde.refresh()`), within [`STEP`].
+async fn sighting(disc: &Discovery, kde: &KdeDaemon) -> (Identity, SocketAddr) {
+    tokio::time::timeout(STEP, async {
+        loop {
+            let (id, from) = disc.recv().await.unwrap();
+            if id.device_id == kde.device_id() {
+                return (id, from);
+            }
+        }
+    })
+    .await
+    .expect("kdeconnectd's identity by UDP")
+}
+
 /// Discovery both ways: we see its identity, it connects to us after our announcement and lists us.
 async fn discover(
     kde: &KdeDaemon,
@@ -104,16 +118,7 @@ async fn discover(
     ours: &Identity,
 ) -> (Identity, SocketAddr) {
     kde.refresh();
-    let (theirs, from) = tokio::time::timeout(STEP, async {
-        loop {
-            let (id, from) = disc.recv().await.unwrap();
-            if id.device_id == kde.device_id() {
-                return (id, from);
-            }
-        }
-    })
-    .await
-    .expect("kdeconnectd's identity by UDP");
+    let (theirs, from) = sighting(disc, kde).await;
     eprintln!("observed identity (UDP): {}", String::from_utf8_lossy(&theirs.packet().to_line()).trim_end());
     assert_eq!((theirs.protocol_version, theirs.device_name.as_str()), (7, "kde peer"));
     disc.announce(ours, SocketAddr::new(Ipv4Addr::BROADCAST.into(), UDP_PORT)).await.unwrap();
@@ -204,16 +209,7 @@ async fn rekeyed_daemon_is_refused(
 ) {
     kde.restart(true);
     kde.refresh();
-    let (theirs, from) = tokio::time::timeout(STEP, async {
-        loop {
-            let (id, from) = disc.recv().await.unwrap();
-            if id.device_id == kde.device_id() {
-                return (id, from);
-            }
-        }
-    })
-    .await
-    .expect("the restarted daemon's identity");
+    let (theirs, from) = sighting(disc, kde).await;
     let addr = SocketAddr::new(from.ip(), theirs.tcp_port.unwrap());
     let pin = Pin { cert_der: pinned.to_vec(), min_version: 0 };
     let r = connect_pinned(addr, &theirs, local, ours, Some(&pin)).await;
