@@ -4,8 +4,8 @@
 //!
 //! Shown, each on contents: discovery both ways, pairing started by us and accepted by the
 //! daemon with equal verification keys, a ping with a message reaching the daemon's Notify, a
-//! ping and a shared text from `kdeconnect-cli` arriving, and a file each way with SHA-256
-//! equal; then the daemon re-keys (new certificate, same device id) and the old pin refuses
+//! ping and a shared text from `kdeconnect-cli` arriving, a file each way with SHA-256 equal
+//! (50 MiB to the daemon), unpairing both ways and pairing started by the daemon; then the daemon re-keys (new certificate, same device id) and the old pin refuses
 //! it both ways. Also: with kdeconnectd holding UDP 1716, our discovery reports the port taken.
 //! The packets seen are printed ("observed ...") for the record.
 
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use ferry_e2e::kdeconnectd::KdeDaemon;
 use ferry_e2e::netns::Net;
 use ferry_kdeconnect::{
-    DeviceType, Discovery, Identity, KdeError, Link, LinkReader, Listener, LocalIdentity, Packet, Pin, TCP_PORTS,
-    UDP_PORT, connect, connect_pinned, fetch_payload, serve_payload, verification_key,
+    DeviceType, Discovery, Identity, KdeError, Link, LinkReader, LinkWriter, Listener, LocalIdentity, Packet, Pin,
+    TCP_PORTS, UDP_PORT, connect, connect_pinned, fetch_payload, serve_payload, verification_key,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -193,6 +193,7 @@ async fn run(kde: &mut KdeDaemon, work: &Path) {
 
     file_to_daemon(kde, &local, &peer_cert, &mut wr).await;
     file_from_daemon(kde, &local, &peer_cert, &mut rd, from.ip(), work).await;
+    unpair_and_pair_again(kde, &me, &mut rd, &mut wr).await;
     drop((rd, wr));
     rekeyed_daemon_is_refused(kde, &disc, &listener, &local, &ours, &peer_cert).await;
 }
@@ -222,13 +223,23 @@ async fn rekeyed_daemon_is_refused(
     eprintln!("re-keyed kdeconnectd: refused both ways (CertMismatch)");
 }
 
+/// The daemon unpairs (we get `pair: false`), asks to pair (we get `pair: true` and accept
+/// with the same), then we unpair: each time its state says so.
+async fn unpair_and_pair_again(kde: &KdeDaemon, me: &str, rd: &mut LinkReader, wr: &mut LinkWriter) {
+    assert!(kde.cli(&["--unpair", "-d", me]).status.success());
+    assert_eq!(expect(rd, "kdeconnect.pair").await.body, json!({"pair": false}));
+    kde.wait_device(me, true, Some(false), STEP);
+    assert!(kde.cli(&["--pair", "-d", me]).status.success());
+    assert_eq!(expect(rd, "kdeconnect.pair").await.body, json!({"pair": true}));
+    wr.send(&Packet::new("kdeconnect.pair", json!({"pair": true}))).await.unwrap();
+    kde.wait_device(me, true, Some(true), STEP);
+    wr.send(&Packet::new("kdeconnect.pair", json!({"pair": false}))).await.unwrap();
+    kde.wait_device(me, true, Some(false), STEP);
+    eprintln!("pairing: the daemon unpaired, asked again and was accepted; then we unpaired");
+}
+
 /// A file from us: served over TLS, announced in a share request, fetched by the daemon.
-async fn file_to_daemon(
-    kde: &KdeDaemon,
-    local: &LocalIdentity,
-    peer_cert: &[u8],
-    wr: &mut ferry_kdeconnect::LinkWriter,
-) {
+async fn file_to_daemon(kde: &KdeDaemon, local: &LocalIdentity, peer_cert: &[u8], wr: &mut LinkWriter) {
     // At least 50 MiB, as the issue asks of one direction; odd, so no chunk boundary is round.
     let data = ferry_e2e::random_bytes(15, 50 * 1024 * 1024 + 7);
     let size = data.len() as u64;
