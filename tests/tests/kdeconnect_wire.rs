@@ -5,9 +5,10 @@
 //! Shown, each on contents: discovery both ways, pairing started by us and accepted by the
 //! daemon with equal verification keys, a ping with a message reaching the daemon's Notify, a
 //! ping and a shared text from `kdeconnect-cli` arriving, a file each way with SHA-256 equal
-//! (50 MiB to the daemon), unpairing both ways and pairing started by the daemon; then the daemon re-keys (new certificate, same device id) and the old pin refuses
-//! it both ways. Also: with kdeconnectd holding UDP 1716, our discovery reports the port taken.
-//! The packets seen are printed ("observed ...") for the record.
+//! (50 MiB to the daemon), unpairing both ways and pairing started by the daemon; then the
+//! daemon re-keys (new certificate, same device id) and the old pin refuses it both ways.
+//! Also: with kdeconnectd holding UDP 1716, our discovery reports the port taken. The packets
+//! seen are printed ("observed ...") for the record.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
