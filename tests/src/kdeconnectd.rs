@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns::{Net, poll};
+use crate::netns::{Net, is_root, poll};
 
 pub const KDECONNECTD: &str = "/usr/lib/x86_64-linux-gnu/libexec/kdeconnectd";
 /// Longest a daemon may live: a test is < 60 s; the bound only matters if the test process
@@ -25,22 +25,20 @@ pub struct KdeDaemon {
     daemon: Option<Child>,
     monitor: Option<Child>,
     id: String,
+    /// The namespace of the daemon's host.
+    ns: String,
 }
 
 impl KdeDaemon {
     /// Why the daemon cannot run here, if it cannot.
     pub fn skip_reason() -> Option<String> {
-        let root = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-            .unwrap_or(false);
-        if !root {
+        if !is_root() {
             return Some("needs root".into());
         }
         if !Path::new(KDECONNECTD).exists() {
             return Some("needs kdeconnectd (apt-get install kdeconnect)".into());
         }
-        for tool in ["dbus-daemon", "dbus-monitor", "gdbus", "kdeconnect-cli", "timeout", "ip"] {
+        for tool in ["dbus-daemon", "dbus-monitor", "gdbus", "kdeconnect-cli", "timeout", "ip", "openssl"] {
             if Command::new("sh")
                 .arg("-c")
                 .arg(format!("command -v {tool}"))
@@ -63,7 +61,8 @@ impl KdeDaemon {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         std::fs::write(d.join("bus.conf"), bus_config(&d.join("bus"))).unwrap();
-        let mut k = KdeDaemon { dir, bus: None, daemon: None, monitor: None, id: String::new() };
+        let ns = net.hosts[host].ns.clone();
+        let mut k = KdeDaemon { dir, bus: None, daemon: None, monitor: None, id: String::new(), ns };
         let log = |file: &str| Stdio::from(std::fs::File::create(d.join(file)).unwrap());
         let mut bus = net.command(host, "timeout");
         bus.args([LIFETIME_SECS, "dbus-daemon", "--nofork", "--config-file"]).arg(d.join("bus.conf"));
@@ -75,17 +74,53 @@ impl KdeDaemon {
         mon.args([LIFETIME_SECS, "dbus-monitor", "--session", "interface='org.freedesktop.Notifications'"]);
         k.monitor =
             Some(k.env(&mut mon).stdout(log("notify.log")).stderr(Stdio::null()).spawn().expect("dbus-monitor"));
-        let mut daemon = net.command(host, "timeout");
-        daemon.args([LIFETIME_SECS, KDECONNECTD]).env("QT_LOGGING_RULES", "kdeconnect.*.debug=true");
-        k.env(&mut daemon);
-        k.daemon = Some(daemon.stdout(log("daemon.log")).stderr(log("daemon.log")).spawn().expect("start kdeconnectd"));
-        k.id = poll("kdeconnectd on its bus", Duration::from_secs(30), Duration::from_millis(100), || {
-            let o = k.gdbus("/modules/kdeconnect", "org.kde.kdeconnect.daemon.selfId", &[]);
-            o.status.success().then(|| gvariant_strings(&String::from_utf8_lossy(&o.stdout)).remove(0))
-        });
+        k.spawn_daemon();
         let set = k.gdbus("/modules/kdeconnect", "org.kde.kdeconnect.daemon.setAnnouncedName", &[name]);
         assert!(set.status.success(), "setAnnouncedName: {}", String::from_utf8_lossy(&set.stderr));
         k
+    }
+
+    /// Starts kdeconnectd (log appended to daemon.log) and waits until it answers on its bus.
+    fn spawn_daemon(&mut self) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
+        let mut daemon = Command::new("ip");
+        daemon.args(["netns", "exec", &self.ns, "timeout", LIFETIME_SECS, KDECONNECTD]);
+        daemon.env("QT_LOGGING_RULES", "kdeconnect.*.debug=true");
+        self.env(&mut daemon).stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log));
+        self.daemon = Some(daemon.spawn().expect("start kdeconnectd"));
+        self.id = poll("kdeconnectd on its bus", Duration::from_secs(30), Duration::from_millis(100), || {
+            let o = self.gdbus("/modules/kdeconnect", "org.kde.kdeconnect.daemon.selfId", &[]);
+            o.status.success().then(|| gvariant_strings(&String::from_utf8_lossy(&o.stdout)).remove(0))
+        });
+    }
+
+    /// Stops and starts the daemon (same HOME, same device id, same pairings). With `rekey`
+    /// it comes back with a new key and certificate for the same device id: what a peer
+    /// pinned before must then be refused.
+    pub fn restart(&mut self, rekey: bool) {
+        stop(self.daemon.take());
+        if rekey {
+            // 22.12 takes its device id from its certificate's CN and would make up a new id
+            // along with a new certificate: so the new certificate is made here, same CN.
+            let conf = self.dir.path().join("home/.config/kdeconnect");
+            let (key, cert) = (conf.join("privateKey.pem"), conf.join("certificate.pem"));
+            let o = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .arg("-subj")
+                .arg(format!("/O=KDE/OU=Kde connect/CN={}", self.id))
+                .output()
+                .expect("run openssl");
+            assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let before = self.id.clone();
+        self.spawn_daemon();
+        assert_eq!(self.id, before, "the daemon keeps its device id across a restart");
     }
 
     fn env<'a>(&self, c: &'a mut Command) -> &'a mut Command {
@@ -225,18 +260,22 @@ impl Drop for KdeDaemon {
         if std::thread::panicking() {
             eprintln!("---- last kdeconnectd log lines ----\n{}\n----", self.log_tail(80));
         }
-        // `timeout` passes SIGTERM on to its command; SIGKILL after a bounded wait.
-        for child in [self.daemon.take(), self.monitor.take(), self.bus.take()].into_iter().flatten() {
-            let mut c = child;
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        for child in [self.daemon.take(), self.monitor.take(), self.bus.take()] {
+            stop(child);
         }
     }
+}
+
+/// `timeout` passes SIGTERM on to its command; SIGKILL after a bounded wait.
+fn stop(child: Option<Child>) {
+    let Some(mut c) = child else { return };
+    let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
 }
 
 fn bus_config(socket: &Path) -> String {

@@ -38,7 +38,8 @@ pub struct Host {
     pub port: String,
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (namespaces, and the daemons run in them, need it).
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))

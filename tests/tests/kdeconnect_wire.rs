@@ -4,8 +4,11 @@
 //!
 //! Shown, each on contents: discovery both ways, pairing started by us and accepted by the
 //! daemon with equal verification keys, a ping with a message reaching the daemon's Notify, a
-//! ping and a shared text from `kdeconnect-cli` arriving, and a file each way with SHA-256
-//! equal. The packets seen are printed ("observed ...") for the record.
+//! ping and a shared text from `kdeconnect-cli` arriving, a file each way with SHA-256 equal
+//! (50 MiB to the daemon), unpairing both ways and pairing started by the daemon; then the
+//! daemon re-keys (new certificate, same device id) and the old pin refuses it both ways.
+//! Also: with kdeconnectd holding UDP 1716, our discovery reports the port taken. The packets
+//! seen are printed ("observed ...") for the record.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -14,8 +17,8 @@ use std::time::{Duration, Instant};
 use ferry_e2e::kdeconnectd::KdeDaemon;
 use ferry_e2e::netns::Net;
 use ferry_kdeconnect::{
-    DeviceType, Discovery, Identity, Link, LinkReader, Listener, LocalIdentity, Packet, TCP_PORTS, UDP_PORT, connect,
-    fetch_payload, serve_payload, verification_key,
+    DeviceType, Discovery, Identity, KdeError, Link, LinkReader, LinkWriter, Listener, LocalIdentity, Packet, Pin,
+    TCP_PORTS, UDP_PORT, connect, connect_pinned, fetch_payload, serve_payload, verification_key,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -36,18 +39,29 @@ fn library_against_kdeconnectd_protocol_7() {
     };
     net.enable_broadcast();
     let started = Instant::now();
-    let kde = KdeDaemon::start(&net, 1, "kde peer");
+    let mut kde = KdeDaemon::start(&net, 1, "kde peer");
     let work = tempfile::tempdir().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
+            net.enter(1);
+            let taken = runtime().block_on(Discovery::bind(ANY, UDP_PORT));
+            assert!(matches!(taken, Err(KdeError::PortTaken(UDP_PORT))), "beside kdeconnectd: {:?}", taken.err());
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        s.spawn(|| {
             net.enter(0);
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(run(&kde, work.path()));
+            runtime().block_on(run(&mut kde, work.path()));
         })
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p));
     });
     eprintln!("kdeconnect_wire: all steps in {:?}", started.elapsed());
+}
+
+/// One thread, so every socket the library opens lives in the namespace that thread entered.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 fn sha(data: &[u8]) -> String {
@@ -82,6 +96,20 @@ async fn expect(reader: &mut LinkReader, kind: &str) -> Packet {
     .unwrap_or_else(|_| panic!("no {kind} packet within {STEP:?}"))
 }
 
+/// The daemon's identity as it announces it by UDP (after `kde.refresh()`), within [`STEP`].
+async fn sighting(disc: &Discovery, kde: &KdeDaemon) -> (Identity, SocketAddr) {
+    tokio::time::timeout(STEP, async {
+        loop {
+            let (id, from) = disc.recv().await.unwrap();
+            if id.device_id == kde.device_id() {
+                return (id, from);
+            }
+        }
+    })
+    .await
+    .expect("kdeconnectd's identity by UDP")
+}
+
 /// Discovery both ways: we see its identity, it connects to us after our announcement and lists us.
 async fn discover(
     kde: &KdeDaemon,
@@ -91,16 +119,7 @@ async fn discover(
     ours: &Identity,
 ) -> (Identity, SocketAddr) {
     kde.refresh();
-    let (theirs, from) = tokio::time::timeout(STEP, async {
-        loop {
-            let (id, from) = disc.recv().await.unwrap();
-            if id.device_id == kde.device_id() {
-                return (id, from);
-            }
-        }
-    })
-    .await
-    .expect("kdeconnectd's identity by UDP");
+    let (theirs, from) = sighting(disc, kde).await;
     eprintln!("observed identity (UDP): {}", String::from_utf8_lossy(&theirs.packet().to_line()).trim_end());
     assert_eq!((theirs.protocol_version, theirs.device_name.as_str()), (7, "kde peer"));
     disc.announce(ours, SocketAddr::new(Ipv4Addr::BROADCAST.into(), UDP_PORT)).await.unwrap();
@@ -115,7 +134,7 @@ async fn discover(
     (theirs, from)
 }
 
-async fn run(kde: &KdeDaemon, work: &Path) {
+async fn run(kde: &mut KdeDaemon, work: &Path) {
     let local = LocalIdentity::load_or_create(&work.join("identity")).unwrap();
     let listener = Listener::bind(ANY, TCP_PORTS).await.unwrap();
     let ours = local.identity("Ferry wire test", DeviceType::Laptop, Some(listener.port()));
@@ -175,16 +194,55 @@ async fn run(kde: &KdeDaemon, work: &Path) {
 
     file_to_daemon(kde, &local, &peer_cert, &mut wr).await;
     file_from_daemon(kde, &local, &peer_cert, &mut rd, from.ip(), work).await;
+    unpair_and_pair_again(kde, &me, &mut rd, &mut wr).await;
+    drop((rd, wr));
+    rekeyed_daemon_is_refused(kde, &disc, &listener, &local, &ours, &peer_cert).await;
+}
+
+/// The daemon comes back with a new certificate under the same id: the pin we took when
+/// pairing refuses it when we connect and when it connects to us.
+async fn rekeyed_daemon_is_refused(
+    kde: &mut KdeDaemon,
+    disc: &Discovery,
+    listener: &Listener,
+    local: &LocalIdentity,
+    ours: &Identity,
+    pinned: &[u8],
+) {
+    kde.restart(true);
+    kde.refresh();
+    let (theirs, from) = sighting(disc, kde).await;
+    let addr = SocketAddr::new(from.ip(), theirs.tcp_port.unwrap());
+    let pin = Pin { cert_der: pinned.to_vec(), min_version: 0 };
+    let r = connect_pinned(addr, &theirs, local, ours, Some(&pin)).await;
+    assert!(matches!(r, Err(KdeError::CertMismatch)), "we connect: {:?}", r.err());
+    disc.announce(ours, SocketAddr::new(Ipv4Addr::BROADCAST.into(), UDP_PORT)).await.unwrap();
+    let r = tokio::time::timeout(STEP, listener.accept(local, ours, &|_| Some(pinned.to_vec())))
+        .await
+        .expect("the restarted daemon connects to us");
+    assert!(matches!(r, Err(KdeError::CertMismatch)), "it connects: {:?}", r.err());
+    eprintln!("re-keyed kdeconnectd: refused both ways (CertMismatch)");
+}
+
+/// The daemon unpairs (we get `pair: false`), asks to pair (we get `pair: true` and accept
+/// with the same), then we unpair: each time its state says so.
+async fn unpair_and_pair_again(kde: &KdeDaemon, me: &str, rd: &mut LinkReader, wr: &mut LinkWriter) {
+    assert!(kde.cli(&["--unpair", "-d", me]).status.success());
+    assert_eq!(expect(rd, "kdeconnect.pair").await.body, json!({"pair": false}));
+    kde.wait_device(me, true, Some(false), STEP);
+    assert!(kde.cli(&["--pair", "-d", me]).status.success());
+    assert_eq!(expect(rd, "kdeconnect.pair").await.body, json!({"pair": true}));
+    wr.send(&Packet::new("kdeconnect.pair", json!({"pair": true}))).await.unwrap();
+    kde.wait_device(me, true, Some(true), STEP);
+    wr.send(&Packet::new("kdeconnect.pair", json!({"pair": false}))).await.unwrap();
+    kde.wait_device(me, true, Some(false), STEP);
+    eprintln!("pairing: the daemon unpaired, asked again and was accepted; then we unpaired");
 }
 
 /// A file from us: served over TLS, announced in a share request, fetched by the daemon.
-async fn file_to_daemon(
-    kde: &KdeDaemon,
-    local: &LocalIdentity,
-    peer_cert: &[u8],
-    wr: &mut ferry_kdeconnect::LinkWriter,
-) {
-    let data = ferry_e2e::random_bytes(15, 4 * 1024 * 1024 + 7);
+async fn file_to_daemon(kde: &KdeDaemon, local: &LocalIdentity, peer_cert: &[u8], wr: &mut LinkWriter) {
+    // At least 50 MiB, as the issue asks of one direction; odd, so no chunk boundary is round.
+    let data = ferry_e2e::random_bytes(15, 50 * 1024 * 1024 + 7);
     let size = data.len() as u64;
     let (port, serve) =
         serve_payload(ANY, local, peer_cert.to_vec(), std::io::Cursor::new(data.clone()), size, STEP, |_| {})
@@ -203,12 +261,17 @@ async fn file_to_daemon(
     let (served, ()) = tokio::join!(
         serve,
         until("the daemon to store from-ferry.bin whole", STEP, || {
-            let got = std::fs::read(&target).ok()?;
-            (got.len() as u64 == size && sha(&got) == sha(&data)).then_some(())
+            // The size first: hashing 50 MiB on every probe would slow the transfer it waits for.
+            (std::fs::metadata(&target).ok()?.len() == size).then_some(())?;
+            (sha(&std::fs::read(&target).ok()?) == sha(&data)).then_some(())
         })
     );
     served.expect("the payload was served");
-    eprintln!("file to kdeconnectd: {size} bytes, SHA-256 equal, {:?}", t.elapsed());
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "file to kdeconnectd: {size} bytes, SHA-256 equal, {secs:.2} s, {:.0} MiB/s",
+        size as f64 / secs / 1048576.0
+    );
 }
 
 /// A file from the daemon (`kdeconnect-cli --share`): announced with a port, fetched by us.
@@ -220,7 +283,7 @@ async fn file_from_daemon(
     ip: IpAddr,
     work: &Path,
 ) {
-    let data = ferry_e2e::random_bytes(16, 3 * 1024 * 1024 + 3);
+    let data = ferry_e2e::random_bytes(16, 20 * 1024 * 1024 + 3);
     let path = work.join("from-kde.bin");
     std::fs::write(&path, &data).unwrap();
     assert!(kde.cli(&["--share", &path.display().to_string(), "-d", &local.device_id]).status.success());
@@ -235,5 +298,9 @@ async fn file_from_daemon(
         .await
         .expect("fetch the payload");
     assert_eq!(sha(&out), sha(&data));
-    eprintln!("file from kdeconnectd: {size} bytes, SHA-256 equal, {:?}", t.elapsed());
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "file from kdeconnectd: {size} bytes, SHA-256 equal, {secs:.2} s, {:.0} MiB/s",
+        size as f64 / secs / 1048576.0
+    );
 }

@@ -353,3 +353,26 @@ async fn discovery_sees_others_skips_own_and_junk_and_reports_a_taken_port() {
     let (seen, from) = tokio::time::timeout(Duration::from_secs(5), da.recv()).await.unwrap().unwrap();
     assert_eq!((seen, from), (b.ours.clone(), to_b));
 }
+
+/// Android's KDE Connect tops out at TLS 1.2: a 1.2-only peer must get an ECDHE-ECDSA suite
+/// with our P-256 certificate (rustls has no CBC suites, the only ones KDE 22.12 lists for RSA).
+#[tokio::test]
+async fn a_tls12_only_peer_gets_an_ecdhe_ecdsa_suite() {
+    let (a, b) = (side("A", 8), side("B", 8));
+    let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = crate::tls::acceptor(&a.local).unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        crate::tls::as_server(&acceptor, tcp).await.map(|(_, cert)| cert)
+    });
+    let connector = crate::tls::connector_with(&b.local, &[&rustls::version::TLS12]).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (stream, cert) = crate::tls::as_client(&connector, tcp, LOOPBACK).await.unwrap();
+    assert_eq!(cert, a.local.cert_der);
+    assert_eq!(server.await.unwrap().unwrap(), b.local.cert_der, "the server got the client's certificate");
+    let conn = stream.get_ref().1;
+    assert_eq!(conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    let suite = format!("{:?}", conn.negotiated_cipher_suite().unwrap().suite());
+    assert!(suite.starts_with("TLS_ECDHE_ECDSA_WITH_"), "{suite}");
+}

@@ -115,8 +115,16 @@ pub(crate) fn acceptor(local: &LocalIdentity) -> Result<TlsAcceptor, KdeError> {
 }
 
 pub(crate) fn connector(local: &LocalIdentity) -> Result<TlsConnector, KdeError> {
+    connector_with(local, VERSIONS)
+}
+
+/// A connector limited to `versions` (tests: a TLS 1.2-only peer, like Android).
+pub(crate) fn connector_with(
+    local: &LocalIdentity,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<TlsConnector, KdeError> {
     let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)?
+        .with_protocol_versions(versions)?
         .dangerous()
         .with_custom_certificate_verifier(SelfSigned::new())
         .with_client_auth_cert(local.cert_chain(), local.private_key())?;
