@@ -61,6 +61,10 @@ impl KdeDaemon {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         std::fs::write(d.join("bus.conf"), bus_config(&d.join("bus"))).unwrap();
+        // The name from the first announcement on (setAnnouncedName below renames a running
+        // daemon, and a peer could meet it under the host name in between).
+        std::fs::create_dir_all(d.join("home/.config/kdeconnect")).unwrap();
+        std::fs::write(d.join("home/.config/kdeconnect/config"), format!("[General]\nname={name}\n")).unwrap();
         let ns = net.hosts[host].ns.clone();
         let mut k = KdeDaemon { dir, bus: None, daemon: None, monitor: None, id: String::new(), ns };
         let log = |file: &str| Stdio::from(std::fs::File::create(d.join(file)).unwrap());
@@ -186,7 +190,14 @@ impl KdeDaemon {
     pub fn resolve(&self, id_or_name: &str) -> Option<String> {
         let o = self.gdbus("/modules/kdeconnect", "org.kde.kdeconnect.daemon.deviceIdByName", &[id_or_name]);
         let by_name = gvariant_strings(&String::from_utf8_lossy(&o.stdout)).into_iter().find(|s| !s.is_empty());
-        by_name.or_else(|| self.device_flag(id_or_name, "isReachable").map(|_| id_or_name.to_string()))
+        // 22.12's deviceIdByName finds paired devices only; the CLI's list has every one.
+        let listed = || {
+            let o = self.cli(&["-l", "--id-name-only"]);
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.split_once(' ').filter(|(_, n)| *n == id_or_name).map(|(id, _)| id.to_string()))
+        };
+        by_name.or_else(listed).or_else(|| self.device_flag(id_or_name, "isReachable").map(|_| id_or_name.to_string()))
     }
 
     /// Waits until the daemon knows the device, reachable as asked and (if given) paired as asked.

@@ -32,6 +32,8 @@ pub(crate) struct KdeLink {
     /// Its certificate (DER), as presented on this connection.
     pub cert: Arc<Vec<u8>>,
     pub remote: SocketAddr,
+    /// The protocol version both sides speak on this link (7 or 8).
+    pub version: u32,
     /// Tells this connection from a later one to the same device (a new one replaces it).
     pub serial: u64,
 }

@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::events::Event;
 use crate::kde_handle::{KdeLink, LINK_QUEUE};
 
-use super::wire::{PAIR, PING, SHARE, ferry_id, remember_nearby};
+use super::wire::{PAIR, PING, SHARE, cert_changed, downgraded, ferry_id, refuse, remember_nearby};
 
 /// Runs a link until it closes, in the span `kde{device}`.
 pub(super) async fn run(inner: &Arc<Context>, link: Link) {
@@ -33,14 +33,7 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
         }
     };
     if let Some(why) = refusal(known.as_ref(), &link) {
-        tracing::warn!("refused: {why}");
-        inner.kde.refused.lock().unwrap().insert(id, why.clone());
-        inner.emit(Event::DeviceRefused {
-            device: id.to_string(),
-            name: link.identity.device_name.clone(),
-            reason: why,
-        });
-        return;
+        return refuse(inner, id, &link.identity.device_name, why);
     }
     inner.kde.refused.lock().unwrap().remove(&id);
     let paired = known.as_ref().is_some_and(|k| k.cert_der.is_some());
@@ -58,10 +51,11 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
     let remote = listen;
     let identity = link.identity.clone();
     let cert = Arc::new(link.peer_cert_der.clone());
+    let version = link.version;
     let (mut reader, mut writer) = link.split();
     let (tx, mut rx) = mpsc::channel::<Packet>(LINK_QUEUE);
     let serial = inner.kde.next_serial.fetch_add(1, Ordering::Relaxed);
-    let handle = KdeLink { tx, identity: identity.clone(), cert, remote, serial };
+    let handle = KdeLink { tx, identity: identity.clone(), cert, remote, version, serial };
     // A new connection replaces an older one (the older one's writer ends with its queue).
     inner.kde.links.lock().unwrap().insert(id, handle);
     inner.emit(Event::DeviceConnected {
@@ -122,17 +116,10 @@ fn refusal(known: Option<&KdeDeviceRecord>, link: &Link) -> Option<String> {
     let k = known?;
     let pin = k.cert_der.as_ref()?;
     if *pin != link.peer_cert_der {
-        return Some(format!(
-            "{} presented a different certificate than the one paired; refused. If it was reinstalled, \
-             remove it (`ferry devices remove`) and pair again",
-            link.identity.device_name
-        ));
+        return Some(cert_changed(&link.identity.device_name));
     }
-    if k.protocol >= 8 && link.identity.protocol_version < k.protocol {
-        return Some(format!(
-            "{} came back on KDE Connect protocol {} after {}; refused (a downgrade)",
-            link.identity.device_name, link.identity.protocol_version, k.protocol
-        ));
+    if k.protocol >= 8 && link.version < k.protocol {
+        return Some(downgraded(&link.identity.device_name, link.version, k.protocol));
     }
     None
 }
@@ -143,7 +130,7 @@ pub(super) fn record(known: Option<&KdeDeviceRecord>, link_identity_and_remote: 
     KdeDeviceRecord {
         kde_id: l.identity.device_id.clone(),
         device_type: l.identity.device_type.as_str().into(),
-        protocol: l.identity.protocol_version,
+        protocol: l.version,
         cert_der: known.and_then(|k| k.cert_der.clone()),
         address: Some(
             std::net::SocketAddr::new(l.remote.ip(), l.identity.tcp_port.unwrap_or(l.remote.port())).to_string(),

@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_kdeconnect::{Discovery, Identity, KdeError, Listener, LocalIdentity};
+use ferry_kdeconnect::{Discovery, Identity, KdeError, Listener, LocalIdentity, Pin};
 use ferry_proto::DeviceId;
 
 use crate::context::Context;
@@ -160,24 +160,36 @@ fn connect_soon(inner: &Arc<Context>, id: DeviceId, identity: Identity, addr: So
     inner.spawn(async move {
         let res = connect(&i, id, &identity, addr).await;
         i.kde.connecting.lock().unwrap().remove(&id);
+        let name = &identity.device_name;
         match res {
             Ok(l) => link::run(&i, l).await,
-            Err(e) => tracing::info!(device = %identity.device_name, %addr, "KDE Connect: cannot connect: {e}"),
+            Err(KdeError::CertMismatch) => wire::refuse(&i, id, name, wire::cert_changed(name)),
+            Err(KdeError::Downgrade { pinned, announced }) => {
+                wire::refuse(&i, id, name, wire::downgraded(name, announced, pinned))
+            }
+            Err(e) => tracing::info!(device = %name, %addr, "KDE Connect: cannot connect: {e}"),
         }
     });
 }
 
+/// Opens a link to a device that announced itself. A paired device must show its pinned
+/// certificate, and one paired on protocol 8 may not come back older (the crate refuses both
+/// during the handshake; the caller records why).
 async fn connect(
     inner: &Arc<Context>,
     id: DeviceId,
     identity: &Identity,
     addr: SocketAddr,
-) -> Result<ferry_kdeconnect::Link, String> {
-    let local = inner.kde.local.get().ok_or("KDE Connect is off")?.clone();
+) -> Result<ferry_kdeconnect::Link, KdeError> {
+    let local = inner.kde.local.get().ok_or(KdeError::Closed("KDE Connect is off"))?.clone();
     let ours = our_identity(inner, &local);
-    let pinned = inner.db(move |s| s.kde_device(&id)).await.map_err(|e| e.message)?.and_then(|k| k.cert_der);
-    let fut = ferry_kdeconnect::connect(addr, identity, &local, &ours, pinned.as_deref());
-    tokio::time::timeout(CONNECT_TIMEOUT, fut).await.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())
+    let known = inner.db(move |s| s.kde_device(&id)).await.map_err(|e| KdeError::Identity(e.message))?;
+    let pin = known.and_then(|k| {
+        let min_version = if k.protocol >= 8 { k.protocol } else { 0 };
+        k.cert_der.map(|cert_der| Pin { cert_der, min_version })
+    });
+    let fut = ferry_kdeconnect::connect_pinned(addr, identity, &local, &ours, pin.as_ref());
+    tokio::time::timeout(CONNECT_TIMEOUT, fut).await.map_err(|_| KdeError::Timeout("connecting"))?
 }
 
 async fn accept_loop(inner: &Arc<Context>, listener: Listener) {

@@ -33,7 +33,7 @@ fn pair_packet(pair: bool) -> Packet {
 /// The verification key for this link (the timestamp is the requester's, protocol 8 only).
 fn key(inner: &Context, link: &KdeLink, timestamp: Option<i64>) -> ApiResult<String> {
     let local = inner.kde.local.get().ok_or_else(|| ApiError::internal("KDE Connect is off"))?;
-    ferry_kdeconnect::verification_key(&local.cert_der, &link.cert, link.identity.protocol_version, timestamp)
+    ferry_kdeconnect::verification_key(&local.cert_der, &link.cert, link.version, timestamp)
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
@@ -42,7 +42,7 @@ async fn mark_paired(inner: &Arc<Context>, id: DeviceId, link: &KdeLink) -> ApiR
     let rec = KdeDeviceRecord {
         kde_id: link.identity.device_id.clone(),
         device_type: link.identity.device_type.as_str().into(),
-        protocol: link.identity.protocol_version,
+        protocol: link.version,
         cert_der: Some(link.cert.to_vec()),
         address: Some(link.remote.to_string()),
     };

@@ -36,3 +36,23 @@ pub(crate) fn remember_nearby(inner: &Context, id: DeviceId, identity: Identity,
     }
     nearby.insert(id, KdeNearby { identity, addr, seen: Instant::now() });
 }
+
+/// Why a paired device that showed another certificate is refused (shown in `ferry devices`).
+pub(super) fn cert_changed(name: &str) -> String {
+    format!(
+        "{name} presented a different certificate than the one paired; refused. If it was reinstalled, remove \
+         it (`ferry devices remove`) and pair again"
+    )
+}
+
+/// Why a device paired on protocol 8 that came back on an older one is refused.
+pub(super) fn downgraded(name: &str, now: u32, paired_on: u32) -> String {
+    format!("{name} came back on KDE Connect protocol {now} after {paired_on}; refused (a downgrade)")
+}
+
+/// Records and announces that a device was refused.
+pub(super) fn refuse(inner: &Context, id: DeviceId, name: &str, why: String) {
+    tracing::warn!(device = %name, "refused: {why}");
+    inner.kde.refused.lock().unwrap().insert(id, why.clone());
+    inner.emit(crate::events::Event::DeviceRefused { device: id.to_string(), name: name.to_string(), reason: why });
+}
