@@ -195,3 +195,28 @@ fn ferry_and_kdeconnectd_both_ways() {
     assert_eq!(n["state"], "queued");
     eprintln!("kdeconnect_real: every step in {:?}", started.elapsed());
 }
+
+/// Coexistence: on a computer where kdeconnectd already runs (it holds UDP 1716), Ferry leaves
+/// KDE Connect to it and `ferry doctor` says why; everything else of Ferry runs.
+#[test]
+fn ferry_leaves_kde_connect_to_a_running_kdeconnectd() {
+    if let Some(why) = KdeDaemon::skip_reason() {
+        return eprintln!("skipped: {why}");
+    }
+    let net = match Net::new(1) {
+        Ok(n) => n,
+        Err(e) => return eprintln!("skipped: {}", e.0),
+    };
+    let _kde = KdeDaemon::start(&net, 0, "kde-here");
+    let ferry =
+        NsDaemon::start(&net, 0, Path::new(FERRY), "ferry-here", &["--kdeconnect-bind", "0.0.0.0", "--no-mdns"]);
+    let doctor = ferry.json(&["doctor"]);
+    let k = &doctor["kdeconnect"];
+    assert_eq!(k["enabled"], true);
+    assert_eq!(k["state"], "failed", "{doctor}");
+    assert!(k["reason"].as_str().unwrap().contains("another KDE Connect"), "{k}");
+    let problems = doctor["problems"].as_array().unwrap();
+    assert!(problems.iter().any(|p| p.as_str().unwrap().contains("KDE Connect is not running")), "{problems:?}");
+    let text = ferry.cli(&["doctor"]);
+    assert!(text.contains("KDE Connect:     failed: another KDE Connect"), "{text}");
+}

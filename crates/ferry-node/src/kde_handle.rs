@@ -20,6 +20,9 @@ pub(crate) const LINK_QUEUE: usize = 64;
 /// Connection requests waiting for the dialer (`ferry pair NAME` toward a device not linked):
 /// people ask one at a time; a full queue refuses the extra request.
 pub(crate) const DIAL_QUEUE: usize = 16;
+/// An announcement from a device linked for less than this is not a reason to connect again:
+/// both sides hear each other's announcements at start and connect at once.
+pub(crate) const RELINK_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Devices heard on the network kept at once (oldest dropped first): a LAN has a handful.
 pub(crate) const MAX_NEARBY: usize = 64;
 
@@ -36,6 +39,11 @@ pub(crate) struct KdeLink {
     pub version: u32,
     /// Tells this connection from a later one to the same device (a new one replaces it).
     pub serial: u64,
+    /// When it was made: an announcement right after is the other side of a simultaneous
+    /// connect, not a device that came back.
+    pub since: Instant,
+    /// Ends the link's tasks (it was replaced by a newer connection, or the device removed).
+    pub close: Arc<tokio::sync::Notify>,
 }
 
 /// A device heard by UDP discovery.

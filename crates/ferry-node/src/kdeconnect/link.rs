@@ -55,9 +55,14 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
     let (mut reader, mut writer) = link.split();
     let (tx, mut rx) = mpsc::channel::<Packet>(LINK_QUEUE);
     let serial = inner.kde.next_serial.fetch_add(1, Ordering::Relaxed);
-    let handle = KdeLink { tx, identity: identity.clone(), cert, remote, version, serial };
-    // A new connection replaces an older one (the older one's writer ends with its queue).
-    inner.kde.links.lock().unwrap().insert(id, handle);
+    let close = Arc::new(tokio::sync::Notify::new());
+    let since = std::time::Instant::now();
+    let handle = KdeLink { tx, identity: identity.clone(), cert, remote, version, serial, since, close: close.clone() };
+    // A new connection replaces an older one, which is closed (KDE Connect keeps the newest
+    // too, so both sides end on the same one).
+    if let Some(old) = inner.kde.links.lock().unwrap().insert(id, handle) {
+        old.close.notify_one();
+    }
     inner.emit(Event::DeviceConnected {
         device: id.to_string(),
         name: identity.device_name.clone(),
@@ -81,6 +86,7 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
         let next = tokio::select! {
             p = reader.recv() => p,
             _ = stop.wait_for(|s| *s) => break,
+            _ = close.notified() => break,
         };
         match next {
             Ok(Some(p)) => dispatch(inner, id, p).await,

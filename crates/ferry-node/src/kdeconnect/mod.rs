@@ -130,7 +130,10 @@ async fn discovery_loop(inner: &Arc<Context>, discovery: &Discovery) {
         let addr = SocketAddr::new(from.ip(), port);
         let id = ferry_id(&identity.device_id);
         remember_nearby(inner, id, identity.clone(), addr);
-        if inner.kde.link(&id).is_none() {
+        // A device that announces itself again while linked may have restarted (its old
+        // connection not yet seen to close): connect again, the new link replaces the old.
+        let fresh = inner.kde.link(&id).is_some_and(|l| l.since.elapsed() < crate::kde_handle::RELINK_AFTER);
+        if !fresh {
             connect_soon(inner, id, identity, addr);
         }
     }
