@@ -35,8 +35,8 @@ pub use snapshot::{SnapshotOf, Taken, drop_snapshot, link_snapshot, link_snapsho
 pub use watch::{ShareWatcher, WatchEvent, watch};
 pub use write::{
     TempFile, checked_path, commit_temp, create_dir, create_dirs_durable, create_fetched_temp, create_symlink,
-    create_temp, fsync_dir, prepare_parent, read_file_range, read_range, remove_entry, remove_stale_temps, set_mtime,
-    stat_known, unchanged_on_disk,
+    create_temp, free_bytes, fsync_dir, prepare_parent, read_file_range, read_range, remove_entry, remove_stale_temps,
+    set_mtime, stat_known, unchanged_on_disk,
 };
 
 use std::fs::Metadata;

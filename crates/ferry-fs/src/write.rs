@@ -406,6 +406,17 @@ pub fn set_mtime(root: &Path, rel: &RelPath, mtime_ns: i64) -> Result<(), FsErro
     filetime::set_symlink_file_times(&full, atime, file_time(mtime_ns)).ctx("set mtime", &full)
 }
 
+/// Bytes an unprivileged writer may still use on the file system holding `path` (or its
+/// nearest existing ancestor, for a folder not made yet).
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let mut p = path;
+    while !p.exists() {
+        p = p.parent().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no existing ancestor"))?;
+    }
+    let s = rustix::fs::statvfs(p)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,9 @@ use super::wire::SHARE;
 /// How long a device has to fetch a file this node offered: KDE Connect fetches at once; one
 /// that has not connected within this long is not going to.
 const PAYLOAD_WAIT: Duration = Duration::from_secs(60);
+/// Space left free on the Inbox's disk by a file from a KDE Connect device: it is fetched
+/// before anyone accepted it, so a device cannot fill the disk with offers.
+const DISK_RESERVE: u64 = 512 << 20;
 
 fn device_lock(inner: &Context, id: DeviceId) -> Arc<tokio::sync::Mutex<()>> {
     inner.sends.flush.lock().unwrap().entry(id).or_default().clone()
@@ -198,6 +201,14 @@ async fn offer(inner: &Arc<Context>, id: DeviceId, p: &Packet) -> Result<(), Str
         return Err(format!("{name:?} is {size} bytes; at most {MAX_SEND_BYTES} are accepted in one send"));
     }
     let port = p.payload_port.ok_or("a file without a port to fetch it from")?;
+    let inbox = inner.cfg.inbox.clone();
+    let free = tokio::task::spawn_blocking(move || ferry_fs::free_bytes(&inbox))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot tell the free space of the Inbox: {e}"))?;
+    if size.saturating_add(DISK_RESERVE) > free {
+        return Err(format!("{name:?} ({size} bytes) does not fit: {free} bytes free where the Inbox is"));
+    }
     let link = inner.kde.link(&id).ok_or("the device disconnected")?;
     let (dev, muted, auto) =
         inner.db(move |s| Ok((s.device(&id)?, s.is_muted(&id)?, s.auto_accept(&id)?))).await.map_err(|e| e.message)?;
