@@ -95,6 +95,16 @@ fn ferry_and_kdeconnectd_both_ways() {
     assert_eq!(ferry_device(&ferry, "kde-desk").unwrap()["paired"], true);
     eprintln!("paired (asked by Ferry), key {code}, at {:?}", started.elapsed());
 
+    // It can never join a share: the invite is refused (exit 1), the share keeps no member.
+    let folder = work.path().join("Shared");
+    std::fs::create_dir(&folder).unwrap();
+    ferry.json(&["share", "add", &folder.display().to_string(), "--label", "docs"]);
+    let o = ferry.try_cli(&["share", "invite", "docs", "kde-desk"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("never a share"), "{o:?}");
+    let shares = ferry.json(&["share", "list"]);
+    assert_eq!(shares[0]["devices"], serde_json::json!([]));
+
     // A note from Ferry rings the daemon's notification.
     ferry.cli(&["note", "send", "kde-desk", "hello from ferry"]);
     poll("the daemon to show Ferry's note", STEP, EVERY, || {
