@@ -13,7 +13,7 @@ import { remote } from 'webdriverio';
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '..');
-const TARGET = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/ferry-target');
+export const TARGET = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/ferry-target');
 export const APP = process.env.FERRY_DESKTOP_BIN ?? join(TARGET, 'debug/ferry-desktop');
 export const FERRY = process.env.FERRY_BIN ?? join(TARGET, 'debug/ferry');
 export const ARTIFACTS = join(ROOT, 'test-artifacts');
