@@ -30,8 +30,9 @@ test('a KDE Connect phone pairs by key, sends a note and a file, gets a note', (
   runFlow('10', { upTo: 'firstRun', daemon: false }, async ({ app, b }) => {
     const peer = await startKdePeer(app, { name: 'Pixel', id: kdeId() });
     try {
-      // Pairing: the phone asks, the prompt shows its key, Accept.
+      // Pairing: the phone asks (and shows its key), the prompt shows the same key, Accept.
       peer.send({ cmd: 'pair' });
+      const asked = await peer.waitEvent('the pairing request sent', (e) => e.event === 'pair_sent');
       await el(b, 'pair-prompt');
       assert.equal(await text(b, 'pair-name'), 'Pixel');
       assert.match(await text(b, 'pair-kind'), /KDE Connect phone/);
@@ -40,15 +41,17 @@ test('a KDE Connect phone pairs by key, sends a note and a file, gets a note', (
       assert.match(shown, /^[0-9a-fA-F]{8}$/, 'the prompt shows an 8-hex-digit KDE key');
       const pending = (await app.cli('pending')).find((p) => p.kind === 'pair');
       assert.equal(shown, pending.code, "the prompt shows the node's key as it is");
+      assert.equal(shown.toUpperCase(), asked.key.toUpperCase(), 'the app shows the key the phone shows');
       assert.equal((await b.$$('[data-testid="pair-share-default"]')).length, 0, 'no folder is offered to a phone');
       await screenshot(b, '10-kde-pair-prompt');
       await click(b, 'pair-accept');
-      const paired = await peer.waitEvent('the phone told it is paired', (e) => e.event === 'pair' && e.pair === true);
-      if (paired.key != null) assert.equal(paired.key.toUpperCase(), shown.toUpperCase(), 'both screens show the same key');
+      await peer.waitEvent('the phone told it is paired', (e) => e.event === 'pair' && e.answer === true && e.pair === true);
       await promptGone(b);
       const phone = await waitFor('the phone paired in the app', async () => {
         const d = await phoneOf(app);
-        return d?.paired && d.connected ? d : null;
+        // Thrown, not returned: a timeout then says what the app listed last.
+        if (!(d?.paired && d.connected)) throw new Error(`the app lists ${JSON.stringify(d ?? null)}; peer events ${JSON.stringify(peer.events)}`);
+        return d;
       });
       assert.equal(phone.device_type, 'phone');
       assert.equal(phone.warning, null);
@@ -104,6 +107,8 @@ test('a KDE Connect phone pairs by key, sends a note and a file, gets a note', (
       // The default inbox: ~/Downloads/Ferry (the app's HOME has no XDG download folder).
       assert.equal(dirname(received.placed[0]), join(app.home, 'Downloads', 'Ferry'), 'placed in the inbox');
       assert.equal(basename(received.placed[0]), 'boarding-pass.pdf');
+      const sent = await peer.waitEvent('the phone served the file', (e) => e.event === 'sent' && e.name === 'boarding-pass.pdf');
+      assert.equal(sent.sha256, sha256(bytes), 'the phone sent the bytes written');
       assert.equal(sha256(readFileSync(received.placed[0])), sha256(bytes), 'the inbox holds the same bytes');
 
       // Folders: the phone is never offered a share.
