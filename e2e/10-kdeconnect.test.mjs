@@ -122,6 +122,37 @@ test('a KDE Connect phone pairs by key, sends a note and a file, gets a note', (
       assert.equal(await (await el(b, 'settings-kdeconnect')).isSelected(), true);
       await waitFor('the KDE Connect state', async () => (await text(b, 'settings-kdeconnect-state')).includes(`Running now on TCP port ${peer.port}`));
       await screenshot(b, '10-kde-settings');
+
+      // Unpair from Devices: the phone is told and stays listed as nearby, with Pair.
+      await click(b, 'nav-devices');
+      await click(b, 'device-remove');
+      await el(b, 'remove-confirm');
+      assert.match(await text(b, 'remove-confirm'), /Unpair Pixel\?.*can ask to pair again/s);
+      await click(b, 'remove-accept');
+      await peer.waitEvent('the phone told it is unpaired', (e) => e.event === 'pair' && e.pair === false);
+      await waitFor('the phone unpaired in the app', async () => (await phoneOf(app))?.paired === false);
+      await el(b, 'nearby-row');
+      assert.match(await text(b, 'device-message'), /Pixel was unpaired/);
+      assert.equal(await text(b, 'device-kind'), 'KDE Connect phone');
+      await screenshot(b, '10-kde-nearby');
+
+      // Pair from the app: the banner shows the key the phone shows; the phone accepts.
+      await click(b, 'nearby-pair');
+      const request = await peer.waitEvent('the request on the phone', (e) => e.event === 'pair' && e.request === true);
+      const waiting = await text(b, 'pair-waiting');
+      assert.match(waiting, /Check that it shows the key/);
+      assert.ok(waiting.toUpperCase().includes(request.key.toUpperCase()), `${waiting} shows ${request.key}`);
+      await screenshot(b, '10-kde-pair-waiting');
+      peer.send({ cmd: 'accept_pair' });
+      await waitFor('Paired in the app', async () => (await text(b, 'pair-outcome')) === 'Paired with Pixel.');
+      await waitFor('the phone paired again', async () => (await phoneOf(app))?.paired === true);
+
+      // The phone comes back with another certificate: refused, and Devices says so.
+      peer.send({ cmd: 'rekey' });
+      const refused = await waitFor('the refusal in the app', async () => (await phoneOf(app))?.warning);
+      await waitFor('the warning in Devices', async () => (await text(b, 'device-warning')).includes(refused));
+      await waitFor('the phone shown refused', async () => (await text(b, 'device-state')) === 'Refused');
+      await screenshot(b, '10-kde-refused');
     } finally {
       await peer.stop();
     }

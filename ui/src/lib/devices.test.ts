@@ -59,6 +59,7 @@ describe('devices', () => {
     expect(deviceState(dev({ kind: 'ferry' }))).toEqual({ label: 'Offline', ok: false });
     expect(deviceState(dev({ kind: 'kdeconnect', paired: false, nearby: true })).label).toBe('Nearby, not paired');
     expect(deviceState(dev({ kind: 'kdeconnect', paired: false, connected: true, nearby: true })).label).toBe('Connected, not paired');
+    expect(deviceState(dev({ kind: 'kdeconnect', nearby: true, warning: 'another certificate' }))).toEqual({ label: 'Refused', ok: false });
   });
   it('knows a KDE pairing prompt by its device, else by its key and missing owner', () => {
     const kde = [dev({ id: 'k', kind: 'kdeconnect', paired: false })];

@@ -58,7 +58,10 @@ export function kindLabel(d: Kinded & Pick<DeviceDto, 'device_type'>): string {
 }
 
 /** A device's reachability as one pill: the label and whether it reads as good news. */
-export function deviceState(d: Pick<DeviceDto, 'kind' | 'paired' | 'connected' | 'nearby'>): { label: string; ok: boolean } {
+export function deviceState(d: Pick<DeviceDto, 'kind' | 'paired' | 'connected' | 'nearby' | 'warning'>): { label: string; ok: boolean } {
+  // A refused device (e.g. another certificate than the paired one) may still be heard nearby,
+  // but nothing reaches this computer from it: that is its state.
+  if (d.warning) return { label: 'Refused', ok: false };
   if (d.paired && d.connected) return { label: 'Connected', ok: true };
   if (d.paired && isKde(d) && d.nearby) return { label: 'Nearby', ok: false };
   if (d.paired) return { label: isKde(d) ? 'Not reachable' : 'Offline', ok: false };
