@@ -4,14 +4,17 @@
 // sides and Devices shows it with a phone icon, "KDE Connect phone", Connected and Unpair. A
 // note from it shows unread; a note to it reaches it, marked Delivered (never Read: KDE Connect
 // has no read receipts, which the conversation says). A file from it is offered in Activity;
-// Accept places the same bytes (SHA-256) in the app's inbox. Folders offers it no share;
-// Settings shows KDE Connect running on the doctor's port.
+// Accept places the same bytes (SHA-256) in the app's inbox; a file to it arrives with the same
+// SHA-256 and Activity says delivered. Folders offers it no share; Settings shows KDE Connect
+// running on the doctor's port. Unpair in Devices: it is told and stays nearby; Pair from the
+// app shows the key the phone shows; after the phone re-keys, Devices shows it Refused, with
+// the node's reason.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { click, el, promptGone, screenshot, tempDir, text, type, waitFor } from './harness.mjs';
+import { click, el, promptGone, screenshot, tempDir, text, transferStatuses, type, waitFor } from './harness.mjs';
 import { startKdePeer } from './kdepeer.mjs';
 import { runFlow } from './setup.mjs';
 
@@ -110,6 +113,18 @@ test('a KDE Connect phone pairs by key, sends a note and a file, gets a note', (
       const sent = await peer.waitEvent('the phone served the file', (e) => e.event === 'sent' && e.name === 'boarding-pass.pdf');
       assert.equal(sent.sha256, sha256(bytes), 'the phone sent the bytes written');
       assert.equal(sha256(readFileSync(received.placed[0])), sha256(bytes), 'the inbox holds the same bytes');
+      await waitFor('Received in Activity', async () => (await transferStatuses(b)).includes('Received'));
+
+      // A file to the phone, as Send files… sends it (through the node: the native picker
+      // cannot be driven): the phone gets the same bytes, Activity says delivered.
+      const mine = tempDir('app-send');
+      const ticket = randomBytes(512 * 1024);
+      writeFileSync(join(mine, 'ticket.png'), ticket);
+      await app.cli('send', phone.id, join(mine, 'ticket.png'), '--no-wait');
+      const got = await peer.waitEvent('the file on the phone', (e) => e.event === 'file' && e.name === 'ticket.png');
+      assert.equal(got.sha256, sha256(ticket), 'the phone got the same bytes');
+      await waitFor('Delivered in Activity', async () => (await transferStatuses(b)).includes('Delivered to Pixel'));
+      await screenshot(b, '10-kde-activity');
 
       // Folders: the phone is never offered a share.
       await click(b, 'nav-folders');

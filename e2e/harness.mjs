@@ -257,6 +257,13 @@ export async function appEvents(app, daemon, note) {
   };
 }
 
+/** The transfer rows' statuses as Activity shows them, e.g. ["Received", "Waiting for Desk to accept"]. */
+export async function transferStatuses(b) {
+  const out = [];
+  for (const e of await b.$$('[data-testid="send-transfer-status"]')) out.push((await b.execute((n) => n.textContent, e)).trim());
+  return out;
+}
+
 export function readIf(path) {
   return existsSync(path) ? readFileSync(path, 'utf8') : null;
 }
