@@ -8,15 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { click, el, readIf, screenshot, tempDir, text, type, waitFor } from './harness.mjs';
+import { click, el, readIf, screenshot, tempDir, text, transferStatuses as statuses, type, waitFor } from './harness.mjs';
 import { runFlow } from './setup.mjs';
-
-/** The transfer rows' statuses as shown, e.g. ["Received", "Waiting for Desk to accept"]. */
-async function statuses(b) {
-  const out = [];
-  for (const e of await b.$$('[data-testid="send-transfer-status"]')) out.push((await b.execute((n) => n.textContent, e)).trim());
-  return out;
-}
 
 test('files sent both ways, with the accept prompt and auto-accept', () =>
   runFlow('07', { upTo: 'paired' }, async ({ app, b, daemon }) => {

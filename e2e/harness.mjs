@@ -13,7 +13,7 @@ import { remote } from 'webdriverio';
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '..');
-const TARGET = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/ferry-target');
+export const TARGET = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/ferry-target');
 export const APP = process.env.FERRY_DESKTOP_BIN ?? join(TARGET, 'debug/ferry-desktop');
 export const FERRY = process.env.FERRY_BIN ?? join(TARGET, 'debug/ferry');
 export const ARTIFACTS = join(ROOT, 'test-artifacts');
@@ -255,6 +255,13 @@ export async function appEvents(app, daemon, note) {
         from(mark, (l) => l.includes('"index_received"') && l.includes(share))),
     stop: () => proc.kill(),
   };
+}
+
+/** The transfer rows' statuses as Activity shows them, e.g. ["Received", "Waiting for Desk to accept"]. */
+export async function transferStatuses(b) {
+  const out = [];
+  for (const e of await b.$$('[data-testid="send-transfer-status"]')) out.push((await b.execute((n) => n.textContent, e)).trim());
+  return out;
 }
 
 export function readIf(path) {

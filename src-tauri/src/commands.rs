@@ -175,6 +175,12 @@ pub async fn settings(node: State<'_, Node>) -> R<SettingsDto> {
     node.settings().await
 }
 
+/// Settings shows whether KDE Connect runs now and, if not, why (`kdeconnect.reason`).
+#[tauri::command]
+pub async fn doctor(node: State<'_, Node>) -> R<DoctorDto> {
+    node.doctor().await
+}
+
 #[tauri::command]
 pub async fn save_settings(node: State<'_, Node>, req: SettingsUpdateDto) -> R<SettingsDto> {
     node.save_settings(req).await

@@ -269,6 +269,7 @@ fn main() {
             commands::set_paused,
             commands::settings,
             commands::save_settings,
+            commands::doctor,
             commands::first_run,
             commands::default_folder,
             commands::pick_folder,

@@ -24,6 +24,11 @@ describe('activity', () => {
     expect(a.entries).toHaveLength(MAX_ENTRIES);
     expect(a.entries[0].detail).toBe(`e${MAX_ENTRIES + 4}`);
   });
+  it('shows a refused device as an error with its reason', () => {
+    const reason = 'it came back with another certificate';
+    const a = reduce(emptyActivity(), { type: 'device_refused', device: 'k1', name: 'Pixel', reason }, 1, name);
+    expect(a.entries[0]).toMatchObject({ kind: 'error', title: 'Refused Pixel', detail: reason });
+  });
   it('says which items cannot be synced', () => {
     const item = { path: 'docs/pipe', reason: 'a FIFO (named pipe): Ferry does not sync special files' };
     const a = reduce(emptyActivity(), { type: 'failed_items', share: 's1', label: 'Photos', count: 1, new: [item] }, 1, name);

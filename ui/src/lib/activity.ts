@@ -77,6 +77,9 @@ export function reduce(
       return e.by == null
         ? add({ kind: 'device', share: null, title: `Removed ${e.name}`, detail: 'its connections are refused; no file was deleted' })
         : add({ kind: 'device', share: null, title: `Removed by ${e.by}`, detail: 'no longer syncing with it; your files stay' });
+    case 'device_refused':
+      // E.g. a paired KDE Connect device came back with another certificate: worth an error.
+      return add({ kind: 'error', share: null, title: `Refused ${e.name}`, detail: e.reason });
     case 'failed_items': {
       const first = e.new[0];
       const title = `${e.new.length === 1 ? `Cannot sync ${first.path}` : `${e.new.length} items cannot be synced`} in ${shareName(e.share)}`;

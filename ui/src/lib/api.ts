@@ -8,6 +8,7 @@ import type {
   AutoAcceptDto,
   ConflictDto,
   DeviceDto,
+  DoctorDto,
   DeviceMuteDto,
   ErrorCode,
   Event,
@@ -99,6 +100,8 @@ export const api = {
   setPaused: (paused: boolean) => call<boolean>('set_paused', { paused }),
   settings: () => call<SettingsDto>('settings'),
   saveSettings: (req: SettingsUpdateDto) => call<SettingsDto>('save_settings', { req }),
+  /** `ferry doctor`: Settings reads whether KDE Connect runs and why not. */
+  doctor: () => call<DoctorDto>('doctor'),
   firstRun: (req: FirstRunDto) => call<ShareDto>('first_run', { req }),
   defaultFolder: () => call<string>('default_folder'),
   pickFolder: () => call<string | null>('pick_folder'),

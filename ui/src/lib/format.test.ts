@@ -21,6 +21,11 @@ describe('format', () => {
     expect(formatCode('123 456')).toBe('123 456');
     expect(formatCode('12')).toBe('12');
   });
+  it('shows a KDE Connect key as it is, letters and all', () => {
+    // 8 hex digits, six of them decimal: must not be read as a Ferry code.
+    expect(formatCode('12ab3456')).toBe('12ab3456');
+    expect(formatCode('1A2B3C4D')).toBe('1A2B3C4D');
+  });
   it('checks HOST:PORT', () => {
     expect(validAddress('127.0.0.1:22010')).toBe(true);
     expect(validAddress('laptop.local:22010')).toBe(true);

@@ -34,10 +34,13 @@ export function clockTime(ms: number): string {
   return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
 }
 
-/** The pairing code as both screens show it: "123 456". */
+/**
+ * The pairing code as both screens show it: Ferry's 6 digits as "123 456". Anything else (a
+ * KDE Connect key: 8 hex digits, as the phone shows it) is shown as it is, letters and all.
+ */
 export function formatCode(code: string): string {
-  const digits = code.replace(/\D/g, '');
-  return digits.length === 6 ? `${digits.slice(0, 3)} ${digits.slice(3)}` : code;
+  const digits = code.replace(/\s/g, '');
+  return /^\d{6}$/.test(digits) ? `${digits.slice(0, 3)} ${digits.slice(3)}` : code;
 }
 
 /** A device id shortened for display: its first group. */

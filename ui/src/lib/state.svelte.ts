@@ -7,7 +7,7 @@ import { applySendEvent } from './transfers';
 
 /** Events that change what the lists show (progress events only feed Activity). */
 const REFRESHING = new Set<Event['type']>([
-  'device_connected', 'device_disconnected', 'prompt_added', 'prompt_resolved', 'paired', 'device_removed', 'scan_finished',
+  'device_connected', 'device_disconnected', 'prompt_added', 'prompt_resolved', 'paired', 'device_removed', 'device_refused', 'scan_finished',
   'applied', 'conflict', 'in_sync', 'error', 'note_received', 'note_state', 'sync_paused', 'lagged', 'index_received',
   'send_offered', 'send_state', 'sync_summary', 'failed_items',
 ]);
