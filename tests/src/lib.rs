@@ -11,6 +11,7 @@ use ferry_node::api::{AcceptDto, InviteDto, PendingDto, ShareAddDto};
 use ferry_node::{Config, Event, Node};
 use tempfile::TempDir;
 
+pub mod kdepeer;
 pub mod messy;
 pub mod netns;
 pub mod powercut;

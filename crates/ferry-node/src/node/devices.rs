@@ -146,15 +146,19 @@ impl Node {
     /// Asks the device at `address` to pair. Returns once the request is on its screen, with
     /// the code both screens show; [`Node::pair_wait`] waits for the answer.
     pub async fn pair(&self, address: &str) -> ApiResult<PairTicketDto> {
-        if address.parse::<SocketAddr>().is_err()
-            && let Some(t) = crate::discovery::pair_nearby(&self.inner, address).await?
-        {
-            return Ok(t);
-        }
-        if address.parse::<SocketAddr>().is_err()
-            && let Some(t) = crate::kdeconnect::start_pairing(&self.inner, address).await?
-        {
-            return Ok(t);
+        if address.parse::<SocketAddr>().is_err() {
+            // A name no nearby Ferry device has may be a KDE Connect device's: only when that
+            // is not one either does the Ferry lookup's "not found" stand.
+            let ferry = crate::discovery::pair_nearby(&self.inner, address).await;
+            match ferry {
+                Ok(Some(t)) => return Ok(t),
+                Err(e) if e.code != ErrorCode::NotFound => return Err(e),
+                _ => {}
+            }
+            if let Some(t) = crate::kdeconnect::start_pairing(&self.inner, address).await? {
+                return Ok(t);
+            }
+            ferry?;
         }
         let addr: SocketAddr = match address.parse() {
             Ok(a) => a,
