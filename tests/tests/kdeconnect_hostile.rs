@@ -1,0 +1,289 @@
+//! Hostile KDE Connect input against a real `ferry daemon` (host 0 of a namespace network,
+//! KDE Connect on): malformed identities over TCP and UDP, a connection that never speaks,
+//! oversized and malformed packets, payloads longer and shorter than announced, file names
+//! that try to leave the Inbox or take Ferry's reserved names, an unpaired device sending
+//! notes and files, and floods of connections and announcements. Each is refused, the daemon
+//! keeps answering, and nothing is written in the Inbox or beside it (its listing and the
+//! daemon's notes and transfers are checked).
+//!
+//! The misbehaving side is the test peer (`kde-peer`, host 1) or raw sockets opened from a
+//! thread moved into host 1's namespace. Needs root and the `ferry` binary (see
+//! kdeconnect_v8.rs); without root every test prints "skipped" and passes.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ferry_e2e::kdepeer::ctl::{PeerCtl, in_netns, kde_device, listing, notes, peer_process, start_ferry, transfers};
+use ferry_e2e::netns::{Net, NsDaemon, poll};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PEER: &str = env!("CARGO_BIN_EXE_kde-peer");
+const WAIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+const FERRY_KDE: &str = "10.77.0.1:1716";
+
+struct Setup {
+    net: Net,
+    ferry: NsDaemon,
+    work: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Option<Setup> {
+        let net = match Net::new(2) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("skipped: {}", e.0);
+                return None;
+            }
+        };
+        let work = tempfile::tempdir().unwrap();
+        let ferry = start_ferry(&net, "desk", &work.path().join("inbox"));
+        Some(Setup { net, ferry, work })
+    }
+
+    fn inbox(&self) -> std::path::PathBuf {
+        self.work.path().join("inbox")
+    }
+
+    /// The peer on host 1, dialing Ferry.
+    fn peer(&self, name: &str, id: &str) -> PeerCtl {
+        let state = self.work.path().join(format!("peer-{id}"));
+        let mut p = peer_process(&self.net, 1, PEER, name, id, &state, &["--connect", FERRY_KDE]);
+        p.wait_event("connected", WAIT);
+        p
+    }
+
+    /// The daemon answers, and has recorded no note, no transfer and no prompt; the Inbox (if
+    /// made) is empty and nothing but it was written beside it.
+    fn nothing_recorded(&self) {
+        assert!(self.ferry.try_cli(&["id"]).status.success(), "the daemon answers");
+        assert_eq!(notes(&self.ferry), Vec::<Value>::new(), "no note recorded");
+        assert_eq!(transfers(&self.ferry), Vec::<Value>::new(), "no transfer recorded");
+        self.inbox_untouched();
+    }
+
+    fn inbox_untouched(&self) {
+        assert_eq!(listing(&self.inbox()), Vec::<String>::new(), "nothing in the Inbox");
+        let beside: Vec<String> = listing(self.work.path()).into_iter().filter(|n| !n.starts_with("peer-")).collect();
+        assert!(beside.is_empty() || beside == ["inbox"], "nothing beside the Inbox: {beside:?}");
+    }
+}
+
+/// Pairs the peer (it asks, the test accepts the prompt).
+fn pair(s: &Setup, peer: &mut PeerCtl) {
+    peer.send(json!({ "cmd": "pair" }));
+    let prompt = poll("the pairing prompt", WAIT, POLL, || {
+        s.ferry.json(&["pending"]).as_array()?.iter().find(|p| p["kind"] == "pair").cloned()
+    });
+    s.ferry.cli(&["accept", &prompt["id"].to_string()]);
+    peer.wait("the answer", WAIT, |v| v["event"] == "pair" && v["answer"] == true);
+}
+
+/// A ping from a paired peer whose note shows that Ferry has handled every packet sent
+/// before it (one link's packets are handled in order).
+fn sentinel(s: &Setup, peer: &mut PeerCtl, text: &str) {
+    peer.send(json!({ "cmd": "ping", "message": text }));
+    poll(&format!("the note {text:?}"), WAIT, POLL, || notes(&s.ferry).into_iter().find(|n| n["text"] == text));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw sockets from host 1.
+
+/// How long Ferry took to close a TCP connection on which `bytes` were sent (whatever it
+/// sent meanwhile is read and dropped); `None` if still open after `limit`.
+async fn closed_after(to: SocketAddr, bytes: Vec<u8>, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(to).await.expect("connect to Ferry");
+    if tcp.write_all(&bytes).await.is_err() {
+        return Some(t0.elapsed()); // closed while we were still writing
+    }
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return t0.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+fn identity(body: Value) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&json!({ "id": 1, "type": "kdeconnect.identity", "body": body })).unwrap();
+    line.push(b'\n');
+    line
+}
+
+fn good_body(id: &str) -> Value {
+    json!({ "deviceId": id, "deviceName": "Evil", "deviceType": "phone", "protocolVersion": 8,
+            "incomingCapabilities": [], "outgoingCapabilities": [], "tcpPort": 1716 })
+}
+
+/// Identities that must be refused, each on its own connection, and how the refusal looks.
+fn malformed_identities() -> Vec<(&'static str, Vec<u8>)> {
+    let with = |k: &str, v: Value| {
+        let mut b = good_body("e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0");
+        b[k] = v;
+        identity(b)
+    };
+    let mut huge = b"{\"id\":1,\"type\":\"kdeconnect.identity\",\"body\":{\"deviceName\":\"".to_vec();
+    huge.resize(4 << 20, b'a');
+    vec![
+        ("not JSON", b"hello, this is not JSON\n".to_vec()),
+        ("a JSON list", b"[1,2,3]\n".to_vec()),
+        ("body not an object", b"{\"id\":1,\"type\":\"kdeconnect.identity\",\"body\":7}\n".to_vec()),
+        ("deviceId a number", with("deviceId", json!(12345))),
+        ("protocolVersion a string", with("protocolVersion", json!("8"))),
+        ("protocol 6", with("protocolVersion", json!(6))),
+        ("device id with a path", with("deviceId", json!("../../../../etc/passwd_aaaaaaaaaaaaa"))),
+        ("device id too short", with("deviceId", json!("abc"))),
+        ("device id not ASCII", with("deviceId", json!("ééééééééééééééééééééééééééééééééé"))),
+        ("capabilities not a list", with("incomingCapabilities", json!({ "a": 1 }))),
+        ("a ping instead of an identity", b"{\"id\":1,\"type\":\"kdeconnect.ping\",\"body\":{}}\n".to_vec()),
+        ("4 MiB without a newline", huge),
+        (
+            "bytes after the identity",
+            [identity(good_body("e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1")), b"junk".to_vec()].concat(),
+        ),
+        ("garbage instead of TLS", [identity(good_body("e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2")), vec![0x16; 1]].concat()),
+    ]
+}
+
+#[test]
+fn malformed_identities_are_refused_and_the_daemon_lives() {
+    let Some(s) = Setup::new() else { return };
+    let to: SocketAddr = FERRY_KDE.parse().unwrap();
+    let cases = malformed_identities();
+    let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let n = cases.len();
+    // All at once, plus one connection that never says anything (held until Ferry's timeout).
+    let results = in_netns(&s.net.hosts[1].ns, move || async move {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (_, bytes)) in cases.into_iter().enumerate() {
+            set.spawn(async move { (i, closed_after(to, bytes, Duration::from_secs(15)).await) });
+        }
+        set.spawn(async move { (usize::MAX, closed_after(to, vec![], Duration::from_secs(25)).await) });
+        // UDP: datagrams that are not identities, or not acceptable ones.
+        let udp = tokio::net::UdpSocket::bind("0.0.0.0:0").await.unwrap();
+        let bad_id =
+            identity(json!({ "deviceId": "x/../y", "deviceName": "Evil", "protocolVersion": 8, "tcpPort": 1 }));
+        for d in [b"junk".to_vec(), vec![b'{'; 65_000], bad_id, identity(json!({ "deviceName": "no id" }))] {
+            udp.send_to(&d, "10.77.0.1:1716").await.unwrap();
+        }
+        let mut out = vec![None; n];
+        let mut silent = None;
+        while let Some(r) = set.join_next().await {
+            let (i, closed) = r.unwrap();
+            if i == usize::MAX {
+                silent = closed;
+            } else {
+                out[i] = closed;
+            }
+        }
+        (out, silent)
+    })
+    .join()
+    .unwrap();
+    let (closed, silent) = results;
+    for (name, c) in names.iter().zip(&closed) {
+        let c = c.unwrap_or_else(|| panic!("{name}: Ferry kept the connection open"));
+        eprintln!("{name}: closed after {:.0} ms", c.as_secs_f64() * 1000.0);
+    }
+    let silent = silent.expect("a silent connection is closed");
+    eprintln!("a silent connection: closed after {:.1} s", silent.as_secs_f64());
+    assert!(silent >= Duration::from_secs(5), "the silent one had its time to speak ({silent:?})");
+    // None of them became a device; the daemon and KDE Connect still work.
+    assert!(s.ferry.devices().iter().all(|d| d["kind"] != "kdeconnect"), "{:?}", s.ferry.devices());
+    let mut peer = s.peer("Pixel", "c0ffeec0ffeec0ffeec0ffeec0ffeec0");
+    pair(&s, &mut peer);
+    sentinel(&s, &mut peer, "still here");
+    assert_eq!(s.ferry.devices().iter().filter(|d| d["kind"] == "kdeconnect").count(), 1);
+    assert_eq!(transfers(&s.ferry), Vec::<Value>::new());
+    s.inbox_untouched();
+}
+
+/// An unpaired device may only ask to pair: its pings, shared text and files are dropped.
+#[test]
+fn an_unpaired_device_is_only_heard_asking_to_pair() {
+    let Some(s) = Setup::new() else { return };
+    let mut peer = s.peer("Stranger", "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a");
+    let file = s.work.path().join("peer-file.bin");
+    std::fs::write(&file, ferry_e2e::random_bytes(3, 100_000)).unwrap();
+    peer.send(json!({ "cmd": "ping", "message": "let me in" }));
+    peer.send(json!({ "cmd": "ping" }));
+    peer.send(json!({ "cmd": "share_text", "text": "https://evil.example" }));
+    peer.send(json!({ "cmd": "send_file", "path": file }));
+    // Its pairing request is handled after all of the above (same link, in order).
+    peer.send(json!({ "cmd": "pair" }));
+    let prompt = poll("the pairing prompt", WAIT, POLL, || {
+        s.ferry.json(&["pending"]).as_array()?.iter().find(|p| p["kind"] == "pair").cloned()
+    });
+    assert_eq!(s.ferry.json(&["pending"]).as_array().unwrap().len(), 1, "only the pairing prompt");
+    s.ferry.cli(&["reject", &prompt["id"].to_string()]);
+    peer.wait("the refusal", WAIT, |v| v["event"] == "pair" && v["pair"] == false);
+    s.nothing_recorded();
+    assert_eq!(kde_device(&s.ferry, "Stranger").unwrap()["paired"], false);
+}
+
+/// A paired device's oversized and malformed packets close its link; its files with names
+/// that leave the Inbox, reserved names or impossible sizes are refused before anything is
+/// written; payloads longer or shorter than announced fail and leave nothing behind.
+#[test]
+fn hostile_packets_and_payloads_from_a_paired_device() {
+    let Some(s) = Setup::new() else { return };
+    let mut peer = s.peer("Pixel", "d00dd00dd00dd00dd00dd00dd00dd00d");
+    pair(&s, &mut peer);
+    let file = s.work.path().join("peer-file.bin");
+    std::fs::write(&file, ferry_e2e::random_bytes(4, 1 << 20)).unwrap();
+
+    // Lines that end the link: more than 1 MiB without a newline, a line that is not JSON, a
+    // payload on port 0.
+    let port0 = json!({ "id": 1, "type": "kdeconnect.share.request", "body": { "filename": "ok.bin" },
+                        "payloadSize": 10, "payloadTransferInfo": { "port": 0 } });
+    for bad in [
+        json!({ "cmd": "raw_bytes", "len": 3 << 20 }),
+        json!({ "cmd": "raw", "line": "{not json" }),
+        json!({ "cmd": "raw", "line": port0.to_string() }),
+        json!({ "cmd": "raw", "line": port0.to_string().replace("\"payloadSize\":10", "\"payloadSize\":\"10\"") }),
+    ] {
+        peer.send(bad.clone());
+        peer.wait(&format!("Ferry closing the link after {bad}"), WAIT, |v| v["event"] == "disconnected");
+        peer.send(json!({ "cmd": "reconnect" }));
+        peer.wait_event("connected", WAIT);
+    }
+
+    // Names and sizes refused at the offer: no prompt, no transfer, nothing fetched.
+    let names = ["../escape.bin", "a/b.bin", "/etc/passwd", "..", ".", "", ".ferry-tmp-x", "nul\u{0}byte", "x/../../y"];
+    for name in names {
+        peer.send(json!({ "cmd": "send_file", "path": file, "name": name }));
+    }
+    for size in [json!(-1), json!(1u64 << 41)] {
+        let p = json!({ "id": 1, "type": "kdeconnect.share.request", "body": { "filename": "ok.bin" },
+                        "payloadSize": size, "payloadTransferInfo": { "port": 1739 } });
+        peer.send(json!({ "cmd": "raw", "line": p.to_string() }));
+    }
+    sentinel(&s, &mut peer, "after the names");
+    assert!(s.ferry.json(&["pending"]).as_array().unwrap().is_empty(), "no prompt");
+    assert_eq!(transfers(&s.ferry), Vec::<Value>::new(), "no transfer");
+    s.inbox_untouched();
+    assert!(!s.work.path().join("escape.bin").exists());
+
+    // Payloads that lie about their size: the transfer fails, the staging copy goes.
+    for (announce, what) in [((1 << 20) - 1000, "longer"), ((1 << 20) + 1000, "shorter")] {
+        let name = format!("{what}.bin");
+        peer.send(json!({ "cmd": "send_file", "path": file, "name": name, "announce_size": announce }));
+        let t = poll(&format!("the {what} payload failing"), WAIT, POLL, || {
+            transfers(&s.ferry).into_iter().find(|t| t["names"][0] == name.as_str() && t["state"] == "failed")
+        });
+        eprintln!("payload {what} than announced: {}", t["message"]);
+    }
+    poll("no prompt left", WAIT, POLL, || s.ferry.json(&["pending"]).as_array().unwrap().is_empty().then_some(()));
+    poll("no staging left", WAIT, POLL, || listing(&s.inbox()).is_empty().then_some(()));
+    s.inbox_untouched();
+    assert_eq!(transfers(&s.ferry).len(), 2, "only the two lying payloads were recorded (failed)");
+    assert!(s.ferry.try_cli(&["id"]).status.success());
+}
