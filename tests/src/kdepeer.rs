@@ -186,6 +186,23 @@ pub async fn run(opts: Opts, mut cmds: mpsc::UnboundedReceiver<Value>, events: E
     Ok(())
 }
 
+/// An identity packet line: ping and share both ways, like a phone with only those plugins.
+pub fn identity_line(id: &str, name: &str, device_type: &str, protocol: u32, tcp_port: Option<u16>) -> Vec<u8> {
+    let caps = ["kdeconnect.ping", "kdeconnect.share.request"];
+    let mut body = json!({
+        "deviceId": id,
+        "deviceName": name,
+        "deviceType": device_type,
+        "protocolVersion": protocol,
+        "incomingCapabilities": caps,
+        "outgoingCapabilities": caps,
+    });
+    if let Some(port) = tcp_port {
+        body["tcpPort"] = json!(port);
+    }
+    packet("kdeconnect.identity", body)
+}
+
 async fn bind_first(bind: IpAddr, ports: std::ops::RangeInclusive<u16>) -> anyhow::Result<TcpListener> {
     for port in ports {
         if let Ok(l) = TcpListener::bind((bind, port)).await {
@@ -206,19 +223,8 @@ impl Peer {
 
     /// Our identity line, as announced now.
     fn identity(&self) -> Vec<u8> {
-        let caps = ["kdeconnect.ping", "kdeconnect.share.request"];
-        let mut body = json!({
-            "deviceId": self.opts.id,
-            "deviceName": self.opts.name,
-            "deviceType": self.opts.device_type,
-            "protocolVersion": self.opts.protocol,
-            "incomingCapabilities": caps,
-            "outgoingCapabilities": caps,
-        });
-        if let Some(port) = self.tcp_port {
-            body["tcpPort"] = json!(port);
-        }
-        packet("kdeconnect.identity", body)
+        let o = &self.opts;
+        identity_line(&o.id, &o.name, &o.device_type, o.protocol, self.tcp_port)
     }
 
     fn trust_path(&self, id: &str) -> PathBuf {

@@ -287,3 +287,164 @@ fn hostile_packets_and_payloads_from_a_paired_device() {
     assert_eq!(transfers(&s.ferry).len(), 2, "only the two lying payloads were recorded (failed)");
     assert!(s.ferry.try_cli(&["id"]).status.success());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Floods.
+
+/// Ferry's caps, as the tests see them: handshakes in progress (kdeconnect/mod.rs
+/// MAX_HANDSHAKES) and links of unpaired devices (limits.rs MAX_UNPAIRED_CONNECTIONS).
+const MAX_HANDSHAKES: usize = 16;
+const MAX_UNPAIRED: usize = 8;
+
+/// 60 connections that never speak: beyond the handshake cap they are closed at once, the
+/// daemon answers meanwhile, and once they are gone a real device gets in.
+#[test]
+fn a_flood_of_silent_connections_is_bounded() {
+    let Some(s) = Setup::new() else { return };
+    let to: SocketAddr = FERRY_KDE.parse().unwrap();
+    const N: usize = 60;
+    let (tx, rx) = std::sync::mpsc::channel::<Option<Duration>>();
+    let flood = in_netns(&s.net.hosts[1].ns, move || async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..N {
+            let tx = tx.clone();
+            set.spawn(async move {
+                let _ = tx.send(closed_after(to, vec![], Duration::from_secs(25)).await);
+            });
+        }
+        while set.join_next().await.is_some() {}
+    });
+    // While they are held: the ones over the cap come back closed, fast; the daemon answers.
+    let mut quick = 0;
+    for _ in 0..N - MAX_HANDSHAKES {
+        let closed = rx.recv_timeout(WAIT).expect("a connection over the cap is closed").expect("closed");
+        assert!(closed < Duration::from_secs(5), "closed at once, not after a timeout ({closed:?})");
+        quick += 1;
+    }
+    let t = Instant::now();
+    assert!(s.ferry.try_cli(&["devices", "--json"]).status.success());
+    eprintln!("{quick} of {N} closed at once; `ferry devices` answered in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    flood.join().unwrap();
+    let held: Vec<_> = rx.try_iter().collect();
+    assert_eq!(held.len(), MAX_HANDSHAKES);
+    assert!(held.iter().all(|c| c.is_some_and(|c| c >= Duration::from_secs(5))), "the held ones timed out: {held:?}");
+    let mut peer = s.peer("Pixel", "f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1");
+    pair(&s, &mut peer);
+    s.nothing_recorded();
+}
+
+/// 24 devices complete the handshake without pairing: at most MAX_UNPAIRED links are kept,
+/// the others are closed (an unpaired link costs tasks, buffers and a socket, and a flood of
+/// them must not grow without bound).
+#[test]
+fn unpaired_links_are_capped() {
+    let Some(s) = Setup::new() else { return };
+    let to: SocketAddr = FERRY_KDE.parse().unwrap();
+    const N: usize = 24;
+    let dir = s.work.path().join("peer-flood");
+    let (tx, rx) = std::sync::mpsc::channel::<bool>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let flood = in_netns(&s.net.hosts[1].ns, move || async move {
+        let mut readers = vec![];
+        for i in 0..N {
+            let id = format!("{i:02}aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+            let local = ferry_e2e::kdepeer::proto::Local::create(&dir.join(&id), &id).unwrap();
+            let line = ferry_e2e::kdepeer::identity_line(&id, &format!("Flood{i}"), "phone", 8, None);
+            let e = ferry_e2e::kdepeer::proto::open(to, &local, &line, 8).await;
+            let tx = tx.clone();
+            readers.push(tokio::spawn(async move {
+                let Ok(mut e) = e else { return tx.send(true) };
+                let mut buf = [0u8; 1024];
+                // Closed by Ferry: an end of stream or an error; kept: nothing to read.
+                loop {
+                    match e.stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return tx.send(true),
+                        Ok(_) => {}
+                    }
+                }
+            }));
+        }
+        let _ = done_rx.await;
+    });
+    // Every link is either closed by Ferry or listed by it as connected.
+    let (mut closed, mut listed) = (0, 0);
+    poll("every link closed or listed", WAIT, POLL, || {
+        closed += rx.try_iter().count();
+        listed = s.ferry.devices().iter().filter(|d| d["kind"] == "kdeconnect" && d["connected"] == true).count();
+        (closed + listed >= N).then_some(())
+    });
+    let _ = done_tx.send(());
+    flood.join().unwrap();
+    eprintln!("{N} unpaired links: {listed} kept, {closed} closed");
+    assert!(listed <= MAX_UNPAIRED, "{listed} unpaired links kept at once (cap {MAX_UNPAIRED})");
+    assert!(s.ferry.try_cli(&["id"]).status.success());
+    s.nothing_recorded();
+}
+
+/// 300 announcements from different device ids, each naming a port where connections are
+/// accepted and then left silent: Ferry dials at most MAX_HANDSHAKES of them at once instead
+/// of one socket and task per datagram (a stream of them would exhaust its descriptors).
+#[test]
+fn a_flood_of_announcements_is_bounded() {
+    let Some(s) = Setup::new() else { return };
+    const N: usize = 300;
+    let (tx, rx) = std::sync::mpsc::channel::<i64>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let (heard_tx, mut heard_rx) = tokio::sync::watch::channel(false);
+    let flood = in_netns(&s.net.hosts[1].ns, move || async move {
+        let listener = tokio::net::TcpListener::bind("10.77.0.2:1800").await.unwrap();
+        let udp = tokio::net::UdpSocket::bind("10.77.0.2:0").await.unwrap();
+        let line = |i: usize, name: &str| {
+            let id = format!("{i:03}bbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+            ferry_e2e::kdepeer::identity_line(&id, name, "phone", 8, Some(1800))
+        };
+        for i in 0..N {
+            udp.send_to(&line(i, &format!("Flood{i}")), "10.77.0.1:1716").await.unwrap();
+        }
+        // The last one again until Ferry lists it: a datagram the daemon's socket buffer had
+        // no room for is lost, and the test must know when Ferry has read the flood.
+        let sentinel = line(N, "Sentinel");
+        tokio::spawn(async move {
+            while !*heard_rx.borrow() {
+                let _ = udp.send_to(&sentinel, "10.77.0.1:1716").await;
+                let _ = tokio::time::timeout(Duration::from_millis(200), heard_rx.changed()).await;
+            }
+        });
+        // Each connection from Ferry: +1 when it comes, -1 when Ferry gives up on it.
+        let accept = async {
+            loop {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                let tx = tx.clone();
+                let _ = tx.send(1);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+                    let _ = tx.send(-1);
+                });
+            }
+        };
+        tokio::select! {
+            _ = accept => {}
+            _ = done_rx => {}
+        }
+    });
+    // Ferry has read every datagram once it lists the last one; then its attempts end (each
+    // within its connect timeout) and none is left.
+    poll("the last announcement heard", WAIT, POLL, || kde_device(&s.ferry, "Sentinel"));
+    heard_tx.send(true).unwrap();
+    let (mut open, mut total, mut most) = (0i64, 0, 0);
+    poll("Ferry's attempts to end", WAIT, POLL, || {
+        for d in rx.try_iter() {
+            open += d;
+            total += usize::from(d > 0);
+            most = most.max(open);
+        }
+        (total > 0 && open == 0).then_some(())
+    });
+    let _ = done_tx.send(());
+    flood.join().unwrap();
+    eprintln!("{N} announcements: {total} connections from Ferry, at most {most} at once");
+    assert!(most as usize <= MAX_HANDSHAKES, "{most} attempts at once (cap {MAX_HANDSHAKES})");
+    assert!(s.ferry.try_cli(&["id"]).status.success());
+    s.nothing_recorded();
+}

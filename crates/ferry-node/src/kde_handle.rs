@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -66,6 +66,8 @@ pub(crate) struct Kde {
     /// and why (shown in `ferry devices`).
     pub refused: Mutex<HashMap<DeviceId, String>>,
     pub next_serial: AtomicU64,
+    /// Links of unpaired devices open now (at most `limits::MAX_UNPAIRED_CONNECTIONS`).
+    pub unpaired_links: AtomicUsize,
     /// Incoming files fetched whole into staging, waiting for the user's answer or placement.
     pub downloaded: Mutex<std::collections::HashSet<ferry_proto::TransferId>>,
 }

@@ -50,6 +50,7 @@ impl Local {
 
     /// A new key and certificate for the same id (what a reinstalled phone looks like).
     pub fn create(dir: &Path, id: &str) -> anyhow::Result<Local> {
+        std::fs::create_dir_all(dir)?;
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = rcgen::CertificateParams::default();
         let mut dn = rcgen::DistinguishedName::new();

@@ -3,7 +3,7 @@
 //! other packet from them is dropped (as KDE Connect does).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_kdeconnect::{Link, Packet};
 use ferry_proto::DeviceId;
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::context::Context;
 use crate::events::Event;
 use crate::kde_handle::{KdeLink, LINK_QUEUE};
+use crate::limits::MAX_UNPAIRED_CONNECTIONS;
 
 use super::ferry_id;
 
@@ -49,6 +50,21 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
     }
     inner.kde.refused.lock().unwrap().remove(&id);
     let paired = known.as_ref().is_some_and(|k| k.cert_der.is_some());
+    // Devices that completed the handshake without being paired share a small budget: each
+    // link holds a socket, two tasks and TLS buffers, and a flood of made-up ids must not
+    // grow that without bound. Held until this link ends.
+    let _slot = match paired {
+        true => None,
+        false => match UnpairedSlot::take(&inner.kde.unpaired_links) {
+            Some(slot) => Some(slot),
+            None => {
+                tracing::info!(
+                    "refused: {MAX_UNPAIRED_CONNECTIONS} unpaired KDE Connect devices are connected already"
+                );
+                return;
+            }
+        },
+    };
     if paired {
         // Keep what it says about itself now (name, type, protocol, address).
         let rec = record(known.as_ref(), &link);
@@ -115,6 +131,22 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
             name: identity.device_name.clone(),
             reason: "the KDE Connect link closed".into(),
         });
+    }
+}
+
+/// One of the places for unpaired links, given back when dropped.
+struct UnpairedSlot<'a>(&'a AtomicUsize);
+
+impl<'a> UnpairedSlot<'a> {
+    fn take(count: &'a AtomicUsize) -> Option<UnpairedSlot<'a>> {
+        let below_cap = |n: usize| (n < MAX_UNPAIRED_CONNECTIONS).then_some(n + 1);
+        count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, below_cap).ok().map(|_| UnpairedSlot(count))
+    }
+}
+
+impl Drop for UnpairedSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
