@@ -161,7 +161,7 @@ pub async fn run(opts: Opts, mut cmds: mpsc::UnboundedReceiver<Value>, events: E
                 Some(c) => if !p.command(c).await { break },
                 None => break,
             },
-            Some((serial, r)) = links.recv() => p.from_link(serial, r).await,
+            Some((serial, r)) = links.recv() => p.on_link(serial, r).await,
             Some(tcp) = accepted.recv() => p.accepted(tcp).await,
             Some((their, from)) = heard.recv() => {
                 if let (None, Some(port)) = (&p.link, their.tcp_port) {
@@ -472,7 +472,7 @@ impl Peer {
         self.write(&line).await;
     }
 
-    async fn from_link(&mut self, serial: u64, r: anyhow::Result<Option<Value>>) {
+    async fn on_link(&mut self, serial: u64, r: anyhow::Result<Option<Value>>) {
         if self.link.as_ref().map(|l| l.serial) != Some(serial) {
             return;
         }

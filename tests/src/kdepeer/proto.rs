@@ -88,7 +88,9 @@ pub struct CertFields {
 }
 
 /// One DER element: (tag, contents, whole element, rest).
-fn der(data: &[u8]) -> anyhow::Result<(u8, &[u8], &[u8], &[u8])> {
+type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn der(data: &[u8]) -> anyhow::Result<Element<'_>> {
     anyhow::ensure!(data.len() >= 2, "DER: truncated");
     let (tag, first) = (data[0], data[1]);
     let (len, head) = if first < 0x80 {
