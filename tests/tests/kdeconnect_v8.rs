@@ -68,15 +68,23 @@ fn ferry_asks_to_pair(ferry: &NsDaemon, peer: &mut PeerCtl, name: &str) {
 
 /// The peer asks to pair; the prompt in `ferry pending` carries the key the peer shows.
 fn peer_asks_to_pair(ferry: &NsDaemon, peer: &mut PeerCtl) {
+    let (code, key) = peer_asks_to_pair_keys(ferry, peer);
+    assert_eq!(code, key, "the prompt shows the key the phone shows");
+}
+
+/// [`peer_asks_to_pair`], returning the prompt's code and the peer's key.
+fn peer_asks_to_pair_keys(ferry: &NsDaemon, peer: &mut PeerCtl) -> (String, String) {
     peer.send(json!({ "cmd": "pair" }));
     let sent = peer.wait_event("pair_sent", WAIT);
     let prompt = poll("the pairing prompt", WAIT, POLL, || {
         ferry.json(&["pending"]).as_array()?.iter().find(|p| p["kind"] == "pair").cloned()
     });
-    assert_eq!(prompt["code"], sent["key"], "the prompt shows the key the phone shows");
+    let code = prompt["code"].as_str().expect("a pairing prompt has a code").to_string();
+    let key = sent["key"].as_str().expect("the peer computed a key").to_string();
     ferry.cli(&["accept", &prompt["id"].to_string()]);
     let answer = peer.wait("the answer", WAIT, |v| v["event"] == "pair" && v["answer"] == true);
     assert_eq!(answer["pair"], true);
+    (code, key)
 }
 
 fn paired(ferry: &NsDaemon, name: &str) -> Option<bool> {
@@ -223,4 +231,34 @@ fn refused(ferry: &NsDaemon, peer: &mut PeerCtl, why: &str) {
         poll("the warning", WAIT, POLL, || kde_device(ferry, "Tablet")?["warning"].as_str().map(String::from));
     assert!(warning.contains(why), "warning {warning:?} should say {why}");
     assert!(notes(ferry).iter().all(|n| n["text"] != format!("after the {why}").as_str()));
+}
+
+/// The desktop test's case: `kde-peer --connect 127.0.0.1:PORT` on the daemon's own host (its
+/// loopback), here on protocol 7: the peer asks to pair, then notes both ways.
+#[test]
+fn a_v7_peer_on_loopback_pairs_and_exchanges_notes() {
+    let Some(net) = net() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ferry = start_ferry(&net, "desk", &work.path().join("inbox"));
+    let id = "7777777777777777777777777777777a";
+    let mut peer = peer_process(
+        &net,
+        0,
+        PEER,
+        "Old",
+        id,
+        &work.path().join("peer"),
+        &["--connect", "127.0.0.1:1716", "--protocol", "7"],
+    );
+    let c = peer.wait_event("connected", WAIT);
+    assert_eq!(c["version"], 7);
+    let (code, key) = peer_asks_to_pair_keys(&ferry, &mut peer);
+    // Version 7 has no timestamp in the key; Ferry prints it in lower case, Android (and the
+    // peer) in upper case: the same digits.
+    assert_eq!(code.to_uppercase(), key, "the same key on both screens");
+    poll("paired", WAIT, POLL, || (paired(&ferry, "Old") == Some(true)).then_some(()));
+    ferry.cli(&["note", "send", "Old", "hi old phone"]);
+    peer.wait("the note as a ping", WAIT, |v| v["event"] == "ping" && v["message"] == "hi old phone");
+    peer.send(json!({ "cmd": "ping" }));
+    assert_eq!(note(&ferry, "Ping!")["state"], "unread", "a ping without a message is KDE's own Ping!");
 }
