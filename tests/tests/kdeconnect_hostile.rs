@@ -261,6 +261,9 @@ fn hostile_packets_and_payloads_from_a_paired_device() {
     for name in names {
         peer.send(json!({ "cmd": "send_file", "path": file, "name": name }));
     }
+    // Within the send cap but larger than the Inbox's disk (512 GiB): it would be fetched
+    // before anyone answered the prompt, filling the disk.
+    peer.send(json!({ "cmd": "send_file", "path": file, "name": "huge.bin", "announce_size": 1u64 << 39 }));
     for size in [json!(-1), json!(1u64 << 41)] {
         let p = json!({ "id": 1, "type": "kdeconnect.share.request", "body": { "filename": "ok.bin" },
                         "payloadSize": size, "payloadTransferInfo": { "port": 1739 } });

@@ -66,6 +66,9 @@ pub(crate) struct Kde {
     /// and why (shown in `ferry devices`).
     pub refused: Mutex<HashMap<DeviceId, String>>,
     pub next_serial: AtomicU64,
+    /// Bytes of incoming files being fetched into staging now, counted against the free space
+    /// of the Inbox's disk when the next file is offered.
+    pub fetching_bytes: AtomicU64,
     /// Links of unpaired devices open now (at most `limits::MAX_UNPAIRED_CONNECTIONS`).
     pub unpaired_links: AtomicUsize,
     /// Incoming files fetched whole into staging, waiting for the user's answer or placement.

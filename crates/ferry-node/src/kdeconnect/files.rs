@@ -37,6 +37,9 @@ use super::link::SHARE;
 /// How long a device has to fetch a file this node offered: KDE Connect fetches at once; one
 /// that has not connected within this long is not going to.
 const PAYLOAD_WAIT: Duration = Duration::from_secs(60);
+/// Space left free on the Inbox's disk beyond incoming files: the database, the logs and the
+/// rest of the system need some, and a disk filled to its last byte fails in odd places.
+const SPACE_RESERVE: u64 = 256 << 20;
 
 fn device_lock(inner: &Context, id: DeviceId) -> Arc<tokio::sync::Mutex<()>> {
     inner.sends.flush.lock().unwrap().entry(id).or_default().clone()
@@ -208,6 +211,7 @@ async fn offer(inner: &Arc<Context>, id: DeviceId, p: &Packet) -> Result<(), Str
     if !auto {
         inner.prompt_limits.check(id, "a send offer")?;
     }
+    let reservation = reserve_space(inner, size).await?;
     let mtime_ms = p.body.get("lastModified").and_then(|v| v.as_i64()).unwrap_or(0);
     let rec = TransferRecord {
         id: TransferId(rand::random()),
@@ -250,8 +254,43 @@ async fn offer(inner: &Arc<Context>, id: DeviceId, p: &Packet) -> Result<(), Str
     }
     let addr = std::net::SocketAddr::new(link.remote.ip(), port);
     let i = inner.clone();
-    inner.spawn(async move { receive(&i, id, rec, addr, link.cert.to_vec()).await });
+    inner.spawn(async move {
+        receive(&i, id, rec, addr, link.cert.to_vec()).await;
+        drop(reservation);
+    });
     Ok(())
+}
+
+/// Bytes of the Inbox's disk promised to a file being fetched, given back when dropped.
+struct Reservation(Arc<Context>, u64);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.kde.fetching_bytes.fetch_sub(self.1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The file is fetched before the user answers (the device serves it only while it waits), so
+/// one that does not fit on the Inbox's disk, beside those being fetched and a reserve, is
+/// refused before a byte is written: no device can fill the disk without anyone saying yes.
+async fn reserve_space(inner: &Arc<Context>, size: u64) -> Result<Reservation, String> {
+    let inbox = inner.cfg.inbox.clone();
+    let free = tokio::task::spawn_blocking(move || ferry_fs::available_space(&inbox))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot tell the Inbox's free space: {e}"))?;
+    let fits = |fetching: u64| {
+        let need = size.saturating_add(fetching).saturating_add(SPACE_RESERVE);
+        (need <= free).then_some(fetching + size)
+    };
+    let order = std::sync::atomic::Ordering::SeqCst;
+    match inner.kde.fetching_bytes.fetch_update(order, order, fits) {
+        Ok(_) => Ok(Reservation(inner.clone(), size)),
+        Err(fetching) => Err(format!(
+            "a file of {size} bytes does not fit: the Inbox's disk has {free} bytes free, {fetching} of them promised \
+             to files being received, and {SPACE_RESERVE} are kept free"
+        )),
+    }
 }
 
 /// Fetches the offered file into the staging folder at once, then places it if (or once) the
