@@ -257,7 +257,9 @@ fn hostile_packets_and_payloads_from_a_paired_device() {
     }
 
     // Names and sizes refused at the offer: no prompt, no transfer, nothing fetched.
-    let names = ["../escape.bin", "a/b.bin", "/etc/passwd", "..", ".", "", ".ferry-tmp-x", "nul\u{0}byte", "x/../../y"];
+    let long = "x".repeat(300);
+    let names =
+        ["../escape.bin", "a/b.bin", "/etc/passwd", "..", ".", "", ".ferry-tmp-x", "nul\u{0}byte", "x/../../y", &long];
     for name in names {
         peer.send(json!({ "cmd": "send_file", "path": file, "name": name }));
     }
@@ -269,7 +271,13 @@ fn hostile_packets_and_payloads_from_a_paired_device() {
                         "payloadSize": size, "payloadTransferInfo": { "port": 1739 } });
         peer.send(json!({ "cmd": "raw", "line": p.to_string() }));
     }
+    // Notes over Ferry's cap (64 KiB), as a ping and as shared text: dropped.
+    let long = "n".repeat(100 << 10);
+    peer.send(json!({ "cmd": "ping", "message": long }));
+    peer.send(json!({ "cmd": "share_text", "text": long }));
     sentinel(&s, &mut peer, "after the names");
+    let texts: Vec<Value> = notes(&s.ferry).into_iter().map(|n| n["text"].clone()).collect();
+    assert_eq!(texts, vec![json!("after the names")], "no other note");
     assert!(s.ferry.json(&["pending"]).as_array().unwrap().is_empty(), "no prompt");
     assert_eq!(transfers(&s.ferry), Vec::<Value>::new(), "no transfer");
     s.inbox_untouched();
@@ -449,5 +457,77 @@ fn a_flood_of_announcements_is_bounded() {
     eprintln!("{N} announcements: {total} connections from Ferry, at most {most} at once");
     assert!(most as usize <= MAX_HANDSHAKES, "{most} attempts at once (cap {MAX_HANDSHAKES})");
     assert!(s.ferry.try_cli(&["id"]).status.success());
+    s.nothing_recorded();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Impersonation.
+
+/// Ferry closes the link (or never finished it): an error, or the end of the stream within
+/// Ferry's handshake timeout.
+async fn refused<S: tokio::io::AsyncRead + Unpin>(r: anyhow::Result<S>) -> bool {
+    let Ok(mut s) = r else { return true };
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if matches!(s.read(&mut buf).await, Ok(0) | Err(_)) {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// We open the link as `outer` (plain identity and certificate), then say inside TLS that we
+/// are `inner` on protocol `version`.
+async fn inner_identity_lies(
+    to: SocketAddr,
+    local: &ferry_e2e::kdepeer::proto::Local,
+    outer: &str,
+    inner: &str,
+    version: u32,
+) -> anyhow::Result<ferry_e2e::kdepeer::proto::Stream> {
+    let mut tcp = tokio::net::TcpStream::connect(to).await?;
+    tcp.write_all(&ferry_e2e::kdepeer::identity_line(outer, "Impostor", "phone", 8, None)).await?;
+    let (tls, _) = ferry_e2e::kdepeer::proto::tls_server(local, tcp).await?;
+    let mut s = tokio::io::BufReader::new(tls);
+    s.write_all(&ferry_e2e::kdepeer::identity_line(inner, "Impostor", "phone", version, None)).await?;
+    s.flush().await?;
+    Ok(s)
+}
+
+/// A certificate naming another id, an identity inside TLS naming another device or an older
+/// protocol, and Ferry's own id: each link is refused, nothing is recorded.
+#[test]
+fn impersonation_is_refused() {
+    let Some(s) = Setup::new() else { return };
+    let to: SocketAddr = FERRY_KDE.parse().unwrap();
+    let dir = s.work.path().join("peer-impostors");
+    let outcomes = in_netns(&s.net.hosts[1].ns, move || async move {
+        use ferry_e2e::kdepeer::identity_line;
+        use ferry_e2e::kdepeer::proto::{Local, open};
+        let (a, b) = ("a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0", "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0");
+        let local_a = Local::create(&dir.join("a"), a).unwrap();
+        let local_b = Local::create(&dir.join("b"), b).unwrap();
+        // An honest link first: it works, and tells us Ferry's own KDE Connect id.
+        let honest = open(to, &local_a, &identity_line(a, "Honest", "phone", 8, None), 8).await.unwrap();
+        let ferry_id = honest.their.id.clone();
+        drop(honest);
+        let local_me = Local::create(&dir.join("me"), &ferry_id).unwrap();
+        let line = |id: &str| identity_line(id, "Impostor", "phone", 8, None);
+        vec![
+            ("a certificate of another id", refused(open(to, &local_b, &line(a), 8).await.map(|e| e.stream)).await),
+            ("inside TLS another device", refused(inner_identity_lies(to, &local_a, a, b, 8).await).await),
+            ("inside TLS protocol 7", refused(inner_identity_lies(to, &local_a, a, a, 7).await).await),
+            ("Ferry's own id", refused(open(to, &local_me, &line(&ferry_id), 8).await.map(|e| e.stream)).await),
+        ]
+    })
+    .join()
+    .unwrap();
+    for (what, was_refused) in outcomes {
+        assert!(was_refused, "{what}: Ferry kept the link");
+    }
+    assert!(kde_device(&s.ferry, "Impostor").is_none_or(|d| d["connected"] == false), "no impostor linked");
     s.nothing_recorded();
 }
