@@ -372,12 +372,12 @@ impl Peer {
             "ping" => {
                 let body = s("message").map(|m| json!({ "message": m })).unwrap_or_else(|| json!({}));
                 if self.send("kdeconnect.ping", body).await {
-                    self.emit(json!({ "event": "sent", "name": "ping" }));
+                    self.emit(json!({ "event": "sent", "kind": "ping" }));
                 }
             }
             "share_text" => {
                 if self.send("kdeconnect.share.request", json!({ "text": s("text") })).await {
-                    self.emit(json!({ "event": "sent", "name": "text" }));
+                    self.emit(json!({ "event": "sent", "kind": "text" }));
                 }
             }
             "send_file" => self.send_file(&c).await,

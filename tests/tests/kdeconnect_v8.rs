@@ -153,7 +153,7 @@ fn ferry_dials_a_v8_phone_pairs_and_exchanges() {
     let landed = inbox.join("photo.jpg");
     poll("the file in the Inbox", WAIT, POLL, || landed.exists().then_some(()));
     assert_eq!(sha256_file(&landed), sha256_file(&small));
-    peer.wait_event("sent", WAIT);
+    peer.wait("the phone's end of the send", WAIT, |v| v["event"] == "sent" && v["name"] == "photo.jpg");
     eprintln!("3 MiB phone -> Ferry (prompt and accept included): {:.2} s", t.elapsed().as_secs_f64());
     assert_eq!(ferry_e2e::kdepeer::ctl::listing(&inbox), vec!["photo.jpg"], "nothing else in the Inbox");
 

@@ -10,6 +10,13 @@
 //! {"cmd":"raw","line":"..."} {"cmd":"raw_bytes","len":N} {"cmd":"quit"}
 //! ```
 //!
+//! Events: `ready {id, tcp_port}`, `connected {key: null, id, name, version, opened, paired,
+//! remote}`, `disconnected {reason}`, `pair {pair, key, request | answer | again}` (a request
+//! from the other side, the answer to ours, or a repeat), `pair_sent {key}`, `paired {key}`,
+//! `unpaired`, `ping {message}`, `text {text}`, `file {name, sha256, size, secs}` (received),
+//! `sent {kind: file, name, sha256, size, secs}` (the other side read it all; `kind` ping and
+//! text for those), `rekeyed`, `timeout`, `error {message}`.
+//!
 //! It ends by itself after `--timeout` seconds (default 120). Network safety is the caller's:
 //! give it loopback or addresses inside a test namespace.
 

@@ -41,7 +41,7 @@ impl Serve {
             match r {
                 Ok((bytes, sha, secs)) => {
                     let _ = self.events.send(json!({
-                        "event": "sent", "name": self.name, "sha256": sha, "size": bytes, "secs": secs,
+                        "event": "sent", "kind": "file", "name": self.name, "sha256": sha, "size": bytes, "secs": secs,
                     }));
                 }
                 Err(e) => {
