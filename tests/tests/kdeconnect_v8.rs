@@ -129,6 +129,17 @@ fn ferry_dials_a_v8_phone_pairs_and_exchanges() {
     peer.send(json!({ "cmd": "share_text", "text": "https://example.org/shared" }));
     assert_eq!(note(&ferry, "https://example.org/shared")["state"], "unread");
 
+    // A note while the phone is away waits, and goes when it is back (it announces itself
+    // again and Ferry dials it).
+    peer.send(json!({ "cmd": "disconnect" }));
+    poll("Ferry sees the phone gone", WAIT, POLL, || {
+        (kde_device(&ferry, "Pixel")?["connected"] == false).then_some(())
+    });
+    ferry.cli(&["note", "send", "Pixel", "while you were away"]);
+    assert_eq!(note(&ferry, "while you were away")["state"], "queued");
+    peer.wait("the queued note", WAIT, |v| v["event"] == "ping" && v["message"] == "while you were away");
+    poll("delivered", WAIT, POLL, || (note(&ferry, "while you were away")["state"] == "delivered").then_some(()));
+
     // A 50 MiB file to the phone: `ferry send` returns when the phone has read every byte.
     let big = work.path().join("big.bin");
     write_random(&big, 7, 50 * MIB);
@@ -218,6 +229,16 @@ fn a_v8_phone_dials_ferry_and_is_refused_after_downgrade_or_rekey() {
     peer.send(json!({ "cmd": "rekey" }));
     refused(&ferry, &mut peer, "certificate");
     assert_eq!(notes(&ferry).len(), before, "nothing delivered from the refused link");
+
+    // The way back the warning gives: remove the device, pair again (with the new certificate).
+    ferry.cli(&["devices", "remove", "Tablet"]);
+    peer.send(json!({ "cmd": "reconnect" }));
+    peer.wait_event("connected", WAIT);
+    peer_asks_to_pair(&ferry, &mut peer);
+    poll("paired with the new certificate", WAIT, POLL, || (paired(&ferry, "Tablet") == Some(true)).then_some(()));
+    peer.send(json!({ "cmd": "ping", "message": "new phone, same id" }));
+    note(&ferry, "new phone, same id");
+    assert!(kde_device(&ferry, "Tablet").unwrap()["warning"].is_null());
     eprintln!("a_v8_phone_dials_ferry_and_is_refused_after_downgrade_or_rekey: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
