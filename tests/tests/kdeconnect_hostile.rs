@@ -11,6 +11,7 @@
 //! kdeconnect_v8.rs); without root every test prints "skipped" and passes.
 
 use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ferry_e2e::kdepeer::ctl::{PeerCtl, in_netns, kde_device, listing, notes, peer_process, start_ferry, transfers};
@@ -49,7 +50,12 @@ impl Setup {
 
     /// The peer on host 1, dialing Ferry.
     fn peer(&self, name: &str, id: &str) -> PeerCtl {
-        let state = self.work.path().join(format!("peer-{id}"));
+        self.peer_at(name, id, &format!("peer-{id}"))
+    }
+
+    /// [`Setup::peer`] with its own state (certificate) in `peer-...` folder `state`.
+    fn peer_at(&self, name: &str, id: &str, state: &str) -> PeerCtl {
+        let state = self.work.path().join(state);
         let mut p = peer_process(&self.net, 1, PEER, name, id, &state, &["--connect", FERRY_KDE]);
         p.wait_event("connected", WAIT);
         p
@@ -530,4 +536,46 @@ fn impersonation_is_refused() {
     }
     assert!(kde_device(&s.ferry, "Impostor").is_none_or(|d| d["connected"] == false), "no impostor linked");
     s.nothing_recorded();
+}
+
+/// Someone claiming a phone's id connects while the phone is being paired: the pairing pins
+/// the certificate whose key both screens showed (the phone's), and what the newcomer's
+/// connection sends is not taken for the paired phone's.
+#[test]
+fn pairing_pins_the_certificate_the_key_was_shown_for() {
+    let Some(s) = Setup::new() else { return };
+    let id = "9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e";
+    let mut phone = s.peer("Pixel", id);
+    let mut pair = s.ferry.cmd(&["pair", "Pixel", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
+    let request = phone.wait("the request", WAIT, |v| v["event"] == "pair" && v["request"] == true);
+    let mut impostor = s.peer_at("Pixel", id, "peer-impostor");
+    phone.send(json!({ "cmd": "accept_pair" }));
+    phone.wait_event("paired", WAIT);
+    let out = poll("ferry pair to end", WAIT, POLL, || pair.try_wait().unwrap()).success();
+    assert!(out, "ferry pair succeeded");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(pair.stdout.as_mut().unwrap(), &mut answer).unwrap();
+    assert!(answer.contains(request["key"].as_str().unwrap()), "{answer}");
+
+    // A note goes to the phone (one connection gets it: the one that paired).
+    s.ferry.cli(&["note", "send", "Pixel", "for the phone only"]);
+    phone.wait("the note", WAIT, |v| v["event"] == "ping" && v["message"] == "for the phone only");
+
+    // The impostor's connection (open since before the pairing) gets nothing through; a line
+    // that is not JSON then ends it, so Ferry has handled its ping by then.
+    impostor.send(json!({ "cmd": "ping", "message": "impostor ping" }));
+    impostor.send(json!({ "cmd": "raw", "line": "{not json" }));
+    impostor.wait("its link closed", WAIT, |v| v["event"] == "disconnected");
+    sentinel(&s, &mut phone, "phone ping");
+    assert!(notes(&s.ferry).iter().all(|n| n["text"] != "impostor ping"), "{:?}", notes(&s.ferry));
+    assert!(impostor.seen.iter().all(|v| v["event"] != "ping"), "the impostor got no note: {:?}", impostor.seen);
+
+    // A new connection from the impostor is refused: the pinned certificate is the phone's.
+    impostor.send(json!({ "cmd": "reconnect" }));
+    impostor.wait("Ferry closing the link", WAIT, |v| v["event"] == "disconnected" && v["reason"] != "reconnecting");
+    let warning =
+        poll("the warning", WAIT, POLL, || kde_device(&s.ferry, "Pixel")?["warning"].as_str().map(String::from));
+    assert!(warning.contains("certificate"), "{warning}");
+    assert_eq!(transfers(&s.ferry), Vec::<Value>::new());
+    s.inbox_untouched();
 }

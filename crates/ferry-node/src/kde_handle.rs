@@ -45,6 +45,9 @@ pub(crate) struct KdeNearby {
 /// A pairing request this device sent, waiting for the answer.
 pub(crate) struct OutgoingPair {
     pub outcome: watch::Sender<Option<PairOutcomeDto>>,
+    /// The certificate of the connection the request went to: its key is the one both screens
+    /// show, so only that connection's answer counts.
+    pub cert: Arc<Vec<u8>>,
 }
 
 #[derive(Default)]

@@ -30,6 +30,7 @@ use crate::api::*;
 use crate::clock::now_ms;
 use crate::context::{ApiResult, Context, add_prompt};
 use crate::events::Event;
+use crate::kde_handle::KdeLink;
 use crate::send::{emit_progress, emit_state, place, remove_staging, set_state, staging_dir};
 
 use super::link::SHARE;
@@ -185,14 +186,15 @@ fn check_name(name: &str) -> Result<RelPath, String> {
 }
 
 /// A file offered by a paired device (`kdeconnect.share.request` with `filename` and a payload).
-pub(super) async fn on_file(inner: &Arc<Context>, id: DeviceId, p: &Packet) {
-    match offer(inner, id, p).await {
+pub(super) async fn on_file(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: &Packet) {
+    match offer(inner, id, link, p).await {
         Ok(()) => {}
         Err(e) => tracing::warn!("refused a file: {e}"),
     }
 }
 
-async fn offer(inner: &Arc<Context>, id: DeviceId, p: &Packet) -> Result<(), String> {
+/// The payload is fetched from the connection the offer came on (its address, its certificate).
+async fn offer(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: &Packet) -> Result<(), String> {
     let name = p.body.get("filename").and_then(|v| v.as_str()).ok_or("a file without a name")?;
     let path = check_name(name)?;
     let size = p.payload_size.ok_or("a file without a size")?;
@@ -201,7 +203,7 @@ async fn offer(inner: &Arc<Context>, id: DeviceId, p: &Packet) -> Result<(), Str
         return Err(format!("{name:?} is {size} bytes; at most {MAX_SEND_BYTES} are accepted in one send"));
     }
     let port = p.payload_port.ok_or("a file without a port to fetch it from")?;
-    let link = inner.kde.link(&id).ok_or("the device disconnected")?;
+    let link = link.clone();
     let (dev, muted, auto) =
         inner.db(move |s| Ok((s.device(&id)?, s.is_muted(&id)?, s.auto_accept(&id)?))).await.map_err(|e| e.message)?;
     let dev = dev.ok_or("unknown device")?;

@@ -81,6 +81,8 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
     let (tx, mut rx) = mpsc::channel::<Packet>(LINK_QUEUE);
     let serial = inner.kde.next_serial.fetch_add(1, Ordering::Relaxed);
     let handle = KdeLink { tx, identity: identity.clone(), cert, remote, serial };
+    // Packets are handled as this connection's, whichever one the map holds by then.
+    let this = handle.clone();
     // A new connection replaces an older one (the older one's writer ends with its queue).
     inner.kde.links.lock().unwrap().insert(id, handle);
     inner.emit(Event::DeviceConnected {
@@ -108,7 +110,7 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
             _ = stop.wait_for(|s| *s) => break,
         };
         match next {
-            Ok(Some(p)) => dispatch(inner, id, p).await,
+            Ok(Some(p)) => dispatch(inner, id, &this, p).await,
             Ok(None) => break,
             Err(e) => {
                 tracing::info!("KDE Connect: link closed: {e}");
@@ -186,10 +188,18 @@ pub(super) fn record(known: Option<&KdeDeviceRecord>, link_identity_and_remote: 
     }
 }
 
-async fn dispatch(inner: &Arc<Context>, id: DeviceId, p: Packet) {
-    let paired = inner.db(move |s| s.kde_device(&id)).await.ok().flatten().is_some_and(|k| k.cert_der.is_some());
+/// Handles a packet that came on connection `link`. Paired means this connection shows the
+/// pinned certificate: one that came up before the device was paired (anyone may claim an
+/// unpaired device's id) gains nothing from a pairing made on another connection.
+async fn dispatch(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: Packet) {
+    let pin = inner.db(move |s| s.kde_device(&id)).await.ok().flatten().and_then(|k| k.cert_der);
+    let paired = pin.as_deref() == Some(link.cert.as_slice());
     if p.kind == PAIR {
-        return super::pairing::on_pair(inner, id, &p).await;
+        if pin.is_some() && !paired {
+            tracing::warn!("dropped a pair packet from a connection without the paired certificate");
+            return;
+        }
+        return super::pairing::on_pair(inner, id, link, &p).await;
     }
     if !paired {
         tracing::info!(kind = %p.kind, "dropped a packet from an unpaired device");
@@ -199,7 +209,7 @@ async fn dispatch(inner: &Arc<Context>, id: DeviceId, p: Packet) {
         PING => super::notes::on_ping(inner, id, &p).await,
         SHARE => {
             if p.payload_size.is_some() || p.body.get("filename").is_some() {
-                super::files::on_file(inner, id, &p).await
+                super::files::on_file(inner, id, link, &p).await
             } else {
                 super::notes::on_shared_text(inner, id, &p).await
             }
