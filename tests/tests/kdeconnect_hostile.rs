@@ -216,7 +216,12 @@ fn malformed_identities_are_refused_and_the_daemon_lives() {
 #[test]
 fn an_unpaired_device_is_only_heard_asking_to_pair() {
     let Some(s) = Setup::new() else { return };
-    let mut peer = s.peer("Stranger", "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a");
+    // This one runs in this process (a thread moved into host 1's namespace), not as `kde-peer`.
+    let id = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+    let mut opts = ferry_e2e::kdepeer::Opts::new("Stranger", id, s.work.path().join(format!("peer-{id}")));
+    opts.connect = Some(FERRY_KDE.parse().unwrap());
+    let mut peer = PeerCtl::in_process(&s.net.hosts[1].ns, opts);
+    peer.wait_event("connected", WAIT);
     let file = s.work.path().join("peer-file.bin");
     std::fs::write(&file, ferry_e2e::random_bytes(3, 100_000)).unwrap();
     peer.send(json!({ "cmd": "ping", "message": "let me in" }));
