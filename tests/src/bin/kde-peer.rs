@@ -17,7 +17,8 @@
 //! `sent {kind: file, name, sha256, size, secs}` (the other side read it all; `kind` ping and
 //! text for those), `rekeyed`, `timeout`, `error {message}`.
 //!
-//! It ends by itself after `--timeout` seconds (default 120). Network safety is the caller's:
+//! It ends on `quit`, when stdin closes (keep it open while the peer should live), or by itself
+//! after `--timeout` seconds (default 120). Network safety is the caller's:
 //! give it loopback or addresses inside a test namespace.
 
 use std::io::{BufRead, Write};
