@@ -12,6 +12,7 @@ use ferry_node::{Config, Event, Node};
 use tempfile::TempDir;
 
 pub mod kdeconnectd;
+pub mod kdepeer;
 pub mod messy;
 pub mod netns;
 pub mod powercut;

@@ -34,9 +34,9 @@ pub use scan::{Change, Known, Observed, Reused, ScanOutcome, Scope, SkipReason, 
 pub use snapshot::{SnapshotOf, Taken, drop_snapshot, link_snapshot, link_snapshots, snapshot_path, take_snapshot};
 pub use watch::{ShareWatcher, WatchEvent, watch};
 pub use write::{
-    TempFile, checked_path, commit_temp, create_dir, create_dirs_durable, create_fetched_temp, create_symlink,
-    create_temp, free_bytes, fsync_dir, prepare_parent, read_file_range, read_range, remove_entry, remove_stale_temps,
-    set_mtime, stat_known, unchanged_on_disk,
+    TempFile, available_space, checked_path, commit_temp, create_dir, create_dirs_durable, create_fetched_temp,
+    create_symlink, create_temp, fsync_dir, prepare_parent, read_file_range, read_range, remove_entry,
+    remove_stale_temps, set_mtime, stat_known, unchanged_on_disk,
 };
 
 use std::fs::Metadata;

@@ -193,6 +193,17 @@ pub fn commit_temp(temp: TempFile, root: &Path, rel: &RelPath, mtime_ns: i64, ex
     fsync_dir(target.parent().unwrap_or(root))
 }
 
+/// Bytes an unprivileged writer can still put on the file system that holds `path` (or its
+/// nearest existing ancestor, for a folder not made yet).
+pub fn available_space(path: &Path) -> io::Result<u64> {
+    let mut at = path;
+    while !at.exists() {
+        at = at.parent().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no existing ancestor"))?;
+    }
+    let st = rustix::fs::statvfs(at)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// `create_dir_all` that makes what it creates durable: each directory it makes has its parent
 /// fsynced right after (a new directory's name is durable only then, so without it a power cut
 /// can take a new home, share folder or inbox away with everything later written into it).
@@ -404,17 +415,6 @@ pub fn set_mtime(root: &Path, rel: &RelPath, mtime_ns: i64) -> Result<(), FsErro
     let meta = fs::symlink_metadata(&full).ctx("lstat", &full)?;
     let atime = filetime::FileTime::from_last_access_time(&meta);
     filetime::set_symlink_file_times(&full, atime, file_time(mtime_ns)).ctx("set mtime", &full)
-}
-
-/// Bytes an unprivileged writer may still use on the file system holding `path` (or its
-/// nearest existing ancestor, for a folder not made yet).
-pub fn free_bytes(path: &Path) -> io::Result<u64> {
-    let mut p = path;
-    while !p.exists() {
-        p = p.parent().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no existing ancestor"))?;
-    }
-    let s = rustix::fs::statvfs(p)?;
-    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -58,6 +58,9 @@ pub(crate) struct KdeNearby {
 /// A pairing request this device sent, waiting for the answer.
 pub(crate) struct OutgoingPair {
     pub outcome: watch::Sender<Option<PairOutcomeDto>>,
+    /// The certificate of the connection the request went to: its key is the one both screens
+    /// show, so only that connection's answer counts.
+    pub cert: Arc<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -81,6 +84,11 @@ pub(crate) struct Kde {
     pub next_serial: AtomicU64,
     /// Asks the dialer (`kdeconnect/`) to connect to a nearby device.
     pub dial: OnceLock<mpsc::Sender<DeviceId>>,
+    /// Bytes of incoming files being fetched into staging now, counted against the free space
+    /// of the Inbox's disk when the next file is offered.
+    pub fetching_bytes: AtomicU64,
+    /// Links of unpaired devices open now (at most `limits::MAX_UNPAIRED_CONNECTIONS`).
+    pub unpaired_links: AtomicUsize,
     /// Incoming files fetched whole into staging, waiting for the user's answer or placement.
     pub downloaded: Mutex<std::collections::HashSet<ferry_proto::TransferId>>,
 }

@@ -15,7 +15,8 @@ pub(crate) const PROMPT_REFILL: Duration = Duration::from_secs(12);
 /// Connections from devices that are not paired, held at once (each waits for its one pairing
 /// request, then for the user's answer, up to two minutes). Pairing is a person at each screen,
 /// so a handful is plenty; more are closed at once, so a flood of unpaired connections holds
-/// at most this many tasks and QUIC connections and cannot crowd out the paired devices.
+/// at most this many tasks and QUIC connections and cannot crowd out the paired devices. The
+/// same number bounds the links of unpaired KDE Connect devices (`kdeconnect/link.rs`).
 pub(crate) const MAX_UNPAIRED_CONNECTIONS: usize = 8;
 /// How long an unpaired device has to send its pairing request after the Hello: a real device
 /// sends it right away (a LAN round trip), so one that waits longer is only holding a slot.

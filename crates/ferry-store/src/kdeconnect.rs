@@ -57,6 +57,7 @@ impl Store {
                 last_seen_ms: None,
             });
             d.name = name.to_string();
+            // The row says paired exactly when a certificate is pinned, as `set_kde_paired` keeps it.
             d.paired = k.cert_der.is_some();
             devices.insert(id.0.as_slice(), encode("device", &d)?.as_slice())?;
             txn.open_table(KDECONNECT)?.insert(id.0.as_slice(), value.as_slice())?;

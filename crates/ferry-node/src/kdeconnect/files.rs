@@ -30,6 +30,7 @@ use crate::api::*;
 use crate::clock::now_ms;
 use crate::context::{ApiResult, Context, add_prompt};
 use crate::events::Event;
+use crate::kde_handle::KdeLink;
 use crate::send::{emit_progress, emit_state, place, remove_staging, set_state, staging_dir};
 
 use super::wire::SHARE;
@@ -37,9 +38,9 @@ use super::wire::SHARE;
 /// How long a device has to fetch a file this node offered: KDE Connect fetches at once; one
 /// that has not connected within this long is not going to.
 const PAYLOAD_WAIT: Duration = Duration::from_secs(60);
-/// Space left free on the Inbox's disk by a file from a KDE Connect device: it is fetched
-/// before anyone accepted it, so a device cannot fill the disk with offers.
-const DISK_RESERVE: u64 = 512 << 20;
+/// Space left free on the Inbox's disk beyond incoming files: the database, the logs and the
+/// rest of the system need some, and a disk filled to its last byte fails in odd places.
+const SPACE_RESERVE: u64 = 256 << 20;
 
 fn device_lock(inner: &Context, id: DeviceId) -> Arc<tokio::sync::Mutex<()>> {
     inner.sends.flush.lock().unwrap().entry(id).or_default().clone()
@@ -185,14 +186,15 @@ fn check_name(name: &str) -> Result<RelPath, String> {
 }
 
 /// A file offered by a paired device (`kdeconnect.share.request` with `filename` and a payload).
-pub(super) async fn on_file(inner: &Arc<Context>, id: DeviceId, p: &Packet) {
-    match offer(inner, id, p).await {
+pub(super) async fn on_file(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: &Packet) {
+    match offer(inner, id, link, p).await {
         Ok(()) => {}
         Err(e) => tracing::warn!("refused a file: {e}"),
     }
 }
 
-async fn offer(inner: &Arc<Context>, id: DeviceId, p: &Packet) -> Result<(), String> {
+/// The payload is fetched from the connection the offer came on (its address, its certificate).
+async fn offer(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: &Packet) -> Result<(), String> {
     let name = p.body.get("filename").and_then(|v| v.as_str()).ok_or("a file without a name")?;
     let path = check_name(name)?;
     let size = p.payload_size.ok_or("a file without a size")?;
@@ -201,15 +203,7 @@ async fn offer(inner: &Arc<Context>, id: DeviceId, p: &Packet) -> Result<(), Str
         return Err(format!("{name:?} is {size} bytes; at most {MAX_SEND_BYTES} are accepted in one send"));
     }
     let port = p.payload_port.ok_or("a file without a port to fetch it from")?;
-    let inbox = inner.cfg.inbox.clone();
-    let free = tokio::task::spawn_blocking(move || ferry_fs::free_bytes(&inbox))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot tell the free space of the Inbox: {e}"))?;
-    if size.saturating_add(DISK_RESERVE) > free {
-        return Err(format!("{name:?} ({size} bytes) does not fit: {free} bytes free where the Inbox is"));
-    }
-    let link = inner.kde.link(&id).ok_or("the device disconnected")?;
+    let link = link.clone();
     let (dev, muted, auto) =
         inner.db(move |s| Ok((s.device(&id)?, s.is_muted(&id)?, s.auto_accept(&id)?))).await.map_err(|e| e.message)?;
     let dev = dev.ok_or("unknown device")?;
@@ -219,6 +213,7 @@ async fn offer(inner: &Arc<Context>, id: DeviceId, p: &Packet) -> Result<(), Str
     if !auto {
         inner.prompt_limits.check(id, "a send offer")?;
     }
+    let reservation = reserve_space(inner, size).await?;
     let mtime_ms = p.body.get("lastModified").and_then(|v| v.as_i64()).unwrap_or(0);
     let rec = TransferRecord {
         id: TransferId(rand::random()),
@@ -261,8 +256,43 @@ async fn offer(inner: &Arc<Context>, id: DeviceId, p: &Packet) -> Result<(), Str
     }
     let addr = std::net::SocketAddr::new(link.remote.ip(), port);
     let i = inner.clone();
-    inner.spawn(async move { receive(&i, id, rec, addr, link.cert.to_vec()).await });
+    inner.spawn(async move {
+        receive(&i, id, rec, addr, link.cert.to_vec()).await;
+        drop(reservation);
+    });
     Ok(())
+}
+
+/// Bytes of the Inbox's disk promised to a file being fetched, given back when dropped.
+struct Reservation(Arc<Context>, u64);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.kde.fetching_bytes.fetch_sub(self.1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The file is fetched before the user answers (the device serves it only while it waits), so
+/// one that does not fit on the Inbox's disk, beside those being fetched and a reserve, is
+/// refused before a byte is written: no device can fill the disk without anyone saying yes.
+async fn reserve_space(inner: &Arc<Context>, size: u64) -> Result<Reservation, String> {
+    let inbox = inner.cfg.inbox.clone();
+    let free = tokio::task::spawn_blocking(move || ferry_fs::available_space(&inbox))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot tell the Inbox's free space: {e}"))?;
+    let fits = |fetching: u64| {
+        let need = size.saturating_add(fetching).saturating_add(SPACE_RESERVE);
+        (need <= free).then_some(fetching + size)
+    };
+    let order = std::sync::atomic::Ordering::SeqCst;
+    match inner.kde.fetching_bytes.fetch_update(order, order, fits) {
+        Ok(_) => Ok(Reservation(inner.clone(), size)),
+        Err(fetching) => Err(format!(
+            "a file of {size} bytes does not fit: the Inbox's disk has {free} bytes free, {fetching} of them promised \
+             to files being received, and {SPACE_RESERVE} are kept free"
+        )),
+    }
 }
 
 /// Fetches the offered file into the staging folder at once, then places it if (or once) the

@@ -3,7 +3,7 @@
 //! other packet from them is dropped (as KDE Connect does).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_kdeconnect::{Link, Packet};
 use ferry_proto::DeviceId;
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::context::Context;
 use crate::events::Event;
 use crate::kde_handle::{KdeLink, LINK_QUEUE};
+use crate::limits::MAX_UNPAIRED_CONNECTIONS;
 
 use super::wire::{PAIR, PING, SHARE, cert_changed, downgraded, ferry_id, refuse, remember_nearby};
 
@@ -37,6 +38,21 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
     }
     inner.kde.refused.lock().unwrap().remove(&id);
     let paired = known.as_ref().is_some_and(|k| k.cert_der.is_some());
+    // Devices that completed the handshake without being paired share a small budget: each
+    // link holds a socket, two tasks and TLS buffers, and a flood of made-up ids must not
+    // grow that without bound. Held until this link ends.
+    let _slot = match paired {
+        true => None,
+        false => match UnpairedSlot::take(&inner.kde.unpaired_links) {
+            Some(slot) => Some(slot),
+            None => {
+                tracing::info!(
+                    "refused: {MAX_UNPAIRED_CONNECTIONS} unpaired KDE Connect devices are connected already"
+                );
+                return;
+            }
+        },
+    };
     if paired {
         // Keep what it says about itself now (name, type, protocol, address).
         let rec = record(known.as_ref(), &link);
@@ -58,6 +74,8 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
     let close = Arc::new(tokio::sync::Notify::new());
     let since = std::time::Instant::now();
     let handle = KdeLink { tx, identity: identity.clone(), cert, remote, version, serial, since, close: close.clone() };
+    // Packets are handled as this connection's, whichever one the map holds by then.
+    let this = handle.clone();
     // A new connection replaces an older one, which is closed (KDE Connect keeps the newest
     // too, so both sides end on the same one).
     if let Some(old) = inner.kde.links.lock().unwrap().insert(id, handle) {
@@ -89,7 +107,7 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
             _ = close.notified() => break,
         };
         match next {
-            Ok(Some(p)) => dispatch(inner, id, p).await,
+            Ok(Some(p)) => dispatch(inner, id, &this, p).await,
             Ok(None) => break,
             Err(e) => {
                 tracing::info!("KDE Connect: link closed: {e}");
@@ -112,6 +130,22 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
             name: identity.device_name.clone(),
             reason: "the KDE Connect link closed".into(),
         });
+    }
+}
+
+/// One of the places for unpaired links, given back when dropped.
+struct UnpairedSlot<'a>(&'a AtomicUsize);
+
+impl<'a> UnpairedSlot<'a> {
+    fn take(count: &'a AtomicUsize) -> Option<UnpairedSlot<'a>> {
+        let below_cap = |n: usize| (n < MAX_UNPAIRED_CONNECTIONS).then_some(n + 1);
+        count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, below_cap).ok().map(|_| UnpairedSlot(count))
+    }
+}
+
+impl Drop for UnpairedSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -144,10 +178,18 @@ pub(super) fn record(known: Option<&KdeDeviceRecord>, link_identity_and_remote: 
     }
 }
 
-async fn dispatch(inner: &Arc<Context>, id: DeviceId, p: Packet) {
-    let paired = inner.db(move |s| s.kde_device(&id)).await.ok().flatten().is_some_and(|k| k.cert_der.is_some());
+/// Handles a packet that came on connection `link`. Paired means this connection shows the
+/// pinned certificate: one that came up before the device was paired (anyone may claim an
+/// unpaired device's id) gains nothing from a pairing made on another connection.
+async fn dispatch(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: Packet) {
+    let pin = inner.db(move |s| s.kde_device(&id)).await.ok().flatten().and_then(|k| k.cert_der);
+    let paired = pin.as_deref() == Some(link.cert.as_slice());
     if p.kind == PAIR {
-        return super::pairing::on_pair(inner, id, &p).await;
+        if pin.is_some() && !paired {
+            tracing::warn!("dropped a pair packet from a connection without the paired certificate");
+            return;
+        }
+        return super::pairing::on_pair(inner, id, link, &p).await;
     }
     if !paired {
         tracing::info!(kind = %p.kind, "dropped a packet from an unpaired device");
@@ -157,7 +199,7 @@ async fn dispatch(inner: &Arc<Context>, id: DeviceId, p: Packet) {
         PING => super::notes::on_ping(inner, id, &p).await,
         SHARE => {
             if p.payload_size.is_some() || p.body.get("filename").is_some() {
-                super::files::on_file(inner, id, &p).await
+                super::files::on_file(inner, id, link, &p).await
             } else {
                 super::notes::on_shared_text(inner, id, &p).await
             }

@@ -36,6 +36,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Incoming connections in their handshake at once (each bounded by the crate's timeouts): a
 /// LAN has a handful of devices; more at once is a flood, and is dropped.
 const MAX_HANDSHAKES: usize = 16;
+/// Connection attempts to announced devices at once. Each holds a socket and a task for up to
+/// CONNECT_TIMEOUT, and an announcement costs its sender one datagram: without a cap, a stream
+/// of made-up identities would use up the node's file descriptors. A LAN has a handful of
+/// devices; one left out is dialed on its next announcement (or dials us).
+const MAX_CONNECTING: usize = MAX_HANDSHAKES;
 
 /// Starts KDE Connect if the configuration wants it and UDP 1716 is free. When another KDE
 /// Connect implementation holds the port (kdeconnectd, GSConnect), Ferry leaves KDE Connect to
@@ -156,8 +161,15 @@ async fn dial_loop(inner: &Arc<Context>, mut rx: tokio::sync::mpsc::Receiver<Dev
 
 /// Connects to a device (at most one attempt per device at a time) and runs the link.
 fn connect_soon(inner: &Arc<Context>, id: DeviceId, identity: Identity, addr: SocketAddr) {
-    if !inner.kde.connecting.lock().unwrap().insert(id) {
-        return;
+    {
+        let mut connecting = inner.kde.connecting.lock().unwrap();
+        if connecting.len() >= MAX_CONNECTING {
+            tracing::debug!(device = %identity.device_name, "KDE Connect: {MAX_CONNECTING} connection attempts already; skipped");
+            return;
+        }
+        if !connecting.insert(id) {
+            return;
+        }
     }
     let i = inner.clone();
     inner.spawn(async move {

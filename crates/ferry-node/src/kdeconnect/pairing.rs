@@ -48,6 +48,14 @@ async fn mark_paired(inner: &Arc<Context>, id: DeviceId, link: &KdeLink) -> ApiR
     };
     let name = link.identity.device_name.clone();
     inner.db(move |s| s.put_kde_device(&rec, &name).map(|_| ())).await?;
+    // Notes and files go to the connection that paired: one that claimed the same id with
+    // another certificate before the pin (and so was not refused) is no longer the device's.
+    {
+        let mut links = inner.kde.links.lock().unwrap();
+        if links.get(&id).is_some_and(|l| l.cert != link.cert) {
+            links.insert(id, link.clone());
+        }
+    }
     crate::removal::clear(inner, id).await?;
     inner.emit(Event::Paired { device: id.to_string(), name: link.identity.device_name.clone() });
     tracing::info!("paired");
@@ -60,14 +68,26 @@ async fn paired(inner: &Arc<Context>, id: DeviceId) -> bool {
     inner.db(move |s| s.kde_device(&id)).await.ok().flatten().is_some_and(|k| k.cert_der.is_some())
 }
 
-/// A `kdeconnect.pair` packet from `id`.
-pub(super) async fn on_pair(inner: &Arc<Context>, id: DeviceId, p: &Packet) {
-    let Some(link) = inner.kde.link(&id) else { return };
+/// A `kdeconnect.pair` packet from `id`, on connection `link`.
+pub(super) async fn on_pair(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: &Packet) {
+    let link = link.clone();
     let Some(want) = p.body.get("pair").and_then(|v| v.as_bool()) else {
         tracing::info!("pair packet without a `pair` flag; ignored");
         return;
     };
-    let outgoing = inner.kde.outgoing_pairs.lock().unwrap().remove(&id);
+    let outgoing = {
+        let mut pairs = inner.kde.outgoing_pairs.lock().unwrap();
+        match pairs.get(&id) {
+            // Another connection claiming the device's id (not the one the key was shown for)
+            // may not answer our request.
+            Some(out) if out.cert != link.cert => {
+                tracing::warn!("an answer to our pairing request from another certificate; ignored");
+                return;
+            }
+            Some(_) => pairs.remove(&id),
+            None => None,
+        }
+    };
     if let Some(out) = outgoing {
         let outcome = if want {
             match mark_paired(inner, id, &link).await {
@@ -194,7 +214,8 @@ pub(crate) async fn start_pairing(inner: &Arc<Context>, arg: &str) -> ApiResult<
     let ticket = inner.next_ticket.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (tx, rx) = watch::channel(None);
     inner.tickets.lock().unwrap().insert(ticket, rx);
-    inner.kde.outgoing_pairs.lock().unwrap().insert(id, OutgoingPair { outcome: tx.clone() });
+    let pending = OutgoingPair { outcome: tx.clone(), cert: link.cert.clone() };
+    inner.kde.outgoing_pairs.lock().unwrap().insert(id, pending);
     link.tx.send(packet).await.map_err(|_| ApiError::new(ErrorCode::Unreachable, format!("{name} disconnected")))?;
     let i = inner.clone();
     inner.spawn(async move {

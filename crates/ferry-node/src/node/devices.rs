@@ -147,21 +147,18 @@ impl Node {
     /// the code both screens show; [`Node::pair_wait`] waits for the answer.
     pub async fn pair(&self, address: &str) -> ApiResult<PairTicketDto> {
         if address.parse::<SocketAddr>().is_err() {
-            match crate::discovery::pair_nearby(&self.inner, address).await {
+            // A name no nearby Ferry device has may be a KDE Connect device's: only when that
+            // is not one either does the Ferry lookup's "not found" stand.
+            let ferry = crate::discovery::pair_nearby(&self.inner, address).await;
+            match ferry {
                 Ok(Some(t)) => return Ok(t),
-                Ok(None) => {}
-                // Not a nearby Ferry device: maybe a KDE Connect one (a phone).
-                Err(e) if e.code == ErrorCode::NotFound => {
-                    return match crate::kdeconnect::start_pairing(&self.inner, address).await? {
-                        Some(t) => Ok(t),
-                        None => Err(e),
-                    };
-                }
-                Err(e) => return Err(e),
+                Err(e) if e.code != ErrorCode::NotFound => return Err(e),
+                _ => {}
             }
             if let Some(t) = crate::kdeconnect::start_pairing(&self.inner, address).await? {
                 return Ok(t);
             }
+            ferry?;
         }
         let addr: SocketAddr = match address.parse() {
             Ok(a) => a,

@@ -187,4 +187,8 @@ fn kde_devices_pair_and_unpair_with_their_device_row() {
     assert!(!store.device(&d.id).unwrap().unwrap().paired);
     assert_eq!(store.kde_devices().unwrap().len(), 1);
     assert!(store.set_kde_paired(&KdeDeviceRecord::ferry_id("nope"), None).is_err());
+    // Pairing a device first seen on this link (the node's `mark_paired`): one put with the pin.
+    let fresh = KdeDeviceRecord { kde_id: "new_456".into(), cert_der: Some(vec![4]), ..k.clone() };
+    assert!(store.put_kde_device(&fresh, "Tablet").unwrap().paired);
+    assert!(store.device(&KdeDeviceRecord::ferry_id("new_456")).unwrap().unwrap().paired);
 }
