@@ -76,9 +76,12 @@ async fn run_in_span(inner: &Arc<Context>, link: Link) {
     let handle = KdeLink { tx, identity: identity.clone(), cert, remote, version, serial, since, close: close.clone() };
     // Packets are handled as this connection's, whichever one the map holds by then.
     let this = handle.clone();
-    // A new connection replaces an older one, which is closed (KDE Connect keeps the newest
-    // too, so both sides end on the same one).
-    if let Some(old) = inner.kde.links.lock().unwrap().insert(id, handle) {
+    // A new connection replaces an older one in the map. The older one is closed when it is
+    // the same device again (same certificate: it reconnected, and KDE Connect keeps the newest
+    // too, so both sides end on the same one); a connection with another certificate under an
+    // unpaired id may be someone else, and must not cut the device it claims to be off.
+    let replaced = inner.kde.links.lock().unwrap().insert(id, handle);
+    if let Some(old) = replaced.filter(|old| old.cert == this.cert) {
         old.close.notify_one();
     }
     inner.emit(Event::DeviceConnected {

@@ -168,7 +168,6 @@ fn kde_devices_pair_and_unpair_with_their_device_row() {
         cert_der: None,
         address: Some("10.0.0.2:1716".into()),
     };
-    let d = store.put_kde_device(&k, "Pixel").unwrap();
     // Recording it with a pin pairs it; without, it is not paired.
     let pinned = KdeDeviceRecord { cert_der: Some(vec![9]), ..k.clone() };
     assert!(store.put_kde_device(&pinned, "Pixel").unwrap().paired);
