@@ -28,6 +28,7 @@ mod error;
 mod intents;
 mod kdeconnect;
 mod local;
+mod localsend;
 mod notes;
 mod prompts;
 mod records;
@@ -46,6 +47,7 @@ pub use error::StoreError;
 pub use intents::ApplyIntent;
 pub use kdeconnect::KdeDeviceRecord;
 pub use local::LocalReader;
+pub use localsend::{LsDeviceRecord, MAX_LOCALSEND_DEVICES};
 pub use records::{
     DeviceRecord, LocalEntry, LocalMeta, LocalUpdate, NoteRecord, NoteState, PromptKind, PromptRecord, RemoteState,
     RemovalChanges, RemovalRecord, RemovedBy, ShareRecord, ShareSettings, ShareState, TransferRecord, TransferState,

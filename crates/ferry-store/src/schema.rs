@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Raw key/value settings. Values are raw bytes (not [`Versioned`]).
 /// Keys [`META_SCHEMA_VERSION`] and [`META_NEXT_PROMPT_ID`] are the store's own.
@@ -65,8 +65,13 @@ pub const REMOVED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("removed
 /// `devices` like every device's.
 pub const KDECONNECT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kdeconnect");
 
+/// `device id (32)` -> `LsDeviceRecord`: LocalSend devices (schema v6). The id is derived from
+/// the certificate fingerprint the device showed (see `LsDeviceRecord::ferry_id`): a device
+/// that comes back with another certificate is another device, never the same one re-keyed.
+pub const LOCALSEND: TableDefinition<&[u8], &[u8]> = TableDefinition::new("localsend");
+
 /// Every table, for migrations and for tests.
-pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 18] = [
+pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 19] = [
     META,
     DEVICES,
     SHARES,
@@ -85,6 +90,7 @@ pub const ALL_TABLES: [TableDefinition<&[u8], &[u8]>; 18] = [
     SHARE_SETTINGS,
     REMOVED,
     KDECONNECT,
+    LOCALSEND,
 ];
 
 /// `meta` key of the schema version (u32 BE).
@@ -265,6 +271,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<(), StoreError> {
             2 => migrate_v2_to_v3(txn)?,
             3 => migrate_v3_to_v4(txn)?,
             4 => migrate_v4_to_v5(txn)?,
+            5 => migrate_v5_to_v6(txn)?,
             v => unreachable!("no migration from schema version {v}"),
         }
         version += 1;
@@ -319,6 +326,11 @@ fn migrate_v3_to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
 /// v4 -> v5: KDE Connect devices.
 fn migrate_v4_to_v5(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(KDECONNECT)?;
+    Ok(())
+}
+
+fn migrate_v5_to_v6(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(LOCALSEND)?;
     Ok(())
 }
 

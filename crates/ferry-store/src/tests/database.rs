@@ -191,3 +191,50 @@ fn kde_devices_pair_and_unpair_with_their_device_row() {
     assert!(store.put_kde_device(&fresh, "Tablet").unwrap().paired);
     assert!(store.device(&KdeDeviceRecord::ferry_id("new_456")).unwrap().unwrap().paired);
 }
+
+fn ls_record(fingerprint: &str, alias: &str, seen: i64) -> LsDeviceRecord {
+    LsDeviceRecord {
+        fingerprint: fingerprint.into(),
+        alias: alias.into(),
+        device_model: Some("Pixel".into()),
+        device_type: "mobile".into(),
+        address: Some("10.0.0.2:53317".into()),
+        favorite: false,
+        first_seen_ms: seen,
+        last_seen_ms: seen,
+    }
+}
+
+#[test]
+fn localsend_devices_are_known_by_fingerprint_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("ferry.redb")).unwrap();
+    let a = ls_record("AB01", "Phone", 1);
+    // Case does not make another device; another certificate under the same alias does.
+    assert_eq!(LsDeviceRecord::ferry_id("ab01"), a.id());
+    assert_ne!(LsDeviceRecord::ferry_id("AB02"), a.id());
+    // Seen only: remembered, no device row.
+    store.put_ls_device(&a, false).unwrap();
+    assert!(store.device(&a.id()).unwrap().is_none());
+    assert_eq!(store.ls_device(&a.id()).unwrap().unwrap(), a);
+    // About to send: a device row under its alias, never paired.
+    store.put_ls_device(&a, true).unwrap();
+    let row = store.device(&a.id()).unwrap().unwrap();
+    assert_eq!((row.name.as_str(), row.paired), ("Phone", false));
+    store.set_ls_favorite(&a.id(), true).unwrap();
+    assert!(store.ls_device(&a.id()).unwrap().unwrap().favorite);
+    // A flood of made-up devices: the table stays bounded and keeps the favorite.
+    for i in 0..(MAX_LOCALSEND_DEVICES + 20) {
+        store.put_ls_device(&ls_record(&format!("F{i:04}"), "x", 10 + i as i64), false).unwrap();
+    }
+    let all = store.ls_devices().unwrap();
+    assert_eq!(all.len(), MAX_LOCALSEND_DEVICES);
+    assert!(all.iter().any(|r| r.id() == a.id() && r.favorite));
+    // The stalest were forgotten, the newest kept.
+    assert!(!all.iter().any(|r| r.fingerprint == "F0000"));
+    assert!(all.iter().any(|r| r.fingerprint == format!("F{:04}", MAX_LOCALSEND_DEVICES + 19)));
+    store.forget_ls_device(&a.id()).unwrap();
+    assert!(store.ls_device(&a.id()).unwrap().is_none());
+    assert!(store.device(&a.id()).unwrap().is_none());
+    assert!(store.set_ls_favorite(&a.id(), true).is_err());
+}
