@@ -6,6 +6,9 @@
 set -euo pipefail
 APP=${1:?path to ferry-desktop}; FERRY=${2:?path to ferry}
 export HOME=$(mktemp -d) XDG_DATA_HOME= FERRY_LISTEN=127.0.0.1:0 FERRY_LOG=warn
+# Network safety: the app's discovery (mDNS multicast, KDE Connect broadcast, LocalSend
+# multicast) reaches every interface; a benchmark sends nothing beyond loopback.
+export FERRY_MDNS=0 FERRY_KDECONNECT=0 FERRY_LOCALSEND=0
 FH="$HOME/.local/share/ferry"
 for s in a b; do
     mkdir -p "$HOME/share-$s"

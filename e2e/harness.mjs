@@ -61,7 +61,7 @@ export function tempDir(name) {
 /** A headless node on loopback, the "other computer". */
 export async function startDaemon(name = 'Desk') {
   const home = tempDir('daemon');
-  const proc = spawn(FERRY, ['--home', home, 'daemon', '--listen', '127.0.0.1:0', '--name', name, '--owner', 'dana', '--no-mdns', '--no-kdeconnect'], {
+  const proc = spawn(FERRY, ['--home', home, 'daemon', '--listen', '127.0.0.1:0', '--name', name, '--owner', 'dana', '--no-mdns', '--no-kdeconnect', '--no-localsend'], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, FERRY_LOG: 'warn' },
   });
@@ -100,6 +100,8 @@ export async function startApp() {
     FERRY_MDNS: '0',
     // KDE Connect's discovery is a broadcast: it listens on loopback only, never announces.
     FERRY_KDECONNECT_BIND: '127.0.0.1',
+    // LocalSend's discovery is a multicast: likewise loopback only, never announced.
+    FERRY_LOCALSEND_BIND: '127.0.0.1',
   };
   delete env.FERRY_HOME;
   delete env.FERRY_NAME;

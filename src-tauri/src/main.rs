@@ -58,6 +58,14 @@ fn config() -> anyhow::Result<Config> {
         kdeconnect_bind: env("FERRY_KDECONNECT_BIND")
             .map(|v| v.parse().map_err(|_| anyhow::anyhow!("FERRY_KDECONNECT_BIND={v:?}: expected an IP address")))
             .transpose()?,
+        localsend: switch("FERRY_LOCALSEND")?,
+        localsend_bind: env("FERRY_LOCALSEND_BIND")
+            .map(|v| v.parse().map_err(|_| anyhow::anyhow!("FERRY_LOCALSEND_BIND={v:?}: expected an IP address")))
+            .transpose()?,
+        localsend_port: env("FERRY_LOCALSEND_PORT")
+            .map(|v| v.parse().map_err(|_| anyhow::anyhow!("FERRY_LOCALSEND_PORT={v:?}: expected a port number")))
+            .transpose()?,
+        localsend_pin: env("FERRY_LOCALSEND_PIN"),
     })?)
 }
 

@@ -46,6 +46,11 @@ pub fn config(name: &str, home: &Path) -> Config {
         // Nor KDE Connect, whose discovery is a broadcast.
         kdeconnect: false,
         kdeconnect_bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        // Nor LocalSend, whose discovery is a multicast.
+        localsend: false,
+        localsend_bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        localsend_port: 0,
+        localsend_pin: None,
         static_addresses: Default::default(),
         inbox: home.join("Inbox"),
         mass_delete_percent: 50,

@@ -225,6 +225,12 @@ impl NsDaemon {
         // KDE Connect only for the tests that ask for it (by giving its address).
         let kde = extra.iter().any(|a| a.starts_with("--kdeconnect-bind"));
         cmd.env("FERRY_KDECONNECT", if kde { "1" } else { "0" }).env_remove("FERRY_KDECONNECT_BIND");
+        // LocalSend likewise, for the tests that give one of its flags.
+        let ls = extra.iter().any(|a| a.starts_with("--localsend"));
+        cmd.env("FERRY_LOCALSEND", if ls { "1" } else { "0" });
+        for v in ["FERRY_LOCALSEND_BIND", "FERRY_LOCALSEND_PORT", "FERRY_LOCALSEND_PIN"] {
+            cmd.env_remove(v);
+        }
         cmd.arg("--home")
             .arg(&home)
             .args(["daemon", "--listen", &format!("0.0.0.0:{PORT}"), "--name", name, "--owner", "tester"])

@@ -53,6 +53,21 @@ pub(crate) struct DaemonArgs {
     /// address, announced by broadcast on UDP 1716.
     #[arg(long, value_name = "IP", env = "FERRY_KDECONNECT_BIND")]
     pub(crate) kdeconnect_bind: Option<std::net::IpAddr>,
+    /// Do not talk to LocalSend devices (also FERRY_LOCALSEND=0, or `localsend = false` in
+    /// ferry.toml).
+    #[arg(long)]
+    pub(crate) no_localsend: bool,
+    /// Listen for LocalSend on this address only (no multicast announcements); default: every
+    /// address, announced by multicast to 224.0.0.167.
+    #[arg(long, value_name = "IP", env = "FERRY_LOCALSEND_BIND")]
+    pub(crate) localsend_bind: Option<std::net::IpAddr>,
+    /// LocalSend's port, TCP and UDP (default 53317, what LocalSend devices use).
+    #[arg(long, value_name = "PORT", env = "FERRY_LOCALSEND_PORT")]
+    pub(crate) localsend_port: Option<u16>,
+    /// A PIN LocalSend devices must give to send here (prefer `localsend_pin` in ferry.toml: a
+    /// flag is visible to every user in `ps`).
+    #[arg(long, value_name = "PIN", env = "FERRY_LOCALSEND_PIN", hide_env_values = true)]
+    pub(crate) localsend_pin: Option<String>,
     /// Where accepted sends land (default ~/Downloads/Ferry).
     #[arg(long, env = "FERRY_INBOX")]
     pub(crate) inbox: Option<PathBuf>,

@@ -14,10 +14,15 @@ use crate::args::DaemonArgs;
 pub(crate) async fn run(args: DaemonArgs, base: Overrides) -> Result<ExitCode> {
     let mdns = if args.no_mdns { Some(false) } else { switch_env("FERRY_MDNS")? };
     let kdeconnect = if args.no_kdeconnect { Some(false) } else { switch_env("FERRY_KDECONNECT")? };
+    let localsend = if args.no_localsend { Some(false) } else { switch_env("FERRY_LOCALSEND")? };
     daemon(Overrides {
         mdns,
         kdeconnect,
         kdeconnect_bind: args.kdeconnect_bind,
+        localsend,
+        localsend_bind: args.localsend_bind,
+        localsend_port: args.localsend_port,
+        localsend_pin: args.localsend_pin,
         mdns_interfaces: args.mdns_interface,
         listen: args.listen,
         name: args.name,
@@ -31,7 +36,7 @@ pub(crate) async fn run(args: DaemonArgs, base: Overrides) -> Result<ExitCode> {
     .await
 }
 
-/// An on/off variable (FERRY_MDNS, FERRY_KDECONNECT): `0`/`false`/`off`/`no` turn it off,
+/// An on/off variable (FERRY_MDNS, FERRY_KDECONNECT, FERRY_LOCALSEND): `0`/`false`/`off`/`no` turn it off,
 /// `1`/`true`/`on`/`yes` on.
 fn switch_env(var: &str) -> Result<Option<bool>> {
     match std::env::var(var) {

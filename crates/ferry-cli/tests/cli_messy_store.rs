@@ -37,6 +37,7 @@ fn refused(home: &Path, what: &str) -> String {
         "messy",
         "--no-mdns",
         "--no-kdeconnect",
+        "--no-localsend",
     ]);
     let started = Instant::now();
     let o = run(cmd, what);

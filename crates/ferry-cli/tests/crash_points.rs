@@ -26,7 +26,7 @@ fn launch_armed(b: &Daemon, point: &str) -> Proc {
     let log = fs::OpenOptions::new().create(true).append(true).open(b.log_path()).unwrap();
     let mut cmd = ferry_cmd(&b.home);
     cmd.args(["daemon", "--listen", &format!("127.0.0.1:{}", b.port), "--name", &b.name])
-        .args(["--owner", "tester", "--log", "info", "--no-mdns", "--no-kdeconnect", "--inbox"])
+        .args(["--owner", "tester", "--log", "info", "--no-mdns", "--no-kdeconnect", "--no-localsend", "--inbox"])
         .arg(b.home.join("Inbox"))
         .env("FERRY_CRASH_AT", point)
         .stdout(Stdio::from(log.try_clone().unwrap()))

@@ -17,6 +17,10 @@ pub const DEFAULT_RESCAN: Duration = Duration::from_secs(3600);
 /// coalesce an editor's write-rename-chmod burst into one scan.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 pub const CONFIG_FILE: &str = "ferry.toml";
+/// LocalSend's port: every LocalSend device listens on it unless its user changed it.
+pub const LOCALSEND_PORT: u16 = 53317;
+/// A LocalSend PIN is typed on a phone: short, printable, no spaces (what the app accepts).
+const MAX_PIN: usize = 32;
 /// How often old versions are pruned by each share's retention policy: hourly is fine-grained
 /// enough for the hourly buckets of the staggered policy.
 pub const DEFAULT_PRUNE: Duration = Duration::from_secs(3600);
@@ -40,6 +44,14 @@ pub struct Overrides {
     pub kdeconnect: Option<bool>,
     /// `--kdeconnect-bind IP`: the address KDE Connect listens on.
     pub kdeconnect_bind: Option<IpAddr>,
+    /// `Some(false)` from `--no-localsend` or `FERRY_LOCALSEND=0`.
+    pub localsend: Option<bool>,
+    /// `--localsend-bind IP`: the address LocalSend listens on.
+    pub localsend_bind: Option<IpAddr>,
+    /// `--localsend-port PORT`.
+    pub localsend_port: Option<u16>,
+    /// `--localsend-pin PIN` (or FERRY_LOCALSEND_PIN).
+    pub localsend_pin: Option<String>,
 }
 
 /// `ferry.toml`: every key optional.
@@ -56,6 +68,10 @@ struct FileConfig {
     mdns_interfaces: Option<Vec<String>>,
     kdeconnect: Option<bool>,
     kdeconnect_bind: Option<IpAddr>,
+    localsend: Option<bool>,
+    localsend_bind: Option<IpAddr>,
+    localsend_port: Option<u16>,
+    localsend_pin: Option<String>,
     /// Device id -> `HOST:PORT` addresses always tried for that device (where multicast is
     /// blocked).
     static_addresses: Option<BTreeMap<String, Vec<String>>>,
@@ -89,6 +105,18 @@ pub struct Config {
     /// announces by broadcast; a specific address listens there only and never broadcasts
     /// (devices reach it by connecting or by a datagram to that address).
     pub kdeconnect_bind: IpAddr,
+    /// Talk to LocalSend devices (phones of every kind): HTTPS and multicast discovery on
+    /// [`Config::localsend_port`]. On by default for the daemon and the app; off in tests that
+    /// build a `Config` themselves (network safety: its discovery is a multicast).
+    pub localsend: bool,
+    /// Where LocalSend listens. Unspecified (the default) listens everywhere and announces by
+    /// multicast; a specific address listens there only and never multicasts (devices reach it
+    /// by registering at that address).
+    pub localsend_bind: IpAddr,
+    /// LocalSend's TCP and UDP port (53317, what every LocalSend device uses by default).
+    pub localsend_port: u16,
+    /// A PIN LocalSend devices must give to send files or notes to this device.
+    pub localsend_pin: Option<String>,
     /// Addresses from `ferry.toml` always tried for a device, besides those it remembers.
     pub static_addresses: HashMap<ferry_proto::DeviceId, Vec<SocketAddr>>,
     /// Where accepted one-shot sends land (created on the first accepted send).
@@ -213,6 +241,13 @@ impl Config {
                 .kdeconnect_bind
                 .or(file.kdeconnect_bind)
                 .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            localsend: overrides.localsend.or(file.localsend).unwrap_or(true),
+            localsend_bind: overrides
+                .localsend_bind
+                .or(file.localsend_bind)
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            localsend_port: overrides.localsend_port.or(file.localsend_port).unwrap_or(LOCALSEND_PORT),
+            localsend_pin: check_pin(overrides.localsend_pin.or(file.localsend_pin))?,
             mdns_interfaces,
             static_addresses,
             mass_delete_percent,
@@ -411,4 +446,16 @@ mod tests {
         let e = Config::load(Overrides { rescan_secs: Some(0), ..home() }).unwrap_err();
         assert_eq!(e.to_string(), "invalid rescan interval: must be at least 1 second");
     }
+}
+
+/// Checks a LocalSend PIN from a flag, the environment or ferry.toml: empty means none.
+fn check_pin(pin: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(pin) = pin.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()) else { return Ok(None) };
+    if pin.chars().count() > MAX_PIN || pin.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ConfigError::Invalid {
+            what: "localsend_pin",
+            message: format!("a PIN is 1 to {MAX_PIN} characters without spaces"),
+        });
+    }
+    Ok(Some(pin))
 }

@@ -84,9 +84,6 @@ pub(crate) struct Kde {
     pub next_serial: AtomicU64,
     /// Asks the dialer (`kdeconnect/`) to connect to a nearby device.
     pub dial: OnceLock<mpsc::Sender<DeviceId>>,
-    /// Bytes of incoming files being fetched into staging now, counted against the free space
-    /// of the Inbox's disk when the next file is offered.
-    pub fetching_bytes: AtomicU64,
     /// Links of unpaired devices open now (at most `limits::MAX_UNPAIRED_CONNECTIONS`).
     pub unpaired_links: AtomicUsize,
     /// Incoming files fetched whole into staging, waiting for the user's answer or placement.

@@ -30,6 +30,7 @@ pub mod events;
 mod failed;
 pub mod fault;
 mod fetch;
+mod foreign;
 mod guard;
 mod history;
 mod kde_handle;

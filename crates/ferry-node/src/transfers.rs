@@ -22,6 +22,9 @@ pub(crate) struct Sends {
     pub(crate) receiving: Mutex<HashSet<TransferId>>,
     pub(crate) flush: Mutex<HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) offered: Mutex<HashMap<TransferId, Arc<TransferRecord>>>,
+    /// Bytes of the Inbox's disk promised to files from KDE Connect and LocalSend devices being
+    /// received now (`foreign::reserve_space`), counted against its free space.
+    pub(crate) promised: std::sync::atomic::AtomicU64,
 }
 
 /// Live numbers of one transfer in this run of the node.

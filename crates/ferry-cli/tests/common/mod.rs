@@ -51,6 +51,11 @@ pub fn ferry_cmd(home: &Path) -> Command {
     // KDE Connect's discovery is a broadcast: off outside a namespace (network safety).
     c.env("FERRY_KDECONNECT", "0");
     c.env_remove("FERRY_KDECONNECT_BIND");
+    // LocalSend's discovery is a multicast: off likewise.
+    c.env("FERRY_LOCALSEND", "0");
+    for v in ["FERRY_LOCALSEND_BIND", "FERRY_LOCALSEND_PORT", "FERRY_LOCALSEND_PIN"] {
+        c.env_remove(v);
+    }
     c.env_remove("FERRY_INBOX");
     c.arg("--home").arg(home).stdin(Stdio::null());
     c
@@ -216,7 +221,7 @@ impl Daemon {
         let mut cmd = ferry_cmd(&self.home);
         let inbox = self.home.join("Inbox");
         cmd.args(["daemon", "--listen", &format!("127.0.0.1:{}", self.port), "--name", &self.name])
-            .args(["--owner", "tester", "--log", "info", "--no-mdns", "--no-kdeconnect"])
+            .args(["--owner", "tester", "--log", "info", "--no-mdns", "--no-kdeconnect", "--no-localsend"])
             .arg("--inbox")
             .arg(&inbox)
             .stdout(Stdio::from(log.try_clone().unwrap()))

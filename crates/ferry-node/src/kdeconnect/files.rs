@@ -22,7 +22,7 @@ use std::time::Duration;
 use ferry_engine::send::SendEvent;
 use ferry_kdeconnect::Packet;
 use ferry_proto::wire::{MAX_SEND_BYTES, SendFile};
-use ferry_proto::{ChunkHash, DeviceId, RelPath, TransferId};
+use ferry_proto::{ChunkHash, DeviceId, TransferId};
 use ferry_store::{PromptKind, TransferRecord, TransferState};
 use serde_json::json;
 
@@ -38,9 +38,6 @@ use super::wire::SHARE;
 /// How long a device has to fetch a file this node offered: KDE Connect fetches at once; one
 /// that has not connected within this long is not going to.
 const PAYLOAD_WAIT: Duration = Duration::from_secs(60);
-/// Space left free on the Inbox's disk beyond incoming files: the database, the logs and the
-/// rest of the system need some, and a disk filled to its last byte fails in odd places.
-const SPACE_RESERVE: u64 = 256 << 20;
 
 fn device_lock(inner: &Context, id: DeviceId) -> Arc<tokio::sync::Mutex<()>> {
     inner.sends.flush.lock().unwrap().entry(id).or_default().clone()
@@ -172,19 +169,6 @@ async fn send_file(
     served.await.map_err(|e| format!("{name}: {e}"))
 }
 
-/// Checks a file name a device offers: one plain name (no folder, no `..`), as the Inbox takes
-/// it. Returns it as a path of one component.
-fn check_name(name: &str) -> Result<RelPath, String> {
-    if name.contains('/') || name == "." || name == ".." || name.is_empty() {
-        return Err(format!("{name:?} is not a plain file name"));
-    }
-    let p = RelPath::new(name).map_err(|e| format!("{name:?}: {e}"))?;
-    if p.as_str().starts_with(ferry_proto::TEMP_PREFIX) {
-        return Err(format!("{name:?} is a name Ferry reserves"));
-    }
-    Ok(p)
-}
-
 /// A file offered by a paired device (`kdeconnect.share.request` with `filename` and a payload).
 pub(super) async fn on_file(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: &Packet) {
     match offer(inner, id, link, p).await {
@@ -196,7 +180,7 @@ pub(super) async fn on_file(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, 
 /// The payload is fetched from the connection the offer came on (its address, its certificate).
 async fn offer(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: &Packet) -> Result<(), String> {
     let name = p.body.get("filename").and_then(|v| v.as_str()).ok_or("a file without a name")?;
-    let path = check_name(name)?;
+    let path = crate::foreign::check_name(name)?;
     let size = p.payload_size.ok_or("a file without a size")?;
     let size = u64::try_from(size).map_err(|_| format!("a negative size ({size})"))?;
     if size > MAX_SEND_BYTES {
@@ -213,7 +197,7 @@ async fn offer(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: &Packet) -
     if !auto {
         inner.prompt_limits.check(id, "a send offer")?;
     }
-    let reservation = reserve_space(inner, size).await?;
+    let reservation = crate::foreign::reserve_space(inner, size).await?;
     let mtime_ms = p.body.get("lastModified").and_then(|v| v.as_i64()).unwrap_or(0);
     let rec = TransferRecord {
         id: TransferId(rand::random()),
@@ -261,38 +245,6 @@ async fn offer(inner: &Arc<Context>, id: DeviceId, link: &KdeLink, p: &Packet) -
         drop(reservation);
     });
     Ok(())
-}
-
-/// Bytes of the Inbox's disk promised to a file being fetched, given back when dropped.
-struct Reservation(Arc<Context>, u64);
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.0.kde.fetching_bytes.fetch_sub(self.1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// The file is fetched before the user answers (the device serves it only while it waits), so
-/// one that does not fit on the Inbox's disk, beside those being fetched and a reserve, is
-/// refused before a byte is written: no device can fill the disk without anyone saying yes.
-async fn reserve_space(inner: &Arc<Context>, size: u64) -> Result<Reservation, String> {
-    let inbox = inner.cfg.inbox.clone();
-    let free = tokio::task::spawn_blocking(move || ferry_fs::available_space(&inbox))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot tell the Inbox's free space: {e}"))?;
-    let fits = |fetching: u64| {
-        let need = size.saturating_add(fetching).saturating_add(SPACE_RESERVE);
-        (need <= free).then_some(fetching + size)
-    };
-    let order = std::sync::atomic::Ordering::SeqCst;
-    match inner.kde.fetching_bytes.fetch_update(order, order, fits) {
-        Ok(_) => Ok(Reservation(inner.clone(), size)),
-        Err(fetching) => Err(format!(
-            "a file of {size} bytes does not fit: the Inbox's disk has {free} bytes free, {fetching} of them promised \
-             to files being received, and {SPACE_RESERVE} are kept free"
-        )),
-    }
 }
 
 /// Fetches the offered file into the staging folder at once, then places it if (or once) the

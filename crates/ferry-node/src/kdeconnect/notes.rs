@@ -9,15 +9,12 @@
 use std::sync::Arc;
 
 use ferry_kdeconnect::Packet;
-use ferry_proto::wire::MAX_NOTE;
-use ferry_proto::{DeviceId, NoteId};
-use ferry_store::{NoteRecord, NoteState};
+use ferry_proto::DeviceId;
+use ferry_store::NoteState;
 use serde_json::json;
 
-use crate::clock::now_ms;
 use crate::context::Context;
-use crate::events::Event;
-use crate::notes::{emit_state, note_hex};
+use crate::notes::emit_state;
 
 use super::wire::PING;
 
@@ -69,53 +66,14 @@ pub(super) async fn on_ping(inner: &Arc<Context>, id: DeviceId, p: &Packet) {
             }
         },
     };
-    receive(inner, id, text).await
+    crate::foreign::receive_note(inner, id, text).await
 }
 
 /// Shared text or a link (`kdeconnect.share.request` with `text` or `url`).
 pub(super) async fn on_shared_text(inner: &Arc<Context>, id: DeviceId, p: &Packet) {
     let text = ["text", "url"].iter().find_map(|k| p.body.get(*k).and_then(|v| v.as_str()).map(str::to_string));
     match text {
-        Some(t) if !t.is_empty() => receive(inner, id, t).await,
+        Some(t) if !t.is_empty() => crate::foreign::receive_note(inner, id, t).await,
         _ => tracing::info!("share request with neither text, link nor file; ignored"),
-    }
-}
-
-/// Stores a received note (unread) and announces it; refused when too long or muted.
-async fn receive(inner: &Arc<Context>, id: DeviceId, text: String) {
-    if text.len() > MAX_NOTE {
-        tracing::warn!(bytes = text.len(), "refused a note over {MAX_NOTE} bytes");
-        return;
-    }
-    let (dev, muted) = match inner.db(move |s| Ok((s.device(&id)?, s.is_muted(&id)?))).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!("{e}");
-            return;
-        }
-    };
-    if muted {
-        tracing::info!("note from a muted device dropped");
-        return;
-    }
-    let rec = NoteRecord {
-        id: NoteId(rand::random()),
-        peer: id,
-        outgoing: false,
-        sent_at_ms: now_ms(),
-        text: text.clone(),
-        state: NoteState::Unread,
-        receipt_pending: false,
-        order: 0,
-    };
-    let nid = rec.id;
-    match inner.db(move |s| s.add_note(&rec)).await {
-        Ok(_) => inner.emit(Event::NoteReceived {
-            id: note_hex(&nid),
-            from: id.to_string(),
-            from_name: dev.map(|d| d.name).unwrap_or_default(),
-            text,
-        }),
-        Err(e) => tracing::warn!("note not stored: {e}"),
     }
 }
