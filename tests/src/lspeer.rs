@@ -200,6 +200,7 @@ async fn command(
         "quit" => return false,
         "accept" => server::decide(shared, true),
         "decline" => server::decide(shared, false),
+        "close" => server::close(shared),
         "announce" => match multicast {
             Some(m) => m.announce(),
             None => shared.error("announce: multicast is off"),

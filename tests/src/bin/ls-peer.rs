@@ -17,6 +17,7 @@
 //! - `{"cmd":"cancel"}` POST /cancel and drop the running send's connection.
 //! - `{"cmd":"raw_prepare","to",size}` a prepare-upload body of `size` bytes.
 //! - `{"cmd":"accept"}` / `{"cmd":"decline"}` answer the waiting offer or text (with --ask).
+//! - `{"cmd":"close"}` end the receive session (a sender that gave up leaves it open: 409).
 //! - `{"cmd":"announce"}` (multicast), `{"cmd":"devices"}`, `{"cmd":"quit"}`.
 //!
 //! Events: `ready {alias, fingerprint, port, multicast}`; `device {via: multicast | register |
@@ -25,7 +26,7 @@
 //! fingerprint, cert_fingerprint, matches}`; receiving: `offer {session, alias, fingerprint,
 //! cert_fingerprint, files: [{id, fileName, size, fileType, sha256, preview}]}`, `text
 //! {session, alias, fingerprint, cert_fingerprint, text}`, `received {session, id, name, path,
-//! size, sha256, announced_sha256}`, `session_done {session}`, `cancelled {session, by: sender
+//! size, sha256, announced_sha256}`, `session_done {session}`, `closed {session}`, `cancelled {session, by: sender
 //! | receiver}`, `refused {path, status, reason}` (every non-2xx answer the server gives, and
 //! `path: "tls"` for a failed handshake); sending: `accepted {status, session}`, `progress
 //! {name, bytes, size}`, `stalled {name, bytes}`, `uploaded {name, size, sha256, status}`, `sent

@@ -211,17 +211,21 @@ impl Sender {
 
     /// `cancel`: drop the running send's connection and tell the receiver (the app's
     /// cancel button: `/cancel?sessionId=`).
+    ///
+    /// `/cancel` goes first, while the upload is still open: dropping the connection first
+    /// would let the receiver end the session on the broken upload, and the cancel meet none.
     pub async fn cancel(&mut self) {
-        let out = self.shared.outgoing.lock().unwrap().take();
-        self.abort();
-        let Some(o) = out else { return self.shared.error("cancel: no send is running") };
-        let sid = o.remote_session.clone().unwrap_or_default();
-        let pin = self.shared.known_fp(o.to);
+        let out = self.shared.outgoing.lock().unwrap().as_ref().map(|o| (o.to, o.remote_session.clone()));
+        let Some((to, sid)) = out else { return self.shared.error("cancel: no send is running") };
+        let sid = sid.unwrap_or_default();
+        let pin = self.shared.known_fp(to);
         let path = format!("cancel?sessionId={sid}");
-        let status = match request(&self.shared, o.to, pin, &path, full(""), None, STEP).await {
+        let status = match request(&self.shared, to, pin, &path, full(""), None, STEP).await {
             Ok((s, _, _)) => s,
             Err(_) => 0,
         };
+        self.shared.outgoing.lock().unwrap().take();
+        self.abort();
         self.shared.emit(json!({ "event": "cancel_sent", "session": sid, "status": status }));
     }
 }

@@ -308,6 +308,16 @@ pub fn decide(shared: &Shared, accept: bool) {
     }
 }
 
+/// Ends the current receive session, as a person closing the app's progress page
+/// (`closeSession`): a session whose sender gave up would otherwise block the next (409).
+pub fn close(shared: &Shared) {
+    let s = shared.state.lock().unwrap().session.take();
+    match s {
+        Some(s) => shared.emit(json!({ "event": "closed", "session": s.id })),
+        None => shared.error("close: no session"),
+    }
+}
+
 /// `path` or, when taken, `stem (n).ext` (the app's `withCount`), first free of 1000.
 fn free_path(dir: &Path, name: &str) -> PathBuf {
     let first = dir.join(name);
