@@ -74,7 +74,10 @@ fn register_file_and_text() {
     assert_eq!(a.fp, a.fp.to_uppercase());
     a.register_with(&b);
     let dev = b.wait("device");
-    assert_eq!((dev["via"].as_str(), dev["alias"].as_str(), dev["fingerprint"].as_str()), (Some("register"), Some("alpha"), Some(a.fp.as_str())));
+    assert_eq!(
+        (dev["via"].as_str(), dev["alias"].as_str(), dev["fingerprint"].as_str()),
+        (Some("register"), Some("alpha"), Some(a.fp.as_str()))
+    );
 
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("big.bin");
@@ -242,7 +245,9 @@ fn hostile_modes_are_refused() {
     let out = a.outcome();
     let st = out["files"][0]["status"].as_u64().or(out["status"].as_u64());
     assert!(matches!(st, Some(400) | Some(0)), "extra bytes refused (or the connection cut): {out}");
-    b.ctl.wait("the long upload refused", WAIT, |v| v["event"] == "refused" && v["path"] == "upload" && v["status"] == 400);
+    b.ctl.wait("the long upload refused", WAIT, |v| {
+        v["event"] == "refused" && v["path"] == "upload" && v["status"] == 400
+    });
     a.ctl.send(json!({ "cmd": "raw_prepare", "to": b.addr, "size": 5 * MIB }));
     let raw = a.wait("raw_prepare");
     assert_eq!((raw["bytes"].as_u64(), raw["status"].as_u64()), (Some(5 * MIB as u64), Some(413)), "{raw}");
@@ -268,12 +273,14 @@ fn multicast_discovery_in_namespaces() {
         })
         .collect();
     let fps: Vec<String> = peers.iter().map(|(_, r)| r["fingerprint"].as_str().unwrap().to_string()).collect();
-    for i in 0..2 {
-        let (ctl, _) = &mut peers[i];
+    for (i, (ctl, _)) in peers.iter_mut().enumerate() {
         let other = 1 - i;
         let want = format!("{}:53317", net.hosts[other].ip);
         let d = ctl.wait("the other by multicast", WAIT, |v| v["event"] == "device" && v["via"] == "multicast");
-        assert_eq!((d["fingerprint"].as_str(), d["address"].as_str()), (Some(fps[other].as_str()), Some(want.as_str())));
+        assert_eq!(
+            (d["fingerprint"].as_str(), d["address"].as_str()),
+            (Some(fps[other].as_str()), Some(want.as_str()))
+        );
         // Its announcement was answered by /register, pinned to what was heard.
         ctl.wait("our answer", WAIT, |v| v["event"] == "answered" && v["via"] == "register" && v["status"] == 200);
     }

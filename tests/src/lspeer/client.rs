@@ -175,7 +175,9 @@ impl Sender {
                     sh.heard(super::Device { alias, fingerprint: announced, addr: to }, "register-answer", &body);
                 }
             }
-            Err(e) => sh.emit(json!({ "event": "registered", "to": to.to_string(), "status": 0, "error": format!("{e:#}") })),
+            Err(e) => {
+                sh.emit(json!({ "event": "registered", "to": to.to_string(), "status": 0, "error": format!("{e:#}") }))
+            }
         }
     }
 
@@ -236,12 +238,20 @@ fn items(c: &Value) -> anyhow::Result<Vec<Item>> {
         let id = random_id();
         let bytes = Bytes::copy_from_slice(text.as_bytes());
         let sha256 = tls::hex(&Sha256::digest(&bytes));
-        return Ok(vec![Item { name: format!("{id}.txt"), id, path: None, size: bytes.len() as u64, bytes: Some(bytes), sha256 }]);
+        return Ok(vec![Item {
+            name: format!("{id}.txt"),
+            id,
+            path: None,
+            size: bytes.len() as u64,
+            bytes: Some(bytes),
+            sha256,
+        }]);
     }
     let files = c["files"].as_array().ok_or_else(|| anyhow::anyhow!("`files` or `text` is required"))?;
     let mut out = vec![];
     for f in files {
-        let path = std::path::PathBuf::from(f["path"].as_str().ok_or_else(|| anyhow::anyhow!("a file without `path`"))?);
+        let path =
+            std::path::PathBuf::from(f["path"].as_str().ok_or_else(|| anyhow::anyhow!("a file without `path`"))?);
         let size = std::fs::metadata(&path)?.len();
         let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let name = f["name"].as_str().map(str::to_string).unwrap_or(base);
@@ -308,7 +318,9 @@ async fn send(shared: &Arc<Shared>, to: SocketAddr, pin: Option<String>, c: &Val
     for it in &items {
         let Some(token) = answer["files"][&it.id].as_str() else { continue };
         let status = upload(shared, to, pin.clone(), c, &session, it, token).await?;
-        shared.emit(json!({ "event": "uploaded", "name": it.name, "size": it.size, "sha256": it.sha256, "status": status }));
+        shared.emit(
+            json!({ "event": "uploaded", "name": it.name, "size": it.size, "sha256": it.sha256, "status": status }),
+        );
         results.push(json!({ "name": it.name, "size": it.size, "sha256": it.sha256, "status": status }));
     }
     shared.emit(json!({ "event": "sent", "status": 200, "session": session, "files": results }));

@@ -174,7 +174,8 @@ async fn register(shared: &Arc<Shared>, conn: &Conn, req: Request<Incoming>) -> 
         return answer(shared, p, 403, msg("Fingerprint does not match the certificate"));
     }
     let port = body["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(super::PORT);
-    let device = super::Device { alias: alias.into(), fingerprint: fp.into(), addr: SocketAddr::new(conn.remote.ip(), port) };
+    let device =
+        super::Device { alias: alias.into(), fingerprint: fp.into(), addr: SocketAddr::new(conn.remote.ip(), port) };
     shared.heard(device, "register", &body);
     answer(shared, p, 200, shared.info())
 }
@@ -186,6 +187,26 @@ fn safe_name(name: &str) -> bool {
         && !name.contains('\\')
         && !name.contains('\0')
         && Path::new(name).components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// The PIN check: `None` when none is set or the right one came; else the answer (401, or
+/// 429 once an address has failed too often).
+fn check_pin(shared: &Shared, ip: IpAddr, pin: Option<&str>) -> Option<Resp> {
+    let p = "prepare-upload";
+    let want = shared.opts.pin.as_deref()?;
+    let mut st = shared.state.lock().unwrap();
+    let tries = st.pin_attempts.entry(ip).or_default();
+    if *tries >= MAX_PIN_ATTEMPTS {
+        drop(st);
+        return Some(answer(shared, p, 429, msg("Too many attempts")));
+    }
+    if pin != Some(want) {
+        *tries += 1;
+        drop(st);
+        return Some(answer(shared, p, 401, msg(if pin.is_none() { "PIN required" } else { "Invalid PIN" })));
+    }
+    st.pin_attempts.remove(&ip);
+    None
 }
 
 async fn prepare(shared: &Arc<Shared>, conn: &Conn, req: Request<Incoming>) -> Resp {
@@ -204,19 +225,8 @@ async fn prepare(shared: &Arc<Shared>, conn: &Conn, req: Request<Incoming>) -> R
     if !fp_matches(&body["info"], conn) {
         return answer(shared, p, 403, msg("Fingerprint does not match the certificate"));
     }
-    if let Some(want) = &shared.opts.pin {
-        let mut st = shared.state.lock().unwrap();
-        let tries = st.pin_attempts.entry(conn.remote.ip()).or_default();
-        if *tries >= MAX_PIN_ATTEMPTS {
-            drop(st);
-            return answer(shared, p, 429, msg("Too many attempts"));
-        }
-        if pin.as_deref() != Some(want.as_str()) {
-            *tries += 1;
-            drop(st);
-            return answer(shared, p, 401, msg(if pin.is_none() { "PIN required" } else { "Invalid PIN" }));
-        }
-        st.pin_attempts.remove(&conn.remote.ip());
+    if let Some(refusal) = check_pin(shared, conn.remote.ip(), pin.as_deref()) {
+        return refusal;
     }
     let mut recv = HashMap::new();
     let mut listed = vec![];
@@ -246,7 +256,8 @@ async fn prepare(shared: &Arc<Shared>, conn: &Conn, req: Request<Incoming>) -> R
             drop(st);
             return answer(shared, p, 409, msg("Blocked by another session"));
         }
-        let s = Session { id: session.clone(), sender_ip: conn.remote.ip(), sending: false, files: recv, decide: Some(tx) };
+        let s =
+            Session { id: session.clone(), sender_ip: conn.remote.ip(), sending: false, files: recv, decide: Some(tx) };
         st.session = Some(s);
     }
     let info = &body["info"];

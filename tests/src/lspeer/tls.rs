@@ -99,10 +99,9 @@ impl ServerCertVerifier for Verifier {
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         match &self.pin {
-            Some(pin) if !same_fingerprint(pin, &fingerprint(cert)) => Err(rustls::Error::General(format!(
-                "server certificate {} is not the pinned {pin}",
-                fingerprint(cert)
-            ))),
+            Some(pin) if !same_fingerprint(pin, &fingerprint(cert)) => {
+                Err(rustls::Error::General(format!("server certificate {} is not the pinned {pin}", fingerprint(cert))))
+            }
             _ => Ok(ServerCertVerified::assertion()),
         }
     }
