@@ -77,6 +77,30 @@ impl PeerCtl {
         PeerCtl { input: Input::Chan(cmds), events, seen: vec![], child: None }
     }
 
+    /// Any peer of the same shape (commands in, events out) in this process: `run` on a thread
+    /// of its own, inside namespace `ns` when given (else in this one: loopback tests).
+    pub fn in_process_with<F, Fut>(ns: Option<&str>, run: F) -> PeerCtl
+    where
+        F: FnOnce(tokio::sync::mpsc::UnboundedReceiver<Value>, std::sync::mpsc::Sender<Value>) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        let (tx, events) = std::sync::mpsc::channel();
+        let (cmds, rx) = tokio::sync::mpsc::unbounded_channel();
+        let errors = tx.clone();
+        let body = move || async move {
+            if let Err(e) = run(rx, tx).await {
+                let _ = errors.send(json!({ "event": "error", "message": format!("peer stopped: {e:#}") }));
+            }
+        };
+        match ns {
+            Some(ns) => drop(in_netns(ns, body)),
+            None => drop(std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(body())
+            })),
+        }
+        PeerCtl { input: Input::Chan(cmds), events, seen: vec![], child: None }
+    }
+
     pub fn send(&mut self, cmd: Value) {
         match &mut self.input {
             Input::Stdin(s) => {
