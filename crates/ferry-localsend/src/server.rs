@@ -36,7 +36,9 @@ pub struct Peer {
 }
 
 /// The decisions behind the API. Calls for one connection come one after the other; calls
-/// for different connections run at once.
+/// for different connections run at once. A call's future is dropped when its connection
+/// ends first (a sender that stops waiting for the user's decision): state a handler keeps
+/// across an `.await` must be fine with that (e.g. a guard that clears a pending session).
 pub trait Handler: Send + Sync + 'static {
     /// Our info: the answer to `GET /info` and to `/register`.
     fn info(&self) -> DeviceInfo;

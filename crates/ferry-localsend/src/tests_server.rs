@@ -33,6 +33,18 @@ struct TestHandler {
     /// Every call but `info`: the checks that refuse a request must leave this at 0.
     calls: AtomicUsize,
     seen: Mutex<Seen>,
+    /// prepare_upload waits for ever (a user who never decides) ...
+    hang: std::sync::atomic::AtomicBool,
+    /// ... and counts here when its future is dropped.
+    dropped: AtomicUsize,
+}
+
+struct CountDrop<'a>(&'a AtomicUsize);
+
+impl Drop for CountDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 fn device(alias: &str, fingerprint: &str) -> DeviceInfo {
@@ -60,6 +72,10 @@ impl Handler for TestHandler {
     async fn prepare_upload(&self, _peer: &Peer, _req: PrepareUpload, pin: Option<String>) -> PrepareReply {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.seen.lock().unwrap().pins.push(pin);
+        if self.hang.load(Ordering::SeqCst) {
+            let _count = CountDrop(&self.dropped);
+            std::future::pending::<()>().await;
+        }
         self.reply.lock().unwrap().clone()
     }
     async fn upload(
@@ -110,6 +126,8 @@ async fn start(limits: Limits) -> Running {
         reply: Mutex::new(PrepareReply::Declined),
         calls: AtomicUsize::new(0),
         seen: Mutex::default(),
+        hang: Default::default(),
+        dropped: AtomicUsize::new(0),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(h.clone(), async move {
@@ -369,4 +387,49 @@ async fn plain_http_devices_and_taken_ports_are_named() {
     let s = start(Limits::default()).await;
     let again = Server::bind(s.addr, s.id.clone()).await;
     assert!(matches!(again, Err(LsError::PortTaken(p)) if p == s.addr.port()));
+}
+
+#[tokio::test]
+async fn a_sender_that_gives_up_ends_the_pending_decision() {
+    let s = start(Limits::default()).await;
+    s.h.hang.store(true, Ordering::SeqCst);
+    let (c, cid) = client();
+    let req = offer(&device("Client", &cid.fingerprint), 1);
+    let gave_up = c.prepare_upload(s.addr, None, &req, None, Duration::from_millis(300)).await;
+    assert!(matches!(gave_up, Err(LsError::Timeout(_))), "{gave_up:?}");
+    // The connection closed: the server drops the handler's future (poll, bounded).
+    let deadline = Instant::now() + WAIT;
+    while s.h.dropped.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the handler still waits for a sender that left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let s = start(Limits { header: Duration::from_millis(400), ..Limits::default() }).await;
+    let started = Instant::now();
+    // No `Connection: close`: the server keeps the connection for a next request, then gives up.
+    let answer = raw(s.addr, b"GET /api/localsend/v2/info HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_served_without_a_fingerprint() {
+    let s = start(Limits::default()).await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(s.addr.ip().into());
+    let mut tls = tls::connector_without_certificate().connect(name, tcp).await.unwrap();
+    let body = serde_json::to_string(&device("Anonymous", "F00D")).unwrap();
+    let req = format!(
+        "POST /api/localsend/v2/register HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = vec![];
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    let seen = s.h.seen.lock().unwrap();
+    assert_eq!((seen.registered[0].0.as_deref(), seen.registered[0].1.alias.as_str()), (None, "Anonymous"));
 }

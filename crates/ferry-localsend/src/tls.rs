@@ -132,3 +132,15 @@ pub(crate) fn check_pin(seen: &str, pinned: Option<&str>) -> Result<(), LsError>
         _ => Ok(()),
     }
 }
+
+/// A client that shows no certificate (tests: other LocalSend clients may not).
+#[cfg(test)]
+pub(crate) fn connector_without_certificate() -> TlsConnector {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(SelfSigned::new())
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
