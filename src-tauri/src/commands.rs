@@ -117,7 +117,7 @@ pub async fn resolve(node: State<'_, Node>, path: String, keep: String) -> R<Res
 
 #[tauri::command]
 pub async fn send(node: State<'_, Node>, device: String, paths: Vec<String>) -> R<TransferDto> {
-    node.send(SendDto { device, paths }).await
+    node.send(SendDto { pin: None, device, paths }).await
 }
 
 #[tauri::command]
@@ -157,7 +157,7 @@ pub async fn notes(node: State<'_, Node>, device: Option<String>) -> R<Vec<NoteD
 
 #[tauri::command]
 pub async fn note_send(node: State<'_, Node>, device: String, text: String) -> R<NoteDto> {
-    node.note_send(NoteSendDto { device, text }).await
+    node.note_send(NoteSendDto { pin: None, device, text }).await
 }
 
 #[tauri::command]

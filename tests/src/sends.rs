@@ -13,7 +13,7 @@ pub fn inbox(n: &TestNode) -> PathBuf {
 
 pub async fn send(from: &TestNode, to: &TestNode, paths: &[&Path]) -> TransferDto {
     from.node
-        .send(SendDto { device: to.id(), paths: paths.iter().map(|p| p.display().to_string()).collect() })
+        .send(SendDto { pin: None, device: to.id(), paths: paths.iter().map(|p| p.display().to_string()).collect() })
         .await
         .expect("send")
 }

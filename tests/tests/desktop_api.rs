@@ -96,6 +96,8 @@ async fn settings_first_run_and_live_name() {
             listen: None,
             mdns: None,
             kdeconnect: None,
+            localsend: None,
+            localsend_pin: None,
             inbox: None,
         })
         .await;
@@ -108,6 +110,8 @@ async fn settings_first_run_and_live_name() {
             listen: Some("nope".into()),
             mdns: None,
             kdeconnect: None,
+            localsend: None,
+            localsend_pin: None,
             inbox: None,
         })
         .await;
@@ -120,6 +124,8 @@ async fn settings_first_run_and_live_name() {
             listen: Some("127.0.0.1:4000".into()),
             mdns: None,
             kdeconnect: None,
+            localsend: None,
+            localsend_pin: None,
             inbox: None,
         })
         .await

@@ -11,7 +11,7 @@ async fn notes(n: &TestNode) -> Vec<NoteDto> {
 }
 
 async fn send(from: &TestNode, to: &TestNode, text: &str) -> NoteDto {
-    from.node.note_send(NoteSendDto { device: to.id(), text: text.into() }).await.expect("note send")
+    from.node.note_send(NoteSendDto { pin: None, device: to.id(), text: text.into() }).await.expect("note send")
 }
 
 async fn state_of(n: &TestNode, id: &str) -> String {
@@ -28,11 +28,12 @@ async fn offline_notes_arrive_once_in_order_after_restart() {
     let _keep = guard_b;
     wait_for(&[&a], "a sees b offline", || async { !connected(&a, &b_id).await }).await;
 
-    let first = a.node.note_send(NoteSendDto { device: b_id.clone(), text: "hello offline".into() }).await.unwrap();
+    let first =
+        a.node.note_send(NoteSendDto { pin: None, device: b_id.clone(), text: "hello offline".into() }).await.unwrap();
     assert_eq!(first.state, "queued");
     assert_eq!(state_of(&a, &first.id).await, "queued", "stored before the call returned");
     for i in 0..100 {
-        a.node.note_send(NoteSendDto { device: b_id.clone(), text: format!("n{i:03}") }).await.unwrap();
+        a.node.note_send(NoteSendDto { pin: None, device: b_id.clone(), text: format!("n{i:03}") }).await.unwrap();
     }
 
     let b = TestNode::start_at("beta", &home_b).await;
@@ -90,11 +91,15 @@ async fn bad_notes_give_clear_errors_and_muted_devices_are_refused() {
     let b = TestNode::start("beta").await;
     pair(&a, &b).await;
     let long = "x".repeat(65537);
-    let e = a.node.note_send(NoteSendDto { device: b.id(), text: long }).await.unwrap_err();
+    let e = a.node.note_send(NoteSendDto { pin: None, device: b.id(), text: long }).await.unwrap_err();
     assert_eq!(e.message, "note is 65537 bytes; the limit is 65536");
     let ok = "y".repeat(65536);
     let big = send(&a, &b, &ok).await;
-    let e = a.node.note_send(NoteSendDto { device: "nosuchdevice".into(), text: "hi".into() }).await.unwrap_err();
+    let e = a
+        .node
+        .note_send(NoteSendDto { pin: None, device: "nosuchdevice".into(), text: "hi".into() })
+        .await
+        .unwrap_err();
     assert!(e.message.contains("no known device matches \"nosuchdevice\""), "{e}");
     wait_for(&[&a, &b], "64 KiB note delivered", || async { state_of(&a, &big.id).await == "delivered" }).await;
 

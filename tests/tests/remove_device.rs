@@ -81,7 +81,7 @@ async fn a_connected_device_is_cut_off_at_once_and_only_the_remover_can_pair_aga
     assert_eq!(tree(db.path()), tree_b);
 
     // beta can send no note, and pairing from beta is refused by alpha itself.
-    let err = b.node.note_send(NoteSendDto { device: a.id(), text: "hi".into() }).await.unwrap_err();
+    let err = b.node.note_send(NoteSendDto { pin: None, device: a.id(), text: "hi".into() }).await.unwrap_err();
     assert!(err.message.contains("not paired"), "{err:?}");
     let err = b.node.pair(&a.addr()).await.unwrap_err();
     assert!(err.message.contains("alpha removed this device"), "{err:?}");

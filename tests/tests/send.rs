@@ -118,20 +118,25 @@ async fn limits_give_clear_errors() {
     std::fs::write(&file, b"hi").unwrap();
     let paths = vec![file.display().to_string()];
 
-    let e = a.node.send(SendDto { device: "nosuchdevice".into(), paths: paths.clone() }).await.unwrap_err();
+    let e = a.node.send(SendDto { pin: None, device: "nosuchdevice".into(), paths: paths.clone() }).await.unwrap_err();
     assert!(e.message.contains("no known device matches \"nosuchdevice\""), "{e}");
-    let e = a.node.send(SendDto { device: b.id(), paths: vec!["relative.txt".into()] }).await.unwrap_err();
+    let e = a.node.send(SendDto { pin: None, device: b.id(), paths: vec!["relative.txt".into()] }).await.unwrap_err();
     assert!(e.message.contains("must be an absolute path"), "{e}");
     let missing = src.path().join("missing");
-    let e = a.node.send(SendDto { device: b.id(), paths: vec![missing.display().to_string()] }).await.unwrap_err();
+    let e = a
+        .node
+        .send(SendDto { pin: None, device: b.id(), paths: vec![missing.display().to_string()] })
+        .await
+        .unwrap_err();
     assert!(e.message.contains("missing"), "{e}");
     std::os::unix::fs::symlink("note.txt", src.path().join("link")).unwrap();
-    let e = a.node.send(SendDto { device: b.id(), paths: vec![src.path().join("link").display().to_string()] });
+    let e =
+        a.node.send(SendDto { pin: None, device: b.id(), paths: vec![src.path().join("link").display().to_string()] });
     assert!(e.await.unwrap_err().message.contains("symbolic link"));
 
     // A stranger (never paired) is unknown here: nothing to send to.
     let c = TestNode::start("gamma").await;
-    let e = a.node.send(SendDto { device: c.id(), paths: paths.clone() }).await.unwrap_err();
+    let e = a.node.send(SendDto { pin: None, device: c.id(), paths: paths.clone() }).await.unwrap_err();
     assert!(e.message.contains("no known device"), "{e}");
 
     // Muted: the offer is refused with the reason.

@@ -137,6 +137,9 @@ pub(crate) enum Cmd {
         /// Queue the send and return at once (it continues in the node).
         #[arg(long)]
         no_wait: bool,
+        /// The PIN a LocalSend device asks for.
+        #[arg(long)]
+        pin: Option<String>,
     },
     /// Active and recent one-shot sends, both directions.
     Transfers,
@@ -202,6 +205,9 @@ pub(crate) enum DevicesCmd {
     /// from now on; it is told when reachable. No file is deleted on either side. `ferry pair`
     /// toward it pairs again.
     Remove { device: String },
+    /// Keep a LocalSend device in the list while it is away (`on`), or list it only when
+    /// nearby (`off`).
+    Favorite { device: String, state: OnOff },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -213,7 +219,13 @@ pub(crate) enum OnOff {
 #[derive(Subcommand)]
 pub(crate) enum NoteCmd {
     /// Send TEXT (`-` reads stdin) to DEVICE (id, unique prefix or name); queued if offline.
-    Send { device: String, text: String },
+    Send {
+        device: String,
+        text: String,
+        /// The PIN a LocalSend device asks for.
+        #[arg(long)]
+        pin: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

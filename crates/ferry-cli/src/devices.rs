@@ -34,6 +34,7 @@ pub(crate) async fn devices(c: &Client, json: bool, cmd: Option<DevicesCmd>) -> 
         Some(DevicesCmd::AddAddress { device, address }) => add_address(c, json, device, address).await,
         Some(DevicesCmd::AutoAccept { device, state }) => auto_accept(c, json, device, state).await,
         Some(DevicesCmd::Remove { device }) => remove(c, json, device).await,
+        Some(DevicesCmd::Favorite { device, state }) => favorite(c, json, device, state).await,
     }
 }
 
@@ -52,6 +53,18 @@ async fn list(c: &Client, json: bool) -> Result<ExitCode> {
                 // A KDE Connect device has no owner; its type says what it is.
                 let what = format!("KDE Connect {}", d.device_type.as_deref().unwrap_or("device"));
                 println!("{:<16} {:<10} {:<22} {}  {}", d.name, state, what, d.id, d.addresses.join(", "));
+            } else if d.kind == "localsend" {
+                // A LocalSend device is known by its certificate's fingerprint (no pairing).
+                let what = format!("LocalSend {}", d.model.as_deref().or(d.device_type.as_deref()).unwrap_or("device"));
+                let fp = d.fingerprint.as_deref().map(|f| &f[..f.len().min(16)]).unwrap_or("");
+                let star = if d.favorite { " *" } else { "" };
+                println!(
+                    "{:<16} {:<10} {:<22} fingerprint {fp}…{star}  {}",
+                    d.name,
+                    state,
+                    what,
+                    d.addresses.join(", ")
+                );
             } else {
                 println!(
                     "{:<16} {:<10} owner {:<10} {}{}  {}",
@@ -91,6 +104,9 @@ async fn remove(c: &Client, json: bool, device: String) -> Result<ExitCode> {
     let d: DeviceDto = call(c.post("/v1/devices/remove", &serde_json::json!({ "name": device })).await)?;
     if json {
         print_json(&d)
+    } else if d.kind == "localsend" {
+        println!("forgot {} ({})", d.name, d.id);
+        println!("It is listed again, as a new device, when it is next heard.");
     } else if d.kind == "kdeconnect" {
         println!("unpaired {} ({})", d.name, d.id);
         println!("It was told, and can ask to pair again; `ferry pair {}` pairs it again from here.", d.name);
@@ -98,6 +114,20 @@ async fn remove(c: &Client, json: bool, device: String) -> Result<ExitCode> {
         println!("removed {} ({})", d.name, d.id);
         println!("It is no longer paired or in any share, and its connections are refused.");
         println!("No file was deleted. To pair with it again: `ferry pair` toward it.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry devices favorite DEVICE on|off` (LocalSend devices).
+async fn favorite(c: &Client, json: bool, device: String, state: OnOff) -> Result<ExitCode> {
+    let on = matches!(state, OnOff::On);
+    let d: DeviceDto = call(c.post("/v1/devices/favorite", &serde_json::json!({ "name": device, "on": on })).await)?;
+    if json {
+        print_json(&d)
+    } else if d.favorite {
+        println!("{} is a favorite: listed while away", d.name);
+    } else {
+        println!("{} is listed only while nearby", d.name);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -79,7 +79,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Rewind { target, to, dry_run } => history::rewind(c, json, target, to, dry_run).await,
         Cmd::Conflicts { share } => history::conflicts(c, json, share).await,
         Cmd::Resolve { path, keep } => history::resolve(c, json, path, keep).await,
-        Cmd::Send { device, paths, no_wait } => send::send(c, json, device, paths, no_wait).await,
+        Cmd::Send { device, paths, no_wait, pin } => send::send(c, json, device, paths, no_wait, pin).await,
         Cmd::Transfers => send::transfers(c, json).await,
         Cmd::Events => events::events(c, json).await,
     }

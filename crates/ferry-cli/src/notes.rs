@@ -13,7 +13,7 @@ use crate::output::{fmt_ms, print_json};
 
 /// `ferry note send DEVICE TEXT`; TEXT `-` reads the note from stdin.
 pub(crate) async fn note(c: &Client, json: bool, cmd: NoteCmd) -> Result<ExitCode> {
-    let NoteCmd::Send { device, text } = cmd;
+    let NoteCmd::Send { device, text, pin } = cmd;
     let text = if text == "-" {
         let mut buf = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf).context("reading the note from stdin")?;
@@ -21,7 +21,7 @@ pub(crate) async fn note(c: &Client, json: bool, cmd: NoteCmd) -> Result<ExitCod
     } else {
         text
     };
-    let n: NoteDto = call(c.post("/v1/notes/send", &NoteSendDto { device, text }).await)?;
+    let n: NoteDto = call(c.post("/v1/notes/send", &NoteSendDto { device, text, pin }).await)?;
     if json {
         print_json(&n)
     } else {

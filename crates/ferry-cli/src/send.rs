@@ -27,9 +27,10 @@ pub(crate) async fn send(
     device: String,
     paths: Vec<PathBuf>,
     no_wait: bool,
+    pin: Option<String>,
 ) -> Result<ExitCode> {
     let paths = paths.iter().map(|p| absolute(p).map(|p| p.display().to_string())).collect::<Result<_>>()?;
-    let req = SendDto { device, paths };
+    let req = SendDto { device, paths, pin };
     // Subscribe first so no event of this transfer can be missed.
     let stream = if no_wait { None } else { Some(c.events().await.map_err(client_err)?) };
     let t: TransferDto = call(c.post("/v1/send", &req).await)?;

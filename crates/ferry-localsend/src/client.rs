@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -122,7 +122,7 @@ impl Client {
         })
     }
 
-    /// `POST /upload`: streams `len` bytes of `file` (never buffered whole), calling
+    /// `POST /upload`: streams `len` bytes of `file` (a file, or any reader; never buffered whole), calling
     /// `progress` with the bytes sent so far. [`LsError::Status`] for any answer but 200.
     #[allow(clippy::too_many_arguments)] // the protocol's three ids, plus where and what
     pub async fn upload(
@@ -132,7 +132,7 @@ impl Client {
         session: &str,
         file_id: &str,
         token: &str,
-        file: tokio::fs::File,
+        file: impl tokio::io::AsyncRead + Send + Unpin + 'static,
         len: u64,
         mut progress: impl FnMut(u64) + Send,
     ) -> Result<(), LsError> {
@@ -296,15 +296,15 @@ async fn read_body(res: Response<Incoming>, idle: Duration) -> Result<Vec<u8>, L
 
 /// A file's first `remaining` bytes as a body, one [`FILE_CHUNK`] at a time, reporting the
 /// bytes handed to the connection through `tx`.
-struct FileBody {
-    file: tokio::fs::File,
+struct FileBody<R> {
+    file: R,
     remaining: u64,
     sent: u64,
     buf: Vec<u8>,
     tx: watch::Sender<u64>,
 }
 
-impl Body for FileBody {
+impl<R: tokio::io::AsyncRead + Unpin> Body for FileBody<R> {
     type Data = Bytes;
     type Error = std::io::Error;
 

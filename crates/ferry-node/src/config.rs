@@ -337,6 +337,18 @@ fn default_owner() -> String {
     std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "me".into())
 }
 
+/// Checks a LocalSend PIN from a flag, the environment or ferry.toml: empty means none.
+fn check_pin(pin: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(pin) = pin.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()) else { return Ok(None) };
+    if pin.chars().count() > MAX_PIN || pin.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ConfigError::Invalid {
+            what: "localsend_pin",
+            message: format!("a PIN is 1 to {MAX_PIN} characters without spaces"),
+        });
+    }
+    Ok(Some(pin))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,16 +458,4 @@ mod tests {
         let e = Config::load(Overrides { rescan_secs: Some(0), ..home() }).unwrap_err();
         assert_eq!(e.to_string(), "invalid rescan interval: must be at least 1 second");
     }
-}
-
-/// Checks a LocalSend PIN from a flag, the environment or ferry.toml: empty means none.
-fn check_pin(pin: Option<String>) -> Result<Option<String>, ConfigError> {
-    let Some(pin) = pin.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()) else { return Ok(None) };
-    if pin.chars().count() > MAX_PIN || pin.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ConfigError::Invalid {
-            what: "localsend_pin",
-            message: format!("a PIN is 1 to {MAX_PIN} characters without spaces"),
-        });
-    }
-    Ok(Some(pin))
 }

@@ -81,6 +81,8 @@ pub(crate) struct Context {
     pub unpaired: Arc<tokio::sync::Semaphore>,
     /// KDE Connect: whether it runs, its links and the devices it hears (see `kdeconnect/`).
     pub kde: crate::kde_handle::Kde,
+    /// LocalSend: whether it runs, the devices it hears, the incoming session (see `localsend/`).
+    pub ls: crate::ls_handle::Ls,
 }
 
 pub(crate) use crate::api::ApiResult;

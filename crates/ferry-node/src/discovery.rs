@@ -69,6 +69,9 @@ pub(crate) fn add_nearby(inner: &Arc<Context>, out: &mut Vec<DeviceDto>) {
                 kind: "ferry".into(),
                 device_type: None,
                 warning: None,
+                model: None,
+                fingerprint: None,
+                favorite: false,
             }),
         }
     }

@@ -142,6 +142,7 @@ pub async fn offline(overrides: Overrides) -> DoctorDto {
             nearby: vec![],
         },
         kdeconnect: kde_offline(cfg.as_ref().map(|c| (c.kdeconnect, c.kdeconnect_bind))),
+        localsend: ls_offline(cfg.as_ref()),
         inotify,
         problems: vec![],
     };
@@ -191,6 +192,43 @@ fn kde_offline(cfg: Option<(bool, std::net::IpAddr)>) -> KdeDoctorDto {
     d
 }
 
+/// LocalSend in a running node.
+pub(crate) fn ls_running(inner: &Context) -> LsDoctorDto {
+    let state = match (inner.cfg.localsend, inner.ls.running()) {
+        (false, _) => "off",
+        (true, true) => "running",
+        (true, false) => "failed",
+    };
+    LsDoctorDto {
+        enabled: inner.cfg.localsend,
+        state: state.into(),
+        reason: inner.ls.off_reason.lock().unwrap().clone(),
+        port: *inner.ls.port.lock().unwrap(),
+        fingerprint: inner.ls.local.get().map(|l| l.fingerprint.clone()),
+        nearby: inner.ls.nearby.lock().unwrap().len() as u32,
+        pin: inner.cfg.localsend_pin.is_some(),
+    }
+}
+
+/// LocalSend without a running node: would it start? Only a bind is tried (nothing is sent).
+fn ls_offline(cfg: Option<&crate::config::Config>) -> LsDoctorDto {
+    let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    let (enabled, bind, port, pin) = cfg
+        .map(|c| (c.localsend, c.localsend_bind, c.localsend_port, c.localsend_pin.is_some()))
+        .unwrap_or((true, any, crate::config::LOCALSEND_PORT, false));
+    let mut d = LsDoctorDto { enabled, state: "daemon not running".into(), pin, ..Default::default() };
+    if !enabled {
+        d.state = "off".into();
+        d.reason = Some("turned off (--no-localsend, FERRY_LOCALSEND=0 or localsend = false)".into());
+    } else if std::net::TcpListener::bind((bind, port)).is_err() {
+        d.state = "failed".into();
+        d.reason = Some(format!(
+            "another program (another LocalSend) holds TCP port {port} on this computer; Ferry will leave LocalSend              to it"
+        ));
+    }
+    d
+}
+
 pub(crate) fn problems(d: &DoctorDto) -> Vec<String> {
     let mut p = Vec::new();
     match d.control_socket_state.as_str() {
@@ -231,6 +269,11 @@ pub(crate) fn problems(d: &DoctorDto) -> Vec<String> {
         && let Some(r) = &d.kdeconnect.reason
     {
         p.push(format!("KDE Connect is not running: {r}"));
+    }
+    if d.localsend.state == "failed"
+        && let Some(r) = &d.localsend.reason
+    {
+        p.push(format!("LocalSend is not running: {r}"));
     }
     if let Some(fix) = &d.inotify.fix {
         p.push(format!("the inotify watch limit is nearly exhausted; raise it: {fix}"));

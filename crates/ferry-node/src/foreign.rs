@@ -13,6 +13,7 @@ use crate::clock::now_ms;
 use crate::context::Context;
 use crate::events::Event;
 use crate::notes::note_hex;
+use crate::transfers::Reservation;
 
 /// Space left free on the Inbox's disk beyond incoming files: the database, the logs and the
 /// rest of the system need some, and a disk filled to its last byte fails in odd places.
@@ -31,13 +32,14 @@ pub(crate) fn check_name(name: &str) -> Result<RelPath, String> {
     Ok(p)
 }
 
-/// Bytes of the Inbox's disk promised to a file being fetched, given back when dropped.
-pub(crate) struct Reservation(Arc<Context>, u64);
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.0.sends.promised.fetch_sub(self.1, std::sync::atomic::Ordering::SeqCst);
+/// Checks a path a device offers for a file of a folder it sends (LocalSend sends a folder's
+/// files as `folder/sub/name`): relative, no `..`, no empty or reserved part, no backslash or
+/// control character (a Windows-style `..\\x` is refused, not taken as a name).
+pub(crate) fn check_path(name: &str) -> Result<RelPath, String> {
+    if name.chars().any(|c| c == '\\' || c.is_control()) {
+        return Err(format!("{name:?} is not a plain relative path"));
     }
+    RelPath::new(name).map_err(|e| format!("{name:?}: {e}"))
 }
 
 /// The file is fetched before the user answers (the device serves it only while it waits), so
@@ -55,7 +57,7 @@ pub(crate) async fn reserve_space(inner: &Arc<Context>, size: u64) -> Result<Res
     };
     let order = std::sync::atomic::Ordering::SeqCst;
     match inner.sends.promised.fetch_update(order, order, fits) {
-        Ok(_) => Ok(Reservation(inner.clone(), size)),
+        Ok(_) => Ok(Reservation::new(inner.sends.promised.clone(), size)),
         Err(fetching) => Err(format!(
             "a file of {size} bytes does not fit: the Inbox's disk has {free} bytes free, {fetching} of them promised \
              to files being received, and {SPACE_RESERVE} are kept free"

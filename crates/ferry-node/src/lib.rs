@@ -37,6 +37,8 @@ mod kde_handle;
 mod kdeconnect;
 mod limits;
 mod link;
+mod localsend;
+mod ls_handle;
 mod need;
 mod node;
 mod notes;

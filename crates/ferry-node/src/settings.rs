@@ -36,6 +36,14 @@ pub struct SettingsDto {
     pub kdeconnect: bool,
     #[serde(default)]
     pub kdeconnect_now: bool,
+    /// LocalSend as saved (next start) and as running now, and whether a PIN is asked of
+    /// LocalSend senders (saved).
+    #[serde(default)]
+    pub localsend: bool,
+    #[serde(default)]
+    pub localsend_now: bool,
+    #[serde(default)]
+    pub localsend_pin: bool,
     /// Where received files land, as saved (absolute path) and as used now.
     #[serde(default)]
     pub inbox: String,
@@ -55,6 +63,12 @@ pub struct SettingsUpdateDto {
     /// KDE Connect on or off (next start); `None` keeps it.
     #[serde(default)]
     pub kdeconnect: Option<bool>,
+    /// LocalSend on or off (next start); `None` keeps it.
+    #[serde(default)]
+    pub localsend: Option<bool>,
+    /// The PIN LocalSend senders must give (next start): `Some("")` removes it; `None` keeps it.
+    #[serde(default)]
+    pub localsend_pin: Option<String>,
     /// The inbox for received files, an absolute path (next start); `None` keeps it.
     #[serde(default)]
     pub inbox: Option<String>,
@@ -110,6 +124,8 @@ pub(crate) struct Update {
     pub listen: Option<String>,
     pub mdns: Option<bool>,
     pub kdeconnect: Option<bool>,
+    pub localsend: Option<bool>,
+    pub localsend_pin: Option<String>,
     pub inbox: Option<String>,
 }
 
@@ -134,7 +150,22 @@ pub(crate) fn check_update(req: &SettingsUpdateDto) -> ApiResult<Update> {
         }
         None => None,
     };
-    Ok(Update { name, owner, listen, mdns: req.mdns, kdeconnect: req.kdeconnect, inbox })
+    let localsend_pin = match req.localsend_pin.as_deref().map(str::trim) {
+        Some(p) if p.chars().count() > 32 || p.chars().any(|c| c.is_control() || c.is_whitespace()) => {
+            return Err(ApiError::bad("a LocalSend PIN is 1 to 32 characters without spaces (empty removes it)"));
+        }
+        p => p.map(str::to_string),
+    };
+    Ok(Update {
+        name,
+        owner,
+        listen,
+        mdns: req.mdns,
+        kdeconnect: req.kdeconnect,
+        localsend: req.localsend,
+        localsend_pin,
+        inbox,
+    })
 }
 
 /// Writes a checked update into the file's table; keys not in the update are kept.
@@ -149,6 +180,18 @@ pub(crate) fn apply_update(table: &mut toml::Table, u: &Update) {
     }
     if let Some(k) = u.kdeconnect {
         table.insert("kdeconnect".into(), k.into());
+    }
+    if let Some(l) = u.localsend {
+        table.insert("localsend".into(), l.into());
+    }
+    match u.localsend_pin.as_deref() {
+        Some("") => {
+            table.remove("localsend_pin");
+        }
+        Some(p) => {
+            table.insert("localsend_pin".into(), p.into());
+        }
+        None => {}
     }
     if let Some(i) = &u.inbox {
         table.insert("inbox".into(), i.clone().into());
@@ -168,6 +211,8 @@ mod tests {
             listen: listen.map(Into::into),
             mdns,
             kdeconnect: None,
+            localsend: None,
+            localsend_pin: None,
             inbox: inbox.map(Into::into),
         }
     }

@@ -24,7 +24,23 @@ pub(crate) struct Sends {
     pub(crate) offered: Mutex<HashMap<TransferId, Arc<TransferRecord>>>,
     /// Bytes of the Inbox's disk promised to files from KDE Connect and LocalSend devices being
     /// received now (`foreign::reserve_space`), counted against its free space.
-    pub(crate) promised: std::sync::atomic::AtomicU64,
+    pub(crate) promised: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Bytes of the Inbox's disk promised to a file being received (`foreign::reserve_space`),
+/// given back when dropped.
+pub(crate) struct Reservation(Arc<std::sync::atomic::AtomicU64>, u64);
+
+impl Reservation {
+    pub(crate) fn new(promised: Arc<std::sync::atomic::AtomicU64>, bytes: u64) -> Reservation {
+        Reservation(promised, bytes)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Live numbers of one transfer in this run of the node.

@@ -107,20 +107,35 @@ removed: boolean,
  */
 removed_by: string | null, 
 /**
- * `ferry` (a Ferry device: shares, notes, sends) or `kdeconnect` (a KDE Connect device,
- * such as a phone: notes and sends only, never a share).
+ * `ferry` (a Ferry device: shares, notes, sends), `kdeconnect` (a KDE Connect device,
+ * such as a phone: notes and sends only, never a share) or `localsend` (a LocalSend device:
+ * notes and sends only, no pairing).
  */
 kind: string, 
 /**
  * What the device says it is: `phone`, `tablet`, `desktop`, `laptop` or `tv` (KDE Connect
- * devices; Ferry devices do not say).
+ * devices), `mobile`, `desktop`, `web`, `headless` or `server` (LocalSend devices); Ferry
+ * devices do not say.
  */
 device_type: string | null, 
 /**
  * Something the user should know about this device now, e.g. that it came back with
  * another certificate and was refused.
  */
-warning: string | null, };
+warning: string | null, 
+/**
+ * LocalSend devices: the model they announce (`Pixel 8`, `iPhone`, `Linux`).
+ */
+model: string | null, 
+/**
+ * LocalSend devices: the SHA-256 of their certificate (upper-case hex), what identifies
+ * them (they have no pairing).
+ */
+fingerprint: string | null, 
+/**
+ * LocalSend devices: kept in the list while away (`ferry devices favorite`).
+ */
+favorite: boolean, };
 
 export type PendingDto = { id: number, 
 /**
@@ -139,7 +154,12 @@ transfer: string | null, files: number | null, bytes: number | null, names: Arra
  * Mass-delete prompts (`kind` = `mass-delete`): deletions held, of how many files (in
  * `files`).
  */
-deletes: number | null, };
+deletes: number | null, 
+/**
+ * The device's kind (`ferry`, `kdeconnect`, `localsend`), and for a LocalSend device its
+ * certificate fingerprint: what tells it from another device of the same name.
+ */
+device_kind: string, fingerprint: string | null, };
 
 export type ShareDto = { id: string, label: string, path: string, mode: string, devices: Array<string>, paused: boolean, };
 
@@ -213,7 +233,11 @@ state: string,
  */
 refused: string | null, };
 
-export type NoteSendDto = { device: string, text: string, };
+export type NoteSendDto = { device: string, text: string, 
+/**
+ * The PIN a LocalSend device asks for (ignored for other devices).
+ */
+pin: string | null, };
 
 export type DeviceMuteDto = { device: string, name: string, muted: boolean, };
 
@@ -235,7 +259,11 @@ listen: string, mdns: MdnsDoctorDto,
 /**
  * KDE Connect (phones): running, off, or not started and why.
  */
-kdeconnect: KdeDoctorDto, inotify: InotifyDto, 
+kdeconnect: KdeDoctorDto, 
+/**
+ * LocalSend: running, off, or not started and why.
+ */
+localsend: LsDoctorDto, inotify: InotifyDto, 
 /**
  * One line per thing that needs attention, with what to do.
  */
@@ -316,7 +344,11 @@ device: string,
 /**
  * Absolute paths of files and folders (folders are sent with everything in them).
  */
-paths: Array<string>, };
+paths: Array<string>, 
+/**
+ * The PIN a LocalSend device asks for (ignored for other devices).
+ */
+pin: string | null, };
 
 export type TransferDto = { 
 /**
@@ -508,6 +540,11 @@ mdns: boolean, mdns_now: boolean,
  */
 kdeconnect: boolean, kdeconnect_now: boolean, 
 /**
+ * LocalSend as saved (next start) and as running now, and whether a PIN is asked of
+ * LocalSend senders (saved).
+ */
+localsend: boolean, localsend_now: boolean, localsend_pin: boolean, 
+/**
  * Where received files land, as saved (absolute path) and as used now.
  */
 inbox: string, inbox_now: string, };
@@ -525,6 +562,14 @@ mdns: boolean | null,
  * KDE Connect on or off (next start); `None` keeps it.
  */
 kdeconnect: boolean | null, 
+/**
+ * LocalSend on or off (next start); `None` keeps it.
+ */
+localsend: boolean | null, 
+/**
+ * The PIN LocalSend senders must give (next start): `Some("")` removes it; `None` keeps it.
+ */
+localsend_pin: string | null, 
 /**
  * The inbox for received files, an absolute path (next start); `None` keeps it.
  */

@@ -147,18 +147,30 @@ pub struct DeviceDto {
     /// It removed this device, under this name: no longer dialed or synced with.
     #[serde(default)]
     pub removed_by: Option<String>,
-    /// `ferry` (a Ferry device: shares, notes, sends) or `kdeconnect` (a KDE Connect device,
-    /// such as a phone: notes and sends only, never a share).
+    /// `ferry` (a Ferry device: shares, notes, sends), `kdeconnect` (a KDE Connect device,
+    /// such as a phone: notes and sends only, never a share) or `localsend` (a LocalSend device:
+    /// notes and sends only, no pairing).
     #[serde(default)]
     pub kind: String,
     /// What the device says it is: `phone`, `tablet`, `desktop`, `laptop` or `tv` (KDE Connect
-    /// devices; Ferry devices do not say).
+    /// devices), `mobile`, `desktop`, `web`, `headless` or `server` (LocalSend devices); Ferry
+    /// devices do not say.
     #[serde(default)]
     pub device_type: Option<String>,
     /// Something the user should know about this device now, e.g. that it came back with
     /// another certificate and was refused.
     #[serde(default)]
     pub warning: Option<String>,
+    /// LocalSend devices: the model they announce (`Pixel 8`, `iPhone`, `Linux`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// LocalSend devices: the SHA-256 of their certificate (upper-case hex), what identifies
+    /// them (they have no pairing).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// LocalSend devices: kept in the list while away (`ferry devices favorite`).
+    #[serde(default)]
+    pub favorite: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
@@ -187,6 +199,12 @@ pub struct PendingDto {
     /// `files`).
     #[serde(default)]
     pub deletes: Option<u64>,
+    /// The device's kind (`ferry`, `kdeconnect`, `localsend`), and for a LocalSend device its
+    /// certificate fingerprint: what tells it from another device of the same name.
+    #[serde(default)]
+    pub device_kind: String,
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
@@ -306,6 +324,9 @@ pub struct NoteDto {
 pub struct NoteSendDto {
     pub device: String,
     pub text: String,
+    /// The PIN a LocalSend device asks for (ignored for other devices).
+    #[serde(default)]
+    pub pin: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, ts_rs::TS)]
@@ -349,9 +370,30 @@ pub struct DoctorDto {
     /// KDE Connect (phones): running, off, or not started and why.
     #[serde(default)]
     pub kdeconnect: KdeDoctorDto,
+    /// LocalSend: running, off, or not started and why.
+    #[serde(default)]
+    pub localsend: LsDoctorDto,
     pub inotify: InotifyDto,
     /// One line per thing that needs attention, with what to do.
     pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
+pub struct LsDoctorDto {
+    /// Asked for by the configuration.
+    pub enabled: bool,
+    /// `running`, `off` (disabled), `failed` (asked for but not started: see `reason`), or
+    /// `daemon not running`.
+    pub state: String,
+    pub reason: Option<String>,
+    /// The TCP port its HTTPS server listens on (53317 unless configured).
+    pub port: Option<u16>,
+    /// Its certificate's fingerprint, as LocalSend devices show it.
+    pub fingerprint: Option<String>,
+    /// LocalSend devices heard on the network now.
+    pub nearby: u32,
+    /// A PIN is asked of senders.
+    pub pin: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
@@ -422,6 +464,9 @@ pub struct SendDto {
     pub device: String,
     /// Absolute paths of files and folders (folders are sent with everything in them).
     pub paths: Vec<String>,
+    /// The PIN a LocalSend device asks for (ignored for other devices).
+    #[serde(default)]
+    pub pin: Option<String>,
 }
 
 /// One one-shot send, outgoing or incoming.

@@ -292,6 +292,9 @@ pub(crate) async fn describe(inner: &Arc<Context>, out: &mut Vec<crate::api::Dev
             kind: "kdeconnect".into(),
             device_type: Some(n.identity.device_type.as_str().into()),
             warning: refused.get(&id).cloned(),
+            model: None,
+            fingerprint: None,
+            favorite: false,
         });
     }
     Ok(())

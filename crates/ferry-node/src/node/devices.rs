@@ -57,11 +57,15 @@ impl Node {
                     kind: "ferry".into(),
                     device_type: None,
                     warning: None,
+                    model: None,
+                    fingerprint: None,
+                    favorite: false,
                 }
             })
             .collect();
         crate::discovery::add_nearby(inner, &mut out);
         crate::kdeconnect::describe(inner, &mut out).await?;
+        crate::localsend::describe(inner, &mut out).await?;
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -89,6 +93,8 @@ impl Node {
                     bytes: None,
                     names: vec![],
                     deletes: None,
+                    device_kind: String::new(),
+                    fingerprint: None,
                 },
                 PromptKind::ShareOffer { share, label } => PendingDto {
                     id: p.id,
@@ -105,6 +111,8 @@ impl Node {
                     bytes: None,
                     names: vec![],
                     deletes: None,
+                    device_kind: String::new(),
+                    fingerprint: None,
                 },
                 PromptKind::SendOffer { transfer, files, bytes, names } => PendingDto {
                     id: p.id,
@@ -121,6 +129,8 @@ impl Node {
                     bytes: Some(bytes),
                     names,
                     deletes: None,
+                    device_kind: String::new(),
+                    fingerprint: None,
                 },
                 PromptKind::MassDelete { share, label, deletes, files } => PendingDto {
                     id: p.id,
@@ -137,8 +147,23 @@ impl Node {
                     bytes: None,
                     names: vec![],
                     deletes: Some(deletes),
+                    device_kind: String::new(),
+                    fingerprint: None,
                 },
             });
+        }
+        // Which kind of device asks, and for a LocalSend device its fingerprint (it has no
+        // pairing: the fingerprint is what tells it from another device of the same name).
+        let (kde, ls) = inner.db(|s| Ok((s.kde_devices()?, s.ls_devices()?))).await?;
+        for p in &mut out {
+            if let Some(r) = ls.iter().find(|r| r.id().to_string() == p.device) {
+                p.device_kind = "localsend".into();
+                p.fingerprint = Some(r.fingerprint.clone());
+            } else if kde.iter().any(|(id, _)| id.to_string() == p.device) {
+                p.device_kind = "kdeconnect".into();
+            } else {
+                p.device_kind = "ferry".into();
+            }
         }
         Ok(out)
     }
@@ -232,6 +257,8 @@ impl Node {
                 let dev = prompt.device;
                 let res = if inner.db(move |s| s.kde_device(&dev)).await?.is_some() {
                     crate::kdeconnect::answer_send(inner, prompt.device, *transfer, accept).await
+                } else if crate::localsend::is_localsend(inner, dev).await? {
+                    crate::localsend::answer_send(inner, prompt.device, *transfer, accept).await
                 } else {
                     crate::send::answer(inner, prompt.device, *transfer, accept).await
                 };
@@ -266,6 +293,13 @@ impl Node {
             inner.emit(Event::DeviceRemoved { device: id.to_string(), name: dev.name.clone(), by: None });
             return self.device_dto(id).await;
         }
+        if crate::localsend::is_localsend(inner, id).await? {
+            // A LocalSend device has no pairing to undo: it is forgotten (listed again, as a
+            // new device, when it is next heard).
+            let d = crate::localsend::remove(inner, id).await?;
+            inner.emit(Event::DeviceRemoved { device: id.to_string(), name: dev.name.clone(), by: None });
+            return Ok(d);
+        }
         if inner.db(move |s| s.removal(&id)).await?.is_some_and(|r| r.by == RemovedBy::Us) {
             return Err(ApiError::new(ErrorCode::Conflict, format!("{} is already removed", dev.name)));
         }
@@ -276,6 +310,20 @@ impl Node {
             .into_iter()
             .find(|d| d.id == sid)
             .ok_or_else(|| ApiError::internal("device vanished after its removal"))
+    }
+
+    /// Keeps a LocalSend device listed while away (or only while nearby).
+    pub async fn device_favorite(&self, device: &str, on: bool) -> ApiResult<DeviceDto> {
+        let inner = &self.inner;
+        let dev = super::resolve_target(inner, device).await?;
+        if !crate::localsend::is_localsend(inner, dev.id).await? {
+            return Err(ApiError::bad(format!(
+                "{} is not a LocalSend device; paired devices are always listed",
+                dev.name
+            )));
+        }
+        crate::localsend::set_favorite(inner, dev.id, on).await?;
+        self.device_dto(dev.id).await
     }
 
     pub async fn ping(&self, device: &str) -> ApiResult<PingDto> {

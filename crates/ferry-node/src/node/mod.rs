@@ -100,10 +100,12 @@ impl Node {
             dial_wake: tokio::sync::Notify::new(),
             unpaired: Arc::new(tokio::sync::Semaphore::new(crate::limits::MAX_UNPAIRED_CONNECTIONS)),
             kde: Default::default(),
+            ls: Default::default(),
         });
         crate::removal::restore(&inner).await?;
         crate::discovery::start(&inner);
         crate::kdeconnect::start(&inner).await;
+        crate::localsend::start(&inner).await;
         // Pairing prompts belong to connections that died with the previous run.
         for p in inner.db(|s| s.prompts()).await? {
             if matches!(p.kind, PromptKind::Pair { .. }) {
@@ -236,6 +238,7 @@ impl Node {
             listen: inner.listen.to_string(),
             mdns,
             kdeconnect: crate::doctor::kde_running(inner),
+            localsend: crate::doctor::ls_running(inner),
             inotify,
             problems: vec![],
         };
@@ -265,4 +268,22 @@ pub(crate) fn damaged_database(db: &std::path::Path, why: &str) -> String {
          \x20    Its files are kept and compared with the other devices' (nothing is deleted; where both\n\
          \x20    changed a file, a conflict copy keeps both)."
     )
+}
+
+/// Resolves the device a note or send goes to: a known device (id, unique prefix or name), or
+/// else a LocalSend device heard nearby (by alias or fingerprint), which then gets a device row.
+pub(crate) async fn resolve_target(
+    inner: &std::sync::Arc<crate::context::Context>,
+    arg: &str,
+) -> ApiResult<ferry_store::DeviceRecord> {
+    match inner.resolve_device(arg).await {
+        Err(e) if e.code == ErrorCode::NotFound => match crate::localsend::resolve_nearby(inner, arg).await? {
+            Some(id) => inner
+                .db(move |s| s.device(&id))
+                .await?
+                .ok_or_else(|| ApiError::internal("the LocalSend device has no row after resolving it")),
+            None => Err(e),
+        },
+        r => r,
+    }
 }

@@ -15,9 +15,13 @@ impl Node {
     pub async fn note_send(&self, req: NoteSendDto) -> ApiResult<NoteDto> {
         let inner = &self.inner;
         check_len(&req.text).map_err(ApiError::bad)?;
-        let dev = inner.resolve_device(&req.device).await?;
-        if !dev.paired {
+        let dev = super::resolve_target(inner, &req.device).await?;
+        let ls = crate::localsend::is_localsend(inner, dev.id).await?;
+        if !dev.paired && !ls {
             return Err(ApiError::bad(format!("{} is not paired; pair it first", dev.name)));
+        }
+        if ls {
+            crate::localsend::set_pin(inner, dev.id, req.pin.clone());
         }
         let rec = NoteRecord {
             id: NoteId(rand::random()),
@@ -90,6 +94,8 @@ impl Node {
 fn flush_soon(inner: &std::sync::Arc<crate::context::Context>, device: ferry_proto::DeviceId) {
     if inner.kde.link(&device).is_some() {
         crate::kdeconnect::flush_notes_soon(inner, device);
+    } else if inner.ls.nearby(&device).is_some() {
+        crate::localsend::flush_soon(inner, device);
     } else {
         crate::notes::flush_soon(inner, device);
     }

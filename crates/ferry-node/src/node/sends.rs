@@ -23,11 +23,12 @@ impl Node {
         if req.paths.is_empty() {
             return Err(ApiError::bad("nothing to send: give at least one file or folder"));
         }
-        let dev = inner.resolve_device(&req.device).await?;
-        if !dev.paired {
+        let dev = super::resolve_target(inner, &req.device).await?;
+        let did = dev.id;
+        let ls = crate::localsend::is_localsend(inner, did).await?;
+        if !dev.paired && !ls {
             return Err(ApiError::bad(format!("{} is not paired; pair it first", dev.name)));
         }
-        let did = dev.id;
         let kde = inner.db(move |s| s.kde_device(&did)).await?.is_some();
         let paths: Vec<PathBuf> = req.paths.iter().map(PathBuf::from).collect();
         if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
@@ -91,6 +92,9 @@ impl Node {
         let out = dto(inner, &rec).await?;
         if kde {
             crate::kdeconnect::send_files(inner, dev.id);
+        } else if ls {
+            crate::localsend::set_pin(inner, dev.id, req.pin.clone());
+            crate::localsend::flush_soon(inner, dev.id);
         } else {
             flush_soon(inner, dev.id);
         }
@@ -133,8 +137,10 @@ impl Node {
     /// Accepts sends from a device without a prompt (or asks again).
     pub async fn device_auto_accept(&self, device: &str, on: bool) -> ApiResult<AutoAcceptDto> {
         let inner = &self.inner;
-        let dev = inner.resolve_device(device).await?;
-        if on && !dev.paired {
+        let dev = super::resolve_target(inner, device).await?;
+        // A LocalSend device has no pairing; auto-accept is bound to its certificate's
+        // fingerprint, which its id is made from.
+        if on && !dev.paired && !crate::localsend::is_localsend(inner, dev.id).await? {
             return Err(ApiError::bad(format!("{} is not paired; pair it first", dev.name)));
         }
         let id = dev.id;

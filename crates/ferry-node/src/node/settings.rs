@@ -42,6 +42,9 @@ impl Node {
             mdns_now: self.inner.cfg.mdns,
             kdeconnect: table.get("kdeconnect").and_then(|v| v.as_bool()).unwrap_or(self.inner.cfg.kdeconnect),
             kdeconnect_now: self.inner.kde.running(),
+            localsend: table.get("localsend").and_then(|v| v.as_bool()).unwrap_or(self.inner.cfg.localsend),
+            localsend_now: self.inner.ls.running(),
+            localsend_pin: table.get("localsend_pin").and_then(|v| v.as_str()).is_some_and(|p| !p.is_empty()),
             inbox: table
                 .get("inbox")
                 .and_then(|v| v.as_str())
@@ -78,6 +81,8 @@ impl Node {
             listen: None,
             mdns: None,
             kdeconnect: None,
+            localsend: None,
+            localsend_pin: None,
             inbox: None,
         })
         .await?;

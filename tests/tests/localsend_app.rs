@@ -1,0 +1,239 @@
+//! Ferry's LocalSend link against a device that behaves like the LocalSend 2.2 app: the test
+//! peer (`tests/src/lspeer`, written from LocalSend's sources, independent of ferry-localsend:
+//! it requires a client certificate, pins fingerprints, holds one session at a time) on host 1
+//! of a namespace network, a real `ferry daemon` on host 0 with `--localsend-bind 0.0.0.0`.
+//! Discovery by multicast both ways, files both ways (SHA-256 equal), text both ways, a declined
+//! offer, fingerprints in either letter case, a new certificate under a known alias listed as
+//! another device, a PIN, busy (409) and a cancel mid-upload.
+//!
+//! Needs root (namespaces) and the `ferry` binary; without root every test prints "skipped"
+//! and passes. Traffic stays in the namespaces.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_e2e::kdepeer::ctl::{ferry_bin, listing, notes, sha256_file, transfers};
+use ferry_e2e::lspeer::Opts;
+use ferry_e2e::lspeer::ctl::{PeerCtl, in_process};
+use ferry_e2e::netns::{Net, NsDaemon, poll};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+const MIB: usize = 1 << 20;
+/// Ferry's LocalSend server: host 0, LocalSend's port.
+const FERRY: &str = "10.77.0.1:53317";
+
+fn net() -> Option<Net> {
+    match Net::new(2) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            eprintln!("skipped: {}", e.0);
+            None
+        }
+    }
+}
+
+/// A Ferry daemon on host 0 with LocalSend on every address of its namespace (multicast on).
+fn start_ferry(net: &Net, inbox: &Path, extra: &[&str]) -> NsDaemon {
+    let mut args = vec!["--localsend-bind", "0.0.0.0", "--inbox", inbox.to_str().unwrap(), "--no-mdns"];
+    args.extend_from_slice(extra);
+    NsDaemon::start(net, 0, &ferry_bin(), "desk", &args)
+}
+
+/// The app-like peer on host `host`, multicast on, saving into `dir`.
+fn start_peer(net: &Net, host: usize, alias: &str, dir: &Path, tune: impl FnOnce(&mut Opts)) -> (PeerCtl, String) {
+    let mut o = Opts::new(alias, dir.to_path_buf());
+    o.multicast = true;
+    o.timeout = Duration::from_secs(200);
+    tune(&mut o);
+    let (ctl, ready) = in_process(Some(&net.hosts[host].ns), o);
+    (ctl, ready["fingerprint"].as_str().unwrap().to_string())
+}
+
+/// The LocalSend device called `alias` in `ferry devices --json`.
+fn ls_device(d: &NsDaemon, alias: &str) -> Option<Value> {
+    d.devices().into_iter().find(|v| v["kind"] == "localsend" && v["name"] == alias)
+}
+
+fn write_random(path: &Path, seed: u64, len: usize) {
+    std::fs::write(path, ferry_e2e::random_bytes(seed, len)).unwrap();
+}
+
+/// The next outcome of a send the peer made.
+fn outcome(p: &mut PeerCtl) -> Value {
+    let names = ["sent", "declined", "pin-required", "busy", "too-many-attempts", "send-failed"];
+    p.wait("a send outcome", WAIT, |v| names.iter().any(|n| v["event"] == *n))
+}
+
+/// The send prompt Ferry raised, once it is there.
+fn send_prompt(ferry: &NsDaemon) -> Value {
+    poll("the send prompt", WAIT, POLL, || {
+        ferry.json(&["pending"]).as_array()?.iter().find(|p| p["kind"] == "send").cloned()
+    })
+}
+
+fn transfer_state(ferry: &NsDaemon, incoming: bool) -> Option<(String, Value)> {
+    let t = transfers(ferry).into_iter().find(|t| t["direction"] == if incoming { "in" } else { "out" })?;
+    Some((t["state"].as_str()?.to_string(), t))
+}
+
+/// Discovery both ways, a file and text from the phone (prompt with alias and fingerprint),
+/// a note and a file from Ferry (SHA-256 equal), a declined send (exit 1 with the reason).
+#[test]
+fn ferry_and_an_app_exchange_files_and_text() {
+    let Some(net) = net() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (inbox, phone_dir) = (work.path().join("inbox"), work.path().join("phone"));
+    std::fs::create_dir_all(&phone_dir).unwrap();
+    let ferry = start_ferry(&net, &inbox, &[]);
+    // The app writes fingerprints upper case; this peer announces lower case, so Ferry's
+    // pinning must not care.
+    let (mut phone, fp) = start_peer(&net, 1, "Pixel", &phone_dir, |o| {
+        o.upper = false;
+        o.auto_accept = false;
+    });
+    // Discovery: each hears the other (Ferry lists the phone; the phone lists Ferry).
+    let dev = poll("Ferry lists the phone", WAIT, POLL, || ls_device(&ferry, "Pixel"));
+    assert_eq!(dev["device_type"], "mobile");
+    assert_eq!(dev["model"], "Pixel");
+    assert_eq!(dev["fingerprint"].as_str().unwrap(), fp.to_uppercase());
+    assert_eq!(dev["nearby"], true);
+    let doctor = ferry.json(&["doctor"]);
+    let ferry_fp = doctor["localsend"]["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(doctor["localsend"]["state"], "running", "{doctor}");
+    phone.wait("Ferry in the phone's list", WAIT, |v| {
+        v["event"] == "device" && v["fingerprint"].as_str().is_some_and(|f| f.eq_ignore_ascii_case(&ferry_fp))
+    });
+
+    // A file from the phone: the prompt names the phone and its fingerprint; accepted, it lands
+    // in the Inbox whole.
+    let src = work.path().join("holiday.jpg");
+    write_random(&src, 7, 5 * MIB);
+    phone.send(json!({ "cmd": "send", "to": FERRY, "files": [{ "path": src }] }));
+    let p = send_prompt(&ferry);
+    assert_eq!(p["device_name"], "Pixel");
+    assert_eq!(p["device_kind"], "localsend");
+    assert_eq!(p["fingerprint"].as_str().unwrap(), fp.to_uppercase());
+    assert_eq!(p["names"], json!(["holiday.jpg"]));
+    ferry.cli(&["accept", &p["id"].to_string()]);
+    let sent = outcome(&mut phone);
+    assert_eq!(sent["event"], "sent", "{sent}");
+    let got = inbox.join("holiday.jpg");
+    poll("the file in the Inbox", WAIT, POLL, || got.exists().then_some(()));
+    assert_eq!(sha256_file(&got), sha256_file(&src));
+    poll("the transfer done", WAIT, POLL, || (transfer_state(&ferry, true)?.0 == "done").then_some(()));
+    assert_eq!(listing(&inbox), vec!["holiday.jpg"], "nothing else (no staging left)");
+
+    // Text from the phone is a note (answered 204: nothing to upload).
+    phone.send(json!({ "cmd": "send_text", "to": FERRY, "text": "on my way" }));
+    let done = outcome(&mut phone);
+    assert_eq!((done["event"].as_str(), done["status"].as_i64()), (Some("sent"), Some(204)), "{done}");
+    let n = poll("the note", WAIT, POLL, || notes(&ferry).into_iter().find(|n| n["text"] == "on my way"));
+    assert_eq!(n["state"], "unread");
+
+    // A note from Ferry is the app's text message; the phone's user accepts it.
+    ferry.cli(&["note", "send", "Pixel", "see you at 8"]);
+    let shown = phone.wait_event("text", WAIT);
+    assert_eq!(shown["text"], "see you at 8");
+    assert_eq!(shown["cert_fingerprint"].as_str().unwrap().to_uppercase(), ferry_fp);
+    phone.send(json!({ "cmd": "accept" }));
+    poll("the note delivered", WAIT, POLL, || {
+        notes(&ferry).into_iter().find(|n| n["text"] == "see you at 8" && n["state"] == "delivered")
+    });
+
+    // A file from Ferry: the phone's user accepts; what it saved hashes the same.
+    let out = work.path().join("report.pdf");
+    write_random(&out, 8, 3 * MIB + 17);
+    let mut send = ferry.cmd(&["send", "Pixel", out.to_str().unwrap()]).spawn().unwrap();
+    let offer = phone.wait_event("offer", WAIT);
+    assert_eq!(offer["files"][0]["fileName"], "report.pdf");
+    assert_eq!(offer["files"][0]["sha256"].as_str().unwrap(), sha256_file(&out));
+    phone.send(json!({ "cmd": "accept" }));
+    let r = phone.wait_event("received", WAIT);
+    assert_eq!(r["sha256"].as_str().unwrap(), sha256_file(&out));
+    assert!(send.wait().unwrap().success(), "ferry send exits 0 once the phone has it");
+
+    // Declined: `ferry send` exits 1 and says so.
+    let send =
+        ferry.cmd(&["send", "Pixel", out.to_str().unwrap()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    phone.wait_event("offer", WAIT);
+    phone.send(json!({ "cmd": "decline" }));
+    let end = send.wait_with_output().unwrap();
+    assert_eq!(end.status.code(), Some(1), "a declined send exits 1");
+    let err = String::from_utf8_lossy(&end.stderr);
+    assert!(err.contains("Pixel declined"), "{err}");
+}
+
+/// A second device under a known alias with another certificate is another device, with a
+/// warning; a favorite stays listed while away; removing forgets.
+#[test]
+fn a_new_certificate_under_a_known_alias_is_another_device() {
+    let Some(net) = net() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ferry = start_ferry(&net, &work.path().join("inbox"), &[]);
+    let (first, fp1) = start_peer(&net, 1, "Pixel", &work.path().join("a"), |_| {});
+    poll("the first Pixel", WAIT, POLL, || ls_device(&ferry, "Pixel"));
+    ferry.cli(&["devices", "favorite", "Pixel", "on"]);
+    drop(first);
+    let (_second, fp2) = start_peer(&net, 1, "Pixel", &work.path().join("b"), |_| {});
+    assert_ne!(fp1, fp2);
+    let both = poll("both Pixels listed", WAIT, POLL, || {
+        let list: Vec<Value> = ferry.devices().into_iter().filter(|d| d["name"] == "Pixel").collect();
+        (list.len() == 2).then_some(list)
+    });
+    let old = both.iter().find(|d| d["fingerprint"] == fp1.as_str()).expect("the first, a favorite, still listed");
+    let new = both.iter().find(|d| d["fingerprint"] == fp2.as_str()).expect("the second");
+    assert_eq!(old["favorite"], true);
+    assert!(old["warning"].is_null(), "{old}");
+    let w = new["warning"].as_str().expect("the newcomer is flagged");
+    assert!(w.contains("another certificate"), "{w}");
+    // Forgetting the favorite: it is gone from the list.
+    let id = old["id"].as_str().unwrap().to_string();
+    ferry.cli(&["devices", "remove", &id]);
+    assert!(!ferry.devices().iter().any(|d| d["id"] == id.as_str()));
+}
+
+/// A PIN: refused without it and with a wrong one; busy (409) while an offer waits; a cancel
+/// mid-upload leaves nothing in the Inbox.
+#[test]
+fn pin_busy_and_cancel() {
+    let Some(net) = net() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let inbox = work.path().join("inbox");
+    let ferry = start_ferry(&net, &inbox, &["--localsend-pin", "4321"]);
+    let (mut phone, _) = start_peer(&net, 1, "Pixel", &work.path().join("p"), |_| {});
+    let src = work.path().join("big.bin");
+    write_random(&src, 9, 8 * MIB);
+    poll("Ferry lists the phone", WAIT, POLL, || ls_device(&ferry, "Pixel"));
+
+    phone.send(json!({ "cmd": "send", "to": FERRY, "files": [{ "path": src }] }));
+    assert_eq!(outcome(&mut phone)["event"], "pin-required");
+    phone.send(json!({ "cmd": "send", "to": FERRY, "files": [{ "path": src }], "pin": "1111" }));
+    assert_eq!(outcome(&mut phone)["event"], "pin-required");
+
+    // With the PIN: the offer waits for the user; meanwhile a second sender is busy.
+    phone.send(json!({ "cmd": "send", "to": FERRY, "files": [{ "path": src }], "pin": "4321" }));
+    let p = send_prompt(&ferry);
+    let (mut other, _) = start_peer(&net, 1, "Tablet", &work.path().join("t"), |o| {
+        o.multicast = false;
+        o.port = 0;
+    });
+    other.send(json!({ "cmd": "send", "to": FERRY, "files": [{ "path": src }], "pin": "4321" }));
+    assert_eq!(outcome(&mut other)["event"], "busy");
+    ferry.cli(&["reject", &p["id"].to_string()]);
+    assert_eq!(outcome(&mut phone)["event"], "declined");
+    assert_eq!(transfer_state(&ferry, true).unwrap().0, "rejected");
+
+    // Auto-accept for this very device; a send stalled after 1 MiB, then cancelled: the
+    // transfer fails and nothing reaches the Inbox (its staging folder is gone too).
+    ferry.cli(&["devices", "auto-accept", "Pixel", "on"]);
+    phone.send(json!({ "cmd": "send", "to": FERRY, "files": [{ "path": src }], "pin": "4321", "stall_after": MIB }));
+    phone.wait_event("stalled", WAIT);
+    phone.send(json!({ "cmd": "cancel" }));
+    phone.wait_event("cancel_sent", WAIT);
+    poll("the transfer failed", WAIT, POLL, || {
+        transfers(&ferry).into_iter().find(|t| t["state"] == "failed" && t["direction"] == "in")
+    });
+    poll("nothing in the Inbox", WAIT, POLL, || listing(&inbox).is_empty().then_some(()));
+}
