@@ -87,6 +87,9 @@ impl Handler for TestHandler {
         mut body: UploadBody,
     ) -> UploadReply {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if token == "refuse" {
+            return UploadReply::Forbidden; // without reading a byte of the body
+        }
         let declared = body.len();
         let mut hash = Sha256::new();
         let result = loop {
@@ -432,4 +435,19 @@ async fn a_client_without_a_certificate_is_served_without_a_fingerprint() {
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
     let seen = s.h.seen.lock().unwrap();
     assert_eq!((seen.registered[0].0.as_deref(), seen.registered[0].1.alias.as_str()), (None, "Anonymous"));
+}
+
+#[tokio::test]
+async fn an_upload_refused_before_its_body_is_read_reports_the_status() {
+    const LEN: u64 = 8 << 20;
+    let s = start(Limits::default()).await;
+    let (c, _) = client();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, vec![7u8; LEN as usize]).unwrap();
+    for _ in 0..3 {
+        let file = tokio::fs::File::open(&path).await.unwrap();
+        let refused = c.upload(s.addr, None, "s", "f", "refuse", file, LEN, |_| {}).await;
+        assert!(matches!(refused, Err(LsError::Status(403))), "{refused:?}");
+    }
 }
