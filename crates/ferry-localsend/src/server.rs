@@ -394,12 +394,14 @@ async fn read_json(req: Request<Incoming>, limits: &Limits) -> Result<Vec<u8>, R
     }
     let mut body = req.into_body();
     let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let deadline = tokio::time::Instant::now() + limits.json_body;
     loop {
-        let frame = match tokio::time::timeout(limits.body_idle, body.frame()).await {
-            Err(_) => return Err(refuse(408, "the body stalled")),
-            Ok(None) => return Ok(buf),
-            Ok(Some(Err(e))) => return Err(refuse(400, &e.to_string())),
-            Ok(Some(Ok(f))) => f,
+        let next = tokio::time::timeout(limits.body_idle, body.frame());
+        let frame = match tokio::time::timeout_at(deadline, next).await {
+            Err(_) | Ok(Err(_)) => return Err(refuse(408, "the body was too slow")),
+            Ok(Ok(None)) => return Ok(buf),
+            Ok(Ok(Some(Err(e)))) => return Err(refuse(400, &e.to_string())),
+            Ok(Ok(Some(Ok(f)))) => f,
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > MAX_JSON {

@@ -451,3 +451,32 @@ async fn an_upload_refused_before_its_body_is_read_reports_the_status() {
         assert!(matches!(refused, Err(LsError::Status(403))), "{refused:?}");
     }
 }
+
+#[tokio::test]
+async fn a_trickled_json_body_is_cut_at_its_deadline() {
+    let limits = Limits { json_body: Duration::from_millis(300), ..Limits::default() };
+    let s = start(limits).await;
+    let id = LocalIdentity::generate().unwrap();
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(s.addr.ip().into());
+    let mut tls = tls::connector(&id).unwrap().connect(name, tcp).await.unwrap();
+    let head = "POST /api/localsend/v2/register HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = [0u8; 12];
+    // One byte every 50 ms: never idle for long, but never done.
+    let read = async {
+        loop {
+            tokio::select! {
+                r = tls.read(&mut answer) => return r.unwrap(),
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            if tls.write_all(b" ").await.is_err() {
+                return 0;
+            }
+        }
+    };
+    let n = tokio::time::timeout(WAIT, read).await.expect("the server answered");
+    assert_eq!(&answer[..n], b"HTTP/1.1 408", "after {:?}", started.elapsed());
+    assert_eq!(s.h.calls.load(Ordering::SeqCst), 0);
+}
