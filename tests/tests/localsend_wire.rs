@@ -10,7 +10,7 @@
 //! file saved by localsendd with SHA-256 equal, PIN required / wrong / right / locked out
 //! (401, 401, 200, 429), declined (403) when localsendd has no one to ask; our Server: hears
 //! localsendd's announcement and its /register with its client certificate, receives a file
-//! it sends with SHA-256 equal, asks it for a PIN, declines it.
+//! it sends (50 MiB) with SHA-256 equal, asks it for a PIN, declines it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -385,10 +385,13 @@ async fn receive_from(server: Server, d: Discovery, me: &DeviceInfo, lsd: &Local
     .await;
     assert_eq!(client_fp.as_deref(), Some(lsd_fp.as_str()));
 
-    let data = pattern(8 << 20);
+    let data = pattern(50 << 20);
     let path = work.join("from lsd.bin");
     std::fs::write(&path, &data).unwrap();
+    let started = Instant::now();
     let out = tokio::task::block_in_place(|| lsd.send(&path, &me.alias, None));
+    // localsendctl's whole send: hashing the file, the offer, the upload, its status polling.
+    eprintln!("localsend_wire: 50 MiB from localsendd (localsendctl send --wait) in {:?}", started.elapsed());
     assert!(
         out.status.success(),
         "send: {}{}",
