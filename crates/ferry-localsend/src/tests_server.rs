@@ -480,3 +480,24 @@ async fn a_trickled_json_body_is_cut_at_its_deadline() {
     assert_eq!(&answer[..n], b"HTTP/1.1 408", "after {:?}", started.elapsed());
     assert_eq!(s.h.calls.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_tls_1_2_client_is_served_and_its_certificate_seen() {
+    let s = start(Limits::default()).await;
+    let id = LocalIdentity::generate().unwrap();
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(s.addr.ip().into());
+    let mut tls = tls::connector_tls12(&id).connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    let body = serde_json::to_string(&device("Old phone", &id.fingerprint)).unwrap();
+    let req = format!(
+        "POST /api/localsend/v2/register HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = vec![];
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    let seen = s.h.seen.lock().unwrap();
+    assert_eq!(seen.registered[0].0.as_deref(), Some(id.fingerprint.as_str()));
+}
