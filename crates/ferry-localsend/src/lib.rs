@@ -23,8 +23,8 @@ pub use cert::{LocalIdentity, fingerprint_of};
 pub use client::{Client, PrepareOutcome};
 pub use discovery::Discovery;
 pub use info::{
-    DeviceInfo, DeviceType, FileMeta, MAX_DATAGRAM, MAX_FILES, MAX_JSON, MULTICAST, PORT, PrepareAnswer, PrepareUpload,
-    Protocol, fingerprint_eq, parse_answer, parse_info, parse_prepare,
+    DeviceInfo, DeviceType, FileMeta, MAX_DATAGRAM, MAX_FILES, MAX_JSON, MAX_PREVIEW, MULTICAST, PORT, PrepareAnswer,
+    PrepareUpload, Protocol, fingerprint_eq, parse_answer, parse_info, parse_prepare,
 };
 pub use server::{Handler, Peer, PrepareReply, Server, UploadBody, UploadReply};
 
