@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 pub mod kdeconnectd;
 pub mod kdepeer;
+pub mod localsendd;
 pub mod lspeer;
 pub mod messy;
 pub mod netns;

@@ -241,7 +241,8 @@ async fn speaks_plain_http(addr: SocketAddr, limits: &Limits) -> bool {
         tcp.read_exact(&mut head).await.ok()?;
         Some(&head == b"HTTP/")
     };
-    tokio::time::timeout(limits.connect + limits.answer, probe).await.ok().flatten().unwrap_or(false)
+    // Bounded like a handshake: an HTTP server answers a request at once.
+    tokio::time::timeout(limits.handshake, probe).await.ok().flatten().unwrap_or(false)
 }
 
 fn to_json(value: &impl serde::Serialize) -> Bytes {

@@ -83,12 +83,20 @@ impl<'de> Deserialize<'de> for DeviceType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
     Https,
     Http,
+}
+
+/// An unknown protocol is taken as HTTPS, as the app does (its enum's default): a device is
+/// not dropped for a value a newer app may send, and a wrong guess only fails the handshake.
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(if String::deserialize(d)? == "http" { Protocol::Http } else { Protocol::Https })
+    }
 }
 
 /// A device's description: multicast announcements, `/register` bodies and `/info` answers.
@@ -220,7 +228,7 @@ impl FileMeta {
         }
         if let Some(m) = &self.metadata {
             // Serialising an already-parsed value of a capped body costs at most the cap.
-            if !m.is_object() && !m.is_null() || m.to_string().len() > MAX_METADATA {
+            if !(m.is_object() || m.is_null()) || m.to_string().len() > MAX_METADATA {
                 return Err(bad("a file's metadata is not a small object".into()));
             }
         }

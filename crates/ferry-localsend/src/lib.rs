@@ -23,8 +23,8 @@ pub use cert::{LocalIdentity, fingerprint_of};
 pub use client::{Client, PrepareOutcome};
 pub use discovery::Discovery;
 pub use info::{
-    DeviceInfo, DeviceType, FileMeta, MAX_DATAGRAM, MAX_FILES, MAX_JSON, MULTICAST, PORT, PrepareAnswer, PrepareUpload,
-    Protocol, fingerprint_eq, parse_answer, parse_info, parse_prepare,
+    DeviceInfo, DeviceType, FileMeta, MAX_DATAGRAM, MAX_FILES, MAX_JSON, MAX_PREVIEW, MULTICAST, PORT, PrepareAnswer,
+    PrepareUpload, Protocol, fingerprint_eq, parse_answer, parse_info, parse_prepare,
 };
 pub use server::{Handler, Peer, PrepareReply, Server, UploadBody, UploadReply};
 
@@ -98,6 +98,9 @@ pub struct Limits {
     /// The longest pause between two pieces of a body, both ways: 30 s rides out a phone's
     /// Wi-Fi roaming, and a peer that stalls longer is dropped rather than holding a slot.
     pub body_idle: Duration,
+    /// A whole JSON body (server): [`MAX_JSON`] at 1 Mbit/s (a poor Wi-Fi link) takes about
+    /// 35 s; 60 s stops a trickling peer from holding a connection slot for long.
+    pub json_body: Duration,
     /// An answer that needs no person (info, register, cancel, upload's final status).
     pub answer: Duration,
     /// Connections served at once. The app uploads a few files in parallel and each peer needs
@@ -112,6 +115,7 @@ impl Default for Limits {
             handshake: Duration::from_secs(10),
             header: Duration::from_secs(30),
             body_idle: Duration::from_secs(30),
+            json_body: Duration::from_secs(60),
             answer: Duration::from_secs(30),
             max_connections: 64,
         }

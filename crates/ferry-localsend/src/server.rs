@@ -123,10 +123,16 @@ impl UploadReply {
 
 /// An upload's body, read piece by piece: never buffered whole.
 pub struct UploadBody {
-    body: Incoming,
+    /// `None` only once handed back for draining (in `drop`).
+    body: Option<Incoming>,
     len: u64,
     received: u64,
     idle: Duration,
+    /// Set once the body ended (or failed): nothing is left to drain.
+    finished: bool,
+    /// Where an unfinished body goes when the handler drops it, so the server can drain it
+    /// and the sender reads the answer (see [`drain`]).
+    leftover: Option<tokio::sync::oneshot::Sender<Incoming>>,
 }
 
 impl UploadBody {
@@ -145,8 +151,17 @@ impl UploadBody {
     /// the connection ends before, [`LsError::TooLong`] when more arrives than declared,
     /// [`LsError::Timeout`] after a pause of [`Limits::body_idle`].
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, LsError> {
+        let r = self.next().await;
+        if !matches!(r, Ok(Some(_))) {
+            self.finished = true;
+        }
+        r
+    }
+
+    async fn next(&mut self) -> Result<Option<Bytes>, LsError> {
+        let Some(body) = self.body.as_mut() else { return Ok(None) };
         loop {
-            let frame = tokio::time::timeout(self.idle, self.body.frame())
+            let frame = tokio::time::timeout(self.idle, body.frame())
                 .await
                 .map_err(|_| LsError::Timeout("the upload stalled"))?;
             let frame = match frame {
@@ -164,6 +179,37 @@ impl UploadBody {
             }
         }
     }
+}
+
+impl Drop for UploadBody {
+    fn drop(&mut self) {
+        if !self.finished
+            && let (Some(tx), Some(body)) = (self.leftover.take(), self.body.take())
+        {
+            let _ = tx.send(body);
+        }
+    }
+}
+
+/// Of a body the handler left unread (a refusal: wrong token, busy, too large), at most this
+/// much is read and dropped so the sender, still writing, gets to read our answer instead of
+/// a reset connection (HTTP/1.1 clients read the answer only after sending). 64 MiB is well
+/// under a second on a LAN; past it, or past [`DRAIN_TIME`], the connection is cut.
+const DRAIN_MAX: u64 = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+async fn drain(mut body: Incoming) {
+    let mut left = DRAIN_MAX;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            if n > left {
+                return;
+            }
+            left -= n;
+        }
+    })
+    .await;
 }
 
 pub struct Server {
@@ -300,8 +346,22 @@ async fn route<H: Handler>(h: &H, peer: &Peer, limits: &Limits, req: Request<Inc
                 return refuse(400, "sessionId, fileId and token are required");
             };
             let Some(len) = declared_length(&req) else { return refuse(411, "Content-Length is required") };
-            let body = UploadBody { body: req.into_body(), len, received: 0, idle: limits.body_idle };
-            empty(h.upload(peer, session, file, token, body).await.status())
+            let (leftover, unread) = tokio::sync::oneshot::channel();
+            let body = UploadBody {
+                body: Some(req.into_body()),
+                len,
+                received: 0,
+                idle: limits.body_idle,
+                finished: false,
+                leftover: Some(leftover),
+            };
+            let reply = h.upload(peer, session, file, token, body).await;
+            // A body the handler dropped unread (not one it kept, e.g. moved to a task).
+            let mut unread = unread;
+            if let Ok(rest) = unread.try_recv() {
+                drain(rest).await;
+            }
+            empty(reply.status())
         }
         (Method::POST, path::CANCEL) => match q.get("sessionId") {
             Some(session) => {
@@ -334,12 +394,14 @@ async fn read_json(req: Request<Incoming>, limits: &Limits) -> Result<Vec<u8>, R
     }
     let mut body = req.into_body();
     let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let deadline = tokio::time::Instant::now() + limits.json_body;
     loop {
-        let frame = match tokio::time::timeout(limits.body_idle, body.frame()).await {
-            Err(_) => return Err(refuse(408, "the body stalled")),
-            Ok(None) => return Ok(buf),
-            Ok(Some(Err(e))) => return Err(refuse(400, &e.to_string())),
-            Ok(Some(Ok(f))) => f,
+        let next = tokio::time::timeout(limits.body_idle, body.frame());
+        let frame = match tokio::time::timeout_at(deadline, next).await {
+            Err(_) | Ok(Err(_)) => return Err(refuse(408, "the body was too slow")),
+            Ok(Ok(None)) => return Ok(buf),
+            Ok(Ok(Some(Err(e)))) => return Err(refuse(400, &e.to_string())),
+            Ok(Ok(Some(Ok(f)))) => f,
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > MAX_JSON {

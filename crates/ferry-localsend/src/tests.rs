@@ -37,6 +37,14 @@ fn info_parses_the_apps_shapes() {
     let info = parse_info(bare.to_string().as_bytes()).unwrap();
     assert_eq!((info.port, info.protocol, info.device_type), (PORT, Protocol::Https, Some(DeviceType::Desktop)));
     assert_eq!((info.device_model.as_deref(), info.announce, info.download), (None, None, true));
+    // The app's datagram carries v1's `announcement` beside `announce`; an unknown protocol is
+    // taken as HTTPS (as the app takes it).
+    let mut app = info_body();
+    app["announcement"] = json!(true);
+    app["protocol"] = json!("quic");
+    let from_app = parse_info(app.to_string().as_bytes()).unwrap();
+    assert_eq!((from_app.announce, from_app.protocol), (Some(true), Protocol::Https));
+    assert_eq!(info_with("protocol", json!("http")).unwrap().protocol, Protocol::Http);
     // Round trip through our own serialisation.
     let again = parse_info(&serde_json::to_vec(&info).unwrap()).unwrap();
     assert_eq!(again, info);
@@ -55,7 +63,7 @@ fn info_refuses_bad_fields() {
         ("fingerprint", json!("has space")),
         ("port", json!(0)),
         ("port", json!(70000)),
-        ("protocol", json!("gopher")),
+        ("protocol", json!(5)),
         ("deviceModel", json!("m".repeat(65))),
         ("version", json!("")),
     ];

@@ -87,6 +87,9 @@ impl Handler for TestHandler {
         mut body: UploadBody,
     ) -> UploadReply {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if token == "refuse" {
+            return UploadReply::Forbidden; // without reading a byte of the body
+        }
         let declared = body.len();
         let mut hash = Sha256::new();
         let result = loop {
@@ -432,4 +435,69 @@ async fn a_client_without_a_certificate_is_served_without_a_fingerprint() {
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
     let seen = s.h.seen.lock().unwrap();
     assert_eq!((seen.registered[0].0.as_deref(), seen.registered[0].1.alias.as_str()), (None, "Anonymous"));
+}
+
+#[tokio::test]
+async fn an_upload_refused_before_its_body_is_read_reports_the_status() {
+    const LEN: u64 = 8 << 20;
+    let s = start(Limits::default()).await;
+    let (c, _) = client();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, vec![7u8; LEN as usize]).unwrap();
+    for _ in 0..3 {
+        let file = tokio::fs::File::open(&path).await.unwrap();
+        let refused = c.upload(s.addr, None, "s", "f", "refuse", file, LEN, |_| {}).await;
+        assert!(matches!(refused, Err(LsError::Status(403))), "{refused:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_trickled_json_body_is_cut_at_its_deadline() {
+    let limits = Limits { json_body: Duration::from_millis(300), ..Limits::default() };
+    let s = start(limits).await;
+    let id = LocalIdentity::generate().unwrap();
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(s.addr.ip().into());
+    let mut tls = tls::connector(&id).unwrap().connect(name, tcp).await.unwrap();
+    let head = "POST /api/localsend/v2/register HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = [0u8; 12];
+    // One byte every 50 ms: never idle for long, but never done.
+    let read = async {
+        loop {
+            tokio::select! {
+                r = tls.read(&mut answer) => return r.unwrap(),
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            if tls.write_all(b" ").await.is_err() {
+                return 0;
+            }
+        }
+    };
+    let n = tokio::time::timeout(WAIT, read).await.expect("the server answered");
+    assert_eq!(&answer[..n], b"HTTP/1.1 408", "after {:?}", started.elapsed());
+    assert_eq!(s.h.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_tls_1_2_client_is_served_and_its_certificate_seen() {
+    let s = start(Limits::default()).await;
+    let id = LocalIdentity::generate().unwrap();
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(s.addr.ip().into());
+    let mut tls = tls::connector_tls12(&id).connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    let body = serde_json::to_string(&device("Old phone", &id.fingerprint)).unwrap();
+    let req = format!(
+        "POST /api/localsend/v2/register HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = vec![];
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    let seen = s.h.seen.lock().unwrap();
+    assert_eq!(seen.registered[0].0.as_deref(), Some(id.fingerprint.as_str()));
 }

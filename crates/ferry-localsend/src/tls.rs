@@ -144,3 +144,16 @@ pub(crate) fn connector_without_certificate() -> TlsConnector {
         .with_no_client_auth();
     TlsConnector::from(Arc::new(config))
 }
+
+/// A client limited to TLS 1.2, with our certificate (tests: older phones).
+#[cfg(test)]
+pub(crate) fn connector_tls12(local: &LocalIdentity) -> TlsConnector {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(SelfSigned::new())
+        .with_client_auth_cert(local.cert_chain(), local.private_key())
+        .unwrap();
+    TlsConnector::from(Arc::new(config))
+}
