@@ -17,6 +17,8 @@
 
 mod receive;
 mod send;
+mod session;
+mod upload;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

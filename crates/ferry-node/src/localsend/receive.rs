@@ -9,16 +9,12 @@
 //! are accepted at once for a device marked auto-accept; the request is held open until the user
 //! answers (bounded), as LocalSend's senders expect.
 //!
-//! Uploads land in the transfer's staging folder inside the Inbox (never the Inbox itself), each
-//! file written whole, hashed on the way (SHA-256 checked when the sender gave one) and fsynced;
-//! when the last file is in, each top-level entry is placed in the Inbox under a name nothing
-//! uses (never overwriting), the Inbox fsynced, and the transfer done. A cancel, a refused file,
-//! or a sender gone quiet ends the session and deletes its staging folder: nothing of a
-//! transfer that did not finish reaches the Inbox.
+//! Uploads (`upload.rs`) land in the transfer's staging folder inside the Inbox, never the Inbox
+//! itself. A cancel, a refused file, or a sender gone quiet ends the session and deletes its
+//! staging folder: nothing of a transfer that did not finish reaches the Inbox.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,15 +23,15 @@ use ferry_localsend::{DeviceInfo, Peer, PrepareAnswer, PrepareReply, PrepareUplo
 use ferry_proto::wire::{MAX_NOTE, MAX_SEND_BYTES, MAX_SEND_FILES, SendFile};
 use ferry_proto::{ChunkHash, DeviceId, TransferId};
 use ferry_store::{LsDeviceRecord, PromptKind, TransferRecord, TransferState};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use crate::api::{ApiError, ApiResult, ErrorCode};
 use crate::clock::now_ms;
 use crate::context::{Context, add_prompt};
 use crate::events::Event;
 use crate::ls_handle::{InFile, InSession};
-use crate::send::{emit_progress, emit_state, place, remove_prompt_for, remove_staging, set_state, staging_dir};
+
+use super::session::{device_name, end_session, peer_is};
+use crate::send::{emit_state, remove_prompt_for, remove_staging, set_state};
 
 /// How long an offer waits for the user before it is declined: the sender's request is held
 /// open meanwhile (LocalSend senders wait; localsendd gives its user 60 s, the app longer).
@@ -89,7 +85,7 @@ impl ferry_localsend::Handler for Receiver {
         token: String,
         body: UploadBody,
     ) -> UploadReply {
-        upload(&self.0, peer, session, file_id, token, body).await
+        super::upload::upload(&self.0, peer, session, file_id, token, body).await
     }
 
     async fn cancel(&self, peer: &Peer, session: String) {
@@ -118,19 +114,6 @@ fn refuse(reply: PrepareReply, why: impl Into<String>) -> Refusal {
 fn sender_fingerprint(peer: &Peer, info: &DeviceInfo) -> Option<String> {
     let cert = peer.client_fingerprint.as_deref()?;
     ferry_localsend::fingerprint_eq(cert, &info.fingerprint).then(|| cert.to_ascii_uppercase())
-}
-
-/// The Ferry id of the device on this connection (from its certificate).
-fn peer_device(peer: &Peer) -> DeviceId {
-    LsDeviceRecord::ferry_id(peer.client_fingerprint.as_deref().unwrap_or_default())
-}
-
-fn peer_is(peer: &Peer, fp: &str) -> bool {
-    peer.client_fingerprint.as_deref().is_some_and(|c| ferry_localsend::fingerprint_eq(c, fp))
-}
-
-async fn device_name(inner: &Arc<Context>, id: DeviceId) -> String {
-    inner.db(move |s| s.device(&id)).await.ok().flatten().map(|d| d.name).unwrap_or_else(|| "the device".into())
 }
 
 /// Checks the PIN an offer carries, counting wrong ones per address.
@@ -225,6 +208,12 @@ async fn offer(
             return Err(refuse(PrepareReply::Declined, e.message));
         }
     }
+    answer_offer(inner, tid, auto).await
+}
+
+/// Waits for the user's answer (or takes auto-accept's) and answers the offer: the session's
+/// tokens when accepted (and its watchdog started), declined otherwise.
+async fn answer_offer(inner: &Arc<Context>, tid: TransferId, auto: bool) -> Result<PrepareReply, Refusal> {
     let accepted = auto || wait_answer(inner, tid).await;
     let answer = {
         let mut cur = inner.ls.session.lock().unwrap();
@@ -426,211 +415,6 @@ async fn watchdog(inner: &Arc<Context>, tid: TransferId) {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-    }
-}
-
-/// Ends the session of `tid` (if it is the current one): fails the transfer with `why` (when
-/// given and it is not final), drops its prompt and deletes its staging folder.
-async fn end_session(inner: &Arc<Context>, tid: TransferId, why: Option<String>) {
-    let was = {
-        let mut cur = inner.ls.session.lock().unwrap();
-        if cur.as_ref().is_some_and(|s| s.transfer == tid) { cur.take() } else { None }
-    };
-    if let Some(w) = inner.ls.answers.lock().unwrap().remove(&tid) {
-        let _ = w.send(false);
-    }
-    if let Some(why) = why {
-        set_state(inner, tid, SendEvent::Failed(why), None).await;
-    }
-    remove_prompt_for(inner, tid).await;
-    if was.is_some() {
-        remove_staging(inner, &tid).await;
-    }
-}
-
-/// One file's upload: checked against the session (id, token, the sender's certificate, the
-/// size it offered), streamed into staging, hashed, fsynced; the last file places them all.
-async fn upload(
-    inner: &Arc<Context>,
-    peer: &Peer,
-    session: String,
-    file_id: String,
-    token: String,
-    body: UploadBody,
-) -> UploadReply {
-    let checked = {
-        let mut cur = inner.ls.session.lock().unwrap();
-        let Some(s) = cur.as_mut().filter(|s| s.id == session && s.accepted && peer_is(peer, &s.fingerprint)) else {
-            // Not this session's sender (or no session): refused, the session untouched.
-            return UploadReply::Forbidden;
-        };
-        s.active = Instant::now();
-        match s.files.get_mut(&file_id) {
-            Some(f) if f.token != token => Err((UploadReply::Forbidden, "an upload with a wrong token".to_string())),
-            Some(f) if f.done || f.busy => Err((UploadReply::Conflict, "a file uploaded twice".to_string())),
-            Some(f) if body.len() != f.size => Err((
-                UploadReply::TooLarge,
-                format!("an upload of {} bytes for a file offered with {}", body.len(), f.size),
-            )),
-            Some(f) => {
-                f.busy = true;
-                Ok((s.transfer, f.path.clone(), f.size, f.sha256.clone()))
-            }
-            None => Err((UploadReply::Forbidden, "an upload of a file it did not offer".to_string())),
-        }
-        .map_err(|e| (s.transfer, e))
-    };
-    // The session's own sender breaking the protocol ends the session: nothing it sent is kept.
-    let (tid, path, size, sha256) = match checked {
-        Ok(x) => x,
-        Err((tid, (reply, why))) => {
-            let name = device_name(inner, peer_device(peer)).await;
-            end_session(inner, tid, Some(format!("{name} sent {why}"))).await;
-            return reply;
-        }
-    };
-    let target = staging_dir(inner, &tid).join(path.as_str());
-    match receive_file(inner, tid, &target, size, sha256.as_deref(), body).await {
-        Ok(()) => {}
-        Err((reply, why)) => {
-            tracing::info!("LocalSend upload of {} refused: {why}", path.as_str());
-            end_session(inner, tid, Some(why)).await;
-            return reply;
-        }
-    }
-    let all_done = {
-        let mut cur = inner.ls.session.lock().unwrap();
-        let Some(s) = cur.as_mut().filter(|s| s.transfer == tid) else { return UploadReply::Forbidden };
-        if let Some(f) = s.files.get_mut(&file_id) {
-            f.busy = false;
-            f.done = true;
-        }
-        s.active = Instant::now();
-        s.files.values().all(|f| f.done)
-    };
-    if all_done {
-        finish(inner, tid).await;
-    }
-    UploadReply::Ok
-}
-
-type Failure = (UploadReply, String);
-
-/// Writes one file's bytes to `target` (a new file), checking the count and the hash.
-async fn receive_file(
-    inner: &Arc<Context>,
-    tid: TransferId,
-    target: &std::path::Path,
-    size: u64,
-    sha256: Option<&str>,
-    mut body: UploadBody,
-) -> Result<(), Failure> {
-    let failed = |e: String| (UploadReply::Failed, e);
-    let (dir, inbox) = (target.parent().map(PathBuf::from).unwrap_or_default(), inner.cfg.inbox.clone());
-    tokio::task::spawn_blocking(move || {
-        ferry_fs::create_dirs_durable(&inbox).and_then(|_| ferry_fs::create_dirs_durable(&dir))
-    })
-    .await
-    .map_err(|e| failed(e.to_string()))?
-    .map_err(|e| failed(format!("cannot make the staging folder: {e}")))?;
-    let file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(target)
-        .await
-        .map_err(|e| failed(format!("{}: {e}", target.display())))?;
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let mut hash = Sha256::new();
-    let mut got = 0u64;
-    loop {
-        let chunk = match body.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(ferry_localsend::LsError::TooLong) => {
-                return Err((UploadReply::TooLarge, format!("more than the {size} bytes offered")));
-            }
-            Err(e) => return Err(failed(format!("the upload broke off after {got} bytes: {e}"))),
-        };
-        got += chunk.len() as u64;
-        if got > size {
-            return Err((UploadReply::TooLarge, format!("more than the {size} bytes offered")));
-        }
-        hash.update(&chunk);
-        out.write_all(&chunk).await.map_err(|e| failed(format!("{}: {e}", target.display())))?;
-        progress(inner, tid, chunk.len() as u64).await;
-    }
-    if got != size {
-        return Err(failed(format!("{got} of the {size} bytes offered arrived")));
-    }
-    let hex: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    if let Some(want) = sha256
-        && hex != want
-    {
-        return Err((UploadReply::HashMismatch, format!("what arrived has SHA-256 {hex}, not the {want} offered")));
-    }
-    out.flush().await.map_err(|e| failed(e.to_string()))?;
-    out.into_inner().sync_all().await.map_err(|e| failed(format!("{}: {e}", target.display())))?;
-    Ok(())
-}
-
-async fn progress(inner: &Arc<Context>, tid: TransferId, n: u64) {
-    let done = {
-        let mut cur = inner.ls.session.lock().unwrap();
-        let Some(s) = cur.as_mut().filter(|s| s.transfer == tid) else { return };
-        s.received += n;
-        s.active = Instant::now();
-        s.received
-    };
-    let (due, rate) = inner.sends.with_live(tid, |l| {
-        l.record(done);
-        l.wire = done;
-        (l.due(false), l.rate())
-    });
-    if due && let Ok(Some(t)) = inner.db(move |s| s.transfer(&tid)).await {
-        emit_progress(inner, &t, done, rate);
-    }
-}
-
-/// Every file is in staging: place each top-level entry in the Inbox (never overwriting),
-/// fsync it, record where each went, and end the session.
-async fn finish(inner: &Arc<Context>, tid: TransferId) {
-    let Ok(Some(t)) = inner.db(move |s| s.transfer(&tid)).await else { return };
-    let tops = crate::send::top_names(&t);
-    let (st, inbox) = (staging_dir(inner, &tid), inner.cfg.inbox.clone());
-    for dir in t.files.iter().filter_map(|f| f.path.as_str().rsplit_once('/').map(|(d, _)| st.join(d))) {
-        let _ = tokio::task::spawn_blocking(move || ferry_fs::fsync_dir(&dir)).await;
-    }
-    let placed = tokio::task::spawn_blocking(move || {
-        ferry_fs::fsync_dir(&st).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for name in tops {
-            let to = place(&st.join(&name), &inbox, &name)?;
-            out.push((name, to));
-        }
-        ferry_fs::fsync_dir(&inbox).map_err(|e| e.to_string())?;
-        Ok::<_, String>(out)
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    match placed {
-        Ok(list) => {
-            crate::crash::point("send.placed");
-            let total = t.total_bytes();
-            let _ = inner
-                .db(move |s| {
-                    s.update_transfer(&tid, |t| {
-                        t.placed = list;
-                        t.done_bytes = total;
-                        true
-                    })
-                })
-                .await;
-            emit_progress(inner, &t, total, 0.0);
-            set_state(inner, tid, SendEvent::Completed, None).await;
-            end_session(inner, tid, None).await;
-        }
-        Err(e) => end_session(inner, tid, Some(e)).await,
     }
 }
 
