@@ -30,7 +30,7 @@ use crate::context::{Context, add_prompt};
 use crate::events::Event;
 use crate::ls_handle::{InFile, InSession};
 
-use super::session::{device_name, end_session, peer_is};
+use super::session::{SessionGuard, device_name, end_session, peer_is};
 use crate::send::{emit_state, remove_prompt_for, remove_staging, set_state};
 
 /// How long an offer waits for the user before it is declined: the sender's request is held
@@ -201,14 +201,15 @@ async fn offer(
         }
         *cur = Some(session);
     }
-    match start_transfer(inner, id, t, auto).await {
-        Ok(()) => {}
-        Err(e) => {
-            inner.ls.session.lock().unwrap().take();
-            return Err(refuse(PrepareReply::Declined, e.message));
-        }
+    let guard = SessionGuard::new(inner, tid, "the device stopped waiting for the answer");
+    if let Err(e) = start_transfer(inner, id, t, auto).await {
+        guard.disarm();
+        inner.ls.session.lock().unwrap().take();
+        return Err(refuse(PrepareReply::Declined, e.message));
     }
-    answer_offer(inner, tid, auto).await
+    let reply = answer_offer(inner, tid, auto).await;
+    guard.disarm();
+    reply
 }
 
 /// Waits for the user's answer (or takes auto-accept's) and answers the offer: the session's

@@ -43,3 +43,34 @@ pub(super) fn peer_is(peer: &Peer, fp: &str) -> bool {
 pub(super) fn peer_device(peer: &Peer) -> DeviceId {
     LsDeviceRecord::ferry_id(peer.client_fingerprint.as_deref().unwrap_or_default())
 }
+
+/// Ends the session if dropped while armed. The server drops a request's handler when its
+/// connection ends (a sender that stops waiting for the user's answer, an upload cut off), so
+/// what the handler was in the middle of must not stay behind: a session nobody will finish
+/// would answer every later sender "busy".
+pub(super) struct SessionGuard {
+    inner: Arc<Context>,
+    tid: TransferId,
+    why: &'static str,
+    armed: bool,
+}
+
+impl SessionGuard {
+    pub(super) fn new(inner: &Arc<Context>, tid: TransferId, why: &'static str) -> SessionGuard {
+        SessionGuard { inner: inner.clone(), tid, why, armed: true }
+    }
+
+    /// The handler finished what it was doing: nothing to end.
+    pub(super) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let (inner, tid, why) = (self.inner.clone(), self.tid, self.why.to_string());
+            self.inner.spawn(async move { end_session(&inner, tid, Some(why)).await });
+        }
+    }
+}

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use crate::context::Context;
 use crate::send::{emit_progress, place, set_state, staging_dir};
 
-use super::session::{device_name, end_session, peer_device, peer_is};
+use super::session::{SessionGuard, device_name, end_session, peer_device, peer_is};
 
 /// One file's upload: checked against the session (id, token, the sender's certificate, the
 /// size it offered), streamed into staging, hashed, fsynced; the last file places them all.
@@ -62,14 +62,13 @@ pub(super) async fn upload(
             return reply;
         }
     };
+    let guard = SessionGuard::new(inner, tid, "the upload broke off");
     let target = staging_dir(inner, &tid).join(path.as_str());
-    match receive_file(inner, tid, &target, size, sha256.as_deref(), body).await {
-        Ok(()) => {}
-        Err((reply, why)) => {
-            tracing::info!("LocalSend upload of {} refused: {why}", path.as_str());
-            end_session(inner, tid, Some(why)).await;
-            return reply;
-        }
+    if let Err((reply, why)) = receive_file(inner, tid, &target, size, sha256.as_deref(), body).await {
+        tracing::info!("LocalSend upload of {} refused: {why}", path.as_str());
+        end_session(inner, tid, Some(why)).await;
+        guard.disarm();
+        return reply;
     }
     let all_done = {
         let mut cur = inner.ls.session.lock().unwrap();
@@ -81,8 +80,12 @@ pub(super) async fn upload(
         s.active = Instant::now();
         s.files.values().all(|f| f.done)
     };
+    guard.disarm();
     if all_done {
-        finish(inner, tid).await;
+        // Every byte is durable in staging: placing them is this node's business from here,
+        // so it runs to its end even if the sender hangs up now.
+        let i = inner.clone();
+        inner.spawn(async move { finish(&i, tid).await });
     }
     UploadReply::Ok
 }
