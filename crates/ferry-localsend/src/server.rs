@@ -384,12 +384,15 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
     req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// A JSON body, at most [`MAX_JSON`] bytes: a declared length over it is refused (413) before
-/// reading; a chunked body is cut (413) as soon as it passes the cap.
+/// A JSON body, at most [`MAX_JSON`] bytes: a declared length over it is refused (413) without
+/// keeping a byte; a chunked body is refused as soon as it passes the cap. Either way the rest
+/// is drained (bounded) so the sender reads the refusal.
 async fn read_json(req: Request<Incoming>, limits: &Limits) -> Result<Vec<u8>, Reply> {
     let too_large = || refuse(413, &format!("JSON bodies are capped at {MAX_JSON} bytes"));
     let declared = declared_length(&req);
     if declared.is_some_and(|n| n > MAX_JSON as u64) {
+        // Read and dropped (bounded, see `drain`) so the sender reads the 413.
+        drain(req.into_body()).await;
         return Err(too_large());
     }
     let mut body = req.into_body();
@@ -405,6 +408,8 @@ async fn read_json(req: Request<Incoming>, limits: &Limits) -> Result<Vec<u8>, R
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > MAX_JSON {
+                drop(buf);
+                drain(body).await;
                 return Err(too_large());
             }
             buf.extend_from_slice(&data);
