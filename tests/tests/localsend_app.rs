@@ -256,3 +256,19 @@ fn pin_busy_and_cancel() {
     ferry.cli(&["reject", &p["id"].to_string()]);
     assert_eq!(outcome(&mut phone)["event"], "declined");
 }
+
+/// A device multicast does not reach (it neither announces nor listens) is found by the opt-in
+/// scan of the network, and then listed.
+#[test]
+fn the_scan_finds_a_device_multicast_does_not_reach() {
+    let Some(net) = net() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let ferry = start_ferry(&net, &work.path().join("inbox"), &[]);
+    let (_quiet, fp) = start_peer(&net, 1, "Quiet", &work.path().join("q"), |o| o.multicast = false);
+    assert!(ls_device(&ferry, "Quiet").is_none(), "not heard without multicast");
+    let scan = ferry.json(&["devices", "scan"]);
+    assert_eq!(scan["probed"], 253, "the /24 without this host: {scan}");
+    assert_eq!(scan["found"], json!(["Quiet"]), "{scan}");
+    let dev = ls_device(&ferry, "Quiet").expect("listed after the scan");
+    assert_eq!(dev["fingerprint"].as_str().unwrap(), fp.to_uppercase());
+}

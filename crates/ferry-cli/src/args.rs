@@ -208,6 +208,9 @@ pub(crate) enum DevicesCmd {
     /// Keep a LocalSend device in the list while it is away (`on`), or list it only when
     /// nearby (`off`).
     Favorite { device: String, state: OnOff },
+    /// Ask every address of this computer's networks for LocalSend devices (where multicast
+    /// does not reach; it knocks on every address, so only when asked).
+    Scan,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

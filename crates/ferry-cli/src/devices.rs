@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use ferry_node::api::{
-    AddAddressDto, AutoAcceptDto, DeviceDto, DeviceMuteDto, IdDto, PairOutcomeDto, PairRequestDto, PairTicketDto,
-    PingDto,
+    AddAddressDto, AutoAcceptDto, DeviceDto, DeviceMuteDto, IdDto, LsScanDto, PairOutcomeDto, PairRequestDto,
+    PairTicketDto, PingDto,
 };
 use ferry_node::client::Client;
 
@@ -35,6 +35,7 @@ pub(crate) async fn devices(c: &Client, json: bool, cmd: Option<DevicesCmd>) -> 
         Some(DevicesCmd::AutoAccept { device, state }) => auto_accept(c, json, device, state).await,
         Some(DevicesCmd::Remove { device }) => remove(c, json, device).await,
         Some(DevicesCmd::Favorite { device, state }) => favorite(c, json, device, state).await,
+        Some(DevicesCmd::Scan) => scan(c, json).await,
     }
 }
 
@@ -114,6 +115,19 @@ async fn remove(c: &Client, json: bool, device: String) -> Result<ExitCode> {
         println!("removed {} ({})", d.name, d.id);
         println!("It is no longer paired or in any share, and its connections are refused.");
         println!("No file was deleted. To pair with it again: `ferry pair` toward it.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry devices scan`: LocalSend devices found by asking every address of the network.
+async fn scan(c: &Client, json: bool) -> Result<ExitCode> {
+    let s: LsScanDto = call(c.post("/v1/devices/scan", &serde_json::json!({})).await)?;
+    if json {
+        print_json(&s)
+    } else if s.found.is_empty() {
+        println!("asked {} addresses: no LocalSend device answered", s.probed);
+    } else {
+        println!("asked {} addresses; LocalSend devices: {}", s.probed, s.found.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ mod cert;
 mod client;
 mod discovery;
 mod info;
+mod scan;
 mod server;
 mod tls;
 
@@ -26,6 +27,7 @@ pub use info::{
     DeviceInfo, DeviceType, FileMeta, MAX_DATAGRAM, MAX_FILES, MAX_JSON, MAX_PREVIEW, MULTICAST, PORT, PrepareAnswer,
     PrepareUpload, Protocol, fingerprint_eq, parse_answer, parse_info, parse_prepare,
 };
+pub use scan::scan_targets;
 pub use server::{Handler, Peer, PrepareReply, Server, UploadBody, UploadReply};
 
 use std::time::Duration;

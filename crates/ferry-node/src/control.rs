@@ -80,6 +80,7 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/transfers", get(|State(n): State<Node>| async move { n.transfers().await.map(Json) }))
         .route("/v1/transfer", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.transfer(&b.name).await.map(Json) }))
         .route("/v1/devices/auto-accept", post(|State(n): State<Node>, Json(b): Json<AutoAcceptArg>| async move { n.device_auto_accept(&b.name, b.on).await.map(Json) }))
+        .route("/v1/devices/scan", post(|State(n): State<Node>| async move { n.localsend_scan().await.map(Json) }))
         .route("/v1/devices/favorite", post(|State(n): State<Node>, Json(b): Json<AutoAcceptArg>| async move { n.device_favorite(&b.name, b.on).await.map(Json) }))
         .route("/v1/devices/remove", post(|State(n): State<Node>, Json(b): Json<NameArg>| async move { n.device_remove(&b.name).await.map(Json) }))
         .route("/v1/devices/add-address", post(|State(n): State<Node>, Json(b): Json<AddAddressDto>| async move { n.device_add_address(b).await.map(Json) }))

@@ -378,6 +378,15 @@ pub struct DoctorDto {
     pub problems: Vec<String>,
 }
 
+/// What `ferry devices scan` found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
+pub struct LsScanDto {
+    /// Addresses asked.
+    pub probed: u32,
+    /// The aliases of the LocalSend devices that answered (now in `ferry devices`).
+    pub found: Vec<String>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 pub struct LsDoctorDto {
     /// Asked for by the configuration.

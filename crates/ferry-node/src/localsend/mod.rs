@@ -16,6 +16,7 @@
 //! of its queued sends and notes (`send`). All stop with the node.
 
 mod receive;
+mod scan;
 mod send;
 mod session;
 mod upload;
@@ -34,6 +35,7 @@ use crate::context::Context;
 use crate::ls_handle::{LsNearby, MAX_NEARBY};
 
 pub(crate) use receive::answer as answer_send;
+pub(crate) use scan::scan;
 pub(crate) use send::{flush_soon, set_pin};
 
 /// Where LocalSend keeps its certificate and key, under the home.

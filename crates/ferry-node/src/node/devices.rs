@@ -312,6 +312,12 @@ impl Node {
             .ok_or_else(|| ApiError::internal("device vanished after its removal"))
     }
 
+    /// Asks every other address of this computer's networks for LocalSend (opt-in: where
+    /// multicast does not reach).
+    pub async fn localsend_scan(&self) -> ApiResult<LsScanDto> {
+        crate::localsend::scan(&self.inner).await
+    }
+
     /// Keeps a LocalSend device listed while away (or only while nearby).
     pub async fn device_favorite(&self, device: &str, on: bool) -> ApiResult<DeviceDto> {
         let inner = &self.inner;
