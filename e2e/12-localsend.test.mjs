@@ -21,6 +21,8 @@ const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const FILE_BYTES = 2 * 1024 * 1024 + 29;
 /** "ABCD EF01 …": a fingerprint as the UI groups it. */
 const grouped = (fp, digits = 64) => fp.toUpperCase().slice(0, digits).match(/.{1,4}/g).join(' ');
+/** An element's text with its line breaks (a fingerprint shows as two lines) as spaces. */
+const flat = async (b, id) => (await text(b, id)).replace(/\s+/g, ' ').trim();
 
 /** The app's view of the peer (`ferry devices --json`). */
 async function lsOf(app) {
@@ -66,7 +68,7 @@ async function fileFromPeer(app, b, peer) {
   await el(b, 'send-offer');
   assert.match(await text(b, 'send-offer-title'), /Pixel wants to send you holiday\.jpg/);
   assert.equal(await text(b, 'send-offer-alias'), 'Pixel');
-  assert.equal(await text(b, 'send-offer-fingerprint'), grouped(peer.fingerprint));
+  assert.equal(await flat(b, 'send-offer-fingerprint'), grouped(peer.fingerprint));
   assert.match(await text(b, 'send-offer-check'), /Check the fingerprint in LocalSend's settings on the device/);
   await screenshot(b, '12-ls-send-offer');
   await click(b, 'send-offer-accept');
@@ -114,7 +116,9 @@ async function settingsShowLocalSend(b, peer) {
   assert.equal(await (await el(b, 'settings-localsend')).isSelected(), true);
   const port = peer.appAddress.split(':')[1];
   await waitFor('the LocalSend state', async () => (await text(b, 'settings-localsend-state')).includes(`Running now on TCP port ${port}`));
-  assert.equal(await text(b, 'settings-localsend-fingerprint'), grouped(peer.appFingerprint));
+  assert.equal(await flat(b, 'settings-localsend-fingerprint'), grouped(peer.appFingerprint));
+  // The LocalSend part of the form (switch, state, fingerprint, PIN) in the picture.
+  await (await el(b, 'settings-localsend')).scrollIntoView({ block: 'start' });
   await screenshot(b, '12-ls-settings');
 }
 

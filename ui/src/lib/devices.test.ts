@@ -4,6 +4,7 @@ import {
   canInvite,
   deviceIcon,
   deviceState,
+  fingerprintLines,
   groupFingerprint,
   isForeign,
   isKde,
@@ -135,6 +136,11 @@ describe('devices', () => {
       expect(full.replace(/ /g, '')).toBe(FP.toUpperCase());
       expect(groupFingerprint('ab:cd:ef')).toBe('ABCD EF');
       expect(shortFingerprint(null)).toBe('');
+      const lines = fingerprintLines(FP);
+      expect(lines).toHaveLength(2);
+      expect(lines.join(' ')).toBe(full);
+      expect(lines[0].split(' ')).toHaveLength(8);
+      expect(fingerprintLines('')).toEqual([]);
     });
     it('is Nearby or Away, its warning a caution and not a refusal', () => {
       expect(deviceState(ls({ nearby: true, connected: true }))).toEqual({ label: 'Nearby', ok: true });

@@ -86,6 +86,17 @@ export function groupFingerprint(fp: string | null | undefined, digits = 64): st
   return hex.match(/.{1,4}/g)?.join(' ') ?? '';
 }
 
+/**
+ * A whole fingerprint as the prompt and Settings show it: lines of 8 groups (32 hex digits),
+ * so a SHA-256 reads as two even lines instead of wrapping wherever the width ends.
+ */
+export function fingerprintLines(fp: string | null | undefined): string[] {
+  const groups = groupFingerprint(fp).split(' ').filter(Boolean);
+  const lines: string[] = [];
+  for (let i = 0; i < groups.length; i += 8) lines.push(groups.slice(i, i + 8).join(' '));
+  return lines;
+}
+
 /** The short fingerprint shown in lists: the first 16 hex digits, in groups of 4. */
 export function shortFingerprint(fp: string | null | undefined): string {
   return groupFingerprint(fp, 16);
