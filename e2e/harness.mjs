@@ -89,6 +89,8 @@ export async function startApp() {
   const home = tempDir('app');
   const port = await freePort();
   const nativePort = await freePort();
+  // A free port, not LocalSend's 53317: a real LocalSend on the machine cannot collide.
+  const lsPort = await freePort();
   const env = {
     ...process.env,
     HOME: home,
@@ -102,6 +104,7 @@ export async function startApp() {
     FERRY_KDECONNECT_BIND: '127.0.0.1',
     // LocalSend's discovery is a multicast: likewise loopback only, never announced.
     FERRY_LOCALSEND_BIND: '127.0.0.1',
+    FERRY_LOCALSEND_PORT: String(lsPort),
   };
   delete env.FERRY_HOME;
   delete env.FERRY_NAME;

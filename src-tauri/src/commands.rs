@@ -135,6 +135,12 @@ pub async fn device_auto_accept(node: State<'_, Node>, device: String, on: bool)
     node.device_auto_accept(&device, on).await
 }
 
+/// A LocalSend device stays in the list while away when it is a favorite.
+#[tauri::command]
+pub async fn device_favorite(node: State<'_, Node>, device: String, on: bool) -> R<DeviceDto> {
+    node.device_favorite(&device, on).await
+}
+
 #[tauri::command]
 pub async fn device_add_address(node: State<'_, Node>, device: String, address: String) -> R<DeviceDto> {
     node.device_add_address(AddAddressDto { device, address }).await

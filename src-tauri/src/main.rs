@@ -267,6 +267,7 @@ fn main() {
             commands::transfers,
             commands::device_mute,
             commands::device_auto_accept,
+            commands::device_favorite,
             commands::device_add_address,
             commands::device_remove,
             commands::pick_files,

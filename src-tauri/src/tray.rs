@@ -1,6 +1,6 @@
 //! The tray icon: its image shows the node's state (up to date, syncing, needs attention,
 //! paused); its menu has Open Ferry, a status line, Pause/Resume, Send note to > (paired
-//! devices), Open folder > (shares) and Quit. It is rebuilt when the node's events say
+//! devices and the LocalSend devices listed, which need no pairing), Open folder > (shares) and Quit. It is rebuilt when the node's events say
 //! something changed (debounced), never on a busy timer.
 
 use std::sync::Arc;
@@ -89,7 +89,12 @@ async fn view(node: &Node) -> Option<View> {
         state,
         line,
         paused: status.paused,
-        devices: devices.into_iter().filter(|d| d.paired).map(|d| (d.id, d.name)).collect(),
+        // LocalSend devices are never paired, yet take notes like a paired phone.
+        devices: devices
+            .into_iter()
+            .filter(|d| d.paired || (d.kind == "localsend" && !d.removed))
+            .map(|d| (d.id, d.name))
+            .collect(),
         folders: status.shares.into_iter().map(|s| (s.path, s.label)).collect(),
     })
 }

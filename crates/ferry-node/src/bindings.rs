@@ -38,6 +38,7 @@ fn render() -> String {
         DoctorDto::decl(&cfg),
         MdnsDoctorDto::decl(&cfg),
         KdeDoctorDto::decl(&cfg),
+        LsDoctorDto::decl(&cfg),
         InterfaceDto::decl(&cfg),
         NearbyDto::decl(&cfg),
         InotifyDto::decl(&cfg),

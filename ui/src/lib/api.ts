@@ -90,6 +90,8 @@ export const api = {
   transfers: () => call<TransferDto[]>('transfers'),
   deviceMute: (device: string, muted: boolean) => call<DeviceMuteDto>('device_mute', { device, muted }),
   deviceAutoAccept: (device: string, on: boolean) => call<AutoAcceptDto>('device_auto_accept', { device, on }),
+  /** LocalSend devices only: a favorite stays in the list while away. */
+  deviceFavorite: (device: string, on: boolean) => call<DeviceDto>('device_favorite', { device, on }),
   deviceAddAddress: (device: string, address: string) => call<DeviceDto>('device_add_address', { device, address }),
   deviceRemove: (device: string) => call<DeviceDto>('device_remove', { device }),
   pickFiles: () => call<string[] | null>('pick_files'),
@@ -100,7 +102,7 @@ export const api = {
   setPaused: (paused: boolean) => call<boolean>('set_paused', { paused }),
   settings: () => call<SettingsDto>('settings'),
   saveSettings: (req: SettingsUpdateDto) => call<SettingsDto>('save_settings', { req }),
-  /** `ferry doctor`: Settings reads whether KDE Connect runs and why not. */
+  /** `ferry doctor`: Settings reads whether KDE Connect and LocalSend run, and why not. */
   doctor: () => call<DoctorDto>('doctor'),
   firstRun: (req: FirstRunDto) => call<ShareDto>('first_run', { req }),
   defaultFolder: () => call<string>('default_folder'),

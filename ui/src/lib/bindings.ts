@@ -302,6 +302,33 @@ port: number | null,
  */
 nearby: number, connected: number, };
 
+export type LsDoctorDto = { 
+/**
+ * Asked for by the configuration.
+ */
+enabled: boolean, 
+/**
+ * `running`, `off` (disabled), `failed` (asked for but not started: see `reason`), or
+ * `daemon not running`.
+ */
+state: string, reason: string | null, 
+/**
+ * The TCP port its HTTPS server listens on (53317 unless configured).
+ */
+port: number | null, 
+/**
+ * Its certificate's fingerprint, as LocalSend devices show it.
+ */
+fingerprint: string | null, 
+/**
+ * LocalSend devices heard on the network now.
+ */
+nearby: number, 
+/**
+ * A PIN is asked of senders.
+ */
+pin: boolean, };
+
 export type InterfaceDto = { name: string, addresses: Array<string>, 
 /**
  * Our record went out on this interface (announcements + answers), when known.

@@ -1,6 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import type { DeviceDto } from './bindings';
-import { canInvite, deviceIcon, deviceState, isKde, isKdePrompt, kdeSettingHint, kindLabel } from './devices';
+import {
+  canInvite,
+  deviceIcon,
+  deviceState,
+  fingerprintLines,
+  groupFingerprint,
+  isForeign,
+  isKde,
+  isKdePrompt,
+  isLs,
+  kdeSettingHint,
+  kindLabel,
+  lsBadge,
+  lsSettingHint,
+  pinUpdate,
+  shortFingerprint,
+} from './devices';
 
 const dev = (over: Partial<DeviceDto>): DeviceDto => ({
   id: 'd1',
@@ -22,6 +38,9 @@ const dev = (over: Partial<DeviceDto>): DeviceDto => ({
   kind: 'ferry',
   device_type: null,
   warning: null,
+  model: null,
+  fingerprint: null,
+  favorite: false,
   ...over,
 });
 
@@ -88,5 +107,64 @@ describe('devices', () => {
     expect(kdeSettingHint({ kdeconnect: true, kdeconnect_now: false }, null, true).now).toMatch(/turned off for this run/);
     expect(kdeSettingHint({ kdeconnect: false, kdeconnect_now: false }, null, false)).toEqual({ now: 'Not running now: turned off.', running: false, later: '' });
     expect(kdeSettingHint({ kdeconnect: true, kdeconnect_now: true }, doc, false).later).toBe('Ferry stops KDE Connect after it restarts.');
+  });
+
+  describe('LocalSend', () => {
+    const FP = 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90';
+    const ls = (over: Partial<DeviceDto> = {}) => dev({ kind: 'localsend', paired: false, ...over });
+    it('tells LocalSend devices apart, and never offers them a share', () => {
+      expect(isLs(ls())).toBe(true);
+      expect(isKde(ls())).toBe(false);
+      expect(isForeign(ls())).toBe(true);
+      expect(isForeign(dev({ kind: 'ferry' }))).toBe(false);
+      expect(canInvite(ls({ paired: true }))).toBe(false);
+    });
+    it('shows a phone for mobile, a laptop for desktop, a desktop for the rest', () => {
+      expect(deviceIcon(ls({ device_type: 'mobile' }))).toBe('phone');
+      expect(deviceIcon(ls({ device_type: 'desktop' }))).toBe('laptop');
+      for (const t of ['web', 'headless', 'server', null]) expect(deviceIcon(ls({ device_type: t }))).toBe('desktop');
+    });
+    it('badges with the model when it says one', () => {
+      expect(lsBadge(ls({ model: 'Pixel 8' }))).toBe('LocalSend · Pixel 8');
+      expect(lsBadge(ls({ model: '  ' }))).toBe('LocalSend');
+      expect(lsBadge(ls())).toBe('LocalSend');
+    });
+    it('groups fingerprints by 4, upper case; the short one is the first 16 digits', () => {
+      expect(shortFingerprint(FP)).toBe('A1B2 C3D4 E5F6 0718');
+      const full = groupFingerprint(FP);
+      expect(full.split(' ')).toHaveLength(16);
+      expect(full.replace(/ /g, '')).toBe(FP.toUpperCase());
+      expect(groupFingerprint('ab:cd:ef')).toBe('ABCD EF');
+      expect(shortFingerprint(null)).toBe('');
+      const lines = fingerprintLines(FP);
+      expect(lines).toHaveLength(2);
+      expect(lines.join(' ')).toBe(full);
+      expect(lines[0].split(' ')).toHaveLength(8);
+      expect(fingerprintLines('')).toEqual([]);
+    });
+    it('is Nearby or Away, its warning a caution and not a refusal', () => {
+      expect(deviceState(ls({ nearby: true, connected: true }))).toEqual({ label: 'Nearby', ok: true });
+      expect(deviceState(ls({ nearby: false }))).toEqual({ label: 'Away', ok: false });
+      expect(deviceState(ls({ nearby: true, warning: 'another certificate' })).label).toBe('Nearby');
+    });
+    it('says in Settings whether it runs, on which port, and why not', () => {
+      const doc = { state: 'running', reason: null, port: 53317, nearby: 2, pin: false };
+      const on = lsSettingHint({ localsend: true, localsend_now: true }, doc, true);
+      expect(on.running).toBe(true);
+      expect(on.now).toMatch(/^Running now on TCP port 53317 · 2 nearby\./);
+      expect(on.later).toBe('');
+      const failed = lsSettingHint({ localsend: true, localsend_now: false }, { ...doc, state: 'failed', reason: 'port 53317 is taken', port: null }, true);
+      expect(failed.now).toBe('Not running now: port 53317 is taken.');
+      expect(failed.later).toBe('Ferry tries again when it restarts.');
+      expect(lsSettingHint({ localsend: true, localsend_now: false }, null, true).now).toMatch(/FERRY_LOCALSEND=0/);
+      expect(lsSettingHint({ localsend: false, localsend_now: false }, null, true).later).toBe('Ferry starts LocalSend after it restarts.');
+      expect(lsSettingHint({ localsend: true, localsend_now: true }, null, false).later).toBe('Ferry stops LocalSend after it restarts.');
+    });
+    it('sends the PIN only when typed: empty removes it, untouched keeps it', () => {
+      expect(pinUpdate(false, '')).toBeNull();
+      expect(pinUpdate(false, '1234')).toBeNull();
+      expect(pinUpdate(true, '')).toBe('');
+      expect(pinUpdate(true, ' 1234 ')).toBe('1234');
+    });
   });
 });

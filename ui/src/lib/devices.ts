@@ -1,6 +1,6 @@
-// Devices as the views show them: Ferry computers and KDE Connect devices (phones, tablets,
-// desktops) side by side. Pure: unit-tested in devices.test.ts.
-import type { DeviceDto, KdeDoctorDto, PendingDto, SettingsDto } from './bindings';
+// Devices as the views show them: Ferry computers, KDE Connect devices (phones, tablets,
+// desktops) and LocalSend devices side by side. Pure: unit-tested in devices.test.ts.
+import type { DeviceDto, KdeDoctorDto, LsDoctorDto, PendingDto, SettingsDto } from './bindings';
 
 /** `DeviceDto.kind` of a KDE Connect device (the node's `kind`; Ferry devices are `ferry`). */
 export const KDE_KIND = 'kdeconnect';
@@ -11,13 +11,25 @@ export function isKde(d: Kinded | null | undefined): boolean {
   return d?.kind === KDE_KIND;
 }
 
+/** `DeviceDto.kind` (and `PendingDto.device_kind`) of a LocalSend device. */
+export const LS_KIND = 'localsend';
+
+export function isLs(d: Kinded | null | undefined): boolean {
+  return d?.kind === LS_KIND;
+}
+
+/** A device of another app (KDE Connect, LocalSend): shown by the icon of its type. */
+export function isForeign(d: Kinded | null | undefined): boolean {
+  return isKde(d) || isLs(d);
+}
+
 /**
  * Whether a share can be offered to the device. A KDE Connect device is never a member of a
  * share (the node refuses the invitation), so the UI does not offer it; removed devices are
  * not paired and are left out by the caller's `paired` filter.
  */
 export function canInvite(d: Kinded & Pick<DeviceDto, 'paired'>): boolean {
-  return d.paired && !isKde(d);
+  return d.paired && !isForeign(d);
 }
 
 export type DeviceIcon = 'phone' | 'tablet' | 'desktop' | 'laptop' | 'tv' | 'computer';
@@ -35,8 +47,13 @@ export const ICON_PATHS: Record<DeviceIcon, string> = {
   computer: 'M4 5h16v10H4zM2 19h20M9 15v4m6-4v4',
 };
 
-/** The icon for a device: its KDE Connect type, a phone when a KDE device says nothing known. */
+/**
+ * The icon for a device: its KDE Connect type, a phone when a KDE device says nothing known;
+ * a LocalSend `mobile` is a phone, its `desktop` a laptop (LocalSend's own icon for it), and
+ * `web`, `headless` and `server` a desktop.
+ */
 export function deviceIcon(d: Kinded & Pick<DeviceDto, 'device_type'>): DeviceIcon {
+  if (isLs(d)) return d.device_type === 'mobile' ? 'phone' : d.device_type === 'desktop' ? 'laptop' : 'desktop';
   if (!isKde(d)) return 'computer';
   switch (d.device_type) {
     case 'tablet':
@@ -57,8 +74,39 @@ export function kindLabel(d: Kinded & Pick<DeviceDto, 'device_type'>): string {
   return `KDE Connect ${icon === 'tv' ? 'TV' : icon}`;
 }
 
+/** The LocalSend badge: "LocalSend · Pixel 8" (its model when it says one). */
+export function lsBadge(d: Pick<DeviceDto, 'model'>): string {
+  const model = d.model?.trim();
+  return model ? `LocalSend · ${model}` : 'LocalSend';
+}
+
+/** A fingerprint in groups of 4 hex digits, upper case, as people compare them. */
+export function groupFingerprint(fp: string | null | undefined, digits = 64): string {
+  const hex = (fp ?? '').replace(/[^0-9a-fA-F]/g, '').toUpperCase().slice(0, digits);
+  return hex.match(/.{1,4}/g)?.join(' ') ?? '';
+}
+
+/**
+ * A whole fingerprint as the prompt and Settings show it: lines of 8 groups (32 hex digits),
+ * so a SHA-256 reads as two even lines instead of wrapping wherever the width ends.
+ */
+export function fingerprintLines(fp: string | null | undefined): string[] {
+  const groups = groupFingerprint(fp).split(' ').filter(Boolean);
+  const lines: string[] = [];
+  for (let i = 0; i < groups.length; i += 8) lines.push(groups.slice(i, i + 8).join(' '));
+  return lines;
+}
+
+/** The short fingerprint shown in lists: the first 16 hex digits, in groups of 4. */
+export function shortFingerprint(fp: string | null | undefined): string {
+  return groupFingerprint(fp, 16);
+}
+
 /** A device's reachability as one pill: the label and whether it reads as good news. */
 export function deviceState(d: Pick<DeviceDto, 'kind' | 'paired' | 'connected' | 'nearby' | 'warning'>): { label: string; ok: boolean } {
+  // LocalSend has no pairing and no connection: a device is heard on the network or not. Its
+  // warning (another certificate under a known alias) is a caution shown beside, not a refusal.
+  if (isLs(d)) return d.nearby ? { label: 'Nearby', ok: true } : { label: 'Away', ok: false };
   // A refused device (e.g. another certificate than the paired one) may still be heard nearby,
   // but nothing reaches this computer from it: that is its state.
   if (d.warning) return { label: 'Refused', ok: false };
@@ -113,4 +161,43 @@ export function kdeSettingHint(
     else later = 'Ferry starts KDE Connect after it restarts.';
   }
   return { now: now.replace(/\.\.$/, '.'), running: s.kdeconnect_now, later };
+}
+
+/**
+ * Settings' line under the LocalSend switch, like the KDE Connect one: whether it runs now
+ * (its port, the devices heard, whether a PIN is asked) or why not, then what the box changes
+ * at the next start. `doctor` is null until it answered.
+ */
+export function lsSettingHint(
+  s: Pick<SettingsDto, 'localsend' | 'localsend_now'>,
+  doctor: Pick<LsDoctorDto, 'state' | 'reason' | 'port' | 'nearby' | 'pin'> | null,
+  checked: boolean,
+): { now: string; running: boolean; later: string } {
+  let now: string;
+  if (s.localsend_now) {
+    const port = doctor?.port != null ? ` on TCP port ${doctor.port}` : '';
+    const counts = doctor ? ` · ${doctor.nearby} nearby` : '';
+    now = `Running now${port}${counts}. Devices with the LocalSend app open on this network show up in Devices.`;
+  } else if (doctor?.reason) {
+    now = `Not running now: ${doctor.reason}.`;
+  } else if (s.localsend) {
+    now = 'Not running now: turned off for this run (FERRY_LOCALSEND=0 or --no-localsend).';
+  } else {
+    now = 'Not running now: turned off.';
+  }
+  let later = '';
+  if (checked !== s.localsend_now) {
+    if (!checked) later = 'Ferry stops LocalSend after it restarts.';
+    else if (doctor?.state === 'failed') later = 'Ferry tries again when it restarts.';
+    else later = 'Ferry starts LocalSend after it restarts.';
+  }
+  return { now: now.replace(/\.\.$/, '.'), running: s.localsend_now, later };
+}
+
+/**
+ * What Settings sends for the PIN: null keeps the saved one (the field was not touched), ''
+ * removes it, anything else (trimmed) becomes the PIN.
+ */
+export function pinUpdate(touched: boolean, value: string): string | null {
+  return touched ? value.trim() : null;
 }
