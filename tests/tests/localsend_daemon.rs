@@ -1,8 +1,8 @@
 //! A real `ferry daemon` against the real `localsendd` (PyPI 0.1.1, LocalSend protocol 2.2, an
 //! implementation Ferry shares no code with), in network namespaces: discovery by multicast
 //! both ways, a 50 MiB file both ways (SHA-256 equal), a note from Ferry (a LocalSend text
-//! message: localsendd saves it as a text file), a declined offer both ways, a PIN asked by
-//! localsendd (refused without, refused when wrong, taken when right).
+//! message: localsendd saves it as a text file), a declined offer both ways, a PIN both ways
+//! (refused without, refused when wrong, taken when right).
 //!
 //! Needs root, the `ferry` binary and localsendd (`.ci/netns-setup` installs it); otherwise it
 //! prints "skipped" and passes. Traffic stays in the namespaces.
@@ -45,7 +45,8 @@ fn ferry_and_localsendd_exchange_files_notes_and_refusals() {
     };
     let work = tempfile::tempdir().unwrap();
     let inbox = work.path().join("inbox");
-    let args = ["--localsend-bind", "0.0.0.0", "--inbox", inbox.to_str().unwrap(), "--no-mdns"];
+    let args =
+        ["--localsend-bind", "0.0.0.0", "--localsend-pin", "9753", "--inbox", inbox.to_str().unwrap(), "--no-mdns"];
     let ferry = NsDaemon::start(&net, 0, &ferry_bin(), "desk", &args);
     // One that takes whatever comes (no one attached), one that asks a PIN and declines.
     let open = LocalSendd::start(&net, 1, &Options { alias: "laptop".into(), pin: None, unattended: true });
@@ -77,12 +78,20 @@ fn ferry_and_localsendd_exchange_files_notes_and_refusals() {
     let saved = listing(&open.download_dir()).into_iter().find(|n| n.ends_with(".txt")).expect("the message saved");
     assert_eq!(std::fs::read_to_string(open.download_dir().join(saved)).unwrap(), "dinner at 8");
 
-    // 50 MiB from localsendd to Ferry: the prompt, accepted; in the Inbox whole.
+    // Ferry asks a PIN of senders: localsendd without it, or with a wrong one, is refused.
     let theirs = work.path().join("photos.tar");
     std::fs::write(&theirs, ferry_e2e::random_bytes(12, 50 * MIB)).unwrap();
+    for pin in [None, Some("1111")] {
+        let out = open.send(&theirs, "desk", pin);
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success() && said.contains("PIN"), "localsendctl send with PIN {pin:?}: {said}");
+    }
+    assert!(ferry.json(&["pending"]).as_array().unwrap().is_empty(), "no prompt without the PIN");
+
+    // 50 MiB from localsendd to Ferry with the PIN: the prompt, accepted; in the Inbox whole.
     let sender = std::thread::spawn({
         let theirs = theirs.clone();
-        move || open.send(&theirs, "desk", None)
+        move || open.send(&theirs, "desk", Some("9753"))
     });
     let prompt = poll("the send prompt", WAIT, POLL, || {
         ferry.json(&["pending"]).as_array()?.iter().find(|p| p["kind"] == "send").cloned()
@@ -111,7 +120,7 @@ fn ferry_and_localsendd_exchange_files_notes_and_refusals() {
     // Declined by Ferry's user: localsendd's send ends declined, nothing in the Inbox.
     let sender = std::thread::spawn({
         let small = small.clone();
-        move || strict.send(&small, "desk", None)
+        move || strict.send(&small, "desk", Some("9753"))
     });
     let prompt = poll("the second prompt", WAIT, POLL, || {
         ferry.json(&["pending"]).as_array()?.iter().find(|p| p["kind"] == "send").cloned()
