@@ -2,7 +2,7 @@
 //! by the test peer on host 1 in its misbehaving modes: an oversized prepare-upload, names with
 //! `..` or an absolute path, a body naming another certificate than the connection's, a wrong
 //! token, more bytes than offered, a SHA-256 that does not match, a register in someone else's
-//! name. Each is refused with its status, and nothing is left in the Inbox.
+//! name, a multicast announcement claiming a known device's fingerprint under another name. Each is refused with its status, and nothing is left in the Inbox.
 //!
 //! Needs root (namespaces) and the `ferry` binary; without root it prints "skipped" and passes.
 
@@ -31,7 +31,7 @@ fn failed_in(ferry: &NsDaemon) -> usize {
 
 #[test]
 fn hostile_localsend_input_is_refused_and_nothing_is_written() {
-    let net = match Net::new(2) {
+    let net = match Net::new(3) {
         Ok(n) => n,
         Err(e) => return eprintln!("skipped: {}", e.0),
     };
@@ -97,6 +97,45 @@ fn hostile_localsend_input_is_refused_and_nothing_is_written() {
         poll(&format!("{mode}: the transfer failed"), WAIT, POLL, || (failed_in(&ferry) == failures).then_some(()));
         assert!(empty(&inbox), "{mode}: the Inbox holds {:?}", listing(&inbox));
     }
+    // A multicast announcement from host 2 claiming the peer's fingerprint under another name:
+    // Ferry checks it by registering with that address (pinned), which fails, answers the
+    // announcement by multicast (the moment the check is over), and keeps nothing of it.
+    let spoof = ferry_e2e::kdepeer::ctl::in_netns(&net.hosts[2].ns, {
+        let fp = fp.clone();
+        move || async move {
+            let d = ferry_localsend::Discovery::bind(std::net::Ipv4Addr::UNSPECIFIED).unwrap();
+            let info = ferry_localsend::DeviceInfo {
+                alias: "Bank".into(),
+                version: "2.1".into(),
+                device_model: None,
+                device_type: None,
+                fingerprint: fp,
+                port: ferry_localsend::PORT,
+                protocol: ferry_localsend::Protocol::Https,
+                download: false,
+                announce: Some(true),
+            };
+            d.announce(&info).await.unwrap();
+            // Ferry's multicast answer (its own fingerprint, announce false), bounded.
+            let heard = tokio::time::timeout(WAIT, async {
+                loop {
+                    if let Ok((them, _)) = d.recv().await
+                        && them.alias == "desk"
+                        && them.announce == Some(false)
+                    {
+                        return;
+                    }
+                }
+            })
+            .await;
+            heard.is_ok()
+        }
+    });
+    assert!(spoof.join().unwrap(), "Ferry answered the spoofed announcement by multicast");
+    let listed: Vec<Value> = ferry.devices().into_iter().filter(|d| d["kind"] == "localsend").collect();
+    assert!(listed.iter().all(|d| d["name"] != "Bank"), "the spoofed name was not kept: {listed:?}");
+    assert!(listed.iter().any(|d| d["name"] == "Mallory"), "{listed:?}");
+
     // After all that, an honest send still works (no session was left behind).
     peer.send(json!({ "cmd": "send", "to": FERRY, "files": [{ "path": src }] }));
     let o = outcome(&mut peer);

@@ -48,6 +48,12 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
 /// device that announces every 30 s, as localsendd does; the app announces less, but answers
 /// ours).
 const NEARBY_FOR: Duration = Duration::from_secs(150);
+/// A device heard again within this long at the same address is not checked again (it
+/// announces every 30 s or so; a check is a TLS connection).
+const VERIFY_AGAIN: Duration = Duration::from_secs(120);
+/// Devices checked at once (each a TLS connection bounded by the client's timeouts): a LAN has
+/// a handful of devices; a flood of made-up announcements gets no more than this many sockets.
+const MAX_VERIFYING: usize = 16;
 /// The protocol version Ferry speaks (2.1's messages with 2.2's client certificates).
 const VERSION: &str = "2.1";
 
@@ -131,12 +137,13 @@ pub(super) fn our_info(inner: &Context, announce: Option<bool>) -> DeviceInfo {
     }
 }
 
-/// Announces now and every `ANNOUNCE_EVERY`; remembers who announces, and answers their
-/// announcements by registering with them (what the app does; the multicast answer is the
-/// fallback when that fails).
+/// Announces now and every `ANNOUNCE_EVERY`; registers with the devices it hears (what the app
+/// does with announcements), which is also how what they announce is checked before it is kept
+/// (see `verify`).
 async fn discovery_loop(inner: &Arc<Context>, d: &Arc<Discovery>) {
     let mut stop = inner.stop.subscribe();
     let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
+    let verifying = Arc::new(tokio::sync::Semaphore::new(MAX_VERIFYING));
     loop {
         // (No await inside the branches: the stop signal's guard must not live across one.)
         let heard = tokio::select! {
@@ -170,25 +177,47 @@ async fn discovery_loop(inner: &Arc<Context>, d: &Arc<Discovery>) {
         let fp = info.fingerprint.to_ascii_uppercase();
         let answer = info.announce == Some(true);
         let id = LsDeviceRecord::ferry_id(&fp);
-        remember(inner, info, fp.clone(), addr).await;
-        if answer {
-            let (i, d) = (inner.clone(), d.clone());
-            inner.spawn(async move { answer_announcement(&i, &d, addr, fp).await });
+        // A datagram proves nothing (anyone can announce any fingerprint and name): what it
+        // says is kept only once a TLS connection to that address shows that fingerprint (our
+        // register, pinned). A device heard recently at the same address is just seen again.
+        let fresh = inner.ls.nearby(&id).is_some_and(|n| n.addr == addr && n.seen.elapsed() < VERIFY_AGAIN);
+        if fresh && !answer {
+            if let Some(n) = inner.ls.nearby.lock().unwrap().get_mut(&id) {
+                n.seen = Instant::now();
+            }
+            send::flush_soon(inner, id);
+            continue;
         }
-        // What waits for it (queued sends and notes) goes now.
-        send::flush_soon(inner, id);
+        let Ok(slot) = verifying.clone().try_acquire_owned() else {
+            tracing::debug!("LocalSend: too many devices being checked; {addr} waits for its next announcement");
+            continue;
+        };
+        let (i, d) = (inner.clone(), d.clone());
+        inner.spawn(async move {
+            verify(&i, &d, addr, fp, answer).await;
+            drop(slot);
+        });
     }
 }
 
-/// Registers with a device that announced itself, pinning the fingerprint it announced (a
-/// device at that address showing another certificate is not the one that announced).
-async fn answer_announcement(inner: &Arc<Context>, d: &Discovery, addr: SocketAddr, fp: String) {
+/// Registers with a device heard by multicast, pinning the fingerprint it announced (a device
+/// at that address showing another certificate is not the one that announced, and is not
+/// kept); on success it is remembered with what it answered, and what waits for it goes out.
+/// An announcement (not a reply) that cannot be registered with is answered by multicast, as
+/// the app does.
+async fn verify(inner: &Arc<Context>, d: &Discovery, addr: SocketAddr, fp: String, answer: bool) {
     let Some(client) = inner.ls.client.get() else { return };
     match client.register(addr, Some(&fp), &our_info(inner, None)).await {
-        Ok((info, seen)) => remember(inner, info, seen.to_ascii_uppercase(), addr).await,
+        Ok((info, seen)) => {
+            let id = LsDeviceRecord::ferry_id(&seen);
+            remember(inner, info, seen.to_ascii_uppercase(), addr).await;
+            send::flush_soon(inner, id);
+        }
         Err(e) => {
-            tracing::debug!(%addr, "LocalSend register failed ({e}); answering by multicast");
-            let _ = d.answer(&our_info(inner, Some(false))).await;
+            tracing::debug!(%addr, "LocalSend register failed ({e})");
+            if answer {
+                let _ = d.answer(&our_info(inner, Some(false))).await;
+            }
         }
     }
 }
