@@ -458,7 +458,12 @@ pub fn pair_through_cli(a: &Daemon, b: &Daemon) {
     b.cli(&["accept", &prompt["id"].to_string()]);
 
     let out = pair.wait(WAIT).expect("`ferry pair` returns once accepted").clone();
-    let rest: Vec<String> = lines.try_iter().collect();
+    // The reader thread may not have passed on the last lines yet when the process has exited:
+    // read until it closes the channel at end of output (bounded).
+    let mut rest = Vec::new();
+    while let Ok(l) = lines.recv_timeout(WAIT) {
+        rest.push(l);
+    }
     assert!(out.status.success(), "`ferry pair` failed ({}): {rest:?} {}", out.status, text(&out.stderr));
     assert!(rest.iter().any(|l| l.starts_with("accepted")), "pair reports the outcome: {rest:?}");
     assert!(b.pending().is_empty(), "the prompt is answered");
