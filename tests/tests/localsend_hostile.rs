@@ -142,3 +142,37 @@ fn hostile_localsend_input_is_refused_and_nothing_is_written() {
     assert_eq!(o["files"][0]["status"], 200, "{o}");
     poll("the honest file", WAIT, POLL, || (listing(&inbox) == vec!["f.bin".to_string()]).then_some(()));
 }
+
+/// Certificates cost nothing to make: a flood of never-seen senders (one certificate each)
+/// draws from one shared bucket, so only a burst of their messages becomes notes.
+#[test]
+fn a_flood_of_new_senders_is_rate_limited() {
+    let net = match Net::new(2) {
+        Ok(n) => n,
+        Err(e) => return eprintln!("skipped: {}", e.0),
+    };
+    let work = tempfile::tempdir().unwrap();
+    let inbox = work.path().join("inbox");
+    let ferry = NsDaemon::start(
+        &net,
+        0,
+        &ferry_bin(),
+        "desk",
+        &["--localsend-bind", "0.0.0.0", "--inbox", inbox.to_str().unwrap(), "--no-mdns"],
+    );
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let mut o = Opts::new(&format!("Spam{i}"), work.path().join(format!("s{i}")));
+        o.port = 0;
+        o.timeout = Duration::from_secs(60);
+        let (mut p, _) = in_process(Some(&net.hosts[1].ns), o);
+        p.send(json!({ "cmd": "send_text", "to": FERRY, "text": format!("spam {i}") }));
+        statuses.push(outcome(&mut p)["status"].as_i64().unwrap());
+    }
+    let taken = statuses.iter().filter(|s| **s == 204).count();
+    // The shared burst is 5 (one more per 12 s, which a second-long test does not reach).
+    assert!((5..=6).contains(&taken), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 403).count() >= 2, "{statuses:?}");
+    let notes = ferry.json(&["notes"]).as_array().unwrap().len();
+    assert_eq!(notes, taken, "a note for each message taken, none for the refused");
+}

@@ -43,6 +43,9 @@ const SESSION_IDLE: Duration = Duration::from_secs(60);
 /// passes: a 4-digit PIN must not be guessable by trying (localsendd: 3 per 60 s).
 const PIN_ATTEMPTS: u32 = 3;
 const PIN_WINDOW: Duration = Duration::from_secs(60);
+/// The rate-limit bucket of LocalSend devices that never sent here before (no device id is
+/// all zeros: ids are SHA-256 digests).
+const NEW_SENDERS: DeviceId = DeviceId([0; 32]);
 /// Token and session ids: 128 random bits, hex.
 fn random_hex() -> String {
     let b: [u8; 16] = rand::random();
@@ -156,6 +159,16 @@ async fn offer(
     let addr = SocketAddr::new(peer.addr.ip(), req.info.port);
     let rec = super::record_for(inner, &req.info, &fp, addr).await;
     let id = rec.id();
+    // A certificate costs nothing to make, so a device never seen sending before draws from
+    // one bucket shared by all such devices: a flood of made-up senders gets a few messages
+    // and prompts through, not one per certificate.
+    let known = inner.db(move |s| s.device(&id)).await.map_err(|e| refuse(PrepareReply::Declined, e.message))?;
+    if known.is_none() {
+        inner
+            .prompt_limits
+            .check(NEW_SENDERS, "a send from a new device")
+            .map_err(|e| refuse(PrepareReply::Declined, e))?;
+    }
     inner.db(move |s| s.put_ls_device(&rec, true)).await.map_err(|e| refuse(PrepareReply::Declined, e.message))?;
     super::remember(inner, req.info.clone(), fp.clone(), addr).await;
     let (muted, auto) = inner
@@ -169,6 +182,7 @@ async fn offer(
         if text.len() > MAX_NOTE {
             return Err(refuse(PrepareReply::Declined, format!("a message over {MAX_NOTE} bytes")));
         }
+        inner.prompt_limits.check(id, "a message").map_err(|e| refuse(PrepareReply::Declined, e))?;
         crate::foreign::receive_note(inner, id, text).await;
         return Ok(PrepareReply::NothingWanted);
     }
