@@ -95,6 +95,7 @@ async fn start_inner(inner: &Arc<Context>) -> Result<(), String> {
     let _ = inner.ls.local.set(local.clone());
     tracing::info!(fingerprint = %local.fingerprint, port, "LocalSend on");
     receive::after_restart(inner).await;
+    send::after_restart(inner).await;
     let (i, handler) = (inner.clone(), Arc::new(receive::Receiver(inner.clone())));
     let mut stop = inner.stop.subscribe();
     inner.spawn(async move {

@@ -337,3 +337,18 @@ fn rfc3339(mtime_ns: i64) -> String {
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
+
+/// After a restart no LocalSend session survives and the protocol has no resume: an outgoing
+/// send that was offered or moving fails and says so (a queued one goes when the device is
+/// heard again).
+pub(super) async fn after_restart(inner: &Arc<Context>) {
+    let Ok(all) = inner.db(|s| s.transfers()).await else { return };
+    let Ok(ls) = inner.db(|s| s.ls_devices()).await else { return };
+    for t in all.into_iter().filter(|t| t.outgoing && !t.state.is_final()) {
+        if t.state == ferry_store::TransferState::Queued || !ls.iter().any(|r| r.id() == t.peer) {
+            continue;
+        }
+        let why = "interrupted by a restart; send it again".to_string();
+        set_state(inner, t.id, SendEvent::Failed(why), None).await;
+    }
+}
