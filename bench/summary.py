@@ -2,14 +2,18 @@
 """Turns bench/run's results.tsv into ONE markdown table (stdout) and a JSON file.
 
 Rows are workloads; per tool the median over repetitions of time, wire bytes (both directions,
-headers included), peak RSS of the busiest process and CPU seconds of all its processes."""
+headers included), peak RSS of the busiest process and CPU seconds of all its processes. The
+floor is the same bytes copied locally and made durable (what the disk allows); rsync --fsync is
+rsync made as durable as Ferry."""
 import csv
 import json
 import statistics
 import sys
 from collections import defaultdict
 
-TOOLS = ["ferry", "syncthing", "rsync"]
+TOOLS = ["floor", "ferry", "syncthing", "rsync", "rsyncfs"]
+# Tools in the wire / RSS / CPU columns (the floor sends nothing; its CPU is in the raw values).
+SIDE = ["ferry", "syncthing", "rsync", "rsyncfs"]
 ROWS = [
     ("W1", "1 GiB new file", "<= 3.0 s"),
     ("W2", "10k x 10 KiB files", "<= 3.0 s"),
@@ -20,7 +24,14 @@ ROWS = [
     ("W7", "100k x 1 KiB files", "<= 30 s"),
     ("W7r", "restart both, no change", "<= 2 s"),
     ("idle", "CPU over idle period, W7 tree", "< 0.5 %"),
+    ("W8i", "1M files: first index, one node", "<= 60 s, RSS < 250 MiB"),
+    ("W8r", "1M files: restart to idle", "<= 4 s"),
+    ("W8s", "1M files: one status call", "O(1)"),
+    ("W8", "1M files: full sync to a second node", "<= 6 min, RSS < 300 MiB"),
+    ("W8l", "new small file inside W8, p50 (p95)", "p95 <= 150 ms"),
+    ("W9", "4 GiB: zero runs + repeated 1 MiB", "<= 16 MiB on the wire"),
 ]
+LATENCY = ("W5", "W8l")
 
 
 def load(paths):
@@ -88,13 +99,14 @@ def main():
     out = {"medians": {}, "raw": {}}
     for (t, w, m), vals in data.items():
         out["raw"].setdefault(t, {}).setdefault(w, {})[m] = vals
-    print("| workload | target (Ferry) | Ferry | Syncthing | rsync | Ferry/Syncthing | Ferry/rsync "
-          "| wire bytes F / S / r | peak RSS MiB F / S / r | CPU s F / S / r |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| workload | target (Ferry) | floor | Ferry | Syncthing | rsync | rsync --fsync | Ferry/floor "
+          "| Ferry/Syncthing | Ferry/rsync --fsync | wire bytes F / S / r / rf | peak RSS MiB F / S / r / rf "
+          "| CPU s F / S / r / rf |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for w, what, target in ROWS:
         cells, times = [], {}
         for t in TOOLS:
-            if w == "W5":
+            if w in LATENCY:
                 p50, p95 = med(data, t, w, "latency_s"), pct(data, t, w, "latency_s", 0.95)
                 times[t] = p50
                 cells.append("-" if p50 is None else f"{fmt_s(p50)} ({fmt_s(p95)})" + failures(data, t, w))
@@ -111,12 +123,21 @@ def main():
                 out["medians"].setdefault(t, {})[w] = {
                     m: med(data, t, w, m) for m in ("time_s", "wire_bytes", "rss_mib", "cpu_s")
                 }
-        wire = " / ".join(fmt_b(med(data, t, w, "wire_bytes")) for t in TOOLS)
-        rss = " / ".join(fmt_n(med(data, t, w, "rss_mib"), ".0f") for t in TOOLS)
-        cpu = " / ".join(fmt_n(med(data, t, w, "cpu_s"), ".2f") for t in TOOLS)
+        wire = " / ".join(fmt_b(med(data, t, w, "wire_bytes")) for t in SIDE)
+        rss = " / ".join(fmt_n(med(data, t, w, "rss_mib"), ".0f") for t in SIDE)
+        cpu = " / ".join(fmt_n(med(data, t, w, "cpu_s"), ".2f") for t in SIDE)
         print(f"| {w} {what} | {target} | " + " | ".join(cells)
-              + f" | {ratio(times['ferry'], times['syncthing'])} | {ratio(times['ferry'], times['rsync'])}"
-              + f" | {wire} | {rss} | {cpu} |")
+              + f" | {ratio(times['ferry'], times['floor'])} | {ratio(times['ferry'], times['syncthing'])}"
+              + f" | {ratio(times['ferry'], times['rsyncfs'])} | {wire} | {rss} | {cpu} |")
+    notes = []
+    home = med(data, "ferry", "W8i", "home_mib")
+    if home is not None:
+        notes.append(f"W8i: Ferry's home (index) holds {home:.0f} MiB.")
+    alloc = [f"{t} {a:.0f} MiB" for t in TOOLS if (a := med(data, t, "W9", "alloc_mib")) is not None]
+    if alloc:
+        notes.append("W9: allocated on the receiver's disk: " + ", ".join(alloc) + ".")
+    if notes:
+        print("\n" + " ".join(notes))
     json.dump(out, open(sys.argv[-1], "w"), indent=1, sort_keys=True)
 
 
