@@ -30,7 +30,9 @@ pub use batch::{PendingFile, commit_temps, move_file};
 pub use chunker::{AVG_CHUNK, Chunked, MAX_CHUNK, MIN_CHUNK, chunk_bytes, chunk_file, hash_file};
 pub use error::FsError;
 pub use ferryignore::{IGNORE_FILE, Ignore};
-pub use scan::{Change, Known, Observed, Reused, ScanOutcome, Scope, SkipReason, Skipped, Special, scan, scan_reusing};
+pub use scan::{
+    Change, Known, Observed, Reused, ScanOutcome, Scope, Sink, SkipReason, Skipped, Special, scan, scan_reusing, scan_streaming,
+};
 pub use snapshot::{SnapshotOf, Taken, drop_snapshot, link_snapshot, link_snapshots, snapshot_path, take_snapshot};
 pub use watch::{ShareWatcher, WatchEvent, watch};
 pub use write::{

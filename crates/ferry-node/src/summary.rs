@@ -19,6 +19,14 @@ pub(crate) struct LocalCounts {
     pub deletes: u64,
 }
 
+impl LocalCounts {
+    pub fn add(&mut self, o: LocalCounts) {
+        self.adds += o.adds;
+        self.changes += o.changes;
+        self.deletes += o.deletes;
+    }
+}
+
 #[derive(Default)]
 struct Tracker {
     current: SummaryCountsDto,

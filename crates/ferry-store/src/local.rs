@@ -186,4 +186,26 @@ impl LocalReader {
     pub fn get(&self, path: &RelPath) -> Result<Option<LocalEntry>, StoreError> {
         get(&self.table, &schema::local_key(&self.share, path), "local entry")
     }
+
+    /// The live (not deleted) paths of this snapshot, in path order: every one of the share's
+    /// (`below` None), or those strictly below `below`.
+    pub fn live_paths(&self, below: Option<&RelPath>) -> Result<Vec<RelPath>, StoreError> {
+        let prefix = match below {
+            None => self.share.0.to_vec(),
+            Some(p) => {
+                let mut k = schema::local_key(&self.share, p);
+                k.push(b'/');
+                k
+            }
+        };
+        let mut out = Vec::new();
+        for item in self.table.range::<&[u8]>(schema::as_slices(&prefix_bounds(&prefix)))? {
+            let (_, v) = item?;
+            let e: LocalEntry = schema::decode("local entry", v.value())?;
+            if !e.record.deleted {
+                out.push(e.record.path);
+            }
+        }
+        Ok(out)
+    }
 }

@@ -153,6 +153,12 @@ pub fn scan(
 /// Content already known for a file that was moved: its whole-file hash and chunks.
 pub type Reused = (ChunkHash, Vec<ChunkInfo>);
 
+/// Where [`scan_streaming`] hands its changes while it walks: each batch in order (upserts
+/// only; deletes are decided at the end and returned). Returns false to stop the scan (the
+/// caller could not take the batch: what the scan returns then is incomplete and must not be
+/// used).
+pub type Sink<'a> = &'a mut dyn FnMut(Vec<Change>) -> bool;
+
 /// [`scan`], but before hashing a new or changed file it asks `reuse(path, stat)` for content
 /// already known for it (a file renamed from a path the index knows, with the same inode, size
 /// and mtime: the same test that lets an unchanged file skip hashing). A renamed 1 GiB file
@@ -165,15 +171,42 @@ pub fn scan_reusing(
     ignore: &Ignore,
     reuse: &dyn Fn(&RelPath, &Known) -> Option<Reused>,
 ) -> Result<ScanOutcome, FsError> {
+    scan_streaming(root, known, known_paths, scope, ignore, reuse, usize::MAX, &mut |_| true)
+}
+
+/// [`scan_reusing`], handing the changes found so far to `sink` whenever `batch` of them piled
+/// up, so a scan that finds a million new files never holds them all: the caller commits each
+/// batch while the walk goes on. What is returned holds the rest (the last partial batch, then
+/// the deletes). `known` and `known_paths` must answer from the index as it was when the scan
+/// began (one snapshot): batches the caller commits meanwhile must not look like paths that
+/// were known before the scan and not seen by it.
+#[allow(clippy::too_many_arguments)] // the scan's inputs, each a separate question to the index
+pub fn scan_streaming(
+    root: &Path,
+    known: &dyn Fn(&RelPath) -> Option<Known>,
+    known_paths: &dyn Fn(Option<&RelPath>) -> Vec<RelPath>,
+    scope: &Scope,
+    ignore: &Ignore,
+    reuse: &dyn Fn(&RelPath, &Known) -> Option<Reused>,
+    batch: usize,
+    sink: Sink<'_>,
+) -> Result<ScanOutcome, FsError> {
     let mut s = Scanner {
         root,
         known,
         reuse,
         ignore,
         out: ScanOutcome::default(),
+        // A full walk visits each path once and only needs to know which *known* paths it saw
+        // (the rest cannot become deletes): a first scan of a million new files then keeps no
+        // set of them. Listed paths may share ancestors, which must be visited once.
+        track_all: !matches!(scope, Scope::Full),
         seen: HashSet::new(),
         failed: Vec::new(),
         deleted: Vec::new(),
+        batch: batch.max(1),
+        sink,
+        stopped: false,
     };
     match scope {
         Scope::Full => {
@@ -212,14 +245,32 @@ struct Scanner<'a> {
     reuse: &'a dyn Fn(&RelPath, &Known) -> Option<Reused>,
     ignore: &'a Ignore,
     out: ScanOutcome,
+    /// Whether `seen` holds every path visited, or only those `known` had.
+    track_all: bool,
     /// Paths that exist on disk (or could not be checked): never reported deleted.
     seen: HashSet<RelPath>,
     /// Paths that could not be read: nothing below them is reported deleted.
     failed: Vec<RelPath>,
     deleted: Vec<RelPath>,
+    /// Changes handed to `sink` each time this many piled up in `out.changes`.
+    batch: usize,
+    sink: Sink<'a>,
+    /// The sink refused a batch: the walk ends as soon as it can.
+    stopped: bool,
 }
 
 impl Scanner<'_> {
+    /// Reports a change, handing a full batch to the sink.
+    fn emit(&mut self, change: Change) {
+        self.out.changes.push(change);
+        if self.out.changes.len() >= self.batch && !self.stopped {
+            let batch = std::mem::take(&mut self.out.changes);
+            if !(self.sink)(batch) {
+                self.stopped = true;
+            }
+        }
+    }
+
     fn skip(&mut self, path: impl Into<String>, reason: SkipReason) {
         let path = path.into();
         tracing::debug!(%path, ?reason, "skipped");

@@ -77,8 +77,11 @@ impl Scanner<'_> {
                 return Visit::Skipped;
             }
         };
-        self.seen.insert(rel.clone());
-        let unchanged = self.live_known(rel).is_some_and(|k| {
+        let known = self.live_known(rel);
+        if self.track_all || known.is_some() {
+            self.seen.insert(rel.clone());
+        }
+        let unchanged = known.is_some_and(|k| {
             k.kind == now.kind
                 && k.size == now.size
                 && k.mtime_ns == now.mtime_ns
@@ -87,7 +90,7 @@ impl Scanner<'_> {
         });
         if !unchanged {
             match self.observe(rel, full, now) {
-                Ok(obs) => self.out.changes.push(Change::Upsert(obs)),
+                Ok(obs) => self.emit(Change::Upsert(obs)),
                 Err(e) => {
                     let reason = match e {
                         FsError::Changed(_) => SkipReason::Changed,

@@ -27,6 +27,9 @@ impl Scanner<'_> {
         }
         names.sort();
         for name in names {
+            if self.stopped {
+                return;
+            }
             if dir_rel.is_none() && name == FERRY_DIR {
                 continue;
             }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use ferry_engine::guard::MassDeleteGuard;
 use ferry_engine::{Action, ChunkSource, plan_chunks};
-use ferry_fs::{ArchiveMode, Ignore, Known, Scope, archive, conflict_name, rename_within, scan_reusing};
+use ferry_fs::{ArchiveMode, Ignore, Known, Scope, archive, conflict_name, rename_within};
 use ferry_fs::{WatchEvent, watch};
 use ferry_proto::{ChunkHash, DeviceId, FERRY_DIR, FileKind, FileRecord, RelPath, ShareId};
 use ferry_store::{

@@ -1,12 +1,15 @@
 //! The actor's scan: what changed on disk becomes local records (new versions, tombstones),
-//! committed with the versions of the content it replaced, in one transaction.
+//! committed with the versions of the content it replaced, in transactions of at most
+//! [`SCAN_BATCH`] changes while the walk goes on (the deletes, decided at the end, last).
 
 use super::*;
 use crate::records;
+use crate::summary::LocalCounts;
+use ferry_fs::scan_streaming;
 use ferry_engine::scan::{self, Seen};
 
 impl Worker {
-    /// Scans, then commits what changed as local changes in one transaction.
+    /// Scans, committing what changed as local changes batch by batch.
     pub(super) async fn scan(&self, scope: Scope, rehash: bool) -> Result<(), ShareError> {
         let started = Instant::now();
         let rec = self.record().await?;
@@ -22,18 +25,21 @@ impl Worker {
         let full = matches!(scope, Scope::Full);
         let unfinished = self.unfinished.lock().unwrap().clone();
         let had_unfinished = !unfinished.is_empty();
+        let seq = self.seq.clone();
         let (outcome, changes, max_seq, counts) = tokio::task::spawn_blocking(move || -> Result<_, ShareError> {
             let ignore = Ignore::load(&root)?;
             // Every lookup of the scan reads one snapshot of the index, entry by entry: a full
             // scan of a large share asks about every path, and loading the whole index into a
             // map first cost its size in memory (and its decoding time) even when nothing changed.
+            // The snapshot also keeps the scan's view still while its batches are committed.
             let reader = store.local_reader(&id)?;
             let lookup = |p: &RelPath| -> Option<LocalEntry> { reader.get(p).ok().flatten() };
             // A re-hash scan claims to know nothing, so every file is read and hashed; the
             // unchanged ones come back as metadata-only updates below.
             let rehash = rehash && matches!(scope, Scope::Full);
             let known = |p: &RelPath| if rehash { None } else { lookup(p).map(|e| known_of(&e)) };
-            let known_paths = |p: Option<&RelPath>| known_paths(&store, &id, p);
+            // Without the list nothing is reported deleted (never a false delete).
+            let known_paths = |p: Option<&RelPath>| reader.live_paths(p).unwrap_or_default();
             // Files renamed here keep their content: found by inode, not hashed again. The map
             // is built the first time a new or changed file asks, so a scan that finds nothing
             // new never builds it.
@@ -48,36 +54,35 @@ impl Worker {
             let reuse = |rel: &RelPath, now: &Known| {
                 if rehash { None } else { fast::reuse_moved(&root, inodes(), &lookup, rel, now) }
             };
-            let mut outcome = scan_reusing(&root, &known, &known_paths, &scope, &ignore, &reuse)?;
-            // What the changes mean for the index is the engine's call; they are moved, not
-            // copied (only their number is reported below).
-            let seen: Vec<Seen> = std::mem::take(&mut outcome.changes).into_iter().map(records::seen).collect();
-            let changes = seen.len();
-            let entry_at = |p: &RelPath| lookup(p).map(records::into_entry);
-            let mut updates = scan::updates(&seen, &entry_at, rec.mode, me);
-            // A stopped pull's unfinished writes are no edits of ours (see `intents.rs`).
-            for u in updates.iter_mut().filter(|u| !u.entry.record.deleted && unfinished.contains(&u.entry.record.path))
-            {
-                let existing = entry_at(&u.entry.record.path);
-                *u = scan::unfinished_apply(u.clone(), existing.as_ref());
+            let batches = Batches { store: &store, id, root: &root, me, mode: rec.mode, unfinished: &unfinished, lookup: &lookup };
+            let mut done = Committed::default();
+            let mut failed = None;
+            let mut sink = |changes: Vec<ferry_fs::Change>| match batches.commit(changes) {
+                Ok(c) => {
+                    if let Some(s) = c.max_seq {
+                        seq.send_replace(s);
+                    }
+                    done.add(c);
+                    true
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            };
+            let mut outcome =
+                scan_streaming(&root, &known, &known_paths, &scope, &ignore, &reuse, SCAN_BATCH, &mut sink)?;
+            if let Some(e) = failed {
+                return Err(e);
             }
-            // Versions of the local content this scan saw replaced or deleted (archived before
-            // the index commit, like every version).
-            let (versions, counts) = crate::history::on_scan(&root, id, me, &updates, &entry_at);
-            // A folder that went away while it was walked looks emptied: nothing of it is
-            // committed (it would go out as deletions), and the actor stops the share.
+            // A folder that went away while it was walked looks emptied: nothing more of it is
+            // committed (the rest holds the deletes, which would go out as deletions), and the
+            // actor stops the share. What was committed already are files that were there.
             if let Some(why) = super::folder_missing(&root) {
                 return Err(ShareError::FolderMissing(why));
             }
-            let max_seq = if updates.is_empty() {
-                None
-            } else {
-                let updates: Vec<LocalUpdate> = updates.into_iter().map(records::local_update).collect();
-                let seq = store.commit_local(&id, &updates, &versions)?.0;
-                crate::crash::point("scan.committed");
-                Some(seq)
-            };
-            Ok((outcome, changes, max_seq, counts))
+            done.add(batches.commit(std::mem::take(&mut outcome.changes))?);
+            Ok((outcome, done.changes, done.max_seq, done.counts))
         })
         .await??;
         if let Some(s) = max_seq {
@@ -124,26 +129,66 @@ impl Worker {
     }
 }
 
-/// The live indexed paths the scanner may report deleted: the whole share (`None`), or what
-/// lies under `p` (not `p` itself).
-fn known_paths(store: &ferry_store::Store, id: &ShareId, p: Option<&RelPath>) -> Vec<RelPath> {
-    match p {
-        None => {
-            let mut paths = Vec::new();
-            let walked = store.for_each_local(id, |e| {
-                if !e.record.deleted {
-                    paths.push(e.record.path);
-                }
-                Ok(true)
-            });
-            // Without the list nothing is reported deleted (never a false delete).
-            if walked.is_err() { Vec::new() } else { paths }
+/// Changes committed per transaction while a scan walks. A first scan of a large share commits
+/// as it goes instead of holding every new file's record until the end (a million new files
+/// held over 1 GiB), and peers hear of the first files before the walk ends. Large enough that
+/// a transaction's fixed cost (its fsync) is rare: 10,000 records are a few MiB.
+const SCAN_BATCH: usize = 10_000;
+
+/// What a scan's commits did, added up over its batches.
+#[derive(Default)]
+struct Committed {
+    changes: usize,
+    max_seq: Option<u64>,
+    counts: LocalCounts,
+}
+
+impl Committed {
+    fn add(&mut self, c: Committed) {
+        self.changes += c.changes;
+        self.max_seq = self.max_seq.max(c.max_seq);
+        self.counts.add(c.counts);
+    }
+}
+
+/// Turns a batch of a scan's changes into local records and commits them with the versions of
+/// the content they replace, in one transaction.
+struct Batches<'a> {
+    store: &'a ferry_store::Store,
+    id: ShareId,
+    root: &'a Path,
+    me: DeviceId,
+    mode: ferry_proto::ShareMode,
+    unfinished: &'a std::collections::HashSet<RelPath>,
+    /// The index as it was when the scan began (batches never repeat a path).
+    lookup: &'a dyn Fn(&RelPath) -> Option<LocalEntry>,
+}
+
+impl Batches<'_> {
+    fn commit(&self, changes: Vec<ferry_fs::Change>) -> Result<Committed, ShareError> {
+        // What the changes mean for the index is the engine's call; they are moved, not
+        // copied (only their number is reported).
+        let seen: Vec<Seen> = changes.into_iter().map(records::seen).collect();
+        let n = seen.len();
+        let entry_at = |p: &RelPath| (self.lookup)(p).map(records::into_entry);
+        let mut updates = scan::updates(&seen, &entry_at, self.mode, self.me);
+        drop(seen);
+        // A stopped pull's unfinished writes are no edits of ours (see `intents.rs`).
+        for u in updates.iter_mut().filter(|u| !u.entry.record.deleted && self.unfinished.contains(&u.entry.record.path)) {
+            let existing = entry_at(&u.entry.record.path);
+            *u = scan::unfinished_apply(u.clone(), existing.as_ref());
         }
-        Some(p) => store
-            .local_files_under(id, p)
-            .map(|v| {
-                v.into_iter().filter(|e| !e.record.deleted && e.record.path != *p).map(|e| e.record.path).collect()
-            })
-            .unwrap_or_default(),
+        // Versions of the local content this scan saw replaced or deleted (archived before
+        // the index commit, like every version).
+        let (versions, counts) = crate::history::on_scan(self.root, self.id, self.me, &updates, &entry_at);
+        let max_seq = if updates.is_empty() {
+            None
+        } else {
+            let updates: Vec<LocalUpdate> = updates.into_iter().map(records::local_update).collect();
+            let seq = self.store.commit_local(&self.id, &updates, &versions)?.0;
+            crate::crash::point("scan.committed");
+            Some(seq)
+        };
+        Ok(Committed { changes: n, max_seq, counts })
     }
 }
