@@ -63,15 +63,19 @@ pub fn link_snapshot(root: &Path, rel: &RelPath) -> Result<bool, FsError> {
     }
 }
 
-/// Links many files this node has just written (a group of received files) as their
-/// snapshots, like [`link_snapshot`] but cheaper per file: the snapshot folder is made once,
-/// and an older link is removed only where there is one. Best effort, as a single link: a file
-/// that cannot be linked is skipped. Returns how many were linked.
+/// Links many files (a group of received files, a scan's new files) as their snapshots, like
+/// [`link_snapshot`] but cheaper per file: the snapshot folder is made once, and an older link
+/// is removed only where there is one. Best effort, as a single link: a file that cannot be
+/// linked (or is no longer a regular file) is skipped. Returns how many were linked.
 pub fn link_snapshots<'a>(root: &Path, rels: impl IntoIterator<Item = &'a RelPath>) -> Result<usize, FsError> {
     ensure_dirs(root, [FERRY_DIR, "snapshots"], true)?;
     let mut linked = 0;
     for rel in rels {
         let (src, dst) = (rel.to_fs(root), snapshot_path(root, rel));
+        // A link to a symlink or a failed link to a folder would be no snapshot of the file.
+        if !fs::symlink_metadata(&src).is_ok_and(|m| m.file_type().is_file()) {
+            continue;
+        }
         let mut res = fs::hard_link(&src, &dst);
         if matches!(&res, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) {
             drop_path(&dst)?;

@@ -18,7 +18,9 @@ use ferry_engine::Entry;
 use ferry_engine::history::{AtTime, Current, VersionInfo, content_at, parse_time, prune};
 use ferry_engine::plans::plan_revert;
 use ferry_engine::scan::{self, Counted, Snapshot};
-use ferry_fs::{ArchiveMode, SnapshotOf, Taken, archive, chunk_file, drop_snapshot, link_snapshot, take_snapshot};
+use ferry_fs::{
+    ArchiveMode, SnapshotOf, Taken, archive, chunk_file, drop_snapshot, link_snapshot, link_snapshots, take_snapshot,
+};
 use ferry_proto::{ChunkHash, DeviceId, FileKind, FileRecord, RelPath, ShareId, ShareMode};
 use ferry_store::{LocalEntry, LocalMeta, LocalUpdate, ShareRecord, VersionReason, VersionRecord};
 use time::OffsetDateTime;
@@ -90,6 +92,10 @@ pub(crate) fn on_scan(
     let mut versions = Vec::new();
     let mut counts = LocalCounts::default();
     let now = OffsetDateTime::now_utc();
+    // New snapshot links are made together at the end (one check of the snapshot folder, no
+    // removal where there was no link): each path appears once, after its own version was
+    // taken above.
+    let mut link = Vec::new();
     for u in updates {
         let path = &u.entry.record.path;
         let effect = scan::effect(u, old(path).as_ref(), me);
@@ -126,15 +132,16 @@ pub(crate) fn on_scan(
         }
         match effect.snapshot {
             Snapshot::Keep => {}
-            Snapshot::Link => {
-                if let Err(e) = link_snapshot(root, path) {
-                    tracing::debug!(%path, "no snapshot: {e}");
-                }
-            }
+            Snapshot::Link => link.push(path),
             Snapshot::Drop => {
                 let _ = drop_snapshot(root, path);
             }
         }
+    }
+    if !link.is_empty()
+        && let Err(e) = link_snapshots(root, link)
+    {
+        tracing::debug!("no snapshots: {e}");
     }
     (versions, counts)
 }
