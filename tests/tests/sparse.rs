@@ -87,3 +87,23 @@ async fn measure_a_large_sparse_image() {
     let mib = std::env::var("FERRY_IMAGE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
     sync_image(mib).await;
 }
+
+/// The same through a one-shot send: the receiver's staged file is built by the same pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sparse_image_sent_crosses_once_and_stays_sparse() {
+    use ferry_e2e::sends::*;
+    let (a, b) = two_nodes().await;
+    b.node.device_auto_accept("alpha", true).await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("disk.img");
+    write_image(&file, 64);
+    let need = distinct_data(&file);
+    let t = send(&a, &b, &[&file]).await;
+    wait_state(&a, &b, &t.id, "done").await;
+    let got = inbox(&b).join("disk.img");
+    assert_eq!(sha256(&got), sha256(&file));
+    let wire = transfer(&b, &t.id).await.unwrap().wire_bytes;
+    assert!(wire <= need, "each distinct chunk crosses once: {wire} on the wire, distinct {need}");
+    let on_disk = fs::metadata(&got).unwrap().blocks() * 512;
+    assert!(on_disk < 32 * MIB, "{on_disk} bytes allocated for 64 MiB");
+}
