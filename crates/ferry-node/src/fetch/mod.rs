@@ -1,19 +1,27 @@
 //! The chunk-fetch pipeline: fills a file with a known content, chunk by chunk, for a share's
 //! pull (`share::apply`) and for a one-shot send (`send::receive`) alike.
 //!
-//! For each chunk, in order of preference: the bytes already in the file (a kept partial
-//! download, when resuming), then whatever the caller's [`Source`] gives (a copy from a local
-//! file, then a peer). Every chunk is checked against its hash before it is used, whichever
-//! way it came. Up to `parallel` chunks are read or fetched at once; they are handed to one
-//! writer in file order ([`assemble`]), which writes them and hashes the whole content in the
-//! same pass, so the result's hash is known when the last byte is written, with no second read.
-//! Long files are synced early ([`writeback`]) so the final fsync has little left to do.
+//! First the chunk list is classified ([`plan`]): a chunk of zeros is never fetched nor written
+//! (the file gets a hole there), and a chunk whose hash already occurred earlier in the list is
+//! fetched once per transfer: the repeat is read back from the file where its first occurrence
+//! was written. For every other chunk, in order of preference: the bytes already in the file (a
+//! kept partial download, when resuming), then whatever the caller's [`Source`] gives (a copy
+//! from a local file, then a peer). Every chunk is checked against its hash before it is used,
+//! whichever way it came (a repeat whose read-back does not match is fetched like the others).
+//! Up to `parallel` chunks are read or fetched at once; they are handed to one writer in file
+//! order ([`assemble`]), which writes them and hashes the whole content in the same pass, so
+//! the result's hash is known when the last byte is written, with no second read. Long files
+//! are synced early ([`writeback`]) so the final fsync has little left to do.
 //!
-//! Invariant: when [`fill`] returns `Ok`, the file holds exactly the assembled bytes (its
-//! length is checked) and their BLAKE3 is `Assembled::hash`; the caller compares it with the
-//! content's hash before the file may replace anything.
+//! Invariant: when [`fill`] returns `Ok`, the file holds exactly the assembled bytes (holes
+//! read as the zeros that were hashed for them; its length is checked) and their BLAKE3 is
+//! `Assembled::hash`; the caller compares it with the content's hash before the file may
+//! replace anything.
 
 pub(crate) mod assemble;
+mod plan;
+#[cfg(test)]
+mod tests;
 mod writeback;
 
 use std::fs::File;
@@ -23,9 +31,11 @@ use std::sync::Arc;
 
 use ferry_proto::ChunkHash;
 use futures::StreamExt;
+use tokio::sync::watch;
 
 pub(crate) use assemble::Assembled;
-use assemble::{Assembler, Piece};
+use assemble::{Assembler, Body, Piece};
+use plan::Kind;
 use writeback::Writeback;
 
 /// One chunk of the content being built, at its place in the file.
@@ -45,6 +55,10 @@ pub(crate) enum Origin {
     Local,
     /// Fetched over the network.
     Remote,
+    /// Read back from an earlier place in the same file (a chunk repeated in the content).
+    Repeat,
+    /// All zeros: left as a hole, nothing read or fetched.
+    Zero,
 }
 
 /// Why a fill stopped.
@@ -101,17 +115,31 @@ pub(crate) struct Filled {
     pub kept: u64,
     pub local: u64,
     pub remote: u64,
+    pub repeated: u64,
+    pub zero: u64,
 }
 
 impl Filled {
+    /// Bytes the file holds from this fill or a kept one (holes hold nothing).
     pub fn total(&self) -> u64 {
-        self.kept + self.local + self.remote
+        self.kept + self.local + self.remote + self.repeated
+    }
+
+    fn add(&mut self, origin: Origin, n: u64) {
+        match origin {
+            Origin::Kept => self.kept += n,
+            Origin::Local => self.local += n,
+            Origin::Remote => self.remote += n,
+            Origin::Repeat => self.repeated += n,
+            Origin::Zero => self.zero += n,
+        }
     }
 }
 
 /// Fills `file` with `chunks` (which tile the content from offset 0). `resume`: the file may
-/// already hold some of them (each is verified before it is kept). `progress` is called after
-/// each chunk is handed to the writer, with its length and origin.
+/// already hold some of them (each is verified before it is kept); otherwise it is fresh
+/// (empty, or zeros throughout). `progress` is called after each chunk is handed to the writer,
+/// with its length and origin.
 pub(crate) async fn fill<S: Source>(
     file: Arc<File>,
     chunks: &[Chunk],
@@ -120,51 +148,32 @@ pub(crate) async fn fill<S: Source>(
     source: &S,
     mut progress: impl FnMut(u64, Origin),
 ) -> (Filled, Result<Assembled, FetchError>) {
-    let jobs = chunks.iter().copied().enumerate().map(|(i, c)| {
-        let file = file.clone();
-        async move {
-            if resume && let Some(data) = kept(file, c).await {
-                return Ok((Piece { offset: c.offset, data, write: false }, Origin::Kept));
-            }
-            if let Some(data) = source.local(i, c).await
-                && matches(&data, c)
-            {
-                return Ok((Piece { offset: c.offset, data, write: true }, Origin::Local));
-            }
-            let mut last = FetchError::Unavailable("no device to fetch from".into());
-            for attempt in 0.. {
-                match source.remote(i, c, attempt).await {
-                    None => break,
-                    Some(Ok(data)) if matches(&data, c) => {
-                        return Ok((Piece { offset: c.offset, data, write: true }, Origin::Remote));
-                    }
-                    Some(Ok(_)) => {
-                        last = FetchError::Failed("a device sent a chunk that does not match its hash".into())
-                    }
-                    Some(Err(e)) => last = e,
-                }
-            }
-            Err(last)
-        }
-    });
-    let assembler = Assembler::start(file.clone(), parallel);
+    let list = chunks.to_vec();
+    // Hashes zeros for a few lengths: off the async threads.
+    let kinds = tokio::task::spawn_blocking(move || plan::classify(&list)).await;
+    let Ok(kinds) = kinds else {
+        return (Filled::default(), Err(FetchError::Disk("internal: planning the chunks failed".into())));
+    };
+    let assembler = Assembler::start(file.clone(), parallel, resume);
+    let job = Job { file: &file, chunks, resume, source, written: assembler.written() };
+    let job = &job;
+    let jobs = chunks.iter().copied().zip(kinds).enumerate().map(move |(i, (c, kind))| job.get(i, c, kind));
     let mut writeback = Writeback::new(file.clone());
+    // No deadlock: a repeat waits only for its first occurrence, which is earlier in file
+    // order, so it is either in this ordered window ahead of it (and needs nothing from later
+    // chunks) or already handed to the writer, which drains its queue on its own.
     let mut stream = futures::stream::iter(jobs).buffered(parallel.max(1));
     let mut filled = Filled::default();
     let mut failed = None;
     while let Some(res) = stream.next().await {
         match res {
             Ok((piece, origin)) => {
-                let n = piece.data.len() as u64;
-                let wrote = piece.write;
+                let n = piece.len();
+                let wrote = matches!(piece.body, Body::Write(_));
                 if assembler.push(piece).await.is_err() {
                     break; // the writer stopped; finish() says why
                 }
-                match origin {
-                    Origin::Kept => filled.kept += n,
-                    Origin::Local => filled.local += n,
-                    Origin::Remote => filled.remote += n,
-                }
+                filled.add(origin, n);
                 if wrote {
                     writeback.wrote(n);
                 }
@@ -188,15 +197,69 @@ pub(crate) async fn fill<S: Source>(
     (filled, result)
 }
 
+/// What every chunk's job of one [`fill`] shares.
+struct Job<'a, S> {
+    file: &'a Arc<File>,
+    chunks: &'a [Chunk],
+    resume: bool,
+    source: &'a S,
+    /// How far the writer has written, for repeats.
+    written: watch::Receiver<u64>,
+}
+
+impl<S: Source> Job<'_, S> {
+    /// Chunk number `i`'s bytes (verified) or hole, and where they came from.
+    async fn get(&self, i: usize, c: Chunk, kind: Kind) -> Result<(Piece, Origin), FetchError> {
+        let piece = |body| Piece { offset: c.offset, body };
+        if kind == Kind::Zero {
+            // Not even a kept one is read: the writer clears whatever is there.
+            return Ok((piece(Body::Hole(c.len)), Origin::Zero));
+        }
+        if self.resume
+            && let Some(data) = read_verified(self.file.clone(), c.offset, c).await
+        {
+            return Ok((piece(Body::Kept(data)), Origin::Kept));
+        }
+        if let Kind::Repeat(first) = kind
+            && let Some(data) = self.repeat(self.chunks[first], c).await
+        {
+            return Ok((piece(Body::Write(data)), Origin::Repeat));
+        }
+        if let Some(data) = self.source.local(i, c).await
+            && matches(&data, c)
+        {
+            return Ok((piece(Body::Write(data)), Origin::Local));
+        }
+        let mut last = FetchError::Unavailable("no device to fetch from".into());
+        for attempt in 0.. {
+            match self.source.remote(i, c, attempt).await {
+                None => break,
+                Some(Ok(data)) if matches(&data, c) => return Ok((piece(Body::Write(data)), Origin::Remote)),
+                Some(Ok(_)) => last = FetchError::Failed("a device sent a chunk that does not match its hash".into()),
+                Some(Err(e)) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// `c`'s bytes read back from `first`, its first occurrence, once the writer is past it.
+    /// `None` (fetch it the usual way) if the writer stopped or the bytes do not match.
+    async fn repeat(&self, first: Chunk, c: Chunk) -> Option<Vec<u8>> {
+        let end = first.offset + first.len as u64;
+        self.written.clone().wait_for(|&w| w >= end).await.ok()?;
+        read_verified(self.file.clone(), first.offset, c).await
+    }
+}
+
 fn matches(data: &[u8], c: Chunk) -> bool {
     data.len() == c.len as usize && ChunkHash::of(data) == c.hash
 }
 
-/// The chunk's bytes if the file already holds them (verified).
-async fn kept(file: Arc<File>, c: Chunk) -> Option<Vec<u8>> {
+/// Chunk `c`'s bytes if the file holds them at `at` (verified).
+async fn read_verified(file: Arc<File>, at: u64, c: Chunk) -> Option<Vec<u8>> {
     tokio::task::spawn_blocking(move || {
         let mut buf = vec![0u8; c.len as usize];
-        file.read_exact_at(&mut buf, c.offset).ok()?;
+        file.read_exact_at(&mut buf, at).ok()?;
         matches(&buf, c).then_some(buf)
     })
     .await

@@ -195,7 +195,7 @@ async fn fetch_file(
             match origin {
                 Origin::Kept => l.resumed += n,
                 Origin::Remote => l.wire += n,
-                Origin::Local => {}
+                Origin::Local | Origin::Repeat | Origin::Zero => {}
             }
             l.record(now);
         });

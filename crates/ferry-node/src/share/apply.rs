@@ -271,7 +271,7 @@ impl Worker {
                 let mut rt = self.runtime.lock().unwrap();
                 match origin {
                     Origin::Remote => rt.fetched_bytes += n,
-                    Origin::Local | Origin::Kept => rt.reused_bytes += n,
+                    Origin::Local | Origin::Kept | Origin::Repeat | Origin::Zero => rt.reused_bytes += n,
                 }
             }
             if last_progress.elapsed() >= PROGRESS_EVERY || done == total {
