@@ -145,6 +145,9 @@ pub(crate) struct IndexStatus {
     pub generation: u64,
     pub connected: Vec<DeviceId>,
     pub counts: StatusCounts,
+    /// When the counts were computed, and how long that took (see `share::status`).
+    pub at: std::time::Instant,
+    pub took: std::time::Duration,
 }
 
 /// The index-derived part of a share's status.

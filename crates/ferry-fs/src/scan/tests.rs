@@ -302,3 +302,79 @@ fn too_long_paths_are_reported() {
     assert_eq!(out.skipped[0].path, rel);
     assert!(matches!(out.skipped[0].reason, SkipReason::BadPath(ferry_proto::PathError::TooLong(_))));
 }
+
+/// A tree of `n` files in a few folders, with a known index of every other file (as a
+/// previous scan left it) plus `gone`, which is no longer on disk.
+fn streamed_tree(n: usize) -> (tempfile::TempDir, Index) {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        let sub = dir.path().join(format!("d{}", i % 3));
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join(format!("f{i:02}")), format!("file {i}")).unwrap();
+    }
+    let index = Index::default();
+    index.scan(dir.path(), &Scope::Full);
+    for i in (1..n).step_by(2) {
+        fs::write(dir.path().join(format!("d{}/f{i:02}", i % 3)), format!("changed {i}")).unwrap();
+    }
+    index.0.borrow_mut().insert(
+        RelPath::new("d0/gone").unwrap(),
+        Known { kind: FileKind::File, deleted: false, size: 1, mtime_ns: 1, inode: 1, executable: false },
+    );
+    (dir, index)
+}
+
+#[test]
+fn a_streamed_scan_hands_over_full_batches_and_returns_the_rest_with_the_deletes() {
+    let (dir, index) = streamed_tree(20);
+    let root = dir.path();
+    let ignore = Ignore::load(root).unwrap();
+    let known = |p: &RelPath| index.0.borrow().get(p).cloned();
+    let known_paths = |p: Option<&RelPath>| -> Vec<RelPath> {
+        assert!(p.is_none());
+        index.0.borrow().iter().filter(|(_, v)| !v.deleted).map(|(k, _)| k.clone()).collect()
+    };
+    let mut batches: Vec<Vec<Change>> = Vec::new();
+    let mut sink = |b: Vec<Change>| {
+        batches.push(b);
+        true
+    };
+    let rest = scan_streaming(root, &known, &known_paths, &Scope::Full, &ignore, &|_, _| None, 3, &mut sink).unwrap();
+    // 10 files changed: three full batches of 3 while walking, the last upsert and the delete
+    // returned.
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3]);
+    assert_eq!(upserts(&rest).len(), 1);
+    assert_eq!(deletes(&rest), vec!["d0/gone"]);
+    let mut streamed: Vec<String> = batches
+        .iter()
+        .flatten()
+        .filter_map(|c| match c {
+            Change::Upsert(o) => Some(o.path.to_string()),
+            _ => None,
+        })
+        .collect();
+    streamed.extend(upserts(&rest));
+    let want: Vec<String> = (1..20).step_by(2).map(|i| format!("d{}/f{i:02}", i % 3)).collect();
+    let (mut got, mut want) = (streamed, want);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every changed file exactly once");
+}
+
+#[test]
+fn a_refused_batch_stops_the_walk() {
+    let (dir, index) = streamed_tree(20);
+    let root = dir.path();
+    let ignore = Ignore::load(root).unwrap();
+    let known = |p: &RelPath| index.0.borrow().get(p).cloned();
+    let known_paths = |_: Option<&RelPath>| -> Vec<RelPath> { Vec::new() };
+    let mut calls = 0;
+    let mut sink = |_: Vec<Change>| {
+        calls += 1;
+        false
+    };
+    let rest = scan_streaming(root, &known, &known_paths, &Scope::Full, &ignore, &|_, _| None, 2, &mut sink).unwrap();
+    assert_eq!(calls, 1, "nothing more is handed over after a refusal");
+    // The walk ends at the next entry: far fewer than the 10 changed files were looked at.
+    assert!(upserts(&rest).len() <= 1, "{:?}", upserts(&rest));
+}

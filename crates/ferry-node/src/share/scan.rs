@@ -5,8 +5,8 @@
 use super::*;
 use crate::records;
 use crate::summary::LocalCounts;
-use ferry_fs::scan_streaming;
 use ferry_engine::scan::{self, Seen};
+use ferry_fs::scan_streaming;
 
 impl Worker {
     /// Scans, committing what changed as local changes batch by batch.
@@ -54,7 +54,15 @@ impl Worker {
             let reuse = |rel: &RelPath, now: &Known| {
                 if rehash { None } else { fast::reuse_moved(&root, inodes(), &lookup, rel, now) }
             };
-            let batches = Batches { store: &store, id, root: &root, me, mode: rec.mode, unfinished: &unfinished, lookup: &lookup };
+            let batches = Batches {
+                store: &store,
+                id,
+                root: &root,
+                me,
+                mode: rec.mode,
+                unfinished: &unfinished,
+                lookup: &lookup,
+            };
             let mut done = Committed::default();
             let mut failed = None;
             let mut sink = |changes: Vec<ferry_fs::Change>| match batches.commit(changes) {
@@ -174,7 +182,9 @@ impl Batches<'_> {
         let mut updates = scan::updates(&seen, &entry_at, self.mode, self.me);
         drop(seen);
         // A stopped pull's unfinished writes are no edits of ours (see `intents.rs`).
-        for u in updates.iter_mut().filter(|u| !u.entry.record.deleted && self.unfinished.contains(&u.entry.record.path)) {
+        for u in
+            updates.iter_mut().filter(|u| !u.entry.record.deleted && self.unfinished.contains(&u.entry.record.path))
+        {
             let existing = entry_at(&u.entry.record.path);
             *u = scan::unfinished_apply(u.clone(), existing.as_ref());
         }
