@@ -237,7 +237,7 @@ fn main() {
             // Closing the window is let through (the run loop below keeps the app in the tray):
             // a destroyed window frees its webview, a hidden one would keep it.
             if let WindowEvent::Destroyed = event {
-                window::destroyed(window.label());
+                window::destroyed(window.app_handle(), window.label());
             }
         })
         .invoke_handler(tauri::generate_handler![

@@ -81,13 +81,44 @@ pub fn focused(app: &AppHandle) -> bool {
     app.get_webview_window(MAIN).and_then(|w| w.is_focused().ok()).unwrap_or(false)
 }
 
-/// The main window is gone (closed to the tray): give the freed heap back to the system.
-pub fn destroyed(label: &str) {
+/// The main window is gone (closed to the tray): once GTK and WebKit have freed what it held,
+/// stop WebKit's network process and give the freed heap back to the system.
+pub fn destroyed(app: &AppHandle, label: &str) {
     if label != MAIN {
         return;
     }
-    tauri::async_runtime::spawn(async {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
         tokio::time::sleep(TRIM_AFTER).await;
-        ferry_node::release_free_memory();
+        let handle = app.clone();
+        // On the main thread, where windows are built: none can appear between the check and
+        // the stop.
+        let _ = app.run_on_main_thread(move || {
+            // Not under WebDriver (the e2e flows): WebKit ends the automation session with the
+            // network process, as if the page had crashed.
+            let automated = std::env::var("TAURI_WEBVIEW_AUTOMATION").as_deref() == Ok("true");
+            if handle.webview_windows().is_empty() && !automated {
+                stop_network_process();
+            }
+            ferry_node::release_free_memory();
+        });
     });
+}
+
+/// WebKit keeps its network process (~60 MiB resident) after the last page closes, and Tauri
+/// keeps the web context alive on Linux so that a new window reuses it (tauri#14626). With no
+/// page left it serves nothing: it is stopped, and WebKit starts a new one for the next page.
+fn stop_network_process() {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return };
+    for pid in dir.flatten().filter_map(|e| e.file_name().into_string().ok()) {
+        // /proc/PID/stat: "PID (COMM) STATE PPID ..."; COMM is cut at 15 characters.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        let ours = rest.split(' ').nth(1) == Some(me.as_str());
+        if ours && head.ends_with("(WebKitNetworkPr") {
+            tracing::debug!("stopping WebKit's network process {pid}: no page left");
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        }
+    }
 }
