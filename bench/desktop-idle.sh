@@ -24,7 +24,7 @@ for i in range(10000):
     open(os.path.join(sub,f'f{i:05d}.txt'),'w').write(f'file {i}\n'*8)" "$HOME/share-$s"
 done
 "$APP" & pid=$!
-trap 'kill $pid 2>/dev/null; [ -n "${dpid:-}" ] && kill $dpid 2>/dev/null; rm -rf "$HOME"' EXIT
+trap 'kill $pid ${dpid:-} 2>/dev/null || true; rm -rf "$HOME"' EXIT
 for _ in $(seq 300); do "$FERRY" --home "$FH" status >/dev/null 2>&1 && break; sleep 0.2; done
 "$FERRY" --home "$FH" share add "$HOME/share-a" >/dev/null
 "$FERRY" --home "$FH" share add "$HOME/share-b" >/dev/null
@@ -48,6 +48,7 @@ measure() {
     procs=$(tree $pid)
     echo "$1 RSS with WebKit child processes: $(for p in $procs; do kib $p VmRSS status; done | mib)"
     echo "$1 PSS, all processes: $(for p in $procs; do kib $p Pss smaps_rollup; done | mib)"
+    echo "$1 anonymous (heap, not library pages), all processes: $(for p in $procs; do kib $p Anonymous smaps_rollup; done | mib)"
     for p in $procs; do [ "$p" = "$pid" ] || echo "  $(cat /proc/$p/comm 2>/dev/null) $(kib $p VmRSS status | mib)"; done
 }
 

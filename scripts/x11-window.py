@@ -2,7 +2,8 @@
 """Closes or waits for an X11 top-level window by its title, as a user's window manager would.
 
   x11-window.py close TITLE              send WM_DELETE_WINDOW (the close button's message)
-  x11-window.py wait TITLE shown|gone S  wait up to S seconds; prints the seconds it took
+  x11-window.py wait TITLE shown|gone S  wait up to S seconds; prints the seconds it took and
+                                         the Unix time it happened at
 
 The desktop app's bench (bench/desktop-idle.sh) and e2e flows run under a bare Xvfb, with no
 window manager to press the close button for them; this sends the same client message a
@@ -109,7 +110,7 @@ def main(argv):
         t0, want = time.monotonic(), argv[3] == "shown"
         while time.monotonic() - t0 < float(argv[4]):
             if bool(shown(dpy, argv[2])) == want:
-                print(f"{time.monotonic() - t0:.3f}")
+                print(f"{time.monotonic() - t0:.3f} {time.time():.3f}")
                 return
             time.sleep(0.02)
         sys.exit(f"x11-window: {argv[2]!r} not {argv[3]} after {argv[4]} s")
