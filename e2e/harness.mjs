@@ -4,7 +4,7 @@
 // file in its own dbus-run-session under Xvfb. setup.mjs (runFlow) composes these pieces into
 // the setup and teardown every flow shares.
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import net from 'node:net';
@@ -137,8 +137,32 @@ export async function startApp() {
       await browser.deleteSession().catch(() => {});
       driver.kill('SIGTERM');
       await new Promise((r) => (driver.exitCode === null ? driver.once('exit', r) : r()));
+      // WebKitWebDriver ends the app with the session, but not when the session has no
+      // window (closed to the tray) and the delete fails: then the app outlives the driver
+      // and keeps the flow's runner waiting. Ended here, by pid.
+      for (const pid of appProcesses(home, 'ferry-desktop')) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // Gone meanwhile.
+        }
+      }
     },
   };
+}
+
+/** Pids of the processes named `comm` that an app started with this HOME runs (/proc's comm is cut at 15 characters). */
+export function appProcesses(home, comm) {
+  const out = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== comm) continue;
+      if (readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`HOME=${home}`)) out.push(pid);
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return out;
 }
 
 /** Waits for an element by data-testid and returns it. */

@@ -12,7 +12,9 @@ use tauri_plugin_dialog::DialogExt;
 use tauri_plugin_opener::OpenerExt;
 
 use crate::prefs::{self, Prefs};
+use crate::recent::{Recent, RecentDto};
 use crate::tray::TrayRefresh;
+use crate::window::Navigation;
 
 type R<T> = Result<T, ApiError>;
 
@@ -252,4 +254,17 @@ pub fn save_app_prefs(app: AppHandle, node: State<'_, Node>, req: AppPrefsDto) -
     set.map_err(shell_err)?;
     prefs::save(node.home(), &Prefs { start_hidden: req.start_hidden }).map_err(shell_err)?;
     app_prefs(app, node)
+}
+
+/// The node's recent events, for a new window's Activity feed (recent.rs).
+#[tauri::command]
+pub fn recent_events(recent: State<'_, Recent>) -> RecentDto {
+    recent.snapshot()
+}
+
+/// The view the tray asked for (`{view, device}`), once: a new window asks when it starts, a
+/// live one when told by `ferry-navigate`.
+#[tauri::command]
+pub fn take_navigation(nav: State<'_, Navigation>) -> Option<serde_json::Value> {
+    nav.take()
 }

@@ -4,26 +4,21 @@
 //! works against the app exactly as against `ferry daemon`. Commands (commands.rs) each call
 //! one node method; node events are forwarded to the window as `ferry-event` and drive the
 //! tray (tray.rs), notifications and the raising of the window for prompts. Closing the
-//! window keeps Ferry in the tray; Quit shuts the node down in order, then exits.
+//! window keeps Ferry in the tray with the window destroyed, its webview's memory released
+//! (window.rs); Quit shuts the node down in order, then exits.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
 mod prefs;
+mod recent;
 mod tray;
+mod window;
 
 use ferry_node::{Config, Event, Node, Overrides};
 use tauri::{AppHandle, Emitter, Manager, RunEvent, WindowEvent};
 use tauri_plugin_notification::NotificationExt;
-
-/// Shows, raises and focuses the main window.
-pub fn show_main(app: &AppHandle) {
-    if let Some(w) = app.get_webview_window("main") {
-        let _ = w.unminimize();
-        let _ = w.show();
-        let _ = w.set_focus();
-    }
-}
+pub use window::show_main;
 
 /// Ordered exit: the node stops (workers, connections, endpoint, socket), then the app.
 pub fn quit(app: &AppHandle) {
@@ -86,10 +81,6 @@ fn notify(app: &AppHandle, title: &str, body: &str) {
     }
 }
 
-fn window_focused(app: &AppHandle) -> bool {
-    app.get_webview_window("main").and_then(|w| w.is_focused().ok()).unwrap_or(false)
-}
-
 /// At most `n` characters of text a peer chose (names, labels), for a notification.
 fn clip(s: &str, n: usize) -> String {
     let s: String = s.chars().filter(|c| !c.is_control()).collect();
@@ -116,7 +107,7 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
             notify(app, title, &body);
             show_main(app);
         }
-        Event::NoteReceived { from_name, text, .. } if !window_focused(app) => {
+        Event::NoteReceived { from_name, text, .. } if !window::focused(app) => {
             notify(app, &clip(from_name, 64), &clip(text, 200))
         }
         Event::DeviceRemoved { by: Some(by), .. } => notify(
@@ -141,7 +132,7 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
             let what = if direction == "in" { "Receiving files failed" } else { "Sending files failed" };
             notify(app, what, &clip(message.as_deref().unwrap_or("see Activity"), 200));
         }
-        Event::SendState { direction, state, .. } if direction == "in" && state == "done" && !window_focused(app) => {
+        Event::SendState { direction, state, .. } if direction == "in" && state == "done" && !window::focused(app) => {
             notify(app, "Files received", "They are in your inbox (see Activity)");
         }
         Event::SendState { direction, state, message, .. } if direction == "out" && state == "rejected" => {
@@ -186,7 +177,7 @@ fn setup(
     tauri::async_runtime::spawn(tray::run(handle.clone(), node.clone(), refresh.clone()));
     let prefs = prefs::load(node.home());
     if !(start_hidden_arg || prefs.start_hidden) {
-        show_main(&handle);
+        window::open_now(&handle, None);
     }
     Ok(())
 }
@@ -203,7 +194,9 @@ async fn forward_events(h: tauri::AppHandle, node: Node, r: tray::TrayRefresh) {
             Err(RecvError::Closed) => break,
         };
         on_event(&h, &ev, &mut last_error);
-        let _ = h.emit("ferry-event", &ev);
+        let seq = h.state::<recent::Recent>().record(&ev, recent::now_ms());
+        // No window (closed to the tray): nobody listens, and the event is not lost to Activity.
+        let _ = h.emit("ferry-event", recent::with_seq(&ev, seq));
         r.poke();
     }
 }
@@ -237,12 +230,14 @@ fn main() {
             Some(vec!["--hidden"]),
         ))
         .manage(refresh.clone())
+        .manage(recent::Recent::default())
+        .manage(window::Navigation::default())
         .setup(move |app| setup(app, cfg, refresh, start_hidden_arg))
         .on_window_event(|window, event| {
-            // Closing the window keeps Ferry running in the tray.
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                api.prevent_close();
-                let _ = window.hide();
+            // Closing the window is let through (the run loop below keeps the app in the tray):
+            // a destroyed window frees its webview, a hidden one would keep it.
+            if let WindowEvent::Destroyed = event {
+                window::destroyed(window.app_handle(), window.label());
             }
         })
         .invoke_handler(tauri::generate_handler![
@@ -286,6 +281,8 @@ fn main() {
             commands::reveal_path,
             commands::app_prefs,
             commands::save_app_prefs,
+            commands::recent_events,
+            commands::take_navigation,
         ])
         .build(tauri::generate_context!());
     let app = match app {

@@ -10,7 +10,7 @@ use ferry_node::Node;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuBuilder, MenuEvent, MenuItemBuilder, SubmenuBuilder};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
-use tauri::{AppHandle, Emitter, Manager};
+use tauri::{AppHandle, Manager};
 use tauri_plugin_opener::OpenerExt;
 use tokio::sync::Notify;
 
@@ -180,8 +180,7 @@ fn on_menu(app: &AppHandle, event: MenuEvent) {
         "quit" => crate::quit(app),
         _ => {
             if let Some(device) = id.strip_prefix("note:") {
-                crate::show_main(app);
-                let _ = app.emit("ferry-navigate", serde_json::json!({ "view": "notes", "device": device }));
+                crate::window::open(app, Some(serde_json::json!({ "view": "notes", "device": device })));
             } else if let Some(path) = id.strip_prefix("folder:") {
                 let _ = app.opener().open_path(path, None::<&str>);
             }

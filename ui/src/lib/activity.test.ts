@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { emptyActivity, MAX_ENTRIES, progress, reduce } from './activity';
+import { emptyActivity, MAX_ENTRIES, progress, reduce, replay } from './activity';
 
 const name = (id: string) => (id === 's1' ? 'Photos' : id);
 
@@ -23,6 +23,16 @@ describe('activity', () => {
     expect(start.entries).toHaveLength(0);
     expect(a.entries).toHaveLength(MAX_ENTRIES);
     expect(a.entries[0].detail).toBe(`e${MAX_ENTRIES + 4}`);
+  });
+  it('replays recorded events at the times they happened, newest first', () => {
+    const recent = {
+      events: [
+        { at_ms: 100, event: { type: 'conflict' as const, share: 's1', path: 'a.txt', copy: 'a (conflict).txt', winner: 'desk' } },
+        { at_ms: 200, event: { type: 'in_sync' as const, share: 's1' } },
+      ],
+    };
+    const a = replay(emptyActivity(), recent, name);
+    expect(a.entries.map((e) => [e.title, e.at])).toEqual([['Photos is up to date', 200], ['Conflict on a.txt', 100]]);
   });
   it('shows a refused device as an error with its reason', () => {
     const reason = 'it came back with another certificate';

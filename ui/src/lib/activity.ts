@@ -113,6 +113,16 @@ export function reduce(
   }
 }
 
+/** Applies events recorded earlier (the shell's recent events), each at the time it happened. */
+export function replay(
+  a: Activity,
+  recent: { events: { at_ms: number; event: Event }[] },
+  shareName: (id: string) => string,
+  deviceName: (id: string) => string = (id) => id,
+): Activity {
+  return recent.events.reduce((acc, r) => reduce(acc, r.event, r.at_ms, shareName, deviceName), a);
+}
+
 /** Fraction done, 0..1. */
 export function progress(t: Transfer): number {
   return t.total > 0 ? Math.min(1, t.done / t.total) : 0;

@@ -112,16 +112,31 @@ export const api = {
   revealPath: (path: string) => call<void>('reveal_path', { path }),
   appPrefs: () => call<AppPrefs>('app_prefs'),
   saveAppPrefs: (req: AppPrefs) => call<AppPrefs>('save_app_prefs', { req }),
+  /** The node's recent events, kept by the shell while no window was open (Activity replays them). */
+  recentEvents: () => call<RecentEvents>('recent_events'),
+  /** The view the tray asked for, once (null when none is waiting). */
+  takeNavigation: () => call<Navigation | null>('take_navigation'),
 };
 
+/** A node event as the shell forwards it: numbered, so a replay and the live stream can meet. */
+export type SeqEvent = Event & { seq?: number };
+export type RecentEvents = { upto: number; events: { seq: number; at_ms: number; event: Event }[] };
+export type Navigation = { view: string; device?: string };
+
 /** Node events, as the node emits them. */
-export function onEvent(cb: (e: Event) => void): Promise<UnlistenFn> {
-  return listen<Event>('ferry-event', (m) => cb(m.payload));
+export function onEvent(cb: (e: SeqEvent) => void): Promise<UnlistenFn> {
+  return listen<SeqEvent>('ferry-event', (m) => cb(m.payload));
 }
 
-/** The tray asks the window to show a view (e.g. Send note to > device). */
-export function onNavigate(cb: (to: { view: string; device?: string }) => void): Promise<UnlistenFn> {
-  return listen<{ view: string; device?: string }>('ferry-navigate', (m) => cb(m.payload));
+/**
+ * The tray asks the window to show a view (e.g. Send note to > device): at start (a window
+ * opened for it) and whenever the shell says one is waiting.
+ */
+export function onNavigate(cb: (to: Navigation) => void): Promise<UnlistenFn> {
+  const take = () => void api.takeNavigation().then((to) => to && cb(to), () => {});
+  const unlisten = listen('ferry-navigate', take);
+  take();
+  return unlisten;
 }
 
 /** Files dragged over and dropped on the window: `over` while they hover, `drop` with paths. */

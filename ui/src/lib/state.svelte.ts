@@ -1,8 +1,8 @@
 // The window's live state: loaded through api.ts, refreshed when node events say something
 // changed (debounced), never polled in a tight loop.
-import { api, onEvent, toFerryError, type FerryError } from './api';
+import { api, onEvent, toFerryError, type FerryError, type SeqEvent } from './api';
 import type { ConflictDto, DeviceDto, Event, NoteDto, PendingDto, SettingsDto, ShareDto, StatusDto, TransferDto } from './bindings';
-import { emptyActivity, reduce, type Activity } from './activity';
+import { emptyActivity, reduce, replay, type Activity } from './activity';
 import { applySendEvent } from './transfers';
 
 /** Events that change what the lists show (progress events only feed Activity). */
@@ -84,20 +84,40 @@ export class FerryState {
     return () => (this.listeners = this.listeners.filter((l) => l !== cb));
   }
 
+  private apply(e: Event): void {
+    this.activity = reduce(this.activity, e, Date.now(), this.shareName, this.deviceName);
+    this.transfers = applySendEvent(this.transfers, e, Date.now());
+    if (e.type === 'paired' && this.inviteOnPair.has(e.device)) {
+      this.inviteOnPair.delete(e.device);
+      const def = this.shares.find((s) => s.path === this.defaultFolder);
+      if (def) void api.shareInvite(def.id, e.device).catch(() => {});
+    }
+    for (const l of this.listeners) l(e);
+    if (REFRESHING.has(e.type)) this.soon();
+  }
+
+  /**
+   * Loads the lists, then Activity from the shell's recent events (this page may be new: the
+   * window is rebuilt each time it opens from the tray), then applies live events. Live events
+   * are listened to first and held meanwhile; those the replay already had (by `seq`) drop.
+   */
   async start(): Promise<void> {
     this.defaultFolder = await api.defaultFolder().catch(() => '');
+    let held: SeqEvent[] | null = [];
+    let upto = 0;
     await onEvent((e) => {
-      this.activity = reduce(this.activity, e, Date.now(), this.shareName, this.deviceName);
-      this.transfers = applySendEvent(this.transfers, e, Date.now());
-      if (e.type === 'paired' && this.inviteOnPair.has(e.device)) {
-        this.inviteOnPair.delete(e.device);
-        const def = this.shares.find((s) => s.path === this.defaultFolder);
-        if (def) void api.shareInvite(def.id, e.device).catch(() => {});
-      }
-      for (const l of this.listeners) l(e);
-      if (REFRESHING.has(e.type)) this.soon();
+      if (held) held.push(e);
+      else if ((e.seq ?? Infinity) > upto) this.apply(e);
     });
     await this.refresh();
+    const recent = await api.recentEvents().catch(() => null);
+    if (recent) {
+      upto = recent.upto;
+      this.activity = replay(this.activity, recent, this.shareName, this.deviceName);
+    }
+    const waiting = held;
+    held = null;
+    for (const e of waiting) if ((e.seq ?? Infinity) > upto) this.apply(e);
     setInterval(() => void this.refresh(), SLOW_REFRESH_MS);
   }
 }
