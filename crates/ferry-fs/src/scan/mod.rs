@@ -197,10 +197,8 @@ pub fn scan_streaming(
         reuse,
         ignore,
         out: ScanOutcome::default(),
-        // A full walk visits each path once and only needs to know which *known* paths it saw
-        // (the rest cannot become deletes): a first scan of a million new files then keeps no
-        // set of them. Listed paths may share ancestors, which must be visited once.
-        track_all: !matches!(scope, Scope::Full),
+        // Set below: whether any path could become a delete.
+        track: true,
         seen: HashSet::new(),
         failed: Vec::new(),
         deleted: Vec::new(),
@@ -212,8 +210,14 @@ pub fn scan_streaming(
         Scope::Full => {
             // The root must be readable; an error here is not a reason to delete everything.
             fs::read_dir(root).ctx("read_dir", root)?;
+            // With no live path in the index nothing can become a delete, so a first scan of a
+            // million new files keeps no set of the paths it saw. (Asked first, not after the
+            // walk: the answer is the index as it was when the scan began either way. Not "only
+            // the paths `known` has": a re-hash scan's `known` answers None for everything.)
+            let candidates = known_paths(None);
+            s.track = !candidates.is_empty();
             s.walk(root, None);
-            s.collect_deletes(known_paths(None));
+            s.collect_deletes(candidates);
         }
         Scope::Paths(list) => {
             let mut list = list.clone();
@@ -245,8 +249,9 @@ struct Scanner<'a> {
     reuse: &'a dyn Fn(&RelPath, &Known) -> Option<Reused>,
     ignore: &'a Ignore,
     out: ScanOutcome,
-    /// Whether `seen` holds every path visited, or only those `known` had.
-    track_all: bool,
+    /// Whether visited paths go into `seen` (false only for a full walk of an empty index;
+    /// listed paths may share ancestors, which must be visited once).
+    track: bool,
     /// Paths that exist on disk (or could not be checked): never reported deleted.
     seen: HashSet<RelPath>,
     /// Paths that could not be read: nothing below them is reported deleted.

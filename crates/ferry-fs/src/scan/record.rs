@@ -78,7 +78,7 @@ impl Scanner<'_> {
             }
         };
         let known = self.live_known(rel);
-        if self.track_all || known.is_some() {
+        if self.track {
             self.seen.insert(rel.clone());
         }
         let unchanged = known.is_some_and(|k| {

@@ -378,3 +378,19 @@ fn a_refused_batch_stops_the_walk() {
     // The walk ends at the next entry: far fewer than the 10 changed files were looked at.
     assert!(upserts(&rest).len() <= 1, "{:?}", upserts(&rest));
 }
+
+#[test]
+fn a_rehash_scan_that_knows_nothing_deletes_nothing() {
+    // A re-hash scan's `known` answers None for every path (so every file is read again), while
+    // the index still lists them all as live: none of them may come back as a delete.
+    let (dir, index) = streamed_tree(6);
+    index.0.borrow_mut().remove(&RelPath::new("d0/gone").unwrap());
+    let root = dir.path();
+    let ignore = Ignore::load(root).unwrap();
+    let known_paths = |_: Option<&RelPath>| -> Vec<RelPath> {
+        index.0.borrow().iter().filter(|(_, v)| !v.deleted).map(|(k, _)| k.clone()).collect()
+    };
+    let out =
+        scan_streaming(root, &|_| None, &known_paths, &Scope::Full, &ignore, &|_, _| None, 4, &mut |_| true).unwrap();
+    assert!(deletes(&out).is_empty(), "{:?}", deletes(&out));
+}
