@@ -576,6 +576,15 @@ async fn full_rescan_rehashes_what_size_and_mtime_hide() {
     assert_eq!(summary().await.local_changes, 0, "a normal scan trusts size, mtime and inode");
     a.node.rescan(ferry_node::api::RescanDto { share: Some(s.id.clone()), full: true }).await.unwrap();
     wait_for(&[&a], "the full rescan finds the change", || async { summary().await.local_changes == 1 }).await;
+    // ... and nothing else: a re-hash scan once reported every file it read again as deleted
+    // too (it keeps the file's record live, with its new content).
+    wait_for(&[&a], "idle after the full rescan", || async {
+        a.node.status().await.unwrap().shares[0].state == "idle"
+    })
+    .await;
+    assert_eq!(summary().await.local_deletes, 0, "a re-hash deletes nothing");
+    let st = a.node.status().await.unwrap();
+    assert_eq!((st.shares[0].files, st.shares[0].bytes), (1, 10), "data.bin is still live in the index");
     a.node.shutdown().await;
 }
 
