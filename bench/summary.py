@@ -30,6 +30,8 @@ ROWS = [
     ("W8", "1M files: full sync to a second node", "<= 6 min, RSS < 300 MiB"),
     ("W8l", "new small file inside W8, p50 (p95)", "p95 <= 150 ms"),
     ("W9", "4 GiB: zero runs + repeated 1 MiB", "<= 16 MiB on the wire"),
+    ("W10", "10-device mesh: W1's file to 9", "<= 3x W1, origin sends <= 3x"),
+    ("W10s", "10-device mesh: 1,000 small files to 9", "origin sends <= 3x"),
 ]
 LATENCY = ("W5", "W8l")
 
@@ -136,6 +138,13 @@ def main():
     alloc = [f"{t} {a:.0f} MiB" for t in TOOLS if (a := med(data, t, "W9", "alloc_mib")) is not None]
     if alloc:
         notes.append("W9: allocated on the receiver's disk: " + ", ".join(alloc) + ".")
+    for w in ("W10", "W10s"):
+        o, x = med(data, "ferry", w, "origin_bytes"), med(data, "ferry", w, "origin_x")
+        if o is not None and x is not None:
+            notes.append(f"{w}: the origin sent {fmt_b(o)}, {x:.2f}x the content.")
+    w1, w10 = med(data, "ferry", "W1", "time_s"), med(data, "ferry", "W10", "time_s")
+    if w1 and w10:
+        notes.append(f"W10 took {w10 / w1:.2f}x Ferry's W1.")
     if notes:
         print("\n" + " ".join(notes))
     json.dump(out, open(sys.argv[-1], "w"), indent=1, sort_keys=True)
