@@ -8,15 +8,22 @@
 //! this device do something (fetch, delete, merge, resolve a conflict).
 
 use ferry_engine::{Action, decide};
-use ferry_proto::{FileRecord, ShareId};
+use ferry_proto::{FileRecord, RelPath, ShareId};
 use ferry_store::{Store, StoreError};
 
-/// True when some record in `records` is newer than (or concurrent with) what this device has.
-/// (One read of the local index for the whole update.)
-pub(crate) fn any_needed(store: &Store, share: &ShareId, records: &[FileRecord]) -> Result<bool, StoreError> {
+/// The paths of the records in `records` that are newer than (or concurrent with) what this
+/// device has: empty when the update asks nothing of this device. (One read of the local index
+/// for the whole update.) The worker's next pull can plan just these paths (see
+/// `ShareHandle::request_pull_paths`).
+pub(crate) fn needed_paths(store: &Store, share: &ShareId, records: &[FileRecord]) -> Result<Vec<RelPath>, StoreError> {
     let paths: Vec<_> = records.iter().map(|r| r.path.clone()).collect();
     let locals = store.local_files_at(share, &paths)?;
-    Ok(records.iter().zip(&locals).any(|(r, local)| {
-        !matches!(decide(local.as_ref().map(|e| &e.record), r), Action::Nothing | Action::ConflictLocalWins)
-    }))
+    Ok(records
+        .iter()
+        .zip(&locals)
+        .filter(|(r, local)| {
+            !matches!(decide(local.as_ref().map(|e| &e.record), r), Action::Nothing | Action::ConflictLocalWins)
+        })
+        .map(|(r, _)| r.path.clone())
+        .collect())
 }

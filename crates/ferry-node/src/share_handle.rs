@@ -52,9 +52,20 @@ pub(crate) struct Pending {
     pub full: bool,
     /// With `full`: re-hash every file (`ferry rescan --full`).
     pub rehash: bool,
+    /// A full pull pass: every path of every member's index compared with ours.
     pub pull: bool,
+    /// Paths whose records from peers ask something of this device (see `need.rs`): without
+    /// `pull`, the next pull plans these alone (see `share::pull`). Never more than
+    /// [`PULL_PATHS_MAX`]: past that, `pull` is set instead.
+    pub pull_paths: BTreeSet<RelPath>,
     pub paths: BTreeSet<RelPath>,
 }
+
+/// Most paths a pull planned path by path may take. Point lookups cost a few microseconds per
+/// path and member; a full pass streams every index in order, about a microsecond per record.
+/// Past this many paths the update is a big one (a first sync, a mass change) whose pass does a
+/// lot of work anyway, and the full pass also settles what depends on other paths (renames).
+pub(crate) const PULL_PATHS_MAX: usize = 4096;
 
 #[derive(Default, Clone)]
 pub(crate) struct Runtime {
@@ -85,7 +96,24 @@ pub(crate) struct ShareHandle {
 
 impl ShareHandle {
     pub fn request_pull(&self) {
-        self.pending.lock().unwrap().pull = true;
+        let mut p = self.pending.lock().unwrap();
+        p.pull = true;
+        p.pull_paths.clear();
+        drop(p);
+        self.wake.notify_one();
+    }
+    /// A pull of these paths (an index update named them): planned by themselves unless a
+    /// full pull is due anyway or too many are waiting (see [`PULL_PATHS_MAX`]).
+    pub fn request_pull_paths(&self, paths: Vec<RelPath>) {
+        let mut p = self.pending.lock().unwrap();
+        if !p.pull {
+            p.pull_paths.extend(paths);
+            if p.pull_paths.len() > PULL_PATHS_MAX {
+                p.pull = true;
+                p.pull_paths.clear();
+            }
+        }
+        drop(p);
         self.wake.notify_one();
     }
     pub fn request_full_scan(&self) {

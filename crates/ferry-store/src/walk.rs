@@ -2,7 +2,7 @@
 //! order and one read transaction ([`Store::walk_share`]), and the [`WalkStates`] that tell a
 //! caller whether what it computed from a walk is still current.
 
-use ferry_proto::{DeviceId, FileRecord, ShareId};
+use ferry_proto::{DeviceId, FileRecord, RelPath, ShareId};
 use redb::ReadTransaction;
 
 use crate::schema::{self, LOCAL, REMOTE, REMOTE_STATE, SHARE_STATE, get, prefix_bounds};
@@ -54,6 +54,39 @@ impl Store {
                     }
                 }
                 f(local, remotes)?;
+            }
+            Ok(states)
+        })
+    }
+
+    /// What [`Store::walk_share`] does for the paths it would visit among `paths` (each once, in
+    /// path order), by point lookups in one read transaction: the cost follows `paths`, not the
+    /// size of the indexes. A path no source holds is skipped, as the full walk would.
+    pub fn walk_paths(
+        &self,
+        share: &ShareId,
+        devices: &[DeviceId],
+        paths: &[RelPath],
+        mut f: impl FnMut(Option<LocalEntry>, Vec<Option<FileRecord>>) -> Result<(), StoreError>,
+    ) -> Result<WalkStates, StoreError> {
+        let mut sorted: Vec<&RelPath> = paths.iter().collect();
+        // The index keys order paths by their bytes; RelPath's order is that of its string.
+        sorted.sort_unstable_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+        sorted.dedup();
+        let generation = self.index_generation();
+        self.read(|txn| {
+            let states = walk_states(txn, generation, share, devices)?;
+            let local_table = txn.open_table(LOCAL)?;
+            let remote_table = txn.open_table(REMOTE)?;
+            for path in sorted {
+                let local: Option<LocalEntry> = get(&local_table, &schema::local_key(share, path), "local entry")?;
+                let mut remotes = Vec::with_capacity(devices.len());
+                for d in devices {
+                    remotes.push(get(&remote_table, &schema::remote_key(share, d, path), "remote record")?);
+                }
+                if local.is_some() || remotes.iter().any(Option::is_some) {
+                    f(local, remotes)?;
+                }
             }
             Ok(states)
         })

@@ -62,7 +62,7 @@ pub(super) async fn on_index(
     let needed = inner
         .db(move |s| {
             s.put_remote(&share, &pid, epoch, &good)?;
-            crate::need::any_needed(s, &share, &good)
+            crate::need::needed_paths(s, &share, &good)
         })
         .await;
     let needed = match needed {
@@ -70,8 +70,10 @@ pub(super) async fn on_index(
         Err(e) => return wire_err(WireError::Internal, e.message),
     };
     inner.emit(Event::IndexReceived { share: share.to_string(), device: peer.id.to_string(), records: n });
-    if needed && let Some(h) = inner.shares.lock().unwrap().get(&share) {
-        h.request_pull();
+    if !needed.is_empty()
+        && let Some(h) = inner.shares.lock().unwrap().get(&share)
+    {
+        h.request_pull_paths(needed);
     }
     Message::Ack
 }

@@ -306,10 +306,11 @@ impl Worker {
                 continue;
             }
             if !paused {
-                let (full, rehash, pull, paths) = {
+                let (full, rehash, pull, pull_paths, paths) = {
                     let mut p = self.pending.lock().unwrap();
                     let taken = (std::mem::take(&mut p.full), std::mem::take(&mut p.rehash));
-                    (taken.0, taken.1, std::mem::take(&mut p.pull), std::mem::take(&mut p.paths))
+                    let pulls = (std::mem::take(&mut p.pull), std::mem::take(&mut p.pull_paths));
+                    (taken.0, taken.1, pulls.0, pulls.1, std::mem::take(&mut p.paths))
                 };
                 self.inner.summaries.begin(self.id);
                 let scope = if full {
@@ -331,14 +332,14 @@ impl Worker {
                         Ok(()) => {}
                     }
                 }
-                if pull || full {
-                    self.pull().await;
-                } else {
-                    // A local change can settle a pending need (or create a conflict).
-                    let need = self.runtime.lock().unwrap().need;
-                    if need > 0 {
-                        self.pull().await;
-                    }
+                // A local change can settle a pending need (or create a conflict): a full pass
+                // whenever something is still needed, so the paths pass only runs from a clean
+                // state and its items are all the items there are.
+                let need = self.runtime.lock().unwrap().need;
+                if pull || full || need > 0 {
+                    self.pull(None).await;
+                } else if !pull_paths.is_empty() {
+                    self.pull(Some(pull_paths.into_iter().collect())).await;
                 }
                 self.set_state("idle");
                 let label = rec.map(|r| r.label).unwrap_or_default();
@@ -350,7 +351,7 @@ impl Worker {
             }
             let has_more = !paused && {
                 let p = self.pending.lock().unwrap();
-                p.full || p.pull || !p.paths.is_empty()
+                p.full || p.pull || !p.pull_paths.is_empty() || !p.paths.is_empty()
             };
             if has_more {
                 continue;

@@ -48,7 +48,17 @@ pub(super) struct PullStats {
     /// The pass was skipped: its inputs were those of a pass that found nothing to do, so the
     /// items that pass found still stand.
     pub(super) skipped: bool,
+    /// A pass over some paths stopped before doing anything: what it found needs a full pass
+    /// (a deletion: the mass-delete guard counts the share's files, and a rename pairs it with
+    /// a new file elsewhere).
+    pub(super) needs_full: bool,
 }
+
+/// Below this many bytes wanted, a pass over some paths fetches everything rather than look
+/// for the chunks in this device's other files: that look is a streamed pass over the whole
+/// local index (about a second per million files), while fetching 4 MiB from a peer on a LAN
+/// takes a few tens of milliseconds. (A full pass looks anyway: it walks every index already.)
+const LOCAL_REUSE_MIN: u64 = 4 << 20;
 
 /// What a pull pass works on (see [`plan_pull`]).
 pub(super) struct PullPlan {
@@ -65,12 +75,15 @@ pub(super) struct PullPlan {
 
 /// Walks the local index and every member's index side by side, in path order, keeping only
 /// the paths where some member has a record this device should move to (one path decoded at a
-/// time: the memory is that of the work, not of the share).
+/// time: the memory is that of the work, not of the share). With `only`, looks at those paths
+/// alone (point lookups: the cost follows them, not the share); `live_files` then counts the
+/// live files among them only.
 pub(super) fn plan_pull(
     s: &ferry_store::Store,
     id: &ShareId,
     members: &[DeviceId],
     policy: ferry_proto::ConflictPolicy,
+    only: Option<&[RelPath]>,
 ) -> Result<PullPlan, ferry_store::StoreError> {
     let mut plan = PullPlan {
         wanted: HashMap::new(),
@@ -79,7 +92,7 @@ pub(super) fn plan_pull(
         live_files: 0,
         states: WalkStates { generation: 0, local: Default::default(), remotes: Vec::new() },
     };
-    plan.states = s.walk_share(id, members, |local, remotes| {
+    let visit = |local: Option<LocalEntry>, remotes: Vec<Option<FileRecord>>| {
         let l = local.as_ref().map(|e| &e.record);
         if l.is_some_and(FileRecord::is_file) {
             plan.live_files += 1;
@@ -92,7 +105,12 @@ pub(super) fn plan_pull(
             plan.local.insert(path, e);
         }
         Ok(())
-    })?;
+    };
+    let states = match only {
+        None => s.walk_share(id, members, visit)?,
+        Some(paths) => s.walk_paths(id, members, paths, visit)?,
+    };
+    plan.states = states;
     Ok(plan)
 }
 
@@ -115,12 +133,26 @@ fn local_chunks_of(
 }
 
 impl Worker {
-    pub(super) async fn pull(&self) {
+    /// Pulls what the members have that this device should move to. `only`: the paths an index
+    /// update named (see `need.rs`), planned by themselves, so a small change in a big share
+    /// costs the change and not the share. Whatever that pass cannot settle cleanly alone (a
+    /// deletion, a failure, an item that cannot be synced here) is left to full passes.
+    pub(super) async fn pull(&self, only: Option<Vec<RelPath>>) {
+        if let Some(paths) = only {
+            match self.pull_pass(Some(&paths)).await {
+                Ok(s) if !s.needs_full && s.failed == 0 && s.items.is_empty() => {
+                    self.retry.lock().unwrap().after_pull(false);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(share = %self.id, "pull of some paths failed ({e}); a full pass follows"),
+            }
+        }
         let (mut total_failed, mut errored) = (0, false);
         // The items of the last pass that ran (None: none did, the last list stands).
         let mut items = None;
         for _ in 0..MAX_PULL_PASSES {
-            match self.pull_pass().await {
+            match self.pull_pass(None).await {
                 Ok(stats) => {
                     total_failed = stats.failed;
                     if !stats.skipped {
@@ -182,22 +214,29 @@ impl Worker {
     /// The comparison streams both indexes in path order (see [`plan_pull`]) and keeps only
     /// what is wanted, so memory follows the work to do rather than the size of the share. A
     /// pass whose inputs are exactly those of the last pass that found nothing to do is
-    /// skipped (see [`PullMark`]).
-    pub(super) async fn pull_pass(&self) -> Result<PullStats, ShareError> {
+    /// skipped (see [`PullMark`]). With `only`, the pass compares those paths alone; it neither
+    /// skips by the mark nor sets one (the mark vouches for every path), and stops with
+    /// `needs_full` before touching anything if one of its paths is to be deleted.
+    pub(super) async fn pull_pass(&self, only: Option<&[RelPath]>) -> Result<PullStats, ShareError> {
         let rec = self.record().await?;
         if !rec.mode.receives() {
             return Ok(PullStats::default());
         }
         let (id, members) = (self.id, rec.devices.clone());
         let policy = self.inner.db(move |s| s.share_settings(&id)).await?.conflict_policy;
-        if self.unchanged_since_mark(&members, policy).await? {
+        if only.is_none() && self.unchanged_since_mark(&members, policy).await? {
             tracing::debug!(share = %id, "pull skipped: nothing changed since the last pass");
             return Ok(PullStats { skipped: true, ..Default::default() });
         }
         let started = Instant::now();
+        let paths = only.map(<[RelPath]>::to_vec);
         let PullPlan { mut wanted, local, holders, live_files, states } =
-            self.inner.db(move |s| plan_pull(s, &id, &members, policy)).await?;
-        tracing::debug!(share = %id, wanted = wanted.len(), millis = started.elapsed().as_millis() as u64, "pull planned");
+            self.inner.db(move |s| plan_pull(s, &id, &members, policy, paths.as_deref())).await?;
+        tracing::debug!(share = %id, wanted = wanted.len(), paths = only.map(<[_]>::len),
+            millis = started.elapsed().as_millis() as u64, "pull planned");
+        if only.is_some() && wanted.values().any(|(r, _)| r.deleted) {
+            return Ok(PullStats { needs_full: true, ..Default::default() });
+        }
         let held =
             crate::guard::hold_mass_delete(&self.inner, &rec, &self.guard, live_files, &local, &mut wanted).await?;
         let (mut stats, mut batch) = (PullStats::default(), Batch::default());
@@ -212,7 +251,7 @@ impl Worker {
             None => true,
         });
         if wanted.is_empty() {
-            if held == 0 {
+            if held == 0 && only.is_none() {
                 // Nothing to do with these inputs: until one of them changes, neither is there.
                 *self.pull_mark.lock().unwrap() = Some(PullMark { states, policy });
             }
@@ -225,7 +264,8 @@ impl Worker {
         let intents = self.record_intents(&items, &local).await?;
         // Chunks this device already has, for reuse: only those the wanted files are made of.
         let needed = pull::needed_chunks(&items);
-        let local_chunks = if needed.is_empty() {
+        let wanted_bytes: u64 = items.iter().map(|(r, _)| r.size).sum();
+        let local_chunks = if needed.is_empty() || (only.is_some() && wanted_bytes < LOCAL_REUSE_MIN) {
             HashMap::new()
         } else {
             self.inner.db(move |s| local_chunks_of(s, &id, &needed)).await?

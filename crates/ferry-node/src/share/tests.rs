@@ -139,7 +139,7 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     let a = rec("a", "aaa", ME);
     local(&store, vec![(a.clone(), false)]);
     remote(&store, PEER, vec![a.clone()]);
-    let plan = plan_pull(&store, &S, &members, policy).unwrap();
+    let plan = plan_pull(&store, &S, &members, policy, None).unwrap();
     assert!(plan.wanted.is_empty());
     assert_eq!(plan.live_files, 1);
     let mark = PullMark { states: plan.states, policy };
@@ -153,7 +153,7 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     remote(&store, PEER, vec![b.clone()]);
     assert!(mark != current(&store));
     remote(&store, PEER2, vec![b.clone(), rec("c", "other", PEER2)]);
-    let plan = plan_pull(&store, &S, &members, policy).unwrap();
+    let plan = plan_pull(&store, &S, &members, policy, None).unwrap();
     assert_eq!(plan.wanted.keys().map(|p| p.as_str()).collect::<BTreeSet<_>>(), BTreeSet::from(["b", "c"]));
     assert_eq!(plan.wanted[&b.path].1, Action::Apply);
     assert_eq!(plan.holders[&b.path], vec![PEER, PEER2]);
@@ -163,7 +163,7 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     // A newer version of `a` on one peer: wanted, with our entry, from that peer only.
     let a2 = FileRecord { version: a.version.bumped(PEER), hash: ChunkHash::of(b"a2"), ..a.clone() };
     remote(&store, PEER2, vec![a2.clone()]);
-    let plan = plan_pull(&store, &S, &members, policy).unwrap();
+    let plan = plan_pull(&store, &S, &members, policy, None).unwrap();
     assert_eq!(plan.wanted[&a.path].0.version, a2.version);
     assert_eq!(plan.holders[&a.path], vec![PEER2]);
     assert_eq!(plan.local[&a.path].record, store.local_file(&S, &a.path).unwrap().unwrap().record);
@@ -172,7 +172,7 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     // even one that keeps every seq (a revert rewrites entries in place).
     let applied: Vec<(FileRecord, bool)> = vec![(a2, false), (b, false), (rec("c", "other", PEER2), false)];
     local(&store, applied);
-    let plan = plan_pull(&store, &S, &members, policy).unwrap();
+    let plan = plan_pull(&store, &S, &members, policy, None).unwrap();
     assert!(plan.wanted.is_empty(), "{:?}", plan.wanted.keys().collect::<Vec<_>>());
     let mark = PullMark { states: plan.states, policy };
     assert!(mark == current(&store));
@@ -180,8 +180,34 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     e.record.version = VersionVector::new();
     store.commit_local(&S, &[LocalUpdate { entry: e, new_seq: false }], &[]).unwrap();
     assert!(mark != current(&store));
-    assert_eq!(plan_pull(&store, &S, &members, policy).unwrap().wanted.len(), 1);
+    assert_eq!(plan_pull(&store, &S, &members, policy, None).unwrap().wanted.len(), 1);
     assert_eq!(store.remote_state(&S, &PEER).unwrap(), RemoteState { epoch: 5, max_seq: 2 });
+}
+
+#[test]
+fn a_pull_plan_of_some_paths_is_the_full_plan_at_those_paths() {
+    let (_dir, store) = open();
+    let policy = ConflictPolicy::default();
+    let members = [PEER, PEER2];
+    let (a, b, c) = (rec("a", "aaa", ME), rec("b", "bbb", PEER), rec("c", "ccc", PEER2));
+    local(&store, vec![(a.clone(), false)]);
+    let a2 = FileRecord { version: a.version.bumped(PEER), hash: ChunkHash::of(b"a2"), ..a.clone() };
+    remote(&store, PEER, vec![a2.clone(), b.clone()]);
+    remote(&store, PEER2, vec![b.clone(), c.clone()]);
+    let full = plan_pull(&store, &S, &members, policy, None).unwrap();
+    assert_eq!(full.wanted.len(), 3);
+
+    // `c` is wanted too, but not asked about; `nobody` is held by no one; `a` is asked twice.
+    let only = [b.path.clone(), a.path.clone(), RelPath::new("nobody").unwrap(), a.path.clone()];
+    let some = plan_pull(&store, &S, &members, policy, Some(&only)).unwrap();
+    assert_eq!(some.wanted.keys().map(|p| p.as_str()).collect::<BTreeSet<_>>(), BTreeSet::from(["a", "b"]));
+    for p in [&a.path, &b.path] {
+        assert_eq!(some.wanted[p], full.wanted[p]);
+        assert_eq!(some.holders[p], full.holders[p]);
+    }
+    assert_eq!(some.local[&a.path].record, full.local[&a.path].record);
+    assert_eq!(some.live_files, 1, "live files among the paths looked at");
+    assert_eq!(some.states, full.states);
 }
 
 #[test]

@@ -4,23 +4,36 @@ use super::*;
 
 /// The paths `walk_share` visits, with which sources held each (local, then one per device).
 fn walk(store: &Store, share: &ShareId, devices: &[DeviceId]) -> (Vec<(String, Vec<bool>)>, WalkStates) {
+    walk_with(store, share, devices, None)
+}
+
+/// The same, of `walk_paths` over `paths` when given.
+fn walk_with(
+    store: &Store,
+    share: &ShareId,
+    devices: &[DeviceId],
+    paths: Option<&[RelPath]>,
+) -> (Vec<(String, Vec<bool>)>, WalkStates) {
     let mut seen = Vec::new();
-    let states = store
-        .walk_share(share, devices, |local, remotes| {
-            let path = local
-                .as_ref()
-                .map(|e| e.record.path.clone())
-                .or_else(|| remotes.iter().flatten().next().map(|r| r.path.clone()));
-            // Every record handed over together is of the same path.
-            for r in remotes.iter().flatten() {
-                assert_eq!(Some(&r.path), path.as_ref());
-            }
-            let mut held = vec![local.is_some()];
-            held.extend(remotes.iter().map(Option::is_some));
-            seen.push((path.unwrap().to_string(), held));
-            Ok(())
-        })
-        .unwrap();
+    let visit = |local: Option<LocalEntry>, remotes: Vec<Option<FileRecord>>| {
+        let path = local
+            .as_ref()
+            .map(|e| e.record.path.clone())
+            .or_else(|| remotes.iter().flatten().next().map(|r| r.path.clone()));
+        // Every record handed over together is of the same path.
+        for r in remotes.iter().flatten() {
+            assert_eq!(Some(&r.path), path.as_ref());
+        }
+        let mut held = vec![local.is_some()];
+        held.extend(remotes.iter().map(Option::is_some));
+        seen.push((path.unwrap().to_string(), held));
+        Ok(())
+    };
+    let states = match paths {
+        None => store.walk_share(share, devices, visit),
+        Some(paths) => store.walk_paths(share, devices, paths, visit),
+    }
+    .unwrap();
     (seen, states)
 }
 
@@ -61,6 +74,15 @@ fn walk_share_merges_local_and_remote_indexes_by_path() {
     let stranger = DeviceId([7; 32]);
     assert_eq!(store.walk_states(&S1, &[stranger]).unwrap().remotes, vec![(stranger, RemoteState::default())]);
     assert!(matches!(store.walk_states(&ShareId([5; 10]), &[]), Err(StoreError::NotFound(_))));
+
+    // Given paths (unsorted, repeated, one nobody holds): what the full walk hands over for
+    // exactly those paths, in path order, once each, with the same states.
+    let paths: Vec<RelPath> = ["z", "d/e", "nobody", "a", "z", "d"].iter().map(|p| RelPath::new(*p).unwrap()).collect();
+    let (some, some_states) = walk_with(&store, &S1, &[PEER, PEER2], Some(&paths));
+    let (all, all_states) = walk(&store, &S1, &[PEER, PEER2]);
+    let expected: Vec<_> = all.into_iter().filter(|(p, _)| ["a", "d", "d/e", "z"].contains(&p.as_str())).collect();
+    assert_eq!(some, expected);
+    assert_eq!(some_states, all_states);
 }
 
 #[test]
