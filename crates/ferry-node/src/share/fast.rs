@@ -38,6 +38,18 @@ const SMALL_BATCH_BYTES: u64 = 1 << 20;
 /// Small-file requests in flight at once.
 const PARALLEL_BATCHES: usize = 4;
 
+/// Puts first, among the peers that have `nf`'s version, the one picked by its content and this
+/// device's `salt`: when several devices have a file (the others of a share that already got
+/// it), devices fetching it ask different ones, and one device asks each of them for some of
+/// its files, rather than everyone asking the first listed (the file's origin) for everything.
+fn spread(nf: &mut NewFile, salt: usize) {
+    let n = nf.sources.len();
+    if n > 1 {
+        let by_content = crate::swarm::salt_of_bytes(&nf.target.hash.0);
+        nf.sources.rotate_left(by_content.wrapping_add(salt) % n);
+    }
+}
+
 /// A new file to fetch, with the peers that have its version.
 pub(super) struct NewFile {
     pub target: FileRecord,
@@ -258,7 +270,8 @@ impl Worker {
             && !self.partials.lock().unwrap().contains_key(&target.path)
     }
 
-    /// Fetches small new files many per request (grouped by the first peer that has them),
+    /// Fetches small new files many per request (grouped by the peer each is asked of: one of
+    /// those that have it, picked per file and per device, see [`spread`]),
     /// checks each against its record and writes each into a temp file beside its place, one
     /// blocking task per batch. Returns the verified temps and the files to fetch one by one
     /// instead (the peer did not serve them: changed, gone, or an older peer without batches).
@@ -268,7 +281,9 @@ impl Worker {
         stats: &mut PullStats,
     ) -> (Vec<(FileRecord, ferry_fs::TempFile)>, Vec<NewFile>) {
         let mut by_peer: HashMap<DeviceId, Vec<NewFile>> = HashMap::new();
-        for nf in files {
+        let salt = crate::swarm::salt_of(&self.inner.id);
+        for mut nf in files {
+            spread(&mut nf, salt);
             by_peer.entry(nf.sources[0].id).or_default().push(nf);
         }
         let mut batches: Vec<Vec<NewFile>> = Vec::new();
