@@ -182,21 +182,22 @@ impl Heard {
 ///
 /// - Some device announced chunks of it (it started earlier): the start of the longest range
 ///   announced, so the first chunks come from that device rather than from the file's holders.
-/// - Otherwise, with more than one other member (others may be fetching it right now): a place
-///   given by this device's rank among the sorted ids of the share's devices, `rank * n / count`,
-///   so that devices starting together start apart, each in its own part of the file.
-/// - Otherwise (one other device: nobody to trade with) file order.
-pub(crate) fn start_for(n: usize, me: DeviceId, members: &[DeviceId], heard: &[Ranges]) -> usize {
+/// - Otherwise, when other devices may be fetching it now (`fetching`: the members that do not
+///   hold it whole): a place given by this device's rank among the sorted ids of those and this
+///   one, `rank * n / count`, so that devices starting together start apart, each in its own
+///   part of the file, and each part is some device's first.
+/// - Otherwise (nobody to trade with) file order.
+pub(crate) fn start_for(n: usize, me: DeviceId, fetching: &[DeviceId], heard: &[Ranges]) -> usize {
     let longest = heard.iter().flatten().max_by_key(|(s, e)| (e - s, std::cmp::Reverse(*s)));
     if let Some(&(s, _)) = longest
         && (s as usize) < n
     {
         return s as usize;
     }
-    let mut all: Vec<DeviceId> = members.iter().copied().chain([me]).collect();
+    let mut all: Vec<DeviceId> = fetching.iter().copied().chain([me]).collect();
     all.sort();
     all.dedup();
-    if all.len() <= 2 {
+    if all.len() < 2 {
         return 0;
     }
     let rank = all.iter().position(|d| *d == me).unwrap_or(0);

@@ -282,8 +282,17 @@ impl Worker {
         let members = progress::connected_members(&self.inner, self.id, &[]);
         let heard: Vec<swarm::Ranges> =
             members.iter().filter_map(|p| p.heard.ranges(self.id, &target.path, target.hash)).collect();
-        let all = self.inner.shares.lock().unwrap().get(&self.id).map(|h| h.members.lock().unwrap().clone());
-        let start = swarm::start_for(chunks.len(), self.inner.id, &all.unwrap_or_default(), &heard);
+        // The devices that may be fetching it too: members without the whole file.
+        let mut fetching: Vec<DeviceId> = self
+            .inner
+            .shares
+            .lock()
+            .unwrap()
+            .get(&self.id)
+            .map(|h| h.members.lock().unwrap().clone())
+            .unwrap_or_default();
+        fetching.retain(|d| !sources.iter().any(|p| p.id == *d));
+        let start = swarm::start_for(chunks.len(), self.inner.id, &fetching, &heard);
         let (written_tx, written) = tokio::sync::watch::channel(0);
         let download = Download { content: target.hash, file: file.clone(), chunks: chunks.clone(), start, written };
         // Registered (served to the share's members) and announced while it runs; both end

@@ -78,7 +78,7 @@ fn the_registry_forgets_a_download_when_its_guard_goes() {
 fn heard_progress_is_bounded_and_forgotten() {
     let heard = Heard::default();
     let (share, content) = (ShareId([1; 10]), ChunkHash::of(b"c"));
-    let p = |i: usize| RelPath::new(&format!("f{i}")).unwrap();
+    let p = |i: usize| RelPath::new(format!("f{i}")).unwrap();
     assert!(heard.record(share, p(0), content, vec![(2, 5)]));
     assert!(heard.covers(share, &p(0), content, 4));
     assert!(!heard.covers(share, &p(0), content, 5));
@@ -112,13 +112,15 @@ fn source_choice_prefers_devices_that_announced_the_chunk() {
 #[test]
 fn starts_are_apart_or_where_someone_else_has_chunks() {
     let (a, b, c, d) = (id(1), id(2), id(3), id(4));
-    // One other device: file order.
-    assert_eq!(start_for(100, b, &[a], &[]), 0);
+    // Nobody else fetching it: file order.
+    assert_eq!(start_for(100, b, &[], &[]), 0);
+    // Two: halves.
+    assert_eq!(start_for(100, b, &[a], &[]), 50);
     // Four devices: each in its own quarter, by rank.
     let starts: Vec<usize> = [a, b, c, d].iter().map(|me| start_for(100, *me, &[a, b, c, d], &[])).collect();
     assert_eq!(starts, vec![0, 25, 50, 75]);
     // Someone announced chunks: start at the longest range.
     assert_eq!(start_for(100, b, &[a, c], &[vec![(0, 3), (40, 60)], vec![(80, 85)]]), 40);
     // Nonsense beyond the content is ignored.
-    assert_eq!(start_for(100, b, &[a], &[vec![(200, 300)]]), 0);
+    assert_eq!(start_for(100, b, &[], &[vec![(200, 300)]]), 0);
 }
