@@ -35,3 +35,36 @@ async fn receivers_fetching_together_each_get_the_exact_file() {
         n.node.shutdown().await;
     }
 }
+
+/// 1,000 small new files on the origin, three receivers: every tree identical. Prints how much
+/// the origin sent against the files' total size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receivers_fetching_many_small_files_together_get_them_all() {
+    let (nodes, dirs, share) = mesh(&["alpha", "beta", "gamma", "delta"]).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let mut total = 0;
+    for i in 0..1000u64 {
+        let d = dirs[0].path().join(format!("d{}", i % 10));
+        fs::create_dir_all(&d).unwrap();
+        let data = random_bytes(i, 1024 + (i as usize * 97) % 8192);
+        total += data.len() as u64;
+        fs::write(d.join(format!("f{i}.bin")), data).unwrap();
+    }
+    wait_for(&refs, "every device has every file", || async {
+        let want = tree(dirs[0].path());
+        want.len() == 1010 && dirs[1..].iter().all(|d| tree(d.path()) == want)
+    })
+    .await;
+    let mut others = Vec::new();
+    for n in &nodes[1..] {
+        others.push(served_bytes(n, &share).await);
+    }
+    let origin = served_bytes(&nodes[0], &share).await;
+    eprintln!(
+        "{total} bytes in 1,000 files: the origin sent {:.2}x, the receivers {others:?} bytes",
+        origin as f64 / total as f64
+    );
+    for n in nodes {
+        n.node.shutdown().await;
+    }
+}

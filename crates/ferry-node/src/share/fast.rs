@@ -38,15 +38,18 @@ const SMALL_BATCH_BYTES: u64 = 1 << 20;
 /// Small-file requests in flight at once.
 const PARALLEL_BATCHES: usize = 4;
 
-/// Puts first, among the peers that have `nf`'s version, the one picked by its content and this
-/// device's `salt`: when several devices have a file (the others of a share that already got
-/// it), devices fetching it ask different ones, and one device asks each of them for some of
-/// its files, rather than everyone asking the first listed (the file's origin) for everything.
+/// Orders the peers that have `nf`'s version: the file's author last (every device that lacks
+/// the file would ask it otherwise), the others from one picked by the file's content and this
+/// device's `salt`, so that devices fetching it ask different ones and one device asks each of
+/// them for some of its files.
 fn spread(nf: &mut NewFile, salt: usize) {
-    let n = nf.sources.len();
-    if n > 1 {
+    let author = nf.target.modified_by;
+    // Stable: the others keep their order, the author goes to the end.
+    nf.sources.sort_by_key(|p| p.id == author);
+    let others = nf.sources.iter().filter(|p| p.id != author).count();
+    if others > 1 {
         let by_content = crate::swarm::salt_of_bytes(&nf.target.hash.0);
-        nf.sources.rotate_left(by_content.wrapping_add(salt) % n);
+        nf.sources[..others].rotate_left(by_content.wrapping_add(salt) % others);
     }
 }
 
@@ -155,6 +158,7 @@ impl Worker {
         if group.is_empty() {
             return;
         }
+        self.refresh_holders(&mut group).await;
         // The records to commit as something else than the target itself (rare).
         let mut records: HashMap<RelPath, FileRecord> = HashMap::new();
         for nf in &mut group {
@@ -251,6 +255,26 @@ impl Worker {
                     self.report_error(format!("{}: {msg}", target.path));
                 }
                 Err(e) => self.item_failed(stats, &target.path, &ShareError::Fs(e)),
+            }
+        }
+    }
+
+    /// Adds to each file's sources the connected members whose index has its version by now:
+    /// the pass's plan is older, and other devices fetching the same new files (from another
+    /// place in the list, see `pull_pass`) may have applied and announced some meanwhile.
+    async fn refresh_holders(&self, group: &mut [NewFile]) {
+        let paths: Vec<RelPath> = group.iter().map(|nf| nf.target.path.clone()).collect();
+        for peer in super::progress::connected_members(&self.inner, self.id, &[]) {
+            if group.iter().all(|nf| nf.sources.iter().any(|s| s.id == peer.id)) {
+                continue;
+            }
+            let (id, pid, paths) = (self.id, peer.id, paths.clone());
+            let Ok(records) = self.inner.db(move |s| s.remote_files_at(&id, &pid, &paths)).await else { continue };
+            for (nf, r) in group.iter_mut().zip(records) {
+                let holds = r.is_some_and(|r| r.is_file() && !r.deleted && r.hash == nf.target.hash);
+                if holds && !nf.sources.iter().any(|s| s.id == peer.id) {
+                    nf.sources.push(peer.clone());
+                }
             }
         }
     }
