@@ -26,10 +26,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
-use ferry_proto::{ChunkHash, DeviceId, RelPath, ShareId};
+use ferry_proto::{ChunkHash, ChunkInfo, DeviceId, RelPath, ShareId};
 use tokio::sync::watch;
-
-use crate::fetch::Chunk;
 
 /// Chunk index ranges (half-open), as in [`ferry_proto::wire::Message::Progress`].
 pub(crate) type Ranges = Vec<(u32, u32)>;
@@ -40,8 +38,9 @@ pub(crate) struct Download {
     pub content: ChunkHash,
     /// The temp file (written by the fetch pipeline's writer only).
     pub file: Arc<File>,
-    /// The content's chunks in file order.
-    pub chunks: Vec<Chunk>,
+    /// The content's chunks in file order, and where each starts.
+    pub chunks: Vec<ChunkInfo>,
+    pub offsets: Vec<u64>,
     /// The chunk the writer started at (see `fetch::rotation`).
     pub start: usize,
     /// How many chunks, in the writer's order, are on the file.
@@ -57,8 +56,8 @@ impl Download {
     /// Chunk `offset`/`len`/`hash`'s bytes if it is one of this content's chunks, already on
     /// the file, and the file's bytes still hash to it. Blocking (reads the file).
     pub fn read(&self, offset: u64, len: u32, hash: ChunkHash) -> Option<Vec<u8>> {
-        let i = self.chunks.binary_search_by_key(&offset, |c| c.offset).ok()?;
-        let c = self.chunks[i];
+        let i = self.offsets.binary_search(&offset).ok()?;
+        let c = *self.chunks.get(i)?;
         if c.len != len || c.hash != hash {
             return None;
         }

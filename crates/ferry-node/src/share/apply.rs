@@ -280,21 +280,10 @@ impl Worker {
         let chunks: Vec<Chunk> =
             target.chunk_offsets().map(|(offset, c)| Chunk { offset, len: c.len, hash: c.hash }).collect();
         let members = progress::connected_members(&self.inner, self.id, &[]);
-        let heard: Vec<swarm::Ranges> =
-            members.iter().filter_map(|p| p.heard.ranges(self.id, &target.path, target.hash)).collect();
-        // The devices that may be fetching it too: members without the whole file.
-        let mut fetching: Vec<DeviceId> = self
-            .inner
-            .shares
-            .lock()
-            .unwrap()
-            .get(&self.id)
-            .map(|h| h.members.lock().unwrap().clone())
-            .unwrap_or_default();
-        fetching.retain(|d| !sources.iter().any(|p| p.id == *d));
-        let start = swarm::start_for(chunks.len(), self.inner.id, &fetching, &heard);
         let (written_tx, written) = tokio::sync::watch::channel(0);
-        let download = Download { content: target.hash, file: file.clone(), chunks: chunks.clone(), start, written };
+        let start = self.start_for(target, chunks.len(), sources, &members);
+        let (offsets, infos) = target.chunk_offsets().unzip();
+        let download = Download { content: target.hash, file: file.clone(), chunks: infos, offsets, start, written };
         // Registered (served to the share's members) and announced while it runs; both end
         // when these guards drop, before the temp may be renamed into place.
         let registered = self.downloads.register(target.path.clone(), download);
@@ -350,6 +339,18 @@ impl Worker {
                 Err(e.into())
             }
         }
+    }
+
+    /// The chunk to start fetching `target`'s `n` chunks at ([`swarm::start_for`]), from what
+    /// the connected `members` announced of it and which members may be fetching it too (those
+    /// that are not among the holders, `sources`).
+    fn start_for(&self, target: &FileRecord, n: usize, sources: &[Arc<PeerLink>], members: &[Arc<PeerLink>]) -> usize {
+        let heard: Vec<swarm::Ranges> =
+            members.iter().filter_map(|p| p.heard.ranges(self.id, &target.path, target.hash)).collect();
+        let all = self.inner.shares.lock().unwrap().get(&self.id).map(|h| h.members.lock().unwrap().clone());
+        let mut fetching = all.unwrap_or_default();
+        fetching.retain(|d| !sources.iter().any(|p| p.id == *d));
+        swarm::start_for(n, self.inner.id, &fetching, &heard)
     }
 
     /// Keeps an unfinished temp file for the next attempt at the same version (when it holds

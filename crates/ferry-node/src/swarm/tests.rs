@@ -11,17 +11,11 @@ fn download(parts: &[Vec<u8>], start: usize, written: u64) -> (tempfile::TempDir
     let p = dir.path().join("t");
     std::fs::write(&p, parts.concat()).unwrap();
     let file = Arc::new(std::fs::OpenOptions::new().read(true).write(true).open(&p).unwrap());
-    let mut offset = 0;
-    let chunks = parts
-        .iter()
-        .map(|d| {
-            let c = Chunk { offset, len: d.len() as u32, hash: ChunkHash::of(d) };
-            offset += d.len() as u64;
-            c
-        })
-        .collect();
+    let chunks: Vec<ChunkInfo> =
+        parts.iter().map(|d| ChunkInfo { hash: ChunkHash::of(d), len: d.len() as u32 }).collect();
+    let offsets = parts.iter().scan(0u64, |o, d| Some(std::mem::replace(o, *o + d.len() as u64))).collect();
     let (tx, rx) = watch::channel(written);
-    let d = Download { content: ChunkHash::of(&parts.concat()), file, chunks, start, written: rx };
+    let d = Download { content: ChunkHash::of(&parts.concat()), file, chunks, offsets, start, written: rx };
     (dir, d, tx)
 }
 
