@@ -214,6 +214,51 @@ pub async fn two_sharing() -> (TestNode, TestNode, TempDir, TempDir, String) {
     (a, b, da, db, id)
 }
 
+/// `names.len()` nodes, every two paired, all members of one share made by the first (each
+/// device lists every other as a member, as a mesh of devices sharing one folder does):
+/// `(nodes, their folders, share id)`.
+pub async fn mesh(names: &[&str]) -> (Vec<TestNode>, Vec<TempDir>, String) {
+    let mut nodes = Vec::new();
+    for n in names {
+        nodes.push(TestNode::start(n).await);
+    }
+    for i in 0..nodes.len() {
+        for j in i + 1..nodes.len() {
+            pair(&nodes[i], &nodes[j]).await;
+        }
+    }
+    let dirs: Vec<TempDir> = nodes.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let id = share(&nodes[0], dirs[0].path(), &nodes[1], dirs[1].path(), None).await;
+    for k in 2..nodes.len() {
+        accept_share_offer(&nodes[0], &nodes[k], &id, dirs[k].path()).await;
+    }
+    // The receivers list each other too (the share exists on both: no offer, only members).
+    for i in 1..nodes.len() {
+        for j in 1..nodes.len() {
+            if i != j {
+                nodes[i]
+                    .node
+                    .share_invite(InviteDto { share: id.clone(), device: nodes[j].id() })
+                    .await
+                    .expect("invite");
+            }
+        }
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_for(&refs, "every device lists every other as a member", || async {
+        for n in &nodes {
+            let list = n.node.share_list().await.unwrap();
+            let Some(s) = list.iter().find(|s| s.id == id) else { return false };
+            if nodes.iter().any(|m| m.id() != n.id() && !s.devices.contains(&m.id())) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    (nodes, dirs, id)
+}
+
 /// Invites `b` to `a`'s share `id` and accepts it on `b` into `b_dir`.
 pub async fn accept_share_offer(a: &TestNode, b: &TestNode, id: &str, b_dir: &Path) {
     a.node.share_invite(InviteDto { share: id.to_string(), device: b.id() }).await.expect("invite");
@@ -268,6 +313,11 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     rng.fill_bytes(&mut v);
     v
+}
+
+/// Bytes of `share`'s content `n` served to other devices so far.
+pub async fn served_bytes(n: &TestNode, share: &str) -> u64 {
+    n.node.status().await.unwrap().shares.iter().find(|s| s.id == share).map_or(0, |s| s.served_bytes)
 }
 
 pub async fn in_sync(n: &TestNode, share: &str) -> bool {

@@ -105,7 +105,7 @@ impl Gen<'_> {
     /// One message of any variant. `paired`: the sender is paired (an unpaired one also sends
     /// `Unpaired`, which would end the paired rogue's part).
     fn message(&mut self, paired: bool) -> Message {
-        let n = self.rng.gen_range(0..22);
+        let n = self.rng.gen_range(0..23);
         match n {
             0 => Message::Hello(Hello {
                 protocol: self.rng.r#gen(),
@@ -193,6 +193,17 @@ impl Gen<'_> {
                 hash: self.hash(),
                 offset: self.size(),
                 len: self.len(),
+            },
+            21 => Message::Progress {
+                share: self.share(),
+                path: self.path(),
+                content: self.hash(),
+                // Sane, reversed, overlapping, huge or too many ranges.
+                have: (0..self.rng.gen_range(0..40))
+                    .map(|_| {
+                        (self.rng.gen_range(0..64) as u32 * 1000, self.rng.r#gen::<u32>() >> self.rng.gen_range(0..32))
+                    })
+                    .collect(),
             },
             _ => Message::PairRequest { name: "again".into(), owner: "mallory".into() },
         }

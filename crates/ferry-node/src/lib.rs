@@ -51,6 +51,7 @@ pub mod settings;
 mod share;
 mod share_handle;
 mod summary;
+mod swarm;
 mod transfers;
 
 pub use api::{ApiError, ErrorCode};

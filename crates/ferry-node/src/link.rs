@@ -27,6 +27,8 @@ pub(crate) struct PeerLink {
     pub(crate) announced: Mutex<HashMap<ShareId, ShareAnnounce>>,
     /// The file this peer last fetched blocks of.
     pub(crate) blocks: crate::block_cache::BlockCache,
+    /// What this peer told of its downloads in progress (see `swarm`).
+    pub(crate) heard: crate::swarm::Heard,
 }
 
 impl PeerLink {
@@ -142,5 +144,6 @@ pub(crate) fn msg_name(m: &Message) -> &'static str {
         Message::BlocksRequest { .. } => "BlocksRequest",
         Message::Blocks { .. } => "Blocks",
         Message::VersionBlockRequest { .. } => "VersionBlockRequest",
+        Message::Progress { .. } => "Progress",
     }
 }

@@ -75,6 +75,8 @@ pub(crate) struct Runtime {
     /// Bytes fetched from peers / copied from local files since start.
     pub fetched_bytes: u64,
     pub reused_bytes: u64,
+    /// Bytes of this share's content served to other devices since the node started.
+    pub served_bytes: u64,
     /// What cannot be synced (rebuilt by scans and pulls).
     pub failed: FailedItems,
 }
@@ -87,6 +89,8 @@ pub(crate) struct ShareHandle {
     pub(crate) seq: twatch::Sender<u64>,
     pub(crate) members: Arc<Mutex<Vec<DeviceId>>>,
     pub(crate) runtime: Arc<Mutex<Runtime>>,
+    /// The share's downloads in progress, which its members may fetch chunks of (see `swarm`).
+    pub(crate) downloads: Arc<crate::swarm::Downloads>,
     pub(crate) stop: twatch::Sender<bool>,
     pub(crate) task: Option<JoinHandle<()>>,
     pub(crate) _watcher: Option<ShareWatcher>,

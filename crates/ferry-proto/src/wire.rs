@@ -11,7 +11,9 @@ use crate::{ChunkHash, ChunkInfo, DeviceId, FileRecord, NoteId, RelPath, ShareId
 
 /// Bumped on any incompatible change to [`Message`]. v2: `BlocksRequest`/`Blocks` and
 /// `IndexUpdateCompact`, which a v1 device would not decode (it would drop the connection).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// v3: `Progress` (a v2 device would not decode it and would drop the connection; with the
+/// bump it refuses the handshake instead, with a message naming both versions).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Negotiated in TLS; a peer that does not speak it fails the handshake.
 pub const ALPN: &[u8] = b"ferry/1";
 /// Largest frame accepted: a block (1 MiB at most, see the chunker) or an index batch,
@@ -175,7 +177,27 @@ pub enum Message {
         offset: u64,
         len: u32,
     },
+    /// The sender is downloading `path` of `share`, the content whose whole-file hash is
+    /// `content`, and holds (written and verified) the chunks whose indexes (in that content's
+    /// chunk list) lie in the half-open ranges `have`: the receiver may ask it for those with
+    /// `BlockRequest`s before the file is whole. An empty `have`: the download ended (finished
+    /// or abandoned), forget it. Sent to the share's other members while a download runs;
+    /// answered by `Ack`. Checked with [`Message::check_progress`].
+    Progress {
+        share: ShareId,
+        path: RelPath,
+        content: ChunkHash,
+        have: Vec<(u32, u32)>,
+    },
 }
+
+/// Most ranges in one [`Message::Progress`]: a download in progress holds one or two (it
+/// writes in a rotated file order), so this is room to spare while keeping a hostile message
+/// a few hundred bytes.
+pub const MAX_PROGRESS_RANGES: usize = 16;
+/// Largest chunk index a [`Message::Progress`] may name: a 1 TiB file of the chunker's
+/// smallest chunks (64 KiB) has 2^24 of them.
+pub const MAX_PROGRESS_CHUNKS: u32 = 1 << 24;
 
 /// Where the receiver of an [`Message::IndexUpdateCompact`] finds the chunk list of
 /// `records[record]` (sent with an empty one): take the chunk list of content the receiver
@@ -264,6 +286,22 @@ pub enum BlockReply {
 }
 
 impl Message {
+    /// Checks a [`Message::Progress`]'s ranges: at most [`MAX_PROGRESS_RANGES`], each
+    /// non-empty, in ascending order without overlap, below [`MAX_PROGRESS_CHUNKS`].
+    pub fn check_progress(have: &[(u32, u32)]) -> Result<(), String> {
+        if have.len() > MAX_PROGRESS_RANGES {
+            return Err(format!("a progress holds at most {MAX_PROGRESS_RANGES} ranges, not {}", have.len()));
+        }
+        let mut floor = 0u32;
+        for &(start, end) in have {
+            if start >= end || start < floor || end > MAX_PROGRESS_CHUNKS {
+                return Err(format!("bad chunk range {start}..{end} in a progress"));
+            }
+            floor = end;
+        }
+        Ok(())
+    }
+
     /// Checks a [`Message::BlocksRequest`]'s size limits (count, each length, total).
     pub fn check_blocks_request(blocks: &[BlockRef]) -> Result<(), String> {
         if blocks.is_empty() || blocks.len() > MAX_BATCH_BLOCKS {
@@ -540,6 +578,27 @@ mod tests {
             msg = Message::IndexUpdateCompact { share, epoch, records, chunks_from: vec![r] };
         }
         assert_eq!(decode(&encode(&msg).unwrap()[4..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn progress_round_trips_and_bad_ranges_are_refused() {
+        let msg = Message::Progress {
+            share: ShareId([2; 10]),
+            path: RelPath::new("big.bin").unwrap(),
+            content: ChunkHash::of(b"content"),
+            have: vec![(0, 3), (10, 4000)],
+        };
+        assert_eq!(decode(&encode(&msg).unwrap()[4..]).unwrap(), msg);
+        assert!(Message::check_progress(&[]).is_ok(), "empty: the download ended");
+        assert!(Message::check_progress(&[(0, 3), (10, 4000)]).is_ok());
+        assert!(Message::check_progress(&[(3, 3)]).is_err(), "an empty range");
+        assert!(Message::check_progress(&[(5, 3)]).is_err(), "a reversed range");
+        assert!(Message::check_progress(&[(0, 5), (4, 9)]).is_err(), "overlapping ranges");
+        assert!(Message::check_progress(&[(10, 20), (0, 5)]).is_err(), "out of order");
+        assert!(Message::check_progress(&[(0, MAX_PROGRESS_CHUNKS + 1)]).is_err(), "index too large");
+        let many: Vec<(u32, u32)> = (0..=MAX_PROGRESS_RANGES as u32).map(|i| (2 * i, 2 * i + 1)).collect();
+        assert!(Message::check_progress(&many).is_err(), "too many ranges");
+        assert!(Message::check_progress(&many[..MAX_PROGRESS_RANGES]).is_ok());
     }
 
     #[test]

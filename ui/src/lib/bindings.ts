@@ -35,6 +35,16 @@ fetched_bytes: number,
  */
 reused_bytes: number, 
 /**
+ * Bytes of this share's content this device served to other devices since the node
+ * started (from its files, or from downloads still in progress).
+ */
+served_bytes: number, 
+/**
+ * Chunks of this share's files that connected devices said they hold while still
+ * downloading them (they can serve them to this device already).
+ */
+peer_chunks: number, 
+/**
  * `keep-both`, `newest-wins` or `this-device-wins`.
  */
 conflict_policy: string, 

@@ -82,6 +82,14 @@ pub struct ShareStatusDto {
     pub fetched_bytes: u64,
     /// Bytes copied from content already on this device (renames, moved or repeated data).
     pub reused_bytes: u64,
+    /// Bytes of this share's content this device served to other devices since the node
+    /// started (from its files, or from downloads still in progress).
+    #[serde(default)]
+    pub served_bytes: u64,
+    /// Chunks of this share's files that connected devices said they hold while still
+    /// downloading them (they can serve them to this device already).
+    #[serde(default)]
+    pub peer_chunks: u64,
     /// `keep-both`, `newest-wins` or `this-device-wins`.
     #[serde(default)]
     pub conflict_policy: String,

@@ -16,8 +16,16 @@
 //! a resumed partial download may hold other bytes the range is deallocated (or, where the file
 //! system cannot, overwritten with zeros). A file ending in a hole is extended to its size.
 //!
-//! The writer publishes how far it has written ([`Assembler::written`]): a chunk repeated in
-//! the file is read back from its first occurrence once that is on disk.
+//! The writer publishes how many pieces it has written ([`Assembler::written`]): a chunk
+//! repeated in the file is read back from its first occurrence once that is on disk, and a
+//! download in progress serves the chunks it has written to the share's other devices.
+//!
+//! Rotated order ([`Order`]): the pieces may tile the file starting at a chunk boundary `start`
+//! instead of 0 (`start..size`, then `0..start`), so that devices downloading the same file
+//! hold different parts of it early and can trade them. The whole-file hash must be taken in
+//! file order, so the second segment (`0..start`) is hashed as it is written and the first
+//! (`start..size`) is read back from the file at the end and hashed after it: a second read of
+//! that segment only, paid only when `start` is not 0 (never for a download with one source).
 //!
 //! The queue is bounded: a stalled disk holds the transfer back instead of piling chunks up in
 //! memory.
@@ -80,25 +88,40 @@ pub(crate) struct Assembler {
     task: JoinHandle<Result<Assembled, String>>,
 }
 
+/// In which order the pieces tile the file: from byte `start` (a chunk boundary) to the end,
+/// then from 0 to `start`. `start` 0 is plain file order.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Order {
+    pub start: u64,
+    /// The content's length (where the first segment ends).
+    pub size: u64,
+}
+
 impl Assembler {
-    /// Starts the writer for `file`, with at most `depth` chunks queued. `resume`: the file is a
-    /// partial download of the same version and may hold bytes anywhere below its length;
-    /// otherwise it is fresh (empty, or extended with `set_len`: zeros throughout).
+    /// Starts the writer for `file` in file order (see [`Assembler::start_in`]).
+    #[cfg(test)]
     pub fn start(file: Arc<File>, depth: usize, resume: bool) -> Self {
-        let (tx, rx) = mpsc::channel::<Piece>(depth.max(1));
-        let (written_tx, written) = watch::channel(0u64);
-        let task = tokio::task::spawn_blocking(move || write_all(&file, rx, resume, written_tx));
-        Assembler { tx, written, task }
+        Self::start_in(file, depth, resume, Order::default(), watch::channel(0).0)
     }
 
-    /// How far the file is written (every piece before that offset is on it); closed when the
-    /// writer stops.
+    /// Starts the writer for `file`, with at most `depth` chunks queued, the pieces coming in
+    /// `order`. `resume`: the file is a partial download of the same version and may hold bytes
+    /// anywhere below its length; otherwise it is fresh (empty, or extended with `set_len`:
+    /// zeros throughout). `written` gets the number of pieces written so far.
+    pub fn start_in(file: Arc<File>, depth: usize, resume: bool, order: Order, written: watch::Sender<u64>) -> Self {
+        let (tx, rx) = mpsc::channel::<Piece>(depth.max(1));
+        let rx_written = written.subscribe();
+        let task = tokio::task::spawn_blocking(move || write_all(&file, rx, resume, order, written));
+        Assembler { tx, written: rx_written, task }
+    }
+
+    /// How many pieces are written (the first that many handed over are all on the file).
     pub fn written(&self) -> watch::Receiver<u64> {
         self.written.clone()
     }
 
-    /// Hands over the next chunk in file order; waits while the queue is full. An `Err` means
-    /// the writer stopped: [`Assembler::finish`] tells why.
+    /// Hands over the next chunk in the writer's [`Order`]; waits while the queue is full. An
+    /// `Err` means the writer stopped: [`Assembler::finish`] tells why.
     pub async fn push(&self, piece: Piece) -> Result<(), ()> {
         self.tx.send(piece).await.map_err(|_| ())
     }
@@ -116,40 +139,60 @@ fn write_all(
     file: &File,
     mut rx: mpsc::Receiver<Piece>,
     resume: bool,
+    order: Order,
     written: watch::Sender<u64>,
 ) -> Result<Assembled, String> {
     // Below this the file may hold bytes this pass did not write: a hole there must be made.
     let stale_end = if resume { file.metadata().map_err(|e| format!("fstat of the temp file: {e}"))?.len() } else { 0 };
+    let rotated = order.start > 0 && order.start < order.size;
     let mut whole = blake3::Hasher::new();
-    let (mut size, mut data_end) = (0u64, 0u64);
+    // `next`: where the next piece must start; `size`: bytes assembled; `pieces`: written.
+    let (mut next, mut size, mut data_end, mut pieces) = (if rotated { order.start } else { 0 }, 0u64, 0u64, 0u64);
     while let Some(p) = rx.blocking_recv() {
-        // Pieces must tile the file from offset 0 with no gap or overlap, or the hash would
-        // not be the content's.
-        if p.offset != size {
-            return Err(format!("internal: chunk at {} handed over where {size} was expected", p.offset));
+        // Pieces must tile the file (in `order`) with no gap or overlap, or the hash would not
+        // be the content's.
+        if p.offset != next {
+            return Err(format!("internal: chunk at {} handed over where {next} was expected", p.offset));
         }
         let len = p.len();
+        // In the first segment of a rotated order nothing is hashed yet: it is read back at
+        // the end, after the bytes before it.
+        let hashing = !rotated || p.offset < order.start;
         match &p.body {
             Body::Write(data) => {
                 file.write_all_at(data, p.offset).map_err(|e| format!("writing the temp file: {e}"))?;
-                whole.update(data);
+                if hashing {
+                    whole.update(data);
+                }
             }
             Body::Kept(data) => {
-                whole.update(data);
+                if hashing {
+                    whole.update(data);
+                }
             }
             Body::Hole(_) => {
                 if p.offset < stale_end {
                     zero_range(file, p.offset, len.min(stale_end - p.offset))
                         .map_err(|e| format!("clearing a range of the temp file: {e}"))?;
                 }
-                hash_zeros(&mut whole, len);
+                if hashing {
+                    hash_zeros(&mut whole, len);
+                }
             }
         }
         size += len;
-        if !matches!(p.body, Body::Hole(_)) {
-            data_end = size;
+        next = p.offset + len;
+        if rotated && next == order.size {
+            next = 0;
         }
-        written.send_replace(size);
+        if !matches!(p.body, Body::Hole(_)) {
+            data_end = data_end.max(p.offset + len);
+        }
+        pieces += 1;
+        written.send_replace(pieces);
+    }
+    if rotated && (size != order.size || next != order.start) {
+        return Err(format!("internal: {size} bytes assembled in a rotated order over {}", order.size));
     }
     let mut len = file.metadata().map_err(|e| format!("fstat of the temp file: {e}"))?.len();
     if len < size && data_end <= len {
@@ -160,7 +203,26 @@ fn write_all(
     if len != size {
         return Err(format!("the temp file holds {len} bytes, {size} were assembled"));
     }
+    if rotated {
+        hash_back(file, &mut whole, order.start, size)?;
+    }
     Ok(Assembled { hash: ChunkHash(*whole.finalize().as_bytes()), size })
+}
+
+/// Feeds bytes `from..to` of `file` to `hasher` (the first segment of a rotated order, written
+/// before the bytes that precede it in the file).
+fn hash_back(file: &File, hasher: &mut blake3::Hasher, from: u64, to: u64) -> Result<(), String> {
+    /// Read buffer: large enough to keep read calls few, small beside a transfer's memory.
+    const BUF: usize = 1 << 20;
+    let mut buf = vec![0u8; BUF.min((to - from) as usize)];
+    let mut at = from;
+    while at < to {
+        let n = buf.len().min((to - at) as usize);
+        file.read_exact_at(&mut buf[..n], at).map_err(|e| format!("reading the temp file back: {e}"))?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Makes `len` bytes at `offset` read as zeros: deallocated where the file system can punch
@@ -239,6 +301,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rotated_order_writes_and_hashes_the_content_in_file_order() {
+        let (_d, f, p) = temp();
+        let parts: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000 + i as usize * 37]).collect();
+        let offsets: Vec<u64> =
+            parts.iter().scan(0u64, |o, d| Some(std::mem::replace(o, *o + d.len() as u64))).collect();
+        let size = parts.iter().map(|d| d.len() as u64).sum();
+        let (tx, mut w) = watch::channel(0);
+        let a = Assembler::start_in(f, 3, false, Order { start: offsets[6], size }, tx);
+        for i in (6..10).chain(0..6) {
+            let body = if i == 8 { Body::Hole(parts[i].len() as u32) } else { Body::Write(parts[i].clone()) };
+            a.push(Piece { offset: offsets[i], body }).await.unwrap();
+        }
+        w.wait_for(|&n| n == 10).await.unwrap();
+        let got = a.finish().await.unwrap();
+        let mut want = parts.concat();
+        want[offsets[8] as usize..offsets[9] as usize].fill(0);
+        assert_eq!(std::fs::read(&p).unwrap(), want);
+        assert_eq!(got, Assembled { hash: ChunkHash::of(&want), size });
+
+        // The order must be kept: a piece of the second segment too early is refused.
+        let (_d, f, _p) = temp();
+        let a = Assembler::start_in(f, 3, false, Order { start: offsets[6], size }, watch::channel(0).0);
+        a.push(Piece { offset: offsets[6], body: Body::Write(parts[6].clone()) }).await.unwrap();
+        let _ = a.push(Piece { offset: 0, body: Body::Write(parts[0].clone()) }).await;
+        assert!(a.finish().await.unwrap_err().contains("expected"));
+    }
+
+    #[tokio::test]
     async fn empty_file() {
         let (_d, f, _p) = temp();
         let got = Assembler::start(f, 1, false).finish().await.unwrap();
@@ -263,8 +353,7 @@ mod tests {
         a.push(Piece { offset: 4096 + 8 * MIB as u64, body: Body::Write(vec![9; 4096]) }).await.unwrap();
         // The tail is a hole too: the file must still end up with its full length.
         a.push(Piece { offset: 8192 + 8 * MIB as u64, body: Body::Hole(4 * MIB as u32) }).await.unwrap();
-        let end = 8192 + 12 * MIB as u64;
-        w.wait_for(|&n| n == end).await.unwrap();
+        w.wait_for(|&n| n == 4).await.unwrap();
         let got = a.finish().await.unwrap();
         let mut want = vec![7u8; 4096];
         want.extend(vec![0u8; 8 * MIB]);

@@ -13,6 +13,11 @@
 //! the result's hash is known when the last byte is written, with no second read. Long files
 //! are synced early ([`writeback`]) so the final fsync has little left to do.
 //!
+//! "File order" may be rotated ([`Fill::start`]): chunks `start..` first, then `..start`, so that
+//! devices fetching the same file at once start in different places and can serve each other
+//! the parts they hold (see `share::swarm`). Every rule above is in that order: a repeat's first
+//! occurrence is the earlier one in it, and the writer hashes the file in file order anyway.
+//!
 //! Invariant: when [`fill`] returns `Ok`, the file holds exactly the assembled bytes (holes
 //! read as the zeros that were hashed for them; its length is checked) and their BLAKE3 is
 //! `Assembled::hash`; the caller compares it with the content's hash before the file may
@@ -34,7 +39,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 pub(crate) use assemble::Assembled;
-use assemble::{Assembler, Body, Piece};
+use assemble::{Assembler, Body, Order, Piece};
 use plan::Kind;
 use writeback::Writeback;
 
@@ -136,28 +141,55 @@ impl Filled {
     }
 }
 
-/// Fills `file` with `chunks` (which tile the content from offset 0). `resume`: the file may
-/// already hold some of them (each is verified before it is kept); otherwise it is fresh
-/// (empty, or zeros throughout). `progress` is called after each chunk is handed to the writer,
-/// with its length and origin.
+/// How a [`fill`] goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fill {
+    /// The file may already hold some chunks (each is verified before it is kept); otherwise
+    /// it is fresh (empty, or zeros throughout).
+    pub resume: bool,
+    /// Chunks read or fetched at once.
+    pub parallel: usize,
+    /// The chunk to start at (see the module's doc); 0 (or beyond the list) is file order.
+    pub start: usize,
+}
+
+/// The order a [`fill`] with `start` hands `n` chunks to the writer: `start..n`, then `..start`.
+pub(crate) fn rotation(n: usize, start: usize) -> impl Iterator<Item = usize> {
+    let start = if start < n { start } else { 0 };
+    (start..n).chain(0..start)
+}
+
+/// Fills `file` with `chunks` (which tile the content from offset 0). `written` gets how many
+/// chunks (in the order [`rotation`] gives) are on the file. `progress` is called after each
+/// chunk is handed to the writer, with its length and origin.
 pub(crate) async fn fill<S: Source>(
     file: Arc<File>,
     chunks: &[Chunk],
-    resume: bool,
-    parallel: usize,
+    how: Fill,
+    written: watch::Sender<u64>,
     source: &S,
     mut progress: impl FnMut(u64, Origin),
 ) -> (Filled, Result<Assembled, FetchError>) {
-    let list = chunks.to_vec();
+    let (resume, parallel) = (how.resume, how.parallel);
+    let order: Vec<usize> = rotation(chunks.len(), how.start).collect();
+    let list: Vec<Chunk> = order.iter().map(|&i| chunks[i]).collect();
+    let assembler_order = match list.first() {
+        Some(c) if c.offset > 0 => Order { start: c.offset, size: chunks.iter().map(|c| c.len as u64).sum() },
+        _ => Order::default(),
+    };
+    let for_plan = list.clone();
+    let tail = order.iter().position(|&i| i + 1 == chunks.len()).unwrap_or(0);
     // Hashes zeros for a few lengths: off the async threads.
-    let kinds = tokio::task::spawn_blocking(move || plan::classify(&list)).await;
+    let kinds = tokio::task::spawn_blocking(move || plan::classify(&for_plan, tail)).await;
     let Ok(kinds) = kinds else {
         return (Filled::default(), Err(FetchError::Disk("internal: planning the chunks failed".into())));
     };
-    let assembler = Assembler::start(file.clone(), parallel, resume);
-    let job = Job { file: &file, chunks, resume, source, written: assembler.written() };
+    let assembler = Assembler::start_in(file.clone(), parallel, resume, assembler_order, written);
+    let job = Job { file: &file, chunks: &list, resume, source, written: assembler.written() };
     let job = &job;
-    let jobs = chunks.iter().copied().zip(kinds).enumerate().map(move |(i, (c, kind))| job.get(i, c, kind));
+    // Owned items only in the closure's arguments (a borrowed one makes the future's Send
+    // bound higher-ranked, which the compiler cannot prove).
+    let jobs = order.into_iter().zip(list.clone()).zip(kinds).map(move |((i, c), kind)| job.get(i, c, kind));
     let mut writeback = Writeback::new(file.clone());
     // No deadlock: a repeat waits only for its first occurrence, which is earlier in file
     // order, so it is either in this ordered window ahead of it (and needs nothing from later
@@ -200,15 +232,17 @@ pub(crate) async fn fill<S: Source>(
 /// What every chunk's job of one [`fill`] shares.
 struct Job<'a, S> {
     file: &'a Arc<File>,
+    /// The chunks in the order they are handed to the writer.
     chunks: &'a [Chunk],
     resume: bool,
     source: &'a S,
-    /// How far the writer has written, for repeats.
+    /// How many chunks the writer has written, for repeats.
     written: watch::Receiver<u64>,
 }
 
 impl<S: Source> Job<'_, S> {
-    /// Chunk number `i`'s bytes (verified) or hole, and where they came from.
+    /// Chunk number `i`'s bytes (verified) or hole, and where they came from (`kind`'s
+    /// `Repeat` counts in the writer's order).
     async fn get(&self, i: usize, c: Chunk, kind: Kind) -> Result<(Piece, Origin), FetchError> {
         let piece = |body| Piece { offset: c.offset, body };
         if kind == Kind::Zero {
@@ -221,7 +255,7 @@ impl<S: Source> Job<'_, S> {
             return Ok((piece(Body::Kept(data)), Origin::Kept));
         }
         if let Kind::Repeat(first) = kind
-            && let Some(data) = self.repeat(self.chunks[first], c).await
+            && let Some(data) = self.repeat(first, c).await
         {
             return Ok((piece(Body::Write(data)), Origin::Repeat));
         }
@@ -242,12 +276,12 @@ impl<S: Source> Job<'_, S> {
         Err(last)
     }
 
-    /// `c`'s bytes read back from `first`, its first occurrence, once the writer is past it.
-    /// `None` (fetch it the usual way) if the writer stopped or the bytes do not match.
-    async fn repeat(&self, first: Chunk, c: Chunk) -> Option<Vec<u8>> {
-        let end = first.offset + first.len as u64;
-        self.written.clone().wait_for(|&w| w >= end).await.ok()?;
-        read_verified(self.file.clone(), first.offset, c).await
+    /// `c`'s bytes read back from the chunk at place `first` of the writer's order, its first
+    /// occurrence, once the writer is past it. `None` (fetch it the usual way) if the writer
+    /// stopped or the bytes do not match.
+    async fn repeat(&self, first: usize, c: Chunk) -> Option<Vec<u8>> {
+        self.written.clone().wait_for(|&w| w > first as u64).await.ok()?;
+        read_verified(self.file.clone(), self.chunks[first].offset, c).await
     }
 }
 

@@ -29,19 +29,20 @@ pub(super) enum Kind {
     Repeat(usize),
 }
 
-/// Classifies every chunk of `chunks`.
+/// Classifies every chunk of `chunks` (in the order they are handed to the writer; `tail` is the
+/// place of the content's last chunk in it).
 ///
 /// Which lengths are checked for zeros: those that occur more than once, and the last chunk's.
 /// FastCDC cuts a run of zeros at fixed lengths (its rolling hash is constant there), so every
 /// pure-zero chunk but a file's last shares its length with the others of its run; a chunk
 /// mixing zeros and data is no hole anyway. That keeps the zero hashes computed (one per
 /// distinct length) to a few, instead of one per chunk of random lengths.
-pub(super) fn classify(chunks: &[Chunk]) -> Vec<Kind> {
+pub(super) fn classify(chunks: &[Chunk], tail: usize) -> Vec<Kind> {
     let mut per_len: HashMap<u32, usize> = HashMap::new();
     for c in chunks {
         *per_len.entry(c.len).or_default() += 1;
     }
-    let last = chunks.len().saturating_sub(1);
+    let last = tail;
     let mut zero_hash: HashMap<u32, ChunkHash> = HashMap::new();
     let mut first: HashMap<ChunkHash, usize> = HashMap::with_capacity(chunks.len());
     let mut kinds = Vec::with_capacity(chunks.len());
@@ -90,13 +91,17 @@ mod tests {
             })
             .collect();
         use Kind::*;
-        assert_eq!(classify(&chunks), [Fetch, Zero, Fetch, Repeat(0), Zero, Repeat(2), Zero]);
+        assert_eq!(classify(&chunks, 6), [Fetch, Zero, Fetch, Repeat(0), Zero, Repeat(2), Zero]);
+        // Handed over from chunk 5 on: the tail is now at place 1, repeats point to places in
+        // that order.
+        let rotated: Vec<Chunk> = [5, 6, 0, 1, 2, 3, 4].iter().map(|&i| chunks[i]).collect();
+        assert_eq!(classify(&rotated, 1), [Fetch, Zero, Fetch, Zero, Repeat(0), Repeat(2), Zero]);
     }
 
     #[test]
     fn short_zero_chunks_are_fetched_once() {
         let z = vec![0u8; 4096];
         let chunks = [chunk(0, &z), chunk(4096, &z)];
-        assert_eq!(classify(&chunks), [Kind::Fetch, Kind::Repeat(0)]);
+        assert_eq!(classify(&chunks, 1), [Kind::Fetch, Kind::Repeat(0)]);
     }
 }

@@ -75,7 +75,38 @@ fn has_holes(dir: &Path) -> bool {
 }
 
 async fn run(file: Arc<File>, chunks: &[Chunk], resume: bool, peer: &Peer) -> (Filled, Result<Assembled, FetchError>) {
-    fill(file, chunks, resume, 4, peer, |_, _| {}).await
+    run_from(file, chunks, resume, peer, 0).await
+}
+
+/// [`run`], handing the chunks to the writer from chunk number `start` (see [`rotation`]).
+async fn run_from(
+    file: Arc<File>,
+    chunks: &[Chunk],
+    resume: bool,
+    peer: &Peer,
+    start: usize,
+) -> (Filled, Result<Assembled, FetchError>) {
+    let how = Fill { resume, parallel: 4, start };
+    fill(file, chunks, how, watch::channel(0).0, peer, |_, _| {}).await
+}
+
+#[tokio::test]
+async fn any_start_builds_the_same_file_with_its_repeats_and_holes() {
+    let (z, a, b, c) =
+        (vec![0u8; MIB], pseudo_random(11, 300_000), pseudo_random(12, 70_000), pseudo_random(13, 90_000));
+    let parts: Vec<&[u8]> = vec![&a, &z, &b, &a, &c, &z, &b, &c, &a, &z[..100_000]];
+    let (chunks, bytes, peer) = content(&parts);
+    for start in 0..=chunks.len() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        let (filled, got) = run_from(open(&p), &chunks, false, &peer, start).await;
+        let got = got.unwrap_or_else(|e| panic!("start {start}: {e}"));
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "start {start}");
+        assert_eq!(got, Assembled { hash: ChunkHash::of(&bytes), size: bytes.len() as u64 }, "start {start}");
+        assert_eq!(filled.remote, (a.len() + b.len() + c.len()) as u64, "start {start}: each chunk fetched once");
+    }
+    assert_eq!(rotation(4, 1).collect::<Vec<_>>(), [1, 2, 3, 0]);
+    assert_eq!(rotation(4, 9).collect::<Vec<_>>(), [0, 1, 2, 3], "a start beyond the list is file order");
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! Serving block requests (single and batched) from a paired peer: every block checked (indexed
-//! here, inside the file, the same hash on disk) before it is read out.
+//! here, inside the file, the same hash on disk) before it is read out. A single block the live
+//! file does not hold may come from a download in progress of the same share and path (see
+//! `swarm`), re-hashed from its temp file the same way.
 
 use super::*;
 
@@ -34,6 +36,50 @@ pub(super) async fn serve_block(
     if len == 0 || len > MAX_BLOCK {
         return wire_err(WireError::BadRequest, "bad block length");
     }
+    let block = match live_block(inner, peer, &rec, path.clone(), offset, len, hash).await {
+        Ok(data) => data,
+        Err(refusal) => match from_download(inner, share, &path, offset, len, hash).await {
+            Some(data) => data,
+            None => return refusal,
+        },
+    };
+    served(inner, share, block.len() as u64);
+    Message::Block { data: block }
+}
+
+/// Counts bytes of `share` served to a peer (the share's status shows them).
+fn served(inner: &Arc<Context>, share: ShareId, n: u64) {
+    if let Some(h) = inner.shares.lock().unwrap().get(&share) {
+        h.runtime.lock().unwrap().served_bytes += n;
+    }
+}
+
+/// The block from a download of `path` in progress, if its chunk is written there (and still
+/// hashes to `hash`: see `swarm::Download::read`).
+async fn from_download(
+    inner: &Arc<Context>,
+    share: ShareId,
+    path: &RelPath,
+    offset: u64,
+    len: u32,
+    hash: ChunkHash,
+) -> Option<Vec<u8>> {
+    let download = inner.shares.lock().unwrap().get(&share)?.downloads.get(path)?;
+    tokio::task::spawn_blocking(move || download.read(offset, len, hash)).await.ok().flatten()
+}
+
+/// The block from the live file at `path` (indexed here, inside the file, the same hash on
+/// disk), or the answer that refuses it.
+async fn live_block(
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
+    rec: &ferry_store::ShareRecord,
+    path: RelPath,
+    offset: u64,
+    len: u32,
+    hash: ChunkHash,
+) -> Result<Vec<u8>, Message> {
+    let share = rec.id;
     // Read before the lookup: a commit racing it only makes the cached size look stale.
     let seq = inner.shares.lock().unwrap().get(&share).map(|h| h.current_seq());
     let size = match seq.and_then(|q| peer.blocks.size(&share, &path, q)) {
@@ -42,7 +88,7 @@ pub(super) async fn serve_block(
             let p = path.clone();
             let size = match inner.db(move |s| s.local_file(&share, &p)).await {
                 Ok(Some(e)) if e.record.is_file() && !e.record.deleted => e.record.size,
-                _ => return wire_err(WireError::NotFound, format!("{path} is not here")),
+                _ => return Err(wire_err(WireError::NotFound, format!("{path} is not here"))),
             };
             if let Some(q) = seq {
                 peer.blocks.put(share, path.clone(), q, size);
@@ -51,15 +97,20 @@ pub(super) async fn serve_block(
         }
     };
     if offset.checked_add(len as u64).is_none_or(|end| end > size) {
-        return wire_err(WireError::BadRequest, "block beyond the end of the file");
+        return Err(wire_err(WireError::BadRequest, "block beyond the end of the file"));
     }
     let root = std::path::PathBuf::from(&rec.path);
-    let read = tokio::task::spawn_blocking(move || ferry_fs::read_range(&root, &path, offset, len)).await;
+    let read = tokio::task::spawn_blocking(move || {
+        // Tests: hold the serving of live files (peers serving downloads in progress go on).
+        crate::fault::point("serve.live_block");
+        ferry_fs::read_range(&root, &path, offset, len)
+    })
+    .await;
     match read {
-        Ok(Ok(data)) if ChunkHash::of(&data) == hash => Message::Block { data },
-        Ok(Ok(_)) => wire_err(WireError::NotFound, "the file changed; block no longer here"),
-        Ok(Err(e)) => wire_err(WireError::NotFound, e.to_string()),
-        Err(e) => wire_err(WireError::Internal, e.to_string()),
+        Ok(Ok(data)) if ChunkHash::of(&data) == hash => Ok(data),
+        Ok(Ok(_)) => Err(wire_err(WireError::NotFound, "the file changed; block no longer here")),
+        Ok(Err(e)) => Err(wire_err(WireError::NotFound, e.to_string())),
+        Err(e) => Err(wire_err(WireError::Internal, e.to_string())),
     }
 }
 
@@ -106,7 +157,11 @@ pub(super) async fn serve_blocks(
     })
     .await;
     match read {
-        Ok(blocks) => Message::Blocks { blocks },
+        Ok(blocks) => {
+            let n = blocks.iter().map(|b| if let BlockReply::Data(d) = b { d.len() as u64 } else { 0 }).sum();
+            served(inner, share, n);
+            Message::Blocks { blocks }
+        }
         Err(e) => wire_err(WireError::Internal, e.to_string()),
     }
 }

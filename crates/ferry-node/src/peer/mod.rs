@@ -203,6 +203,7 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
         senders: Mutex::new(HashMap::new()),
         announced: Mutex::new(HashMap::new()),
         blocks: Default::default(),
+        heard: Default::default(),
     });
     if !register(inner, &peer) {
         return;
@@ -379,6 +380,7 @@ async fn serve_request(
         Message::VersionBlockRequest { share, path, hash, offset, len } => {
             serve_version_block(inner, peer, share, path, hash, offset, len).await
         }
+        Message::Progress { share, path, content, have } => on_progress(inner, peer, share, path, content, have),
         Message::Note { id, sent_at, text } => crate::notes::on_note(inner, peer, id, sent_at, text).await,
         Message::NoteRead { id } => crate::notes::on_note_read(inner, peer, id).await,
         Message::SendOffer { id, files, dirs } => crate::send::on_offer(inner, peer, id, files, dirs).await,
@@ -393,6 +395,29 @@ async fn serve_request(
     write_frame_owned(&mut send, reply).await.map_err(|e| e.to_string())?;
     let _ = send.finish();
     Ok(())
+}
+
+/// Keeps what a member of `share` told of its download of `path` (see `swarm`); checked first
+/// (ranges bounded and ordered, the sender a member), answered with an `Error` if refused.
+fn on_progress(
+    inner: &Arc<Context>,
+    peer: &Arc<PeerLink>,
+    share: ShareId,
+    path: RelPath,
+    content: ChunkHash,
+    have: Vec<(u32, u32)>,
+) -> Message {
+    if let Err(e) = Message::check_progress(&have) {
+        return wire_err(WireError::BadRequest, e);
+    }
+    let member = inner.shares.lock().unwrap().get(&share).is_some_and(|h| h.has_member(&peer.id));
+    if !member {
+        return wire_err(WireError::Refused, "not a member of this share");
+    }
+    if !peer.heard.record(share, path, content, have) {
+        return wire_err(WireError::Refused, "too many downloads in progress");
+    }
+    Message::Ack
 }
 
 fn wire_err(code: WireError, message: impl Into<String>) -> Message {

@@ -189,7 +189,10 @@ async fn fetch_file(
     .await?;
     let chunks: Vec<Chunk> = f.chunk_offsets().map(|(offset, c)| Chunk { offset, len: c.len, hash: c.hash }).collect();
     let source = SendSource { peer, id, file: i as u32, permits };
-    let (_, result) = fetch::fill(file.clone(), &chunks, existed, PARALLEL_BLOCKS, &source, |n, origin| {
+    // File order: a send has one source, nobody to trade parts with.
+    let how = fetch::Fill { resume: existed, parallel: PARALLEL_BLOCKS, start: 0 };
+    let written = tokio::sync::watch::channel(0).0;
+    let (_, result) = fetch::fill(file.clone(), &chunks, how, written, &source, |n, origin| {
         let now = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
         inner.sends.with_live(id, |l| {
             match origin {

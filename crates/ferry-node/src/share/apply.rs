@@ -6,17 +6,27 @@ use super::pull::Batch;
 use crate::events::ChangeKind;
 use crate::fetch::{self, Assembled, Chunk, FetchError, Origin, Source};
 use crate::records;
+use crate::swarm::{self, Download};
 use ferry_engine::pull::{self, Applied, LocalFate};
 
 /// Where a pull gets the chunks its temp file does not hold: a copy from a file of the share
-/// when the chunk plan names one, else the connected devices that have this version, each
-/// tried in turn (starting at a different one per chunk, to spread the load).
+/// when the chunk plan names one, else the connected devices that said they hold the chunk in
+/// a download of the same content in progress, then those whose index has this version, each
+/// tried in turn (starting at a different one per chunk and per device, to spread the load:
+/// see [`swarm::candidates`]).
 struct PullSource<'a> {
     root: &'a Path,
     share: ShareId,
     path: &'a RelPath,
+    /// The whole-file hash of the content being built.
+    content: ChunkHash,
     plan: &'a [ChunkSource],
+    /// Holders: connected devices whose index has this version.
     peers: &'a [Arc<PeerLink>],
+    /// The share's other connected members (who may be downloading it too).
+    members: &'a [Arc<PeerLink>],
+    /// This device's own spread (see [`swarm::salt_of`]).
+    salt: usize,
 }
 
 impl Source for PullSource<'_> {
@@ -27,14 +37,21 @@ impl Source for PullSource<'_> {
     }
 
     async fn remote(&self, index: usize, c: Chunk, attempt: usize) -> Option<Result<Vec<u8>, FetchError>> {
-        if self.peers.is_empty() {
+        let announced: Vec<DeviceId> = self
+            .members
+            .iter()
+            .filter(|p| p.heard.covers(self.share, self.path, self.content, index))
+            .map(|p| p.id)
+            .collect();
+        if self.peers.is_empty() && announced.is_empty() {
             let why = "a local chunk changed and no device is connected to fetch it";
             return (attempt == 0).then(|| Err(FetchError::Unavailable(why.into())));
         }
-        if attempt >= self.peers.len() {
-            return None;
-        }
-        let peer = &self.peers[(index + attempt) % self.peers.len()];
+        let holders: Vec<DeviceId> = self.peers.iter().map(|p| p.id).collect();
+        // Recomputed per attempt (announcements change meanwhile); `attempt` grows and the list
+        // is at most every member twice, so the tries end.
+        let id = *swarm::candidates(index, self.salt, &announced, &holders).get(attempt)?;
+        let peer = self.members.iter().chain(self.peers).find(|p| p.id == id)?;
         Some(peer.fetch_block(self.share, self.path, c.offset, c.len, c.hash).await.map_err(FetchError::Unavailable))
     }
 }
@@ -262,10 +279,32 @@ impl Worker {
         }
         let chunks: Vec<Chunk> =
             target.chunk_offsets().map(|(offset, c)| Chunk { offset, len: c.len, hash: c.hash }).collect();
-        let source = PullSource { root: &self.root, share: self.id, path: &target.path, plan: &plan, peers: sources };
+        let members = progress::connected_members(&self.inner, self.id, &[]);
+        let (written_tx, written) = tokio::sync::watch::channel(0);
+        let start = self.start_for(target, chunks.len(), sources, &members);
+        let (offsets, infos) = target.chunk_offsets().unzip();
+        let download = Download { content: target.hash, file: file.clone(), chunks: infos, offsets, start, written };
+        // Registered (served to the share's members) and announced while it runs; both end
+        // when these guards drop, before the temp may be renamed into place.
+        let registered = self.downloads.register(target.path.clone(), download);
+        let announcer = (chunks.len() > 1).then(|| {
+            let holders = sources.iter().map(|p| p.id).collect();
+            progress::start(&self.inner, self.id, target.path.clone(), registered.download().clone(), holders)
+        });
+        let source = PullSource {
+            root: &self.root,
+            share: self.id,
+            path: &target.path,
+            content: target.hash,
+            plan: &plan,
+            peers: sources,
+            members: &members,
+            salt: swarm::salt_of(&self.inner.id),
+        };
         let (total, started) = (target.size, Instant::now());
         let (mut last_progress, mut done) = (Instant::now(), 0u64);
-        let (filled, result) = fetch::fill(file, &chunks, resumed, PARALLEL_BLOCKS, &source, |n, origin| {
+        let how = fetch::Fill { resume: resumed, parallel: PARALLEL_BLOCKS, start };
+        let (filled, result) = fetch::fill(file, &chunks, how, written_tx, &source, |n, origin| {
             done += n;
             {
                 let mut rt = self.runtime.lock().unwrap();
@@ -287,6 +326,8 @@ impl Worker {
             }
         })
         .await;
+        drop(announcer);
+        drop(registered);
         match result {
             Ok(assembled) => Ok((temp, assembled)),
             Err(e @ FetchError::Disk(_)) => {
@@ -298,6 +339,18 @@ impl Worker {
                 Err(e.into())
             }
         }
+    }
+
+    /// The chunk to start fetching `target`'s `n` chunks at ([`swarm::start_for`]), from what
+    /// the connected `members` announced of it and which members may be fetching it too (those
+    /// that are not among the holders, `sources`).
+    fn start_for(&self, target: &FileRecord, n: usize, sources: &[Arc<PeerLink>], members: &[Arc<PeerLink>]) -> usize {
+        let heard: Vec<swarm::Ranges> =
+            members.iter().filter_map(|p| p.heard.ranges(self.id, &target.path, target.hash)).collect();
+        let all = self.inner.shares.lock().unwrap().get(&self.id).map(|h| h.members.lock().unwrap().clone());
+        let mut fetching = all.unwrap_or_default();
+        fetching.retain(|d| !sources.iter().any(|p| p.id == *d));
+        swarm::start_for(n, self.inner.id, &fetching, &heard)
     }
 
     /// Keeps an unfinished temp file for the next attempt at the same version (when it holds

@@ -38,6 +38,21 @@ const SMALL_BATCH_BYTES: u64 = 1 << 20;
 /// Small-file requests in flight at once.
 const PARALLEL_BATCHES: usize = 4;
 
+/// Orders the peers that have `nf`'s version: the file's author last (every device that lacks
+/// the file would ask it otherwise), the others from one picked by the file's content and this
+/// device's `salt`, so that devices fetching it ask different ones and one device asks each of
+/// them for some of its files.
+fn spread(nf: &mut NewFile, salt: usize) {
+    let author = nf.target.modified_by;
+    // Stable: the others keep their order, the author goes to the end.
+    nf.sources.sort_by_key(|p| p.id == author);
+    let others = nf.sources.iter().filter(|p| p.id != author).count();
+    if others > 1 {
+        let by_content = crate::swarm::salt_of_bytes(&nf.target.hash.0);
+        nf.sources[..others].rotate_left(by_content.wrapping_add(salt) % others);
+    }
+}
+
 /// A new file to fetch, with the peers that have its version.
 pub(super) struct NewFile {
     pub target: FileRecord,
@@ -143,6 +158,7 @@ impl Worker {
         if group.is_empty() {
             return;
         }
+        self.refresh_holders(&mut group).await;
         // The records to commit as something else than the target itself (rare).
         let mut records: HashMap<RelPath, FileRecord> = HashMap::new();
         for nf in &mut group {
@@ -243,6 +259,26 @@ impl Worker {
         }
     }
 
+    /// Adds to each file's sources the connected members whose index has its version by now:
+    /// the pass's plan is older, and other devices fetching the same new files (from another
+    /// place in the list, see `pull_pass`) may have applied and announced some meanwhile.
+    async fn refresh_holders(&self, group: &mut [NewFile]) {
+        let paths: Vec<RelPath> = group.iter().map(|nf| nf.target.path.clone()).collect();
+        for peer in super::progress::connected_members(&self.inner, self.id, &[]) {
+            if group.iter().all(|nf| nf.sources.iter().any(|s| s.id == peer.id)) {
+                continue;
+            }
+            let (id, pid, paths) = (self.id, peer.id, paths.clone());
+            let Ok(records) = self.inner.db(move |s| s.remote_files_at(&id, &pid, &paths)).await else { continue };
+            for (nf, r) in group.iter_mut().zip(records) {
+                let holds = r.is_some_and(|r| r.is_file() && !r.deleted && r.hash == nf.target.hash);
+                if holds && !nf.sources.iter().any(|s| s.id == peer.id) {
+                    nf.sources.push(peer.clone());
+                }
+            }
+        }
+    }
+
     /// True for a new file fetched with others in one request: small, at most one chunk, not
     /// available here, no partial download kept for it, and a connected source.
     fn batchable(
@@ -258,7 +294,8 @@ impl Worker {
             && !self.partials.lock().unwrap().contains_key(&target.path)
     }
 
-    /// Fetches small new files many per request (grouped by the first peer that has them),
+    /// Fetches small new files many per request (grouped by the peer each is asked of: one of
+    /// those that have it, picked per file and per device, see [`spread`]),
     /// checks each against its record and writes each into a temp file beside its place, one
     /// blocking task per batch. Returns the verified temps and the files to fetch one by one
     /// instead (the peer did not serve them: changed, gone, or an older peer without batches).
@@ -268,7 +305,9 @@ impl Worker {
         stats: &mut PullStats,
     ) -> (Vec<(FileRecord, ferry_fs::TempFile)>, Vec<NewFile>) {
         let mut by_peer: HashMap<DeviceId, Vec<NewFile>> = HashMap::new();
-        for nf in files {
+        let salt = crate::swarm::salt_of(&self.inner.id);
+        for mut nf in files {
+            spread(&mut nf, salt);
             by_peer.entry(nf.sources[0].id).or_default().push(nf);
         }
         let mut batches: Vec<Vec<NewFile>> = Vec::new();

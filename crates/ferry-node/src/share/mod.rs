@@ -40,6 +40,7 @@ mod apply;
 mod fast;
 mod intents;
 mod missing;
+mod progress;
 mod pull;
 mod scan;
 mod status;
@@ -81,6 +82,8 @@ struct Worker {
     wake: Arc<Notify>,
     seq: twatch::Sender<u64>,
     runtime: Arc<Mutex<Runtime>>,
+    /// This share's downloads in progress (shared with its handle: see `swarm`).
+    downloads: Arc<crate::swarm::Downloads>,
     /// Temp files of transfers that failed part-way (a peer went away), by path, with the
     /// content hash they were being built for. The next attempt at the same version continues
     /// in the same file and fetches only the chunks not already verified there. They are temp
@@ -109,6 +112,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
     let max_seq = inner.store.share_state(&share.id).map(|s| s.max_seq).unwrap_or(0);
     let (seq, _) = twatch::channel(max_seq);
     let runtime = Arc::new(Mutex::new(Runtime { state: "scanning", ..Default::default() }));
+    let downloads = Arc::new(crate::swarm::Downloads::default());
     let (stop, stop_rx) = twatch::channel(false);
     let root = PathBuf::from(&share.path);
 
@@ -121,6 +125,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         wake: wake.clone(),
         seq: seq.clone(),
         runtime: runtime.clone(),
+        downloads: downloads.clone(),
         partials: Mutex::new(HashMap::new()),
         pull_mark: Mutex::new(None),
         guard: Mutex::new(MassDeleteGuard::new()),
@@ -138,6 +143,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         seq,
         members: Arc::new(Mutex::new(share.devices.clone())),
         runtime,
+        downloads,
         stop,
         task: Some(task),
         _watcher: watcher,

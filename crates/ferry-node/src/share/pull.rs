@@ -114,6 +114,22 @@ pub(super) fn plan_pull(
     Ok(plan)
 }
 
+/// Rotates the live files and links of `items` (ordered: after the directories, before the
+/// deletions, so any order among them is right) to start at a place given by this device's
+/// rank among the share's devices (see [`crate::swarm::start_for`]): devices fetching the same
+/// new files start apart, and each can fetch from the others what they applied first.
+fn spread_files(items: &mut [(FileRecord, Action)], me: DeviceId, members: &[DeviceId]) {
+    if members.len() < 2 {
+        return; // one other device: nobody else fetches these, keep path order
+    }
+    let is_dir = |t: &FileRecord| !t.deleted && t.kind == FileKind::Dir;
+    let lo = items.iter().position(|(t, _)| !is_dir(t)).unwrap_or(items.len());
+    let hi = items.iter().position(|(t, _)| t.deleted).unwrap_or(items.len()).max(lo);
+    let files = &mut items[lo..hi];
+    let start = crate::swarm::start_for(files.len(), me, members, &[]);
+    files.rotate_left(start);
+}
+
 /// Where this device holds each of the `needed` chunks (a file and an offset), from one
 /// streaming pass over the local index; which entries may lend their chunks is the engine's
 /// call ([`pull::local_chunks`], asked one entry at a time so the index is never all in memory).
@@ -260,6 +276,7 @@ impl Worker {
         *self.pull_mark.lock().unwrap() = None;
         self.set_state("syncing");
         let mut items = pull::ordered(wanted.into_values());
+        spread_files(&mut items, self.inner.id, &rec.devices);
         // Before any rename of this pass: what it is about to write (see `intents.rs`).
         let intents = self.record_intents(&items, &local).await?;
         // Chunks this device already has, for reuse: only those the wanted files are made of.

@@ -105,6 +105,8 @@ pub(crate) async fn share_status(inner: &Arc<Context>, rec: &ShareRecord) -> Api
         last_error: runtime.last_error,
         fetched_bytes: runtime.fetched_bytes,
         reused_bytes: runtime.reused_bytes,
+        served_bytes: runtime.served_bytes,
+        peer_chunks: rec.devices.iter().filter_map(|d| inner.peer(d)).map(|p| p.heard.chunks_in(rec.id)).sum(),
         conflict_policy: settings.conflict_policy.as_str().into(),
         retention: settings.retention.to_string(),
         local_changes,
