@@ -290,6 +290,7 @@ impl Worker {
         let peers: Vec<Arc<PeerLink>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
 
         self.apply_moves(&mut items, &local, &mut batch, &mut stats).await;
+        let group_max = if rec.devices.len() > 1 { fast::SWARM_GROUP_MAX } else { fast::GROUP_MAX };
         let mut group: Vec<fast::NewFile> = Vec::new();
         for (target, action) in items {
             if self.inner.stopping() {
@@ -307,7 +308,7 @@ impl Worker {
             if pull::groupable(&target, &action, ours) {
                 let record = Some(pull::record_for(ours, &target, self.inner.id)).filter(|r| *r != target);
                 group.push(fast::NewFile { target, record, sources });
-                if group.len() >= fast::GROUP_MAX {
+                if group.len() >= group_max {
                     self.apply_group(std::mem::take(&mut group), &local_chunks, &mut batch, &mut stats).await;
                     self.flush(&mut batch).await?;
                 }
