@@ -50,8 +50,14 @@ pub enum FsError {
     Watch {
         path: PathBuf,
         #[source]
-        source: notify::Error,
+        source: io::Error,
     },
+    /// The inotify watch budget (`fs.inotify.max_user_watches`) is spent: the share's folders
+    /// cannot all be watched.
+    #[error(
+        "watching {path}: the inotify watch limit is reached (raise fs.inotify.max_user_watches; `ferry doctor` shows the budget)"
+    )]
+    WatchLimit { path: PathBuf },
     /// Chunking failed inside fastcdc.
     #[error("chunking {path}: {message}")]
     Chunk { path: PathBuf, message: String },
