@@ -281,7 +281,8 @@ impl Worker {
         let intents = self.record_intents(&items, &local).await?;
         // Chunks this device already has, for reuse: only those the wanted files are made of.
         let needed = pull::needed_chunks(&items);
-        let wanted_bytes: u64 = items.iter().map(|(r, _)| r.size).sum();
+        // Sizes come from peers' records: a hostile one may say anything (saturate, never wrap).
+        let wanted_bytes = items.iter().fold(0u64, |sum, (r, _)| sum.saturating_add(r.size));
         let local_chunks = if needed.is_empty() || (only.is_some() && wanted_bytes < LOCAL_REUSE_MIN) {
             HashMap::new()
         } else {
