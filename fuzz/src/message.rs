@@ -40,6 +40,9 @@ fn receiver_checks(msg: &Message) {
         Message::BlocksRequest { blocks, .. } => {
             let _ = Message::check_blocks_request(blocks);
         }
+        Message::Progress { have, .. } => {
+            let _ = Message::check_progress(have);
+        }
         Message::SendOffer { files, .. } => {
             for f in files {
                 let _ = f.check();
@@ -73,6 +76,7 @@ fn paths(msg: &Message) -> Vec<&ferry_proto::RelPath> {
         Message::BlockRequest { path, .. } | Message::VersionBlockRequest { path, .. } => vec![path],
         Message::BlocksRequest { blocks, .. } => blocks.iter().map(|b| &b.path).collect(),
         Message::SendOffer { files, dirs, .. } => files.iter().map(|f| &f.path).chain(dirs).collect(),
+        Message::Progress { path, .. } => vec![path],
         _ => Vec::new(),
     }
 }
@@ -103,6 +107,7 @@ pub fn variant(msg: &Message) -> &'static str {
         Message::Blocks { .. } => "Blocks",
         Message::IndexUpdateCompact { .. } => "IndexUpdateCompact",
         Message::VersionBlockRequest { .. } => "VersionBlockRequest",
+        Message::Progress { .. } => "Progress",
     }
 }
 
