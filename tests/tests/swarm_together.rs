@@ -21,19 +21,12 @@ async fn receivers_fetching_together_each_get_the_exact_file() {
         dirs.iter().all(|d| fs::read(d.path().join("big.bin")).is_ok_and(|got| blake3::hash(&got) == want))
     })
     .await;
-    let mut others = Vec::new();
-    for n in &nodes[1..] {
-        others.push(served_bytes(n, &share).await);
-    }
-    let origin = served_bytes(&nodes[0], &share).await;
+    let (origin, others) = served_then_stop(nodes, &share).await;
     eprintln!(
         "file {} MiB: the origin sent {:.2}x the file, the receivers {others:?} bytes",
         content.len() >> 20,
         origin as f64 / content.len() as f64
     );
-    for n in nodes {
-        n.node.shutdown().await;
-    }
 }
 
 /// 1,000 small new files on the origin, three receivers: every tree identical. Prints how much
@@ -55,16 +48,22 @@ async fn receivers_fetching_many_small_files_together_get_them_all() {
         want.len() == 1010 && dirs[1..].iter().all(|d| tree(d.path()) == want)
     })
     .await;
-    let mut others = Vec::new();
-    for n in &nodes[1..] {
-        others.push(served_bytes(n, &share).await);
-    }
-    let origin = served_bytes(&nodes[0], &share).await;
+    let (origin, others) = served_then_stop(nodes, &share).await;
     eprintln!(
         "{total} bytes in 1,000 files: the origin sent {:.2}x, the receivers {others:?} bytes",
         origin as f64 / total as f64
     );
+}
+
+/// What the origin (the first node) and each receiver served of `share`; then stops them all.
+async fn served_then_stop(nodes: Vec<TestNode>, share: &str) -> (u64, Vec<u64>) {
+    let mut others = Vec::new();
+    for n in &nodes[1..] {
+        others.push(served_bytes(n, share).await);
+    }
+    let origin = served_bytes(&nodes[0], share).await;
     for n in nodes {
         n.node.shutdown().await;
     }
+    (origin, others)
 }

@@ -7,7 +7,7 @@
 //!   block request for a chunk the live file does not hold may be answered from there, if that
 //!   chunk is already written to the temp file: its bytes are hashed again before they leave.
 //! - The downloading device tells the share's connected members which chunks it holds
-//!   ([`Message::Progress`], see `share::progress`); each [`PeerLink`] keeps what its device told
+//!   ([`Message::Progress`], see `share::progress`); each `PeerLink` keeps what its device told
 //!   ([`Heard`], bounded, gone with the connection).
 //! - A pull asks for a chunk first the devices that announced it, then the devices whose index
 //!   has the whole content ([`candidates`]); devices start fetching at different chunks
@@ -19,7 +19,6 @@
 //! pull moves on to the next device in the (finite) list.
 //!
 //! [`Message::Progress`]: ferry_proto::wire::Message::Progress
-//! [`PeerLink`]: crate::link::PeerLink
 
 use std::collections::HashMap;
 use std::fs::File;
