@@ -3,6 +3,11 @@
 //! share finishes once the disk takes writes again. Before, such a share stayed "need N" until
 //! the next change or the hourly rescan.
 //!
+//!
+//! Likewise an index update the peer failed to store is sent again on the same connection:
+//! before, the sender gave up until the devices reconnected, and the peer never heard of the
+//! change (a stall CI once showed in history's `override_and_revert`).
+//!
 //! Its own test binary: fault points are process-wide.
 
 use std::fs;
@@ -39,6 +44,34 @@ async fn a_pull_that_failed_on_a_full_disk_is_retried_by_itself() {
     assert!(started.elapsed() < FINISHED_WITHIN, "finished after {:?}", started.elapsed());
     let st = b.node.status().await.unwrap();
     assert_eq!(st.shares[0].need, 0);
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_index_update_the_peer_failed_to_store_is_sent_again() {
+    let (a, b, da, db, share) = two_sharing().await;
+    fs::write(da.path().join("notes.txt"), "monday").unwrap();
+    wait_for(&[&a, &b], "notes.txt on b", || async {
+        fs::read(db.path().join("notes.txt")).ok().as_deref() == Some(b"monday".as_slice())
+            && in_sync(&a, &share).await
+            && in_sync(&b, &share).await
+    })
+    .await;
+
+    // The next index update B receives fails to be stored: A's is the first, since B has
+    // nothing new to tell until it hears of the edit.
+    ferry_node::fault::fail("index.store", 1);
+    fs::write(da.path().join("notes.txt"), "tuesday, after the refusal").unwrap();
+    wait_for(&[&a, &b], "b refused an update", || async { ferry_node::fault::failures_left("index.store") == 0 }).await;
+    let started = std::time::Instant::now();
+    wait_for(&[&a, &b], "the edit on b over the same connection", || async {
+        fs::read(db.path().join("notes.txt")).ok().as_deref() == Some(b"tuesday, after the refusal".as_slice())
+            && in_sync(&a, &share).await
+            && in_sync(&b, &share).await
+    })
+    .await;
+    assert!(started.elapsed() < FINISHED_WITHIN, "finished after {:?}", started.elapsed());
     a.node.shutdown().await;
     b.node.shutdown().await;
 }

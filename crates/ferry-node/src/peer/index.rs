@@ -58,6 +58,10 @@ pub(super) async fn on_index(
         });
     }
     let n = good.len();
+    if crate::fault::failing("index.store") {
+        // A test's stand-in for the store failing to take the update (a full disk, say).
+        return wire_err(WireError::Internal, "could not store the index update");
+    }
     let pid = peer.id;
     let needed = inner
         .db(move |s| {
@@ -152,6 +156,12 @@ pub(super) async fn reconcile_senders(inner: &Arc<Context>, peer: &Arc<PeerLink>
 
 /// Sends this device's index of `share` to `peer`, from `after` on, then every change as it
 /// is committed. Ends when the connection does.
+///
+/// Invariant: `after` moves only when the peer acknowledged everything up to it, and nothing
+/// but the connection's end stops the sender. An update that failed (a timeout under load, a
+/// store error on the peer's side, a refusal) is sent again after a backoff: a sender that gave
+/// up would leave both devices "connected" with the peer never hearing of this device's changes
+/// again until a reconnect.
 async fn index_sender(
     inner: Arc<Context>,
     peer: Arc<PeerLink>,
@@ -162,6 +172,7 @@ async fn index_sender(
 ) {
     // Set when the peer could not resolve a compact update: the next one goes whole.
     let mut whole = false;
+    let mut retry = INDEX_RETRY_MIN;
     loop {
         // Mark the current sequence seen before reading, so a commit after the read still
         // wakes the wait below.
@@ -170,8 +181,11 @@ async fn index_sender(
         let recs = match inner.db(move |s| s.local_since(&share, Seq(a), INDEX_BATCH_RECORDS)).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!("index read failed: {e}");
-                return;
+                tracing::warn!("index read failed (retrying in {retry:?}): {e}");
+                if !back_off(&peer, &mut retry).await {
+                    return;
+                }
+                continue;
             }
         };
         if recs.is_empty() {
@@ -181,16 +195,7 @@ async fn index_sender(
             }
             continue;
         }
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for r in recs {
-            let est = 128 + r.path.as_str().len() + r.chunks.len() * 40;
-            if !batch.is_empty() && bytes + est > INDEX_BATCH_BYTES {
-                break;
-            }
-            bytes += est;
-            batch.push(r);
-        }
+        let batch = first_batch(recs);
         let last = batch.last().map(|r| r.seq.0).unwrap_or(after);
         let n = batch.len();
         let msg = if whole {
@@ -199,30 +204,54 @@ async fn index_sender(
             compact(&inner, &peer, share, epoch, batch).await
         };
         let compacted = matches!(msg, Message::IndexUpdateCompact { .. });
-        match peer.conn.request(&msg, REQUEST_TIMEOUT).await {
+        let failure = match peer.conn.request(&msg, REQUEST_TIMEOUT).await {
             Ok(Message::Ack) => {
                 after = last;
                 whole = false;
+                retry = INDEX_RETRY_MIN;
                 inner.emit(Event::IndexSent { share: share.to_string(), device: peer.id.to_string(), records: n });
+                continue;
             }
             Ok(Message::Error { code: WireError::NotFound, message }) if compacted => {
                 // The peer no longer holds content a reference named: the same records again, whole.
                 tracing::debug!(peer = %peer.id.short(), %share, "sending index whole: {message}");
                 whole = true;
+                continue;
             }
-            Ok(Message::Error { message, .. }) => {
-                tracing::info!(peer = %peer.id.short(), %share, "peer refused index: {message}");
-                return;
-            }
-            Ok(other) => {
-                tracing::warn!(peer = %peer.id.short(), "unexpected answer to index: {}", msg_name(&other));
-                return;
-            }
-            Err(e) => {
-                tracing::info!(peer = %peer.id.short(), "index send failed: {e}");
-                return;
-            }
+            Ok(Message::Error { message, .. }) => format!("peer refused index: {message}"),
+            Ok(other) => format!("unexpected answer to index: {}", msg_name(&other)),
+            Err(e) => format!("index send failed: {e}"),
+        };
+        tracing::info!(peer = %peer.id.short(), %share, "{failure} (sending again in {retry:?})");
+        if !back_off(&peer, &mut retry).await {
+            return;
         }
+    }
+}
+
+/// The leading records of `recs` that fit one update of [`INDEX_BATCH_BYTES`] (at least one).
+fn first_batch(recs: Vec<FileRecord>) -> Vec<FileRecord> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for r in recs {
+        let est = 128 + r.path.as_str().len() + r.chunks.len() * 40;
+        if !batch.is_empty() && bytes + est > INDEX_BATCH_BYTES {
+            break;
+        }
+        bytes += est;
+        batch.push(r);
+    }
+    batch
+}
+
+/// Waits `retry` (then doubles it, up to [`INDEX_RETRY_MAX`]); false if the connection closed
+/// meanwhile.
+async fn back_off(peer: &PeerLink, retry: &mut Duration) -> bool {
+    let wait = *retry;
+    *retry = (*retry * 2).min(INDEX_RETRY_MAX);
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = peer.conn.closed() => false,
     }
 }
 

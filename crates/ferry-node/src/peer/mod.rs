@@ -31,6 +31,11 @@ use crate::link::{PeerLink, REQUEST_TIMEOUT, msg_name};
 const INDEX_BATCH_BYTES: usize = 2 << 20;
 /// Records per store read while batching.
 const INDEX_BATCH_RECORDS: usize = 4096;
+/// Index resend backoff after a failed update: soon at first (a timeout under load or a
+/// passing store error clears in moments), doubling up to half a minute so a peer that keeps
+/// refusing costs one request per 30 s.
+const INDEX_RETRY_MIN: Duration = Duration::from_millis(500);
+const INDEX_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How many last-known addresses of a device are kept.
 const MAX_ADDRESSES: usize = 4;
 /// Redial backoff: first retry soon (a peer restarting comes back in a second or two), then
