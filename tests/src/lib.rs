@@ -30,6 +30,8 @@ pub struct TestNode {
     pub name: String,
     pub home: PathBuf,
     _home_dir: Option<TempDir>,
+    /// What this test changed in the node's [`config`] (kept for restarts).
+    tweak: fn(&mut Config),
 }
 
 pub fn config(name: &str, home: &Path) -> Config {
@@ -57,6 +59,7 @@ pub fn config(name: &str, home: &Path) -> Config {
         inbox: home.join("Inbox"),
         mass_delete_percent: 50,
         prune_interval: Duration::from_secs(3600),
+        pull_window: ferry_node::config::DEFAULT_PULL_WINDOW,
     }
 }
 
@@ -73,18 +76,30 @@ pub fn init_tracing() {
 
 impl TestNode {
     pub async fn start(name: &str) -> TestNode {
+        Self::start_with(name, |_| {}).await
+    }
+
+    /// Starts a node whose [`config`] `tweak` changed (and changes again on every restart
+    /// through [`delete_while_away`]).
+    pub async fn start_with(name: &str, tweak: fn(&mut Config)) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().to_path_buf();
-        let mut n = Self::start_at(name, &home).await;
+        let mut n = Self::start_at_with(name, &home, tweak).await;
         n._home_dir = Some(dir);
         n
     }
 
     /// Starts (or restarts) a node on an existing home.
     pub async fn start_at(name: &str, home: &Path) -> TestNode {
+        Self::start_at_with(name, home, |_| {}).await
+    }
+
+    pub async fn start_at_with(name: &str, home: &Path, tweak: fn(&mut Config)) -> TestNode {
         init_tracing();
-        let node = Node::start(config(name, home)).await.expect("node starts");
-        TestNode { node, name: name.into(), home: home.to_path_buf(), _home_dir: None }
+        let mut cfg = config(name, home);
+        tweak(&mut cfg);
+        let node = Node::start(cfg).await.expect("node starts");
+        TestNode { node, name: name.into(), home: home.to_path_buf(), _home_dir: None, tweak }
     }
 
     /// Stops the node, keeping its home (and the temp dir guard) for a restart.
@@ -333,7 +348,7 @@ pub async fn delete_while_away(
     deletes: u64,
     delete: impl FnOnce(),
 ) -> (TestNode, Option<TempDir>) {
-    let name = b.name.clone();
+    let (name, tweak) = (b.name.clone(), b.tweak);
     let (home_b, guard_b) = b.stop().await;
     delete();
     a.node.rescan_all();
@@ -341,7 +356,7 @@ pub async fn delete_while_away(
         a.node.status().await.unwrap().shares[0].summary.since_start.local_deletes == deletes
     })
     .await;
-    (TestNode::start_at(&name, &home_b).await, guard_b)
+    (TestNode::start_at_with(&name, &home_b, tweak).await, guard_b)
 }
 
 /// The mass-delete prompt `n` shows, if any.

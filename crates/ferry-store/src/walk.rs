@@ -23,6 +23,19 @@ impl Store {
         devices: &[DeviceId],
         mut f: impl FnMut(Option<LocalEntry>, Vec<Option<FileRecord>>) -> Result<(), StoreError>,
     ) -> Result<WalkStates, StoreError> {
+        self.walk_share_from(share, devices, None, |local, remotes| f(local, remotes).map(|()| true))
+    }
+
+    /// [`Store::walk_share`] from the first path after `after` (the start with None), until `f`
+    /// returns false: a caller can walk a big share in windows, each in a read transaction of
+    /// its own (the states returned are those of this window's transaction).
+    pub fn walk_share_from(
+        &self,
+        share: &ShareId,
+        devices: &[DeviceId],
+        after: Option<&RelPath>,
+        mut f: impl FnMut(Option<LocalEntry>, Vec<Option<FileRecord>>) -> Result<bool, StoreError>,
+    ) -> Result<WalkStates, StoreError> {
         // Read before the transaction begins: a write racing it only makes the states look
         // newer than what was read (a needless recomputation later), never older.
         let generation = self.index_generation();
@@ -34,12 +47,12 @@ impl Store {
             // key suffixes compare like the paths and a merge by suffix visits every path once.
             let mut sources: Vec<MergeSource> = Vec::with_capacity(devices.len() + 1);
             let local_prefix = share.0.len();
-            let local_bounds = prefix_bounds(&share.0);
+            let local_bounds = bounds_after(&share.0, after);
             sources
                 .push(MergeSource::new(local_table.range::<&[u8]>(schema::as_slices(&local_bounds))?, local_prefix)?);
             for d in devices {
                 let prefix = schema::remote_state_key(share, d);
-                let bounds = prefix_bounds(&prefix);
+                let bounds = bounds_after(&prefix, after);
                 sources.push(MergeSource::new(remote_table.range::<&[u8]>(schema::as_slices(&bounds))?, prefix.len())?);
             }
             while let Some(min) = sources.iter().filter_map(MergeSource::path).min().map(<[u8]>::to_vec) {
@@ -53,7 +66,9 @@ impl Store {
                         remotes.push(value.map(|v| schema::decode::<FileRecord>("remote record", &v)).transpose()?);
                     }
                 }
-                f(local, remotes)?;
+                if !f(local, remotes)? {
+                    break;
+                }
             }
             Ok(states)
         })
@@ -97,6 +112,18 @@ impl Store {
         let generation = self.index_generation();
         self.read(|txn| walk_states(txn, generation, share, devices))
     }
+}
+
+/// The keys under `prefix` whose path comes after `after` (all of them with None). A key is the
+/// prefix followed by the path's bytes, so the keys order as the paths do.
+fn bounds_after(prefix: &[u8], after: Option<&RelPath>) -> schema::KeyBounds {
+    let mut bounds = prefix_bounds(prefix);
+    if let Some(path) = after {
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(path.as_str().as_bytes());
+        bounds.0 = std::ops::Bound::Excluded(key);
+    }
+    bounds
 }
 
 /// The index states a [`Store::walk_share`] read: the index generation, the local index's state

@@ -57,8 +57,10 @@ use {crate::share_handle::StatusCounts, status::status_counts};
 const PARALLEL_BLOCKS: usize = 16;
 /// Minimum interval between progress events for one file.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
-/// Pull passes per wake-up: applying one change can make another applicable (a parent dir,
-/// a second peer's newer version); bounded so a flapping peer cannot spin us.
+/// Pull rounds per wake-up (a round walks every path: one pass, or a big pass's windows):
+/// applying one change can make another applicable (a parent dir, a second peer's newer
+/// version), and windows put deletions off to the next round; bounded so a flapping peer
+/// cannot spin us.
 const MAX_PULL_PASSES: usize = 4;
 /// First wait before a pull that failed here (a full or failing disk, a file in use) is tried
 /// again while a device that has the data is connected. Doubles on each failure up to

@@ -52,6 +52,22 @@ pub(super) struct PullStats {
     /// (a deletion: the mass-delete guard counts the share's files, and a rename pairs it with
     /// a new file elsewhere).
     pub(super) needs_full: bool,
+    /// The pass was a window of a big pass (see [`crate::config::DEFAULT_PULL_WINDOW`]): it
+    /// did not see every path, and put the deletions it saw off to a pass that does.
+    pub(super) window: bool,
+    /// A window that stopped at its cap: the next one starts after this path.
+    pub(super) next: Option<RelPath>,
+}
+
+/// What the passes of one round (a walk over every path: one whole pass, or windows) did.
+#[derive(Default)]
+struct Round {
+    applied: usize,
+    failed: usize,
+    items: Vec<(String, FailReason)>,
+    /// Some pass of the round was a window: the deletions wait for a whole pass.
+    windowed: bool,
+    skipped: bool,
 }
 
 /// Below this many bytes wanted, a pass over some paths fetches everything rather than look
@@ -59,6 +75,21 @@ pub(super) struct PullStats {
 /// local index (about a second per million files), while fetching 4 MiB from a peer on a LAN
 /// takes a few tens of milliseconds. (A full pass looks anyway: it walks every index already.)
 const LOCAL_REUSE_MIN: u64 = 4 << 20;
+
+/// Which paths a pull pass plans (see [`plan_pull`]).
+pub(super) enum Scope {
+    /// The share's paths in path order, from the first after `after` (the start with None),
+    /// until `cap` live paths are wanted: a window of a big pass.
+    Window { after: Option<RelPath>, cap: usize },
+    /// These paths alone, by point lookups (see `need.rs`): the cost follows them, not the share.
+    Paths(Vec<RelPath>),
+}
+
+#[cfg(test)]
+impl Scope {
+    /// Every path of the share in one plan.
+    pub(super) const ALL: Scope = Scope::Window { after: None, cap: usize::MAX };
+}
 
 /// What a pull pass works on (see [`plan_pull`]).
 pub(super) struct PullPlan {
@@ -68,22 +99,26 @@ pub(super) struct PullPlan {
     pub(super) local: HashMap<RelPath, LocalEntry>,
     /// For each wanted path, the members whose record has the wanted content.
     pub(super) holders: HashMap<RelPath, Vec<DeviceId>>,
-    /// Live files in the local index (for the mass-delete guard).
+    /// Live files in the local index among the paths planned (for the mass-delete guard: only
+    /// meaningful when the plan is `whole`).
     pub(super) live_files: usize,
     pub(super) states: WalkStates,
+    /// A window that stopped at its cap: the next one starts after this path.
+    pub(super) next: Option<RelPath>,
+    /// The plan saw every path of the share (a window from the start that did not stop).
+    pub(super) whole: bool,
 }
 
 /// Walks the local index and every member's index side by side, in path order, keeping only
 /// the paths where some member has a record this device should move to (one path decoded at a
-/// time: the memory is that of the work, not of the share). With `only`, looks at those paths
-/// alone (point lookups: the cost follows them, not the share); `live_files` then counts the
-/// live files among them only.
+/// time: the memory is that of the work, not of the share). `scope` says which paths: a window
+/// of them, or some paths by point lookups.
 pub(super) fn plan_pull(
     s: &ferry_store::Store,
     id: &ShareId,
     members: &[DeviceId],
     policy: ferry_proto::ConflictPolicy,
-    only: Option<&[RelPath]>,
+    scope: &Scope,
 ) -> Result<PullPlan, ferry_store::StoreError> {
     let mut plan = PullPlan {
         wanted: HashMap::new(),
@@ -91,25 +126,44 @@ pub(super) fn plan_pull(
         holders: HashMap::new(),
         live_files: 0,
         states: WalkStates { generation: 0, local: Default::default(), remotes: Vec::new() },
+        next: None,
+        whole: false,
     };
+    let cap = match *scope {
+        Scope::Window { cap, .. } => cap,
+        Scope::Paths(_) => usize::MAX,
+    };
+    // Live paths wanted so far: deletions do not count, as a window puts them off (see `pull`).
+    let mut live_wanted = 0;
     let visit = |local: Option<LocalEntry>, remotes: Vec<Option<FileRecord>>| {
         let l = local.as_ref().map(|e| &e.record);
         if l.is_some_and(FileRecord::is_file) {
             plan.live_files += 1;
         }
-        let Some(w) = pull::plan_path(l, members, &remotes, policy) else { return Ok(()) };
+        let Some(w) = pull::plan_path(l, members, &remotes, policy) else { return Ok(true) };
         let path = w.target.path.clone();
+        if !w.target.deleted {
+            live_wanted += 1;
+        }
         plan.holders.insert(path.clone(), w.holders);
         plan.wanted.insert(path.clone(), (w.target, w.action));
         if let Some(e) = local {
-            plan.local.insert(path, e);
+            plan.local.insert(path.clone(), e);
         }
-        Ok(())
+        if live_wanted >= cap {
+            plan.next = Some(path);
+            return Ok(false);
+        }
+        Ok(true)
     };
-    let states = match only {
-        None => s.walk_share(id, members, visit)?,
-        Some(paths) => s.walk_paths(id, members, paths, visit)?,
+    let states = match scope {
+        Scope::Window { after, .. } => s.walk_share_from(id, members, after.as_ref(), visit)?,
+        Scope::Paths(paths) => {
+            let mut visit = visit;
+            s.walk_paths(id, members, paths, |l, r| visit(l, r).map(drop))?
+        }
     };
+    plan.whole = matches!(scope, Scope::Window { after: None, .. }) && plan.next.is_none();
     plan.states = states;
     Ok(plan)
 }
@@ -155,7 +209,7 @@ impl Worker {
     /// deletion, a failure, an item that cannot be synced here) is left to full passes.
     pub(super) async fn pull(&self, only: Option<Vec<RelPath>>) {
         if let Some(paths) = only {
-            match self.pull_pass(Some(&paths)).await {
+            match self.pull_pass(Scope::Paths(paths)).await {
                 Ok(s) if !s.needs_full && s.failed == 0 && s.items.is_empty() => {
                     self.retry.lock().unwrap().after_pull(false);
                     return;
@@ -165,24 +219,44 @@ impl Worker {
             }
         }
         let (mut total_failed, mut errored) = (0, false);
-        // The items of the last pass that ran (None: none did, the last list stands).
+        // The items of the last round that ran (None: none did, the last list stands).
         let mut items = None;
-        for _ in 0..MAX_PULL_PASSES {
-            match self.pull_pass(None).await {
-                Ok(stats) => {
-                    total_failed = stats.failed;
-                    if !stats.skipped {
-                        items = Some(stats.items);
-                    }
-                    if stats.applied == 0 {
-                        break;
-                    }
+        let (mut round, mut rounds, mut after) = (Round::default(), 0, None::<RelPath>);
+        loop {
+            if after.is_none() {
+                // A round starts: bounded, so a flapping peer (or windows that keep failing)
+                // cannot spin us; a cursor moves forward, so the windows of a round end.
+                if rounds == MAX_PULL_PASSES {
+                    break;
                 }
+                rounds += 1;
+            }
+            let scope = Scope::Window { after: after.take(), cap: self.inner.cfg.pull_window };
+            let stats = match self.pull_pass(scope).await {
+                Ok(stats) => stats,
                 Err(e) => {
                     self.report_error(format!("sync failed: {e}"));
                     errored = true;
                     break;
                 }
+            };
+            round.applied += stats.applied;
+            round.failed += stats.failed;
+            round.items.extend(stats.items);
+            round.windowed |= stats.window;
+            round.skipped = stats.skipped;
+            after = stats.next;
+            if after.is_some() {
+                continue; // the round goes on with its next window
+            }
+            let done = std::mem::take(&mut round);
+            total_failed = done.failed;
+            if !done.skipped {
+                items = Some(done.items);
+            }
+            // A windowed round put its deletions off: a whole pass follows.
+            if done.applied == 0 && !done.windowed {
+                break;
             }
         }
         let was = {
@@ -228,34 +302,47 @@ impl Worker {
     /// Compares every peer's index with ours and applies what is newer.
     ///
     /// The comparison streams both indexes in path order (see [`plan_pull`]) and keeps only
-    /// what is wanted, so memory follows the work to do rather than the size of the share. A
-    /// pass whose inputs are exactly those of the last pass that found nothing to do is
-    /// skipped (see [`PullMark`]). With `only`, the pass compares those paths alone; it neither
-    /// skips by the mark nor sets one (the mark vouches for every path), and stops with
-    /// `needs_full` before touching anything if one of its paths is to be deleted.
-    pub(super) async fn pull_pass(&self, only: Option<&[RelPath]>) -> Result<PullStats, ShareError> {
+    /// what is wanted, so memory follows the work to do rather than the size of the share; a
+    /// big pass goes in windows of [`crate::config::DEFAULT_PULL_WINDOW`] wanted paths.
+    ///
+    /// A window puts the deletions it sees off to a pass that sees every path: the mass-delete
+    /// guard counts the share's files and deletions, and a rename pairs a deletion with a new
+    /// file anywhere in the share (a window's new file copies its content from the old path,
+    /// which is still there).
+    ///
+    /// A pass whose inputs are exactly those of the last pass that found nothing to do is
+    /// skipped (see [`PullMark`]). A pass over some paths neither skips by the mark nor sets
+    /// one (the mark vouches for every path), and stops with `needs_full` before touching
+    /// anything if one of its paths is to be deleted.
+    pub(super) async fn pull_pass(&self, scope: Scope) -> Result<PullStats, ShareError> {
         let rec = self.record().await?;
         if !rec.mode.receives() {
             return Ok(PullStats::default());
         }
         let (id, members) = (self.id, rec.devices.clone());
         let policy = self.inner.db(move |s| s.share_settings(&id)).await?.conflict_policy;
-        if only.is_none() && self.unchanged_since_mark(&members, policy).await? {
+        let from_start = matches!(scope, Scope::Window { after: None, .. });
+        if from_start && self.unchanged_since_mark(&members, policy).await? {
             tracing::debug!(share = %id, "pull skipped: nothing changed since the last pass");
             return Ok(PullStats { skipped: true, ..Default::default() });
         }
         let started = Instant::now();
-        let paths = only.map(<[RelPath]>::to_vec);
-        let PullPlan { mut wanted, local, holders, live_files, states } =
-            self.inner.db(move |s| plan_pull(s, &id, &members, policy, paths.as_deref())).await?;
-        tracing::debug!(share = %id, wanted = wanted.len(), paths = only.map(<[_]>::len),
+        let only = matches!(scope, Scope::Paths(_));
+        let plan = self.inner.db(move |s| plan_pull(s, &id, &members, policy, &scope)).await?;
+        let PullPlan { mut wanted, local, holders, live_files, states, next, whole } = plan;
+        tracing::debug!(share = %id, wanted = wanted.len(), whole, window = next.is_some(),
             millis = started.elapsed().as_millis() as u64, "pull planned");
-        if only.is_some() && wanted.values().any(|(r, _)| r.deleted) {
+        if only && wanted.values().any(|(r, _)| r.deleted) {
             return Ok(PullStats { needs_full: true, ..Default::default() });
+        }
+        let window = !whole && !only;
+        if window {
+            wanted.retain(|_, (r, _)| !r.deleted);
         }
         let held =
             crate::guard::hold_mass_delete(&self.inner, &rec, &self.guard, live_files, &local, &mut wanted).await?;
-        let (mut stats, mut batch) = (PullStats::default(), Batch::default());
+        let mut stats = PullStats { window, next, ..Default::default() };
+        let mut batch = Batch::default();
         // Names this system cannot hold are never joined onto the root (on Windows a `\` or a
         // `C:` would change what the path means): items that cannot be synced here, until a
         // peer renames them. (None on Linux and macOS.)
@@ -267,7 +354,7 @@ impl Worker {
             None => true,
         });
         if wanted.is_empty() {
-            if held == 0 && only.is_none() {
+            if held == 0 && whole {
                 // Nothing to do with these inputs: until one of them changes, neither is there.
                 *self.pull_mark.lock().unwrap() = Some(PullMark { states, policy });
             }
@@ -283,7 +370,7 @@ impl Worker {
         let needed = pull::needed_chunks(&items);
         // Sizes come from peers' records: a hostile one may say anything (saturate, never wrap).
         let wanted_bytes = items.iter().fold(0u64, |sum, (r, _)| sum.saturating_add(r.size));
-        let local_chunks = if needed.is_empty() || (only.is_some() && wanted_bytes < LOCAL_REUSE_MIN) {
+        let local_chunks = if needed.is_empty() || (only && wanted_bytes < LOCAL_REUSE_MIN) {
             HashMap::new()
         } else {
             self.inner.db(move |s| local_chunks_of(s, &id, &needed)).await?

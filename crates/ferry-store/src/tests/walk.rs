@@ -86,6 +86,50 @@ fn walk_share_merges_local_and_remote_indexes_by_path() {
 }
 
 #[test]
+fn walk_share_from_goes_on_after_a_path_and_stops_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    store.put_share(&share(S2)).unwrap();
+    store.commit_local(&S1, &[update("a"), update("c"), update("d/e")], &[]).unwrap();
+    store.commit_local(&S2, &[update("zz")], &[]).unwrap();
+    store.put_remote(&S1, &PEER, 7, &[rec("a", 1), rec("b", 2), rec("d", 3), rec("z", 4)]).unwrap();
+    let (full, _) = walk(&store, &S1, &[PEER]);
+    let full: Vec<String> = full.into_iter().map(|(p, _)| p).collect();
+
+    // Windows of two paths, each going on after the last path of the one before: together,
+    // the full walk, each path once. (A cursor that is no held path, "c0", starts at the next.)
+    let mut windows: Vec<Vec<String>> = Vec::new();
+    let mut after: Option<RelPath> = None;
+    loop {
+        let mut window = Vec::new();
+        store
+            .walk_share_from(&S1, &[PEER], after.as_ref(), |local, remotes| {
+                let path =
+                    local.map(|e| e.record.path).or_else(|| remotes.into_iter().flatten().next().map(|r| r.path));
+                window.push(path.unwrap().to_string());
+                Ok(window.len() < 2)
+            })
+            .unwrap();
+        if window.is_empty() {
+            break;
+        }
+        after = Some(p(window.last().unwrap()));
+        windows.push(window);
+    }
+    assert_eq!(windows, [vec!["a", "b"], vec!["c", "d"], vec!["d/e", "z"]]);
+    assert_eq!(windows.concat(), full);
+    let mut rest = Vec::new();
+    store
+        .walk_share_from(&S1, &[PEER], Some(&p("c0")), |local, remotes| {
+            rest.push(local.map(|e| e.record.path).or_else(|| remotes.into_iter().flatten().next().map(|r| r.path)));
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(rest, [Some(p("d")), Some(p("d/e")), Some(p("z"))]);
+}
+
+#[test]
 fn index_generation_moves_with_index_writes_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
