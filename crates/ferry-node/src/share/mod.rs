@@ -40,6 +40,7 @@ mod apply;
 mod fast;
 mod intents;
 mod missing;
+mod plan;
 mod progress;
 mod pull;
 mod scan;

@@ -5,8 +5,8 @@
 use super::*;
 use crate::events::ChangeKind;
 use crate::failed::{self, FailReason};
-use crate::records;
 use apply::Write;
+use plan::{PullPlan, PullScope, local_chunks_of, plan_pull, spread_files};
 use ferry_engine::pull::{self, Step};
 use ferry_proto::ConflictPolicy;
 
@@ -76,132 +76,6 @@ struct Round {
 /// takes a few tens of milliseconds. (A full pass looks anyway: it walks every index already.)
 const LOCAL_REUSE_MIN: u64 = 4 << 20;
 
-/// Which paths a pull pass plans (see [`plan_pull`]).
-pub(super) enum Scope {
-    /// The share's paths in path order, from the first after `after` (the start with None),
-    /// until `cap` live paths are wanted: a window of a big pass.
-    Window { after: Option<RelPath>, cap: usize },
-    /// These paths alone, by point lookups (see `need.rs`): the cost follows them, not the share.
-    Paths(Vec<RelPath>),
-}
-
-#[cfg(test)]
-impl Scope {
-    /// Every path of the share in one plan.
-    pub(super) const ALL: Scope = Scope::Window { after: None, cap: usize::MAX };
-}
-
-/// What a pull pass works on (see [`plan_pull`]).
-pub(super) struct PullPlan {
-    /// For each path to change, the one remote record to move to and what to do.
-    pub(super) wanted: HashMap<RelPath, (FileRecord, Action)>,
-    /// Our entries at the wanted paths.
-    pub(super) local: HashMap<RelPath, LocalEntry>,
-    /// For each wanted path, the members whose record has the wanted content.
-    pub(super) holders: HashMap<RelPath, Vec<DeviceId>>,
-    /// Live files in the local index among the paths planned (for the mass-delete guard: only
-    /// meaningful when the plan is `whole`).
-    pub(super) live_files: usize,
-    pub(super) states: WalkStates,
-    /// A window that stopped at its cap: the next one starts after this path.
-    pub(super) next: Option<RelPath>,
-    /// The plan saw every path of the share (a window from the start that did not stop).
-    pub(super) whole: bool,
-}
-
-/// Walks the local index and every member's index side by side, in path order, keeping only
-/// the paths where some member has a record this device should move to (one path decoded at a
-/// time: the memory is that of the work, not of the share). `scope` says which paths: a window
-/// of them, or some paths by point lookups.
-pub(super) fn plan_pull(
-    s: &ferry_store::Store,
-    id: &ShareId,
-    members: &[DeviceId],
-    policy: ferry_proto::ConflictPolicy,
-    scope: &Scope,
-) -> Result<PullPlan, ferry_store::StoreError> {
-    let mut plan = PullPlan {
-        wanted: HashMap::new(),
-        local: HashMap::new(),
-        holders: HashMap::new(),
-        live_files: 0,
-        states: WalkStates { generation: 0, local: Default::default(), remotes: Vec::new() },
-        next: None,
-        whole: false,
-    };
-    let cap = match *scope {
-        Scope::Window { cap, .. } => cap,
-        Scope::Paths(_) => usize::MAX,
-    };
-    // Live paths wanted so far: deletions do not count, as a window puts them off (see `pull`).
-    let mut live_wanted = 0;
-    let visit = |local: Option<LocalEntry>, remotes: Vec<Option<FileRecord>>| {
-        let l = local.as_ref().map(|e| &e.record);
-        if l.is_some_and(FileRecord::is_file) {
-            plan.live_files += 1;
-        }
-        let Some(w) = pull::plan_path(l, members, &remotes, policy) else { return Ok(true) };
-        let path = w.target.path.clone();
-        if !w.target.deleted {
-            live_wanted += 1;
-        }
-        plan.holders.insert(path.clone(), w.holders);
-        plan.wanted.insert(path.clone(), (w.target, w.action));
-        if let Some(e) = local {
-            plan.local.insert(path.clone(), e);
-        }
-        if live_wanted >= cap {
-            plan.next = Some(path);
-            return Ok(false);
-        }
-        Ok(true)
-    };
-    let states = match scope {
-        Scope::Window { after, .. } => s.walk_share_from(id, members, after.as_ref(), visit)?,
-        Scope::Paths(paths) => {
-            let mut visit = visit;
-            s.walk_paths(id, members, paths, |l, r| visit(l, r).map(drop))?
-        }
-    };
-    plan.whole = matches!(scope, Scope::Window { after: None, .. }) && plan.next.is_none();
-    plan.states = states;
-    Ok(plan)
-}
-
-/// Rotates the live files and links of `items` (ordered: after the directories, before the
-/// deletions, so any order among them is right) to start at a place given by this device's
-/// rank among the share's devices (see [`crate::swarm::start_for`]): devices fetching the same
-/// new files start apart, and each can fetch from the others what they applied first.
-fn spread_files(items: &mut [(FileRecord, Action)], me: DeviceId, members: &[DeviceId]) {
-    if members.len() < 2 {
-        return; // one other device: nobody else fetches these, keep path order
-    }
-    let is_dir = |t: &FileRecord| !t.deleted && t.kind == FileKind::Dir;
-    let lo = items.iter().position(|(t, _)| !is_dir(t)).unwrap_or(items.len());
-    let hi = items.iter().position(|(t, _)| t.deleted).unwrap_or(items.len()).max(lo);
-    let files = &mut items[lo..hi];
-    let start = crate::swarm::start_for(files.len(), me, members, &[]);
-    files.rotate_left(start);
-}
-
-/// Where this device holds each of the `needed` chunks (a file and an offset), from one
-/// streaming pass over the local index; which entries may lend their chunks is the engine's
-/// call ([`pull::local_chunks`], asked one entry at a time so the index is never all in memory).
-fn local_chunks_of(
-    s: &ferry_store::Store,
-    id: &ShareId,
-    needed: &std::collections::HashSet<ChunkHash>,
-) -> Result<HashMap<ChunkHash, (RelPath, u64)>, ferry_store::StoreError> {
-    let mut found: HashMap<ChunkHash, (RelPath, u64)> = HashMap::new();
-    s.for_each_local(id, |e| {
-        for (hash, at) in pull::local_chunks([&records::into_entry(e)], needed) {
-            found.entry(hash).or_insert(at);
-        }
-        Ok(found.len() < needed.len())
-    })?;
-    Ok(found)
-}
-
 impl Worker {
     /// Pulls what the members have that this device should move to. `only`: the paths an index
     /// update named (see `need.rs`), planned by themselves, so a small change in a big share
@@ -209,7 +83,7 @@ impl Worker {
     /// deletion, a failure, an item that cannot be synced here) is left to full passes.
     pub(super) async fn pull(&self, only: Option<Vec<RelPath>>) {
         if let Some(paths) = only {
-            match self.pull_pass(Scope::Paths(paths)).await {
+            match self.pull_pass(PullScope::Paths(paths)).await {
                 Ok(s) if !s.needs_full && s.failed == 0 && s.items.is_empty() => {
                     self.retry.lock().unwrap().after_pull(false);
                     return;
@@ -231,7 +105,7 @@ impl Worker {
                 }
                 rounds += 1;
             }
-            let scope = Scope::Window { after: after.take(), cap: self.inner.cfg.pull_window };
+            let scope = PullScope::Window { after: after.take(), cap: self.inner.cfg.pull_window };
             let stats = match self.pull_pass(scope).await {
                 Ok(stats) => stats,
                 Err(e) => {
@@ -314,20 +188,20 @@ impl Worker {
     /// skipped (see [`PullMark`]). A pass over some paths neither skips by the mark nor sets
     /// one (the mark vouches for every path), and stops with `needs_full` before touching
     /// anything if one of its paths is to be deleted.
-    pub(super) async fn pull_pass(&self, scope: Scope) -> Result<PullStats, ShareError> {
+    pub(super) async fn pull_pass(&self, scope: PullScope) -> Result<PullStats, ShareError> {
         let rec = self.record().await?;
         if !rec.mode.receives() {
             return Ok(PullStats::default());
         }
         let (id, members) = (self.id, rec.devices.clone());
         let policy = self.inner.db(move |s| s.share_settings(&id)).await?.conflict_policy;
-        let from_start = matches!(scope, Scope::Window { after: None, .. });
+        let from_start = matches!(scope, PullScope::Window { after: None, .. });
         if from_start && self.unchanged_since_mark(&members, policy).await? {
             tracing::debug!(share = %id, "pull skipped: nothing changed since the last pass");
             return Ok(PullStats { skipped: true, ..Default::default() });
         }
         let started = Instant::now();
-        let only = matches!(scope, Scope::Paths(_));
+        let only = matches!(scope, PullScope::Paths(_));
         let plan = self.inner.db(move |s| plan_pull(s, &id, &members, policy, &scope)).await?;
         let PullPlan { mut wanted, local, holders, live_files, states, next, whole } = plan;
         tracing::debug!(share = %id, wanted = wanted.len(), whole, window = next.is_some(),

@@ -1,6 +1,6 @@
 //! Unit tests of the share actor's index-side logic (status counts, the pull plan and its mark).
 
-use super::pull::{Scope, plan_pull};
+use super::plan::{PullScope, plan_pull};
 use super::*;
 use ferry_engine::plans::is_dropped_change;
 use ferry_proto::{ChunkInfo, ConflictPolicy, Seq, ShareMode, VersionVector};
@@ -139,7 +139,7 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     let a = rec("a", "aaa", ME);
     local(&store, vec![(a.clone(), false)]);
     remote(&store, PEER, vec![a.clone()]);
-    let plan = plan_pull(&store, &S, &members, policy, &Scope::ALL).unwrap();
+    let plan = plan_pull(&store, &S, &members, policy, &PullScope::ALL).unwrap();
     assert!(plan.wanted.is_empty());
     assert_eq!(plan.live_files, 1);
     let mark = PullMark { states: plan.states, policy };
@@ -153,7 +153,7 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     remote(&store, PEER, vec![b.clone()]);
     assert!(mark != current(&store));
     remote(&store, PEER2, vec![b.clone(), rec("c", "other", PEER2)]);
-    let plan = plan_pull(&store, &S, &members, policy, &Scope::ALL).unwrap();
+    let plan = plan_pull(&store, &S, &members, policy, &PullScope::ALL).unwrap();
     assert_eq!(plan.wanted.keys().map(|p| p.as_str()).collect::<BTreeSet<_>>(), BTreeSet::from(["b", "c"]));
     assert_eq!(plan.wanted[&b.path].1, Action::Apply);
     assert_eq!(plan.holders[&b.path], vec![PEER, PEER2]);
@@ -163,7 +163,7 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     // A newer version of `a` on one peer: wanted, with our entry, from that peer only.
     let a2 = FileRecord { version: a.version.bumped(PEER), hash: ChunkHash::of(b"a2"), ..a.clone() };
     remote(&store, PEER2, vec![a2.clone()]);
-    let plan = plan_pull(&store, &S, &members, policy, &Scope::ALL).unwrap();
+    let plan = plan_pull(&store, &S, &members, policy, &PullScope::ALL).unwrap();
     assert_eq!(plan.wanted[&a.path].0.version, a2.version);
     assert_eq!(plan.holders[&a.path], vec![PEER2]);
     assert_eq!(plan.local[&a.path].record, store.local_file(&S, &a.path).unwrap().unwrap().record);
@@ -172,7 +172,7 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     // even one that keeps every seq (a revert rewrites entries in place).
     let applied: Vec<(FileRecord, bool)> = vec![(a2, false), (b, false), (rec("c", "other", PEER2), false)];
     local(&store, applied);
-    let plan = plan_pull(&store, &S, &members, policy, &Scope::ALL).unwrap();
+    let plan = plan_pull(&store, &S, &members, policy, &PullScope::ALL).unwrap();
     assert!(plan.wanted.is_empty(), "{:?}", plan.wanted.keys().collect::<Vec<_>>());
     let mark = PullMark { states: plan.states, policy };
     assert!(mark == current(&store));
@@ -180,7 +180,7 @@ fn pull_plan_wants_newer_records_and_its_mark_follows_every_index_write() {
     e.record.version = VersionVector::new();
     store.commit_local(&S, &[LocalUpdate { entry: e, new_seq: false }], &[]).unwrap();
     assert!(mark != current(&store));
-    assert_eq!(plan_pull(&store, &S, &members, policy, &Scope::ALL).unwrap().wanted.len(), 1);
+    assert_eq!(plan_pull(&store, &S, &members, policy, &PullScope::ALL).unwrap().wanted.len(), 1);
     assert_eq!(store.remote_state(&S, &PEER).unwrap(), RemoteState { epoch: 5, max_seq: 2 });
 }
 
@@ -194,12 +194,12 @@ fn a_pull_plan_of_some_paths_is_the_full_plan_at_those_paths() {
     let a2 = FileRecord { version: a.version.bumped(PEER), hash: ChunkHash::of(b"a2"), ..a.clone() };
     remote(&store, PEER, vec![a2.clone(), b.clone()]);
     remote(&store, PEER2, vec![b.clone(), c.clone()]);
-    let full = plan_pull(&store, &S, &members, policy, &Scope::ALL).unwrap();
+    let full = plan_pull(&store, &S, &members, policy, &PullScope::ALL).unwrap();
     assert_eq!(full.wanted.len(), 3);
 
     // `c` is wanted too, but not asked about; `nobody` is held by no one; `a` is asked twice.
     let only = [b.path.clone(), a.path.clone(), RelPath::new("nobody").unwrap(), a.path.clone()];
-    let some = plan_pull(&store, &S, &members, policy, &Scope::Paths(only.to_vec())).unwrap();
+    let some = plan_pull(&store, &S, &members, policy, &PullScope::Paths(only.to_vec())).unwrap();
     assert_eq!(some.wanted.keys().map(|p| p.as_str()).collect::<BTreeSet<_>>(), BTreeSet::from(["a", "b"]));
     for p in [&a.path, &b.path] {
         assert_eq!(some.wanted[p], full.wanted[p]);
@@ -220,7 +220,7 @@ fn pull_plans_in_windows_cover_the_full_plan_and_only_a_whole_one_says_so() {
     local(&store, vec![(d.clone(), false)]);
     let gone = FileRecord { deleted: true, version: d.version.bumped(PEER), ..d.clone() };
     remote(&store, PEER, vec![rec("b", "b", PEER), rec("c", "c", PEER), gone, rec("e", "e", PEER)]);
-    let full = plan_pull(&store, &S, &members, policy, &Scope::ALL).unwrap();
+    let full = plan_pull(&store, &S, &members, policy, &PullScope::ALL).unwrap();
     assert!(full.whole && full.next.is_none());
     assert_eq!(full.wanted.len(), 4);
 
@@ -228,7 +228,7 @@ fn pull_plans_in_windows_cover_the_full_plan_and_only_a_whole_one_says_so() {
     let mut windows = Vec::new();
     let mut after = None;
     loop {
-        let plan = plan_pull(&store, &S, &members, policy, &Scope::Window { after: after.take(), cap: 2 }).unwrap();
+        let plan = plan_pull(&store, &S, &members, policy, &PullScope::Window { after: after.take(), cap: 2 }).unwrap();
         assert!(!plan.whole, "a window that stopped, or began after a path, did not see every path");
         windows.push(plan.wanted.keys().map(|p| p.to_string()).collect::<BTreeSet<_>>());
         for (p, w) in &plan.wanted {
@@ -243,7 +243,7 @@ fn pull_plans_in_windows_cover_the_full_plan_and_only_a_whole_one_says_so() {
     let expect: Vec<BTreeSet<String>> = vec![["b", "c"].map(String::from).into(), ["d", "e"].map(String::from).into()];
     assert_eq!(windows, expect);
     // A window from the start that does not reach its cap is the whole plan.
-    let roomy = plan_pull(&store, &S, &members, policy, &Scope::Window { after: None, cap: 4 }).unwrap();
+    let roomy = plan_pull(&store, &S, &members, policy, &PullScope::Window { after: None, cap: 4 }).unwrap();
     assert!(roomy.whole);
     assert_eq!(roomy.live_files, 1);
 }
