@@ -1,9 +1,11 @@
 //! A big pull goes in windows of wanted paths (`share/pull.rs`: memory follows the window, not
 //! the share), with the same outcome as one pass: every file arrives, renames and edits land,
-//! and deletions wait for a pass that sees every path, so the mass-delete guard still counts
-//! the whole burst against the whole share. The receiver here pulls in windows of 8 paths.
+//! renames move the file (whichever window the new path falls in), and a round's first window
+//! collects every deletion, so the mass-delete guard still counts the whole burst against the
+//! whole share. The receiver here pulls in windows of 8 paths.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 
 use ferry_e2e::*;
 
@@ -35,6 +37,8 @@ async fn a_pull_in_windows_syncs_everything_and_the_mass_delete_guard_still_coun
     // Renames across folders, edits, new files and a few deletions in one burst while B is
     // away: B gets them in one index exchange and pulls them in windows.
     // (A rename is a deletion at its old path: 13 deletions in all.)
+    let inode = |p: std::path::PathBuf| fs::metadata(p).unwrap().ino();
+    let renamed_inodes: Vec<u64> = (0..10).map(|i| inode(db.path().join(name(i)))).collect();
     let (b, _keep_b) = delete_while_away(&a, b, 10 + 3, || {
         for i in 0..10 {
             fs::rename(da.path().join(name(i)), da.path().join(format!("d{}/moved{i:03}.txt", (i + 1) % 4))).unwrap();
@@ -56,8 +60,12 @@ async fn a_pull_in_windows_syncs_everything_and_the_mass_delete_guard_still_coun
     })
     .await;
     assert!(mass_delete_prompt(&b).await.is_none(), "3 deletions of 79 files are no mass delete");
+    for (i, was) in renamed_inodes.iter().enumerate() {
+        let now = inode(db.path().join(format!("d{}/moved{i:03}.txt", (i + 1) % 4)));
+        assert_eq!(now, *was, "moved{i:03} was moved on b, not copied (the rename spans windows)");
+    }
 
-    // Deleting 45 of A's files while B is away: held on B, whose windows never see them all.
+    // Deleting 45 of A's files while B is away: held on B, whose first window counts them all.
     let before = tree(db.path());
     let mut deleted = 0;
     let (b, _keep_b) = delete_while_away(&a, b, 13 + 45, || {

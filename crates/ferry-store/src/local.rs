@@ -56,6 +56,33 @@ impl Store {
         })
     }
 
+    /// Like [`Store::for_each_local`] for the entries whose seq is at most `upto` (those not
+    /// written since the index stood at `upto`), in seq order: the cost follows them, not the
+    /// share.
+    pub fn for_each_local_upto(
+        &self,
+        share: &ShareId,
+        upto: Seq,
+        mut f: impl FnMut(LocalEntry) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let bounds = (Bound::Included(schema::seq_key(share, 0)), Bound::Included(schema::seq_key(share, upto.0)));
+        self.read(|txn| {
+            let seqs = txn.open_table(LOCAL_SEQ)?;
+            let local = txn.open_table(LOCAL)?;
+            for item in seqs.range::<&[u8]>(schema::as_slices(&bounds))? {
+                let (_, path) = item?;
+                let mut key = share.0.to_vec();
+                key.extend_from_slice(path.value());
+                let entry: LocalEntry = get(&local, &key, "local entry")?
+                    .ok_or_else(|| StoreError::Corrupt(format!("a seq of share {share} points to a missing entry")))?;
+                if !f(entry)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// `prefix` itself and everything below it (path == prefix or starts with prefix + "/"),
     /// sorted by path.
     pub fn local_files_under(&self, share: &ShareId, prefix: &RelPath) -> Result<Vec<LocalEntry>, StoreError> {

@@ -6,9 +6,9 @@ use super::*;
 use crate::events::ChangeKind;
 use crate::failed::{self, FailReason};
 use apply::Write;
-use plan::{PullPlan, PullScope, local_chunks_of, plan_pull, spread_files};
 use ferry_engine::pull::{self, Step};
 use ferry_proto::ConflictPolicy;
+use plan::{PullPlan, PullScope, Round, local_chunks_of, plan_pull, spread_files};
 
 /// Index updates of applied changes waiting to be committed. Their files are already on disk
 /// (renamed into place, directory fsynced), so committing in batches keeps "index after disk"
@@ -52,21 +52,25 @@ pub(super) struct PullStats {
     /// (a deletion: the mass-delete guard counts the share's files, and a rename pairs it with
     /// a new file elsewhere).
     pub(super) needs_full: bool,
-    /// The pass was a window of a big pass (see [`crate::config::DEFAULT_PULL_WINDOW`]): it
-    /// did not see every path, and put the deletions it saw off to a pass that does.
-    pub(super) window: bool,
-    /// A window that stopped at its cap: the next one starts after this path.
+    /// A window that reached its cap: the next one starts after this path.
     pub(super) next: Option<RelPath>,
 }
 
-/// What the passes of one round (a walk over every path: one whole pass, or windows) did.
+/// What a pass's items are applied with: its plan's snapshot of our entries, who holds each
+/// wanted path, the connected members, and where our own chunks are.
+struct PassInputs<'a> {
+    local: &'a HashMap<RelPath, LocalEntry>,
+    holders: &'a HashMap<RelPath, Vec<DeviceId>>,
+    peers: &'a [Arc<PeerLink>],
+    local_chunks: &'a HashMap<ChunkHash, (RelPath, u64)>,
+}
+
+/// What the passes of one round (one pass over every path, or a big one's windows) did.
 #[derive(Default)]
-struct Round {
+struct RoundStats {
     applied: usize,
     failed: usize,
     items: Vec<(String, FailReason)>,
-    /// Some pass of the round was a window: the deletions wait for a whole pass.
-    windowed: bool,
     skipped: bool,
 }
 
@@ -83,7 +87,7 @@ impl Worker {
     /// deletion, a failure, an item that cannot be synced here) is left to full passes.
     pub(super) async fn pull(&self, only: Option<Vec<RelPath>>) {
         if let Some(paths) = only {
-            match self.pull_pass(PullScope::Paths(paths)).await {
+            match self.pull_pass(PullScope::Paths(paths), &mut Round::default()).await {
                 Ok(s) if !s.needs_full && s.failed == 0 && s.items.is_empty() => {
                     self.retry.lock().unwrap().after_pull(false);
                     return;
@@ -95,18 +99,19 @@ impl Worker {
         let (mut total_failed, mut errored) = (0, false);
         // The items of the last round that ran (None: none did, the last list stands).
         let mut items = None;
-        let (mut round, mut rounds, mut after) = (Round::default(), 0, None::<RelPath>);
+        let (mut stats_of, mut round, mut rounds, mut after) = (RoundStats::default(), Round::default(), 0, None);
         loop {
             if after.is_none() {
-                // A round starts: bounded, so a flapping peer (or windows that keep failing)
-                // cannot spin us; a cursor moves forward, so the windows of a round end.
+                // A round starts: bounded, so a flapping peer cannot spin us. A cursor only
+                // moves forward, so the windows of a round end.
                 if rounds == MAX_PULL_PASSES {
                     break;
                 }
                 rounds += 1;
+                round = Round::beginning_at(ferry_proto::Seq(*self.seq.borrow()));
             }
             let scope = PullScope::Window { after: after.take(), cap: self.inner.cfg.pull_window };
-            let stats = match self.pull_pass(scope).await {
+            let stats = match self.pull_pass(scope, &mut round).await {
                 Ok(stats) => stats,
                 Err(e) => {
                     self.report_error(format!("sync failed: {e}"));
@@ -114,22 +119,20 @@ impl Worker {
                     break;
                 }
             };
-            round.applied += stats.applied;
-            round.failed += stats.failed;
-            round.items.extend(stats.items);
-            round.windowed |= stats.window;
-            round.skipped = stats.skipped;
+            stats_of.applied += stats.applied;
+            stats_of.failed += stats.failed;
+            stats_of.items.extend(stats.items);
+            stats_of.skipped = stats.skipped;
             after = stats.next;
             if after.is_some() {
                 continue; // the round goes on with its next window
             }
-            let done = std::mem::take(&mut round);
+            let done = std::mem::take(&mut stats_of);
             total_failed = done.failed;
             if !done.skipped {
                 items = Some(done.items);
             }
-            // A windowed round put its deletions off: a whole pass follows.
-            if done.applied == 0 && !done.windowed {
+            if done.applied == 0 {
                 break;
             }
         }
@@ -179,16 +182,17 @@ impl Worker {
     /// what is wanted, so memory follows the work to do rather than the size of the share; a
     /// big pass goes in windows of [`crate::config::DEFAULT_PULL_WINDOW`] wanted paths.
     ///
-    /// A window puts the deletions it sees off to a pass that sees every path: the mass-delete
-    /// guard counts the share's files and deletions, and a rename pairs a deletion with a new
-    /// file anywhere in the share (a window's new file copies its content from the old path,
-    /// which is still there).
+    /// A round's first window walks the whole share for its deletions and live files (the
+    /// mass-delete guard counts the whole burst against the whole share), keeps them in the
+    /// [`Round`] and offers them to every window, so a rename pairs with its new path in
+    /// whichever window that falls (the file moves, it is not copied); the last window applies
+    /// those left.
     ///
     /// A pass whose inputs are exactly those of the last pass that found nothing to do is
     /// skipped (see [`PullMark`]). A pass over some paths neither skips by the mark nor sets
     /// one (the mark vouches for every path), and stops with `needs_full` before touching
     /// anything if one of its paths is to be deleted.
-    pub(super) async fn pull_pass(&self, scope: PullScope) -> Result<PullStats, ShareError> {
+    pub(super) async fn pull_pass(&self, scope: PullScope, round: &mut Round) -> Result<PullStats, ShareError> {
         let rec = self.record().await?;
         if !rec.mode.receives() {
             return Ok(PullStats::default());
@@ -203,19 +207,22 @@ impl Worker {
         let started = Instant::now();
         let only = matches!(scope, PullScope::Paths(_));
         let plan = self.inner.db(move |s| plan_pull(s, &id, &members, policy, &scope)).await?;
-        let PullPlan { mut wanted, local, holders, live_files, states, next, whole } = plan;
+        let PullPlan { mut wanted, mut local, holders, live_files, states, next, whole } = plan;
         tracing::debug!(share = %id, wanted = wanted.len(), whole, window = next.is_some(),
             millis = started.elapsed().as_millis() as u64, "pull planned");
         if only && wanted.values().any(|(r, _)| r.deleted) {
             return Ok(PullStats { needs_full: true, ..Default::default() });
         }
-        let window = !whole && !only;
-        if window {
-            wanted.retain(|_, (r, _)| !r.deleted);
-        }
+        // The first window of a round holds every deletion of the share and every live file
+        // (walked to the end for them): the guard sees the whole burst against the whole share.
         let held =
             crate::guard::hold_mass_delete(&self.inner, &rec, &self.guard, live_files, &local, &mut wanted).await?;
-        let mut stats = PullStats { window, next, ..Default::default() };
+        let window = !whole && !only;
+        if window {
+            round.offer(&mut wanted, &mut local);
+        }
+        let last_window = window && next.is_none();
+        let mut stats = PullStats { next, ..Default::default() };
         let mut batch = Batch::default();
         // Names this system cannot hold are never joined onto the root (on Windows a `\` or a
         // `C:` would change what the path means): items that cannot be synced here, until a
@@ -247,23 +254,50 @@ impl Worker {
         let local_chunks = if needed.is_empty() || (only && wanted_bytes < LOCAL_REUSE_MIN) {
             HashMap::new()
         } else {
-            self.inner.db(move |s| local_chunks_of(s, &id, &needed)).await?
+            // A round's first pass looks at every entry; its later windows at what was here
+            // when the round began.
+            let upto = if from_start { None } else { round.began_at };
+            self.inner.db(move |s| local_chunks_of(s, &id, &needed, upto)).await?
         };
         let peers: Vec<Arc<PeerLink>> = rec.devices.iter().filter_map(|d| self.inner.peer(d)).collect();
 
         self.apply_moves(&mut items, &local, &mut batch, &mut stats).await;
-        let group_max = if rec.devices.len() > 1 { fast::SWARM_GROUP_MAX } else { fast::GROUP_MAX };
+        if window && !last_window {
+            // Deletions wait for the round's last window: a later one may pair them.
+            round.keep_back(&mut items, &mut local);
+        }
+        let ctx = PassInputs { local: &local, holders: &holders, peers: &peers, local_chunks: &local_chunks };
+        self.apply_items(items, &ctx, rec.devices.len(), &mut batch, &mut stats).await?;
+        self.flush(&mut batch).await?;
+        // Every rename of the pass is in the index now.
+        if intents {
+            self.clear_intents().await?;
+        }
+        Ok(stats)
+    }
+
+    /// Applies a pass's items in order (after its renames): new files in groups
+    /// ([`fast::GROUP_MAX`]), the rest one at a time; the index in batches after the disk.
+    async fn apply_items(
+        &self,
+        items: Vec<(FileRecord, Action)>,
+        c: &PassInputs<'_>,
+        members: usize,
+        batch: &mut Batch,
+        stats: &mut PullStats,
+    ) -> Result<(), ShareError> {
+        let group_max = if members > 1 { fast::SWARM_GROUP_MAX } else { fast::GROUP_MAX };
         let mut group: Vec<fast::NewFile> = Vec::new();
         for (target, action) in items {
             if self.inner.stopping() {
                 break;
             }
             if batch.updates.len() >= BATCH_MAX {
-                self.flush(&mut batch).await?;
+                self.flush(batch).await?;
             }
-            let l = local.get(&target.path);
-            let sources: Vec<Arc<PeerLink>> = match holders.get(&target.path) {
-                Some(h) => peers.iter().filter(|p| h.contains(&p.id)).cloned().collect(),
+            let l = c.local.get(&target.path);
+            let sources: Vec<Arc<PeerLink>> = match c.holders.get(&target.path) {
+                Some(h) => c.peers.iter().filter(|p| h.contains(&p.id)).cloned().collect(),
                 None => Vec::new(),
             };
             let ours = l.map(|e| &e.record);
@@ -271,29 +305,24 @@ impl Worker {
                 let record = Some(pull::record_for(ours, &target, self.inner.id)).filter(|r| *r != target);
                 group.push(fast::NewFile { target, record, sources });
                 if group.len() >= group_max {
-                    self.apply_group(std::mem::take(&mut group), &local_chunks, &mut batch, &mut stats).await;
-                    self.flush(&mut batch).await?;
+                    self.apply_group(std::mem::take(&mut group), c.local_chunks, batch, stats).await;
+                    self.flush(batch).await?;
                 }
                 continue;
             }
             if !group.is_empty() {
-                self.apply_group(std::mem::take(&mut group), &local_chunks, &mut batch, &mut stats).await;
-                self.flush(&mut batch).await?;
+                self.apply_group(std::mem::take(&mut group), c.local_chunks, batch, stats).await;
+                self.flush(batch).await?;
             }
-            match self.apply_item(action, &target, l, &sources, &local_chunks, &mut batch).await {
+            match self.apply_item(action, &target, l, &sources, c.local_chunks, batch).await {
                 Ok(()) => stats.applied += 1,
-                Err(e) => self.item_failed(&mut stats, &target.path, &e),
+                Err(e) => self.item_failed(stats, &target.path, &e),
             }
         }
         if !self.inner.stopping() {
-            self.apply_group(group, &local_chunks, &mut batch, &mut stats).await;
+            self.apply_group(group, c.local_chunks, batch, stats).await;
         }
-        self.flush(&mut batch).await?;
-        // Every rename of the pass is in the index now.
-        if intents {
-            self.clear_intents().await?;
-        }
-        Ok(stats)
+        Ok(())
     }
 
     /// True when the pull's inputs are those of the last pass that found nothing to do.

@@ -211,7 +211,7 @@ fn a_pull_plan_of_some_paths_is_the_full_plan_at_those_paths() {
 }
 
 #[test]
-fn pull_plans_in_windows_cover_the_full_plan_and_only_a_whole_one_says_so() {
+fn pull_plans_in_windows_cover_the_full_plan_and_the_first_holds_every_deletion() {
     let (_dir, store) = open();
     let policy = ConflictPolicy::default();
     let members = [PEER];
@@ -224,12 +224,18 @@ fn pull_plans_in_windows_cover_the_full_plan_and_only_a_whole_one_says_so() {
     assert!(full.whole && full.next.is_none());
     assert_eq!(full.wanted.len(), 4);
 
-    // Windows of two live paths: the deletion does not count towards the cap.
+    // Windows of two live paths. The first walks on past its cap for every deletion and live
+    // file (the guard counts them all; renames pair with the deletions); the later ones skip
+    // deletions, and deletions do not count towards the cap.
     let mut windows = Vec::new();
-    let mut after = None;
+    let (mut after, mut first) = (None, true);
     loop {
         let plan = plan_pull(&store, &S, &members, policy, &PullScope::Window { after: after.take(), cap: 2 }).unwrap();
-        assert!(!plan.whole, "a window that stopped, or began after a path, did not see every path");
+        assert!(!plan.whole, "a window that reached its cap, or began after a path, does not hold every path");
+        if first {
+            assert_eq!(plan.live_files, 1, "the first window counts every live file");
+        }
+        first = false;
         windows.push(plan.wanted.keys().map(|p| p.to_string()).collect::<BTreeSet<_>>());
         for (p, w) in &plan.wanted {
             assert_eq!(w, &full.wanted[p]);
@@ -240,7 +246,7 @@ fn pull_plans_in_windows_cover_the_full_plan_and_only_a_whole_one_says_so() {
             None => break,
         }
     }
-    let expect: Vec<BTreeSet<String>> = vec![["b", "c"].map(String::from).into(), ["d", "e"].map(String::from).into()];
+    let expect: Vec<BTreeSet<String>> = vec![["b", "c", "d"].map(String::from).into(), ["e"].map(String::from).into()];
     assert_eq!(windows, expect);
     // A window from the start that does not reach its cap is the whole plan.
     let roomy = plan_pull(&store, &S, &members, policy, &PullScope::Window { after: None, cap: 4 }).unwrap();

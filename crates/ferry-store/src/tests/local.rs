@@ -119,6 +119,18 @@ fn for_each_local_and_local_reader_read_the_index() {
         })
         .unwrap();
     assert_eq!(first, ["a", "b"], "stops when asked");
+    // Up to a seq: the entries not written since (c was written again after, a is another
+    // share's seq range).
+    let upto = store.share_state(&S1).unwrap().max_seq;
+    store.commit_local(&S1, &[update("c"), update("e")], &[]).unwrap();
+    let mut old = Vec::new();
+    store
+        .for_each_local_upto(&S1, Seq(upto), |e| {
+            old.push(e.record.path.to_string());
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(old, ["b", "a"], "in seq order, without what was written after");
 
     let reader = store.local_reader(&S1).unwrap();
     assert_eq!(reader.get(&p("b")).unwrap(), store.local_file(&S1, &p("b")).unwrap());
