@@ -58,7 +58,48 @@ pub(crate) struct Pending {
     /// `pull`, the next pull plans these alone (see `share::pull`). Never more than
     /// [`PULL_PATHS_MAX`]: past that, `pull` is set instead.
     pub pull_paths: BTreeSet<RelPath>,
-    pub paths: BTreeSet<RelPath>,
+    /// Paths to scan (the watcher's, or changed under an operation): never more than
+    /// [`SCAN_PATHS_MAX`] (see [`Pending::scan_paths`]); none while `full` is set.
+    paths: BTreeSet<RelPath>,
+}
+
+/// Most paths a scan of listed paths may take. Each costs an `lstat` of it and its folders and
+/// an index lookup, a full walk about the same per file in path order; past this many a full
+/// scan is asked instead, so the list held while the actor is busy stays small: a pull that
+/// writes a million files makes a million watcher paths, about 100 MiB held until it ends.
+pub(crate) const SCAN_PATHS_MAX: usize = 4096;
+
+impl Pending {
+    /// A share's first work: a full scan (what changed while Ferry was not running), then a
+    /// full pull pass.
+    pub fn at_start() -> Pending {
+        Pending { full: true, pull: true, ..Default::default() }
+    }
+
+    /// Adds paths to scan; past [`SCAN_PATHS_MAX`] (or with a full scan pending, which covers
+    /// them) a full scan instead.
+    pub fn scan_paths(&mut self, paths: impl IntoIterator<Item = RelPath>) {
+        if self.full {
+            return;
+        }
+        self.paths.extend(paths);
+        if self.paths.len() > SCAN_PATHS_MAX {
+            self.paths.clear();
+            self.full = true;
+        }
+    }
+
+    /// Takes what to scan: a full scan, the listed paths (empty with a full scan), or nothing.
+    pub fn take_scan(&mut self) -> (bool, BTreeSet<RelPath>) {
+        let paths = std::mem::take(&mut self.paths);
+        let full = std::mem::take(&mut self.full);
+        (full, if full { BTreeSet::new() } else { paths })
+    }
+
+    /// Whether anything waits: a scan or a pull.
+    pub fn has_work(&self) -> bool {
+        self.full || self.pull || !self.pull_paths.is_empty() || !self.paths.is_empty()
+    }
 }
 
 /// Most paths a pull planned path by path may take. Point lookups cost a few microseconds per
@@ -126,7 +167,7 @@ impl ShareHandle {
     }
     /// Rescans these paths soon (after a history operation changed them).
     pub fn request_paths(&self, paths: Vec<RelPath>) {
-        self.pending.lock().unwrap().paths.extend(paths);
+        self.pending.lock().unwrap().scan_paths(paths);
         self.wake.notify_one();
     }
     /// A full scan that re-hashes every file.
@@ -203,4 +244,34 @@ pub(crate) async fn run_command<T>(
     let gone = || ApiError::new(ErrorCode::Conflict, "the share is not running");
     tx.send(make(reply)).await.map_err(|_| gone())?;
     rx.await.map_err(|_| gone())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(range: std::ops::Range<usize>) -> impl Iterator<Item = RelPath> {
+        range.map(|i| RelPath::new(format!("f{i}")).unwrap())
+    }
+
+    #[test]
+    fn paths_to_scan_become_a_full_scan_past_the_cap_and_are_dropped_under_one() {
+        let mut p = Pending::default();
+        p.scan_paths(paths(0..SCAN_PATHS_MAX));
+        assert!(!p.full);
+        assert_eq!(p.paths.len(), SCAN_PATHS_MAX);
+        p.scan_paths(paths(SCAN_PATHS_MAX..SCAN_PATHS_MAX + 1));
+        assert!(p.full, "one more path than the cap asks for a full scan");
+        assert!(p.paths.is_empty(), "the list is dropped: the full scan covers it");
+        p.scan_paths(paths(0..10));
+        assert!(p.paths.is_empty(), "nothing is listed while a full scan is pending");
+        assert_eq!(p.take_scan(), (true, BTreeSet::new()));
+        assert!(!p.has_work());
+        p.scan_paths(paths(0..2));
+        assert_eq!(p.take_scan(), (false, paths(0..2).collect()));
+        // A full scan asked directly (a rescan) takes over what was listed.
+        p.scan_paths(paths(0..2));
+        p.full = true;
+        assert_eq!(p.take_scan(), (true, BTreeSet::new()));
+    }
 }

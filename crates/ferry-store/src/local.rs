@@ -214,9 +214,14 @@ impl LocalReader {
         get(&self.table, &schema::local_key(&self.share, path), "local entry")
     }
 
-    /// The live (not deleted) paths of this snapshot, in path order: every one of the share's
-    /// (`below` None), or those strictly below `below`.
-    pub fn live_paths(&self, below: Option<&RelPath>) -> Result<Vec<RelPath>, StoreError> {
+    /// Hands `f` the live (not deleted) paths of this snapshot in path order, until it returns
+    /// false: every one of the share's (`below` None), or those strictly below `below`.
+    /// Streamed: a million paths are never held at once.
+    pub fn for_each_live_path(
+        &self,
+        below: Option<&RelPath>,
+        mut f: impl FnMut(RelPath) -> bool,
+    ) -> Result<(), StoreError> {
         let prefix = match below {
             None => self.share.0.to_vec(),
             Some(p) => {
@@ -225,14 +230,13 @@ impl LocalReader {
                 k
             }
         };
-        let mut out = Vec::new();
         for item in self.table.range::<&[u8]>(schema::as_slices(&prefix_bounds(&prefix)))? {
             let (_, v) = item?;
             let e: LocalEntry = schema::decode("local entry", v.value())?;
-            if !e.record.deleted {
-                out.push(e.record.path);
+            if !e.record.deleted && !f(e.record.path) {
+                break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }

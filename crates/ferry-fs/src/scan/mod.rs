@@ -14,6 +14,7 @@ mod rehash;
 mod walk;
 
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 use std::fs;
 use std::path::Path;
 
@@ -134,8 +135,8 @@ pub struct ScanOutcome {
     pub hashed_bytes: u64,
 }
 
-/// Scans `scope` under `root`. `known(p)` is the index's record of `p`; `known_paths(None)` lists
-/// every live path in the index, `known_paths(Some(p))` the live paths strictly below `p`.
+/// Scans `scope` under `root`. `known(p)` is the index's record of `p`; `known_paths` streams
+/// the index's live paths (see [`KnownPaths`]).
 ///
 /// Ignored paths are neither reported nor deleted (a path that becomes ignored keeps its record
 /// as it was). Entries left out go to `skipped` with their reason; nothing below one that could
@@ -143,12 +144,17 @@ pub struct ScanOutcome {
 pub fn scan(
     root: &Path,
     known: &dyn Fn(&RelPath) -> Option<Known>,
-    known_paths: &dyn Fn(Option<&RelPath>) -> Vec<RelPath>,
+    known_paths: KnownPaths<'_>,
     scope: &Scope,
     ignore: &Ignore,
 ) -> Result<ScanOutcome, FsError> {
     scan_reusing(root, known, known_paths, scope, ignore, &|_, _| None)
 }
+
+/// The index's live paths, as the scan asks for them: `known_paths(None, f)` hands `f` every
+/// live path of the index, `known_paths(Some(p), f)` those strictly below `p`, until `f`
+/// returns false. Streamed, so a full scan of a million-file share never holds the list.
+pub type KnownPaths<'a> = &'a dyn Fn(Option<&RelPath>, &mut dyn FnMut(RelPath) -> bool);
 
 /// Content already known for a file that was moved: its whole-file hash and chunks.
 pub type Reused = (ChunkHash, Vec<ChunkInfo>);
@@ -166,7 +172,7 @@ pub type Sink<'a> = &'a mut dyn FnMut(Vec<Change>) -> bool;
 pub fn scan_reusing(
     root: &Path,
     known: &dyn Fn(&RelPath) -> Option<Known>,
-    known_paths: &dyn Fn(Option<&RelPath>) -> Vec<RelPath>,
+    known_paths: KnownPaths<'_>,
     scope: &Scope,
     ignore: &Ignore,
     reuse: &dyn Fn(&RelPath, &Known) -> Option<Reused>,
@@ -184,7 +190,7 @@ pub fn scan_reusing(
 pub fn scan_streaming(
     root: &Path,
     known: &dyn Fn(&RelPath) -> Option<Known>,
-    known_paths: &dyn Fn(Option<&RelPath>) -> Vec<RelPath>,
+    known_paths: KnownPaths<'_>,
     scope: &Scope,
     ignore: &Ignore,
     reuse: &dyn Fn(&RelPath, &Known) -> Option<Reused>,
@@ -199,7 +205,7 @@ pub fn scan_streaming(
         out: ScanOutcome::default(),
         // Set below: whether any path could become a delete.
         track: true,
-        seen: HashSet::new(),
+        seen: SeenPaths::default(),
         failed: Vec::new(),
         deleted: Vec::new(),
         batch: batch.max(1),
@@ -214,10 +220,16 @@ pub fn scan_streaming(
             // million new files keeps no set of the paths it saw. (Asked first, not after the
             // walk: the answer is the index as it was when the scan began either way. Not "only
             // the paths `known` has": a re-hash scan's `known` answers None for everything.)
-            let candidates = known_paths(None);
-            s.track = !candidates.is_empty();
+            let mut any = false;
+            known_paths(None, &mut |_| {
+                any = true;
+                false
+            });
+            s.track = any;
             s.walk(root, None);
-            s.collect_deletes(candidates);
+            if any {
+                s.collect_deletes(None, known_paths);
+            }
         }
         Scope::Paths(list) => {
             let mut list = list.clone();
@@ -253,7 +265,7 @@ struct Scanner<'a> {
     /// listed paths may share ancestors, which must be visited once).
     track: bool,
     /// Paths that exist on disk (or could not be checked): never reported deleted.
-    seen: HashSet<RelPath>,
+    seen: SeenPaths,
     /// Paths that could not be read: nothing below them is reported deleted.
     failed: Vec<RelPath>,
     deleted: Vec<RelPath>,
@@ -284,6 +296,45 @@ impl Scanner<'_> {
 
     fn live_known(&self, rel: &RelPath) -> Option<Known> {
         (self.known)(rel).filter(|k| !k.deleted)
+    }
+}
+
+/// The paths a scan saw, as 128-bit digests of their names: about 20 bytes a path instead of
+/// the path itself (a full scan of a million files held 100 MiB of them). Two paths with one
+/// digest would make a deleted path look seen, a deletion noticed late, never a false one; at
+/// 2^-128 a pair (BLAKE3, so not even a chosen name finds one) it does not happen.
+#[derive(Default)]
+struct SeenPaths(HashSet<u128, BuildHasherDefault<DigestHasher>>);
+
+impl SeenPaths {
+    fn digest(p: &RelPath) -> u128 {
+        let hash = blake3::hash(p.as_str().as_bytes());
+        u128::from_le_bytes(hash.as_bytes()[..16].try_into().expect("16 of 32 bytes"))
+    }
+
+    fn insert(&mut self, p: &RelPath) {
+        self.0.insert(Self::digest(p));
+    }
+
+    fn contains(&self, p: &RelPath) -> bool {
+        self.0.contains(&Self::digest(p))
+    }
+}
+
+/// The digests are uniform already: the set's hasher takes their low bits instead of hashing
+/// them again.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u128s are hashed here (write_u128 lands here by default).
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 |= u64::from(*b) << (8 * i);
+        }
     }
 }
 

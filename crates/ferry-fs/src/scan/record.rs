@@ -48,7 +48,7 @@ impl Scanner<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Visit::Skipped,
             Err(e) => {
                 self.skip(rel.as_str(), SkipReason::Unreadable(FsError::io("lstat", full, e)));
-                self.seen.insert(rel.clone());
+                self.seen.insert(rel);
                 self.failed.push(rel.clone());
                 return Visit::Skipped;
             }
@@ -72,14 +72,14 @@ impl Scanner<'_> {
                     e => SkipReason::Unreadable(e),
                 };
                 self.skip(rel.as_str(), reason);
-                self.seen.insert(rel.clone());
+                self.seen.insert(rel);
                 self.failed.push(rel.clone());
                 return Visit::Skipped;
             }
         };
         let known = self.live_known(rel);
         if self.track {
-            self.seen.insert(rel.clone());
+            self.seen.insert(rel);
         }
         let unchanged = known.is_some_and(|k| {
             k.kind == now.kind

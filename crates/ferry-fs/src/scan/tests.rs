@@ -4,6 +4,15 @@ use super::*;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+/// `paths` handed to a [`KnownPaths`] visitor, until it says stop.
+fn feed(paths: Vec<RelPath>, f: &mut dyn FnMut(RelPath) -> bool) {
+    for p in paths {
+        if !f(p) {
+            break;
+        }
+    }
+}
+
 /// A tiny in-memory index fed by scan results.
 #[derive(Default)]
 struct Index(RefCell<BTreeMap<RelPath, Known>>);
@@ -14,13 +23,15 @@ impl Index {
         let out = scan(
             root,
             &|p| self.0.borrow().get(p).cloned(),
-            &|p| {
-                self.0
+            &|p, f| {
+                let live = self
+                    .0
                     .borrow()
                     .iter()
                     .filter(|(k, v)| !v.deleted && p.is_none_or(|p| k.is_within(p) && *k != p))
                     .map(|(k, _)| k.clone())
-                    .collect()
+                    .collect();
+                feed(live, f)
             },
             scope,
             &ignore,
@@ -226,7 +237,7 @@ fn reused_content_is_not_hashed_and_only_files_are_asked() {
         asked.borrow_mut().push(p.to_string());
         (p.as_str() == "docs/a.txt").then(|| (fake, vec![ChunkInfo { hash: fake, len: k.size as u32 }]))
     };
-    let out = scan_reusing(r, &|_| None, &|_| Vec::new(), &Scope::Full, &Ignore::load(r).unwrap(), &reuse).unwrap();
+    let out = scan_reusing(r, &|_| None, &|_, _| {}, &Scope::Full, &Ignore::load(r).unwrap(), &reuse).unwrap();
     let a = out.changes.iter().find_map(|c| match c {
         Change::Upsert(o) if o.path.as_str() == "docs/a.txt" => Some(o),
         _ => None,
@@ -330,9 +341,9 @@ fn a_streamed_scan_hands_over_full_batches_and_returns_the_rest_with_the_deletes
     let root = dir.path();
     let ignore = Ignore::load(root).unwrap();
     let known = |p: &RelPath| index.0.borrow().get(p).cloned();
-    let known_paths = |p: Option<&RelPath>| -> Vec<RelPath> {
+    let known_paths = |p: Option<&RelPath>, f: &mut dyn FnMut(RelPath) -> bool| {
         assert!(p.is_none());
-        index.0.borrow().iter().filter(|(_, v)| !v.deleted).map(|(k, _)| k.clone()).collect()
+        feed(index.0.borrow().iter().filter(|(_, v)| !v.deleted).map(|(k, _)| k.clone()).collect(), f)
     };
     let mut batches: Vec<Vec<Change>> = Vec::new();
     let mut sink = |b: Vec<Change>| {
@@ -367,7 +378,7 @@ fn a_refused_batch_stops_the_walk() {
     let root = dir.path();
     let ignore = Ignore::load(root).unwrap();
     let known = |p: &RelPath| index.0.borrow().get(p).cloned();
-    let known_paths = |_: Option<&RelPath>| -> Vec<RelPath> { Vec::new() };
+    let known_paths = |_: Option<&RelPath>, _: &mut dyn FnMut(RelPath) -> bool| {};
     let mut calls = 0;
     let mut sink = |_: Vec<Change>| {
         calls += 1;
@@ -387,8 +398,8 @@ fn a_rehash_scan_that_knows_nothing_deletes_nothing() {
     index.0.borrow_mut().remove(&RelPath::new("d0/gone").unwrap());
     let root = dir.path();
     let ignore = Ignore::load(root).unwrap();
-    let known_paths = |_: Option<&RelPath>| -> Vec<RelPath> {
-        index.0.borrow().iter().filter(|(_, v)| !v.deleted).map(|(k, _)| k.clone()).collect()
+    let known_paths = |_: Option<&RelPath>, f: &mut dyn FnMut(RelPath) -> bool| {
+        feed(index.0.borrow().iter().filter(|(_, v)| !v.deleted).map(|(k, _)| k.clone()).collect(), f)
     };
     let out =
         scan_streaming(root, &|_| None, &known_paths, &Scope::Full, &ignore, &|_, _| None, 4, &mut |_| true).unwrap();

@@ -8,7 +8,7 @@ use std::path::Path;
 use ferry_proto::{FERRY_DIR, FileKind, RelPath, TEMP_PREFIX};
 
 use super::record::Visit;
-use super::{Scanner, SkipReason};
+use super::{KnownPaths, Scanner, SkipReason};
 use crate::error::FsError;
 
 impl Scanner<'_> {
@@ -68,23 +68,23 @@ impl Scanner<'_> {
         }
     }
 
-    /// Known live paths in `candidates` that were not seen become deletes (unless ignored or
-    /// below something that failed).
-    pub(super) fn collect_deletes(&mut self, candidates: Vec<RelPath>) {
-        for p in candidates {
+    /// Known live paths (every one with `below` None, else those strictly below it) that were
+    /// not seen become deletes (unless ignored or below something that failed).
+    pub(super) fn collect_deletes(&mut self, below: Option<&RelPath>, known_paths: KnownPaths<'_>) {
+        known_paths(below, &mut |p| {
             if self.seen.contains(&p) || self.failed.iter().any(|f| p.is_within(f)) {
-                continue;
+                return true;
             }
             let is_dir = self.live_known(&p).is_some_and(|k| k.kind == FileKind::Dir);
-            if self.ignore.is_ignored(&p, is_dir) {
-                continue;
+            if !self.ignore.is_ignored(&p, is_dir) {
+                self.deleted.push(p);
             }
-            self.deleted.push(p);
-        }
+            true
+        });
     }
 
     /// Scope::Paths: one listed path.
-    pub(super) fn scan_path(&mut self, p: &RelPath, known_paths: &dyn Fn(Option<&RelPath>) -> Vec<RelPath>) {
+    pub(super) fn scan_path(&mut self, p: &RelPath, known_paths: KnownPaths<'_>) {
         // Ancestors must be real directories; otherwise the path is gone. Ancestors the index does
         // not have yet as directories are reported first, so parents come before children.
         let mut gone = false;
@@ -132,6 +132,6 @@ impl Scanner<'_> {
                 self.deleted.push(p.clone());
             }
         }
-        self.collect_deletes(known_paths(Some(p)));
+        self.collect_deletes(Some(p), known_paths);
     }
 }

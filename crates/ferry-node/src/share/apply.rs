@@ -167,7 +167,7 @@ impl Worker {
                 copy: c.to_string(),
                 winner: target.modified_by.to_string(),
             });
-            self.pending.lock().unwrap().paths.insert(c);
+            self.pending.lock().unwrap().scan_paths([c]);
             self.wake.notify_one();
         }
         Ok(())

@@ -109,7 +109,7 @@ struct Worker {
 }
 
 pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
-    let pending = Arc::new(Mutex::new(Pending { full: true, pull: true, ..Default::default() }));
+    let pending = Arc::new(Mutex::new(Pending::at_start()));
     let (commands, commands_rx) = tokio::sync::mpsc::channel(COMMAND_QUEUE);
     let wake = Arc::new(Notify::new());
     let max_seq = inner.store.share_state(&share.id).map(|s| s.max_seq).unwrap_or(0);
@@ -168,7 +168,7 @@ fn watcher_for(
     match watch(root, inner.cfg.debounce, move |ev| {
         let mut pend = p.lock().unwrap();
         match ev {
-            WatchEvent::Paths(paths) => pend.paths.extend(paths),
+            WatchEvent::Paths(paths) => pend.scan_paths(paths),
             WatchEvent::Rescan => pend.full = true,
         }
         drop(pend);
@@ -317,9 +317,9 @@ impl Worker {
             if !paused {
                 let (full, rehash, pull, pull_paths, paths) = {
                     let mut p = self.pending.lock().unwrap();
-                    let taken = (std::mem::take(&mut p.full), std::mem::take(&mut p.rehash));
+                    let (full, paths) = p.take_scan();
                     let pulls = (std::mem::take(&mut p.pull), std::mem::take(&mut p.pull_paths));
-                    (taken.0, taken.1, pulls.0, pulls.1, std::mem::take(&mut p.paths))
+                    (full, std::mem::take(&mut p.rehash), pulls.0, pulls.1, paths)
                 };
                 self.inner.summaries.begin(self.id);
                 let scope = if full {
@@ -360,7 +360,7 @@ impl Worker {
             }
             let has_more = !paused && {
                 let p = self.pending.lock().unwrap();
-                p.full || p.pull || !p.pull_paths.is_empty() || !p.paths.is_empty()
+                p.has_work()
             };
             if has_more {
                 continue;

@@ -392,7 +392,7 @@ impl Worker {
 
     /// Asks for a rescan of `path` (something changed under us) and returns the error to report.
     pub(super) fn rescan_first(&self, path: &RelPath) -> ShareError {
-        self.pending.lock().unwrap().paths.insert(path.clone());
+        self.pending.lock().unwrap().scan_paths([path.clone()]);
         self.wake.notify_one();
         ShareError::ChangedHere
     }

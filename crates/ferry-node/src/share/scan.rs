@@ -38,8 +38,13 @@ impl Worker {
             // unchanged ones come back as metadata-only updates below.
             let rehash = rehash && matches!(scope, Scope::Full);
             let known = |p: &RelPath| if rehash { None } else { lookup(p).map(|e| known_of(&e)) };
-            // Without the list nothing is reported deleted (never a false delete).
-            let known_paths = |p: Option<&RelPath>| reader.live_paths(p).unwrap_or_default();
+            // A read error ends the list early: fewer paths are reported deleted (each one that
+            // is was looked for on disk), never a false delete.
+            let known_paths = |p: Option<&RelPath>, f: &mut dyn FnMut(RelPath) -> bool| {
+                if let Err(e) = reader.for_each_live_path(p, f) {
+                    tracing::warn!(share = %id, "listing the indexed paths: {e}");
+                }
+            };
             // Files renamed here keep their content: found by inode, not hashed again. The map
             // is built the first time a new or changed file asks, so a scan that finds nothing
             // new never builds it.
