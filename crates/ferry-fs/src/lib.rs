@@ -31,8 +31,8 @@ pub use chunker::{AVG_CHUNK, Chunked, MAX_CHUNK, MIN_CHUNK, chunk_bytes, chunk_f
 pub use error::FsError;
 pub use ferryignore::{IGNORE_FILE, Ignore};
 pub use scan::{
-    Change, Known, KnownPaths, Observed, Reused, ScanOutcome, Scope, Sink, SkipReason, Skipped, Special, scan, scan_reusing,
-    scan_streaming,
+    Change, Known, KnownPaths, Observed, Reused, ScanOutcome, Scope, Sink, SkipReason, Skipped, Special, scan,
+    scan_reusing, scan_streaming,
 };
 pub use snapshot::{SnapshotOf, Taken, drop_snapshot, link_snapshot, link_snapshots, snapshot_path, take_snapshot};
 pub use watch::{ShareWatcher, WatchEvent, watch};

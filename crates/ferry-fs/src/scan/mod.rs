@@ -14,8 +14,8 @@ mod rehash;
 mod walk;
 
 use std::collections::HashSet;
-use std::hash::BuildHasherDefault;
 use std::fs;
+use std::hash::BuildHasherDefault;
 use std::path::Path;
 
 use ferry_proto::{ChunkHash, ChunkInfo, FileKind, RelPath};

@@ -43,7 +43,13 @@ pub(super) enum Visit {
 impl Scanner<'_> {
     /// Looks at one entry: reports it if changed. Says whether to descend.
     pub(super) fn visit(&mut self, rel: &RelPath, full: &Path) -> Visit {
-        let meta = match fs::symlink_metadata(full) {
+        self.visit_stat(rel, full, fs::symlink_metadata(full))
+    }
+
+    /// [`Scanner::visit`] with the entry's `lstat` already made (a walk asks relative to the
+    /// open folder: no walk of the full path per file).
+    pub(super) fn visit_stat(&mut self, rel: &RelPath, full: &Path, stat: io::Result<fs::Metadata>) -> Visit {
+        let meta = match stat {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Visit::Skipped,
             Err(e) => {

@@ -194,7 +194,9 @@ impl Worker {
     /// anything if one of its paths is to be deleted.
     pub(super) async fn pull_pass(&self, scope: PullScope, round: &mut Round) -> Result<PullStats, ShareError> {
         let rec = self.record().await?;
-        if !rec.mode.receives() {
+        // Nothing to receive, or no device to receive from (a share no other device has joined
+        // yet: walking its index, a million entries at restart, would find nothing).
+        if !rec.mode.receives() || rec.devices.is_empty() {
             return Ok(PullStats::default());
         }
         let (id, members) = (self.id, rec.devices.clone());
