@@ -171,14 +171,23 @@ impl Round {
         Round { began_at: Some(seq), ..Default::default() }
     }
 
-    /// Adds the round's deletions (and our entries at them) to a window's wanted paths.
+    /// Adds the round's deletions (and our entries at them) to a window's wanted paths. A path
+    /// the window planned itself keeps the window's plan: its record is newer than the round's
+    /// first window (a path deleted then and made again since is wanted live, not deleted).
     pub(super) fn offer(
         &mut self,
         wanted: &mut HashMap<RelPath, (FileRecord, Action)>,
         local: &mut HashMap<RelPath, LocalEntry>,
     ) {
-        wanted.extend(self.deletions.drain());
-        local.extend(self.local.drain());
+        for (path, deletion) in self.deletions.drain() {
+            if let std::collections::hash_map::Entry::Vacant(slot) = wanted.entry(path) {
+                if let Some(ours) = self.local.remove(slot.key()) {
+                    local.entry(slot.key().clone()).or_insert(ours);
+                }
+                slot.insert(deletion);
+            }
+        }
+        self.local.clear();
     }
 
     /// Takes back the deletions a window that is not its round's last did not apply.

@@ -1,6 +1,6 @@
 //! Unit tests of the share actor's index-side logic (status counts, the pull plan and its mark).
 
-use super::plan::{PullScope, plan_pull};
+use super::plan::{PullScope, Round, plan_pull};
 use super::*;
 use ferry_engine::plans::is_dropped_change;
 use ferry_proto::{ChunkInfo, ConflictPolicy, Seq, ShareMode, VersionVector};
@@ -252,6 +252,43 @@ fn pull_plans_in_windows_cover_the_full_plan_and_the_first_holds_every_deletion(
     let roomy = plan_pull(&store, &S, &members, policy, &PullScope::Window { after: None, cap: 4 }).unwrap();
     assert!(roomy.whole);
     assert_eq!(roomy.live_files, 1);
+}
+
+#[test]
+fn a_round_keeps_its_deletions_back_until_its_last_window_and_never_over_a_newer_plan() {
+    let (_dir, store) = open();
+    let policy = ConflictPolicy::default();
+    let d = rec("d", "ddd", ME);
+    local(&store, vec![(d.clone(), false)]);
+    let gone = FileRecord { deleted: true, version: d.version.bumped(PEER), ..d.clone() };
+    remote(&store, PEER, vec![rec("b", "b", PEER), gone]);
+    let full = plan_pull(&store, &S, &[PEER], policy, &PullScope::ALL).unwrap();
+    let item = |p: &str| full.wanted[&RelPath::new(p).unwrap()].clone();
+    let path = |p: &str| RelPath::new(p).unwrap();
+
+    // A window that is not the round's last takes its deletions back (with our entry there).
+    let mut round = Round::default();
+    let (mut items, mut local) = (vec![item("b"), item("d")], full.local.clone());
+    round.keep_back(&mut items, &mut local);
+    assert_eq!(items.iter().map(|(t, _)| t.path.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert!(!local.contains_key(&path("d")));
+
+    // The next window is offered them, with our entry.
+    let (mut wanted, mut local) = (HashMap::new(), HashMap::new());
+    round.offer(&mut wanted, &mut local);
+    assert!(wanted[&path("d")].0.deleted);
+    assert_eq!(local[&path("d")], full.local[&path("d")]);
+
+    // A window that planned the path itself (made again since the round began) keeps its plan.
+    let mut round = Round::default();
+    round.keep_back(&mut vec![item("d")], &mut full.local.clone());
+    let again = rec("d", "made again", PEER);
+    let mut wanted = HashMap::from([(path("d"), (again.clone(), item("b").1))]);
+    let mut local = HashMap::new();
+    round.offer(&mut wanted, &mut local);
+    assert_eq!(wanted[&path("d")].0, again, "the round's old deletion does not replace the newer plan");
+    round.offer(&mut wanted, &mut local);
+    assert_eq!(wanted.len(), 1, "an offer hands each deletion over once");
 }
 
 #[test]
