@@ -54,7 +54,7 @@ pub use records::{
     VersionReason, VersionRecord,
 };
 use schema::{META, META_NEXT_NOTE_ORDER, META_NEXT_PROMPT_ID, META_SCHEMA_VERSION};
-pub use walk::WalkStates;
+pub use walk::{PullMark, WalkStates};
 
 /// redb's page cache. Its default (1 GiB) let a 100,000-file share grow a daemon to gigabytes
 /// of RSS; the hot set (recent index pages, share and device rows) is far smaller, and the OS
@@ -120,7 +120,14 @@ impl Store {
 
     /// Runs `f` in one write transaction (like `write`) that changes a local or remote index.
     fn write_index<R>(&self, f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let out = self.write(f)?;
+        let out = self.write(|txn| {
+            let out = f(txn)?;
+            // In the same transaction: the stored generation moves exactly with the indexes.
+            let mut meta = txn.open_table(META)?;
+            let next = schema::stored_index_generation(&meta)?.wrapping_add(1);
+            meta.insert(schema::META_INDEX_GENERATION.as_bytes(), next.to_be_bytes().as_slice())?;
+            Ok(out)
+        })?;
         self.index_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(out)
     }
@@ -147,7 +154,8 @@ impl Store {
 
     /// Sets a setting. The store's own keys (`schema_version`, `next_prompt_id`) are refused.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        if key == META_SCHEMA_VERSION || key == META_NEXT_PROMPT_ID || key == META_NEXT_NOTE_ORDER {
+        let own = [META_SCHEMA_VERSION, META_NEXT_PROMPT_ID, META_NEXT_NOTE_ORDER, schema::META_INDEX_GENERATION];
+        if own.contains(&key) || key.starts_with(schema::META_PULL_MARK) {
             return Err(StoreError::Invalid(format!("meta key {key:?} is reserved for the store")));
         }
         self.write(|txn| {

@@ -99,6 +99,28 @@ pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_NEXT_PROMPT_ID: &str = "next_prompt_id";
 /// `meta` key of the next note order number to hand out (u64 BE).
 pub const META_NEXT_NOTE_ORDER: &str = "next_note_order";
+/// `meta` key of the index generation (u64 BE, none = 0): moved by every transaction that writes
+/// a local or remote index, in that transaction, so what was computed from the indexes at
+/// generation `g` is current while the stored generation is `g`, across restarts too.
+pub const META_INDEX_GENERATION: &str = "index_generation";
+/// `meta` key prefix of a share's pull mark, followed by the share id's bytes (see
+/// `Store::pull_mark`).
+pub const META_PULL_MARK: &str = "pull_mark/";
+
+/// The `meta` key of `share`'s pull mark.
+pub fn pull_mark_key(share: &ShareId) -> Vec<u8> {
+    [META_PULL_MARK.as_bytes(), share.0.as_slice()].concat()
+}
+
+/// The stored index generation (see [`META_INDEX_GENERATION`]).
+pub fn stored_index_generation(meta: &impl ReadableTable<&'static [u8], &'static [u8]>) -> Result<u64, StoreError> {
+    let Some(v) = meta.get(META_INDEX_GENERATION.as_bytes())? else { return Ok(0) };
+    let bytes: [u8; 8] = v
+        .value()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("index_generation is {} bytes, expected 8", v.value().len())))?;
+    Ok(u64::from_be_bytes(bytes))
+}
 
 // ---------------------------------------------------------------------------------------------
 // Values

@@ -2,10 +2,11 @@
 //! order and one read transaction ([`Store::walk_share`]), and the [`WalkStates`] that tell a
 //! caller whether what it computed from a walk is still current.
 
-use ferry_proto::{DeviceId, FileRecord, RelPath, ShareId};
+use ferry_proto::{ConflictPolicy, DeviceId, FileRecord, RelPath, ShareId};
 use redb::ReadTransaction;
+use serde::{Deserialize, Serialize};
 
-use crate::schema::{self, LOCAL, REMOTE, REMOTE_STATE, SHARE_STATE, get, prefix_bounds};
+use crate::schema::{self, LOCAL, META, REMOTE, REMOTE_STATE, SHARE_STATE, get, prefix_bounds};
 use crate::{LocalEntry, RemoteState, ShareState, Store, StoreError};
 
 impl Store {
@@ -36,11 +37,8 @@ impl Store {
         after: Option<&RelPath>,
         mut f: impl FnMut(Option<LocalEntry>, Vec<Option<FileRecord>>) -> Result<bool, StoreError>,
     ) -> Result<WalkStates, StoreError> {
-        // Read before the transaction begins: a write racing it only makes the states look
-        // newer than what was read (a needless recomputation later), never older.
-        let generation = self.index_generation();
         self.read(|txn| {
-            let states = walk_states(txn, generation, share, devices)?;
+            let states = walk_states(txn, share, devices)?;
             let local_table = txn.open_table(LOCAL)?;
             let remote_table = txn.open_table(REMOTE)?;
             // Each source is a range whose keys are a fixed prefix followed by the path, so the
@@ -88,9 +86,8 @@ impl Store {
         // The index keys order paths by their bytes; RelPath's order is that of its string.
         sorted.sort_unstable_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
         sorted.dedup();
-        let generation = self.index_generation();
         self.read(|txn| {
-            let states = walk_states(txn, generation, share, devices)?;
+            let states = walk_states(txn, share, devices)?;
             let local_table = txn.open_table(LOCAL)?;
             let remote_table = txn.open_table(REMOTE)?;
             for path in sorted {
@@ -109,8 +106,7 @@ impl Store {
 
     /// The states [`Store::walk_share`] would return now, without the walk.
     pub fn walk_states(&self, share: &ShareId, devices: &[DeviceId]) -> Result<WalkStates, StoreError> {
-        let generation = self.index_generation();
-        self.read(|txn| walk_states(txn, generation, share, devices))
+        self.read(|txn| walk_states(txn, share, devices))
     }
 }
 
@@ -127,22 +123,19 @@ fn bounds_after(prefix: &[u8], after: Option<&RelPath>) -> schema::KeyBounds {
 }
 
 /// The index states a [`Store::walk_share`] read: the index generation, the local index's state
-/// and each walked device's (`{0, 0}` for a device we hold nothing of). Equal states (with the
-/// same store) mean no index was written in between: the walk would see the same records again.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// and each walked device's (`{0, 0}` for a device we hold nothing of). Equal states (of the
+/// same database) mean no index was written in between: the walk would see the same records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalkStates {
-    /// [`Store::index_generation`] read before the walk's transaction began.
+    /// The stored index generation (`schema::META_INDEX_GENERATION`), read in the walk's
+    /// transaction: it survives restarts, so states compare across them.
     pub generation: u64,
     pub local: ShareState,
     pub remotes: Vec<(DeviceId, RemoteState)>,
 }
 
-fn walk_states(
-    txn: &ReadTransaction,
-    generation: u64,
-    share: &ShareId,
-    devices: &[DeviceId],
-) -> Result<WalkStates, StoreError> {
+fn walk_states(txn: &ReadTransaction, share: &ShareId, devices: &[DeviceId]) -> Result<WalkStates, StoreError> {
+    let generation = schema::stored_index_generation(&txn.open_table(META)?)?;
     let local: ShareState = get(&txn.open_table(SHARE_STATE)?, &share.0, "share state")?
         .ok_or_else(|| StoreError::NotFound(format!("state of share {share}")))?;
     let table = txn.open_table(REMOTE_STATE)?;
@@ -193,5 +186,33 @@ impl<'a> MergeSource<'a> {
         let (_, value) = self.head.take().expect("advance only at a path");
         self.fill()?;
         Ok(value)
+    }
+}
+
+/// The inputs of a share's last pull pass that found nothing to do (see the node's pull): the
+/// index states it compared, the conflict policy it decided with, and the version of the Ferry
+/// that planned it. Kept across restarts, so a restart that changed nothing skips its first
+/// pull's walk of every index; a mark of another version is not used (its planner may have
+/// decided differently).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullMark {
+    pub states: WalkStates,
+    pub policy: ConflictPolicy,
+    pub planner: String,
+}
+
+impl Store {
+    /// The share's pull mark, if one was kept.
+    pub fn pull_mark(&self, share: &ShareId) -> Result<Option<PullMark>, StoreError> {
+        self.read(|txn| get(&txn.open_table(META)?, &schema::pull_mark_key(share), "pull mark"))
+    }
+
+    /// Keeps the share's pull mark (not an index write: the generation stays).
+    pub fn put_pull_mark(&self, share: &ShareId, mark: &PullMark) -> Result<(), StoreError> {
+        let value = schema::encode("pull mark", mark)?;
+        self.write(|txn| {
+            txn.open_table(META)?.insert(schema::pull_mark_key(share).as_slice(), value.as_slice())?;
+            Ok(())
+        })
     }
 }

@@ -246,10 +246,11 @@ fn time_of(ns: i64) -> time::OffsetDateTime {
 }
 
 /// The inputs of a pull pass that found nothing to do: the index states it compared (with the
-/// store's index generation, which every index write moves) and the conflict policy it decided
-/// with. While these are unchanged another pass would find nothing again and is skipped: a
-/// reconnect or a rescan that changed nothing costs one small read instead of a walk over both
-/// whole indexes. (The generation is the store's, in memory: a restarted node walks once.)
+/// store's index generation, which every index write moves in its own transaction) and the
+/// conflict policy it decided with. While these are unchanged another pass would find nothing
+/// again and is skipped: a reconnect, a rescan or a restart that changed nothing costs one small
+/// read instead of a walk over every whole index (the mark is kept in the store: see
+/// `Worker::keep_mark`).
 #[derive(Clone, PartialEq, Eq)]
 struct PullMark {
     states: WalkStates,
@@ -289,6 +290,7 @@ impl Worker {
     }
 
     async fn run(self, mut commands: mpsc::Receiver<ShareCommand>, mut stop: twatch::Receiver<bool>) {
+        self.load_mark().await;
         self.start_up().await;
         let mut next_rescan = Instant::now() + self.inner.cfg.rescan_interval;
         // Whether the share's folder was missing at the last look (see `missing.rs`).

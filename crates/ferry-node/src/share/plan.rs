@@ -53,6 +53,10 @@ pub(super) fn plan_pull(
     policy: ferry_proto::ConflictPolicy,
     scope: &PullScope,
 ) -> Result<PullPlan, ferry_store::StoreError> {
+    // How a test sees whether a pass planned at all (tests/tests/restart_mark.rs).
+    if crate::fault::failing("pull.plan") {
+        return Err(ferry_store::StoreError::Invalid("fault point pull.plan".into()));
+    }
     let mut plan = PullPlan {
         wanted: HashMap::new(),
         local: HashMap::new(),

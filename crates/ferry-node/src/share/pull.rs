@@ -10,6 +10,10 @@ use ferry_engine::pull::{self, Step};
 use ferry_proto::ConflictPolicy;
 use plan::{PullPlan, PullScope, Round, local_chunks_of, plan_pull, spread_files};
 
+/// Who planned a kept pull mark: a mark of another version is not used, as its planner may
+/// have decided differently on the same inputs.
+const PLANNER: &str = env!("CARGO_PKG_VERSION");
+
 /// Index updates of applied changes waiting to be committed. Their files are already on disk
 /// (renamed into place, directory fsynced), so committing in batches keeps "index after disk"
 /// while saving a database fsync per file. A crash before the commit only makes the next scan
@@ -239,7 +243,10 @@ impl Worker {
         if wanted.is_empty() {
             if held == 0 && whole {
                 // Nothing to do with these inputs: until one of them changes, neither is there.
-                *self.pull_mark.lock().unwrap() = Some(PullMark { states, policy });
+                // Kept across restarts only without items that cannot be synced here (a skipped
+                // pass keeps the list it has, and a restarted node has none).
+                let lasting = stats.items.is_empty();
+                self.keep_mark(PullMark { states, policy }, lasting).await;
             }
             return Ok(stats);
         }
@@ -325,6 +332,33 @@ impl Worker {
             self.apply_group(group, c.local_chunks, batch, stats).await;
         }
         Ok(())
+    }
+
+    /// Remembers that these inputs leave nothing to do; `lasting`, also in the store, so that a
+    /// restart that changed nothing skips its first walk of every index (a mark already kept is
+    /// not written again).
+    async fn keep_mark(&self, mark: PullMark, lasting: bool) {
+        let kept = self.pull_mark.lock().unwrap().replace(mark.clone());
+        if !lasting || kept.as_ref() == Some(&mark) {
+            return;
+        }
+        let id = self.id;
+        let stored = ferry_store::PullMark { states: mark.states, policy: mark.policy, planner: PLANNER.into() };
+        if let Err(e) = self.inner.db(move |s| s.put_pull_mark(&id, &stored)).await {
+            tracing::warn!(share = %self.id, "keeping the pull mark: {e}");
+        }
+    }
+
+    /// At start: the mark an earlier run of this version kept (see [`Worker::keep_mark`]).
+    pub(super) async fn load_mark(&self) {
+        let id = self.id;
+        match self.inner.db(move |s| s.pull_mark(&id)).await {
+            Ok(Some(m)) if m.planner == PLANNER => {
+                *self.pull_mark.lock().unwrap() = Some(PullMark { states: m.states, policy: m.policy });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(share = %self.id, "reading the pull mark: {e}"),
+        }
     }
 
     /// True when the pull's inputs are those of the last pass that found nothing to do.

@@ -157,3 +157,26 @@ fn index_generation_moves_with_index_writes_only() {
     store.clear_remote(&S1, &PEER).unwrap();
     assert_ne!(store.walk_states(&S1, &[PEER]).unwrap(), kept);
 }
+
+#[test]
+fn the_index_generation_and_a_pull_mark_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    store.put_remote(&S1, &PEER, 3, &[rec("x", 1)]).unwrap();
+    let states = store.walk_states(&S1, &[PEER]).unwrap();
+    let mark =
+        PullMark { states: states.clone(), policy: ferry_proto::ConflictPolicy::default(), planner: "test".into() };
+    store.put_pull_mark(&S1, &mark).unwrap();
+    assert_eq!(store.walk_states(&S1, &[PEER]).unwrap(), states, "keeping a mark is not an index write");
+    drop(store);
+
+    let store = open(&dir);
+    assert_eq!(store.walk_states(&S1, &[PEER]).unwrap(), states, "states compare across a restart");
+    assert_eq!(store.pull_mark(&S1).unwrap(), Some(mark));
+    store.commit_local(&S1, &[update("y")], &[]).unwrap();
+    assert_ne!(store.walk_states(&S1, &[PEER]).unwrap(), states, "an index write after the restart moves them");
+    assert!(store.set_meta("index_generation", &[0; 8]).is_err(), "the generation is the store's own");
+    store.remove_share(&S1).unwrap();
+    assert_eq!(store.pull_mark(&S1).unwrap(), None, "a removed share's mark goes with it");
+}

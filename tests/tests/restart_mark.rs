@@ -1,0 +1,60 @@
+//! A restart that changed nothing does not walk the indexes again: the mark of the last pull
+//! pass that found nothing to do is kept in the store with the index generation, so the first
+//! pass after a restart is skipped; a change made while the node was stopped moves the
+//! generation, and the pass plans again. The `pull.plan` fault point counts the plans (it fails
+//! the first one it sees).
+//!
+//! Its own test binary: fault points are process-wide, and every node reaches this one.
+
+use std::fs;
+
+use ferry_e2e::*;
+
+/// Waits until every share of `n` has finished its start (its first scan and pull).
+async fn started(n: &TestNode) {
+    wait_for(&[n], "the share idle after the start", || async {
+        n.node.status().await.unwrap().shares.iter().all(|s| s.state == "idle")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_that_changed_nothing_skips_its_first_walk_and_one_that_did_not_plans() {
+    let (a, b, da, db, share) = two_sharing().await;
+    for i in 0..20 {
+        fs::write(da.path().join(format!("f{i:02}.txt")), format!("file {i}")).unwrap();
+    }
+    wait_for(&[&a, &b], "every file on b", || async {
+        tree(da.path()) == tree(db.path()) && in_sync(&a, &share).await && in_sync(&b, &share).await
+    })
+    .await;
+    // B alone from here: A, stopped, neither plans nor sends anything.
+    let (_home_a, _keep_a) = a.stop().await;
+
+    // A first restart settles B's mark with nothing more arriving (an index update A sent
+    // after B's last pass would make that pass's mark stale, and this start plan once).
+    let (home_b, _keep_b) = b.stop().await;
+    let b = TestNode::start_at("beta", &home_b).await;
+    started(&b).await;
+    b.stop().await;
+
+    ferry_node::fault::fail("pull.plan", 1);
+    let b = TestNode::start_at("beta", &home_b).await;
+    started(&b).await;
+    assert_eq!(
+        ferry_node::fault::failures_left("pull.plan"),
+        1,
+        "b planned a pull after a restart that changed nothing"
+    );
+
+    // A file added while B is stopped: its scan writes the index, and the pass plans (and
+    // meets the armed failure).
+    b.stop().await;
+    fs::write(db.path().join("made while stopped.txt"), "new").unwrap();
+    let b = TestNode::start_at("beta", &home_b).await;
+    wait_for(&[&b], "b planned a pull after its index changed", || async {
+        ferry_node::fault::failures_left("pull.plan") == 0
+    })
+    .await;
+    b.node.shutdown().await;
+}
