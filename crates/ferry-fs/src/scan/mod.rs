@@ -299,8 +299,9 @@ impl Scanner<'_> {
     }
 }
 
-/// The paths a scan saw, as 128-bit digests of their names: about 20 bytes a path instead of
-/// the path itself (a full scan of a million files held 100 MiB of them). Two paths with one
+/// The paths a scan saw, as 128-bit digests of their names: 20-40 bytes a path in the set
+/// (16 and a control byte, at the table's load) instead of the path itself (a full scan of a
+/// million files held about 100 MiB of them). Two paths with one
 /// digest would make a deleted path look seen, a deletion noticed late, never a false one; at
 /// 2^-128 a pair (BLAKE3, so not even a chosen name finds one) it does not happen.
 #[derive(Default)]
