@@ -105,6 +105,9 @@ impl Worker {
         let mut items = None;
         let (mut stats_of, mut round, mut rounds, mut after) = (RoundStats::default(), Round::default(), 0, None);
         loop {
+            if self.inner.stopping() {
+                break; // not another window's plan on the way out
+            }
             if after.is_none() {
                 // A round starts: bounded, so a flapping peer cannot spin us. A cursor only
                 // moves forward, so the windows of a round end.
