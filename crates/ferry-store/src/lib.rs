@@ -27,6 +27,7 @@ mod devices;
 mod error;
 mod intents;
 mod kdeconnect;
+mod lean;
 mod local;
 mod localsend;
 mod notes;
@@ -46,6 +47,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 pub use error::StoreError;
 pub use intents::ApplyIntent;
 pub use kdeconnect::KdeDeviceRecord;
+pub use lean::LocalStat;
 pub use local::LocalReader;
 pub use localsend::{LsDeviceRecord, MAX_LOCALSEND_DEVICES};
 pub use records::{

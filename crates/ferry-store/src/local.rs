@@ -7,6 +7,7 @@ use std::ops::Bound;
 use ferry_proto::{FileRecord, RelPath, Seq, ShareId};
 use redb::{ReadableDatabase, ReadableTable};
 
+use crate::lean::{HeadView, LocalStat, StatView};
 use crate::schema::{self, LOCAL, LOCAL_SEQ, SHARE_STATE, VERSIONS, encode, get, prefix_bounds, scan};
 use crate::{LocalEntry, LocalUpdate, ShareState, Store, StoreError, VersionRecord};
 
@@ -232,11 +233,22 @@ impl LocalReader {
         };
         for item in self.table.range::<&[u8]>(schema::as_slices(&prefix_bounds(&prefix)))? {
             let (_, v) = item?;
-            let e: LocalEntry = schema::decode("local entry", v.value())?;
-            if !e.record.deleted && !f(e.record.path) {
+            // Only the path and the tombstone flag: a full decode per path is what made this
+            // walk cost as much as the scan's lookups.
+            let e: HeadView = schema::decode_view("local entry", v.value())?;
+            if !e.deleted && !f(e.path) {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// The stat facts of `path`'s entry (see [`LocalStat`]): what a scan compares with the
+    /// disk, read without decoding the rest of the entry.
+    pub fn stat(&self, path: &RelPath) -> Result<Option<LocalStat>, StoreError> {
+        match self.table.get(schema::local_key(&self.share, path).as_slice())? {
+            Some(v) => Ok(Some(schema::decode_view::<StatView>("local entry", v.value())?.into())),
+            None => Ok(None),
+        }
     }
 }

@@ -149,6 +149,15 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
     }
 }
 
+/// [`decode`] of a view that may borrow from `bytes` and may stop before the value's end (the
+/// leading fields of a longer value: see `lean.rs`).
+pub(crate) fn decode_view<'a, T: serde::Deserialize<'a>>(what: &'static str, bytes: &'a [u8]) -> Result<T, StoreError> {
+    match postcard::from_bytes::<Versioned<T>>(bytes) {
+        Ok(Versioned::V1(v)) => Ok(v),
+        Err(source) => Err(StoreError::Decode { what, source }),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keys
 

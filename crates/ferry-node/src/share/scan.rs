@@ -37,7 +37,22 @@ impl Worker {
             // A re-hash scan claims to know nothing, so every file is read and hashed; the
             // unchanged ones come back as metadata-only updates below.
             let rehash = rehash && matches!(scope, Scope::Full);
-            let known = |p: &RelPath| if rehash { None } else { lookup(p).map(|e| known_of(&e)) };
+            // The lean read: only the stat facts, not the whole entry (a restart asks this of
+            // every path of the share).
+            let known = |p: &RelPath| {
+                if rehash {
+                    return None;
+                }
+                let s = reader.stat(p).ok().flatten()?;
+                Some(Known {
+                    kind: s.kind,
+                    deleted: s.deleted,
+                    size: s.size,
+                    mtime_ns: s.mtime_ns,
+                    inode: s.inode,
+                    executable: s.executable,
+                })
+            };
             // A read error ends the list early: fewer paths are reported deleted (each one that
             // is was looked for on disk), never a false delete.
             let known_paths = |p: Option<&RelPath>, f: &mut dyn FnMut(RelPath) -> bool| {

@@ -1,6 +1,7 @@
 //! The local index: seq assignment, the seq index, all-or-nothing commits and the readers.
 
 use super::*;
+use ferry_proto::ChunkInfo;
 
 #[test]
 fn commit_local_assigns_seqs_and_local_since_follows_them() {
@@ -139,4 +140,55 @@ fn for_each_local_and_local_reader_read_the_index() {
     store.commit_local(&S1, &[update("d")], &[]).unwrap();
     assert_eq!(reader.get(&p("d")).unwrap(), None);
     assert!(store.local_reader(&S1).unwrap().get(&p("d")).unwrap().is_some());
+}
+
+/// The lean reads (`lean.rs`) skip fields of the stored entry: they must land on the same
+/// values as the full decode, whatever the skipped fields hold.
+#[test]
+fn lean_reads_agree_with_the_full_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_share(&share(S1)).unwrap();
+    let mut file = entry("d/file");
+    file.record.size = 300_000;
+    file.record.mtime_ns = -5;
+    file.record.executable = true;
+    file.record.version = VersionVector::new().bumped(ME).bumped(PEER).bumped(PEER);
+    file.record.chunks = (0..40).map(|i| ChunkInfo { hash: ChunkHash::of(&[i]), len: 7_500 + u32::from(i) }).collect();
+    file.meta = LocalMeta { inode: u64::MAX - 3, local_change: true };
+    let mut link = entry("d/link");
+    link.record.kind = FileKind::Symlink { target: "../elsewhere ü".into() };
+    link.meta.inode = 1 << 40;
+    let mut dir_entry = entry("d");
+    dir_entry.record.kind = FileKind::Dir;
+    let mut gone = entry("gone");
+    gone.record.deleted = true;
+    let all = [dir_entry, file, link, gone];
+    let updates: Vec<LocalUpdate> = all.iter().map(|e| LocalUpdate { entry: e.clone(), new_seq: true }).collect();
+    store.commit_local(&S1, &updates, &[]).unwrap();
+
+    let reader = store.local_reader(&S1).unwrap();
+    for e in &all {
+        let full = reader.get(&e.record.path).unwrap().unwrap();
+        let r = &full.record;
+        let stat = reader.stat(&e.record.path).unwrap().unwrap();
+        let want = LocalStat {
+            kind: r.kind.clone(),
+            deleted: r.deleted,
+            size: r.size,
+            mtime_ns: r.mtime_ns,
+            executable: r.executable,
+            inode: full.meta.inode,
+        };
+        assert_eq!(stat, want, "{}", r.path);
+    }
+    assert_eq!(reader.stat(&p("nowhere")).unwrap(), None);
+    let mut live = Vec::new();
+    reader
+        .for_each_live_path(None, |p| {
+            live.push(p.to_string());
+            true
+        })
+        .unwrap();
+    assert_eq!(live, ["d", "d/file", "d/link"], "tombstones left out");
 }
