@@ -261,7 +261,7 @@ pub fn stat_known(root: &Path, rel: &RelPath) -> Result<Option<Known>, FsError> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(FsError::io("lstat", &full, e)),
     };
-    match known_from_meta(&full, &meta)? {
+    match known_from_meta(|| full.clone(), &meta)? {
         Some(k) => Ok(Some(k)),
         None => Err(FsError::WrongKind { path: full, expected: "file, directory or symlink", found: "other" }),
     }
@@ -366,44 +366,26 @@ pub fn remove_entry(root: &Path, rel: &RelPath) -> Result<(), FsError> {
     fsync_dir(full.parent().unwrap_or(root))
 }
 
-/// Deletes `.ferry-tmp-*` files (and links) left by a crash anywhere in the share, except under
-/// `<root>/.ferry`; never follows symlinks. Returns how many were removed. Unreadable
-/// subdirectories are logged and skipped.
-pub fn remove_stale_temps(root: &Path) -> Result<usize, FsError> {
+/// Removes the temp files and links among `temps` (a full scan's [`crate::ScanOutcome::temps`])
+/// last modified before `before`: what a crash or a kill left in the middle of a write. A temp
+/// modified since (a write of this run, by whatever wrote it) is left alone, so the caller
+/// needs no promise that nothing writes meanwhile. Returns how many were removed.
+pub fn remove_stale_temps(temps: &[PathBuf], before: std::time::SystemTime) -> Result<usize, FsError> {
     let mut removed = 0;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if dir == root => return Err(FsError::io("read_dir", &dir, e)),
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "skipping unreadable directory");
-                continue;
-            }
+    for path in temps {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(FsError::io("lstat", path, e)),
         };
-        for entry in entries {
-            let entry = entry.ctx("read_dir", &dir)?;
-            let name = entry.file_name();
-            let path = entry.path();
-            if dir == root && name == FERRY_DIR {
-                continue;
-            }
-            let ft = match entry.file_type() {
-                Ok(ft) => ft,
-                Err(_) => continue,
-            };
-            let is_temp = name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes());
-            if ft.is_dir() {
-                if !is_temp {
-                    stack.push(path);
-                }
-            } else if is_temp && (ft.is_file() || ft.is_symlink()) {
-                match fs::remove_file(&path) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(FsError::io("remove", &path, e)),
-                }
-            }
+        let ft = meta.file_type();
+        if !(ft.is_file() || ft.is_symlink()) || meta.modified().ctx("mtime", path)? >= before {
+            continue;
+        }
+        match fs::remove_file(path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FsError::io("remove", path, e)),
         }
     }
     Ok(removed)
@@ -547,27 +529,5 @@ mod tests {
         assert!(root.join("d/file").exists());
         // Only .ferry-tmp- entries remain from nothing: the directory has just the file.
         assert_eq!(fs::read_dir(root.join("d")).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn stale_temps_are_removed_and_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("a/b")).unwrap();
-        fs::create_dir_all(root.join(".ferry/versions")).unwrap();
-        fs::write(root.join(".ferry-tmp-x-1"), b"").unwrap();
-        fs::write(root.join("a/b/.ferry-tmp-y-2"), b"").unwrap();
-        std::os::unix::fs::symlink("t", root.join("a/.ferry-tmp-l-3")).unwrap();
-        fs::write(root.join(".ferry/versions/.ferry-tmp-keep"), b"").unwrap();
-        fs::write(root.join("a/keep.txt"), b"k").unwrap();
-        fs::write(root.join("a/b/ferry-tmp-not"), b"k").unwrap();
-        assert_eq!(remove_stale_temps(root).unwrap(), 3);
-        assert!(!root.join(".ferry-tmp-x-1").exists());
-        assert!(!root.join("a/b/.ferry-tmp-y-2").exists());
-        assert!(fs::symlink_metadata(root.join("a/.ferry-tmp-l-3")).is_err());
-        assert!(root.join(".ferry/versions/.ferry-tmp-keep").exists());
-        assert!(root.join("a/keep.txt").exists());
-        assert!(root.join("a/b/ferry-tmp-not").exists());
-        assert_eq!(remove_stale_temps(root).unwrap(), 0);
     }
 }

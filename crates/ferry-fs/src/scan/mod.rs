@@ -133,6 +133,10 @@ pub struct ScanOutcome {
     pub seen: usize,
     /// Bytes read and hashed.
     pub hashed_bytes: u64,
+    /// Ferry's temp files (and links) the walk passed, by full path: writes in progress, or
+    /// left by a crash (see `crate::remove_stale_temps`). Listed so that a start needs no walk
+    /// of its own to find them.
+    pub temps: Vec<std::path::PathBuf>,
 }
 
 /// Scans `scope` under `root`. `known(p)` is the index's record of `p`; `known_paths` streams
@@ -226,10 +230,17 @@ pub fn scan_streaming(
                 false
             });
             s.track = any;
+            let started = std::time::Instant::now();
             s.walk(root, None);
+            let walked = started.elapsed();
             if any {
                 s.collect_deletes(None, known_paths);
             }
+            tracing::debug!(
+                walk_ms = walked.as_millis() as u64,
+                deletes_ms = (started.elapsed() - walked).as_millis() as u64,
+                "full scan"
+            );
         }
         Scope::Paths(list) => {
             let mut list = list.clone();

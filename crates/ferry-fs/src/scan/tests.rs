@@ -405,3 +405,45 @@ fn a_rehash_scan_that_knows_nothing_deletes_nothing() {
         scan_streaming(root, &|_| None, &known_paths, &Scope::Full, &ignore, &|_, _| None, 4, &mut |_| true).unwrap();
     assert!(deletes(&out).is_empty(), "{:?}", deletes(&out));
 }
+
+#[test]
+fn a_full_scan_lists_temps_and_only_stale_ones_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("a/b")).unwrap();
+    fs::create_dir_all(root.join(".ferry/versions")).unwrap();
+    fs::create_dir_all(root.join(".ferry-tmp-dir/inner")).unwrap();
+    fs::write(root.join(".ferry-tmp-x-1"), b"").unwrap();
+    fs::write(root.join("a/b/.ferry-tmp-y-2"), b"").unwrap();
+    std::os::unix::fs::symlink("t", root.join("a/.ferry-tmp-l-3")).unwrap();
+    fs::write(root.join("a/.ferry-tmp-new-4"), b"a write of this run").unwrap();
+    fs::write(root.join(".ferry-tmp-dir/inner/.ferry-tmp-under-5"), b"").unwrap();
+    fs::write(root.join(".ferry/versions/.ferry-tmp-keep"), b"").unwrap();
+    fs::write(root.join("a/keep.txt"), b"k").unwrap();
+    fs::write(root.join("a/b/ferry-tmp-not"), b"k").unwrap();
+    // The cutoff: everything above was written before it but the one made "since".
+    let before = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    filetime::set_symlink_file_times(
+        root.join("a/.ferry-tmp-new-4"),
+        filetime::FileTime::from_system_time(before),
+        filetime::FileTime::from_system_time(before + std::time::Duration::from_secs(1)),
+    )
+    .unwrap();
+
+    let out = Index::default().scan(root, &Scope::Full);
+    let mut temps: Vec<String> =
+        out.temps.iter().map(|t| t.strip_prefix(root).unwrap().to_string_lossy().into_owned()).collect();
+    temps.sort();
+    // Not inside Ferry's own folder, not inside a temp folder, folders not at all.
+    assert_eq!(temps, [".ferry-tmp-x-1", "a/.ferry-tmp-l-3", "a/.ferry-tmp-new-4", "a/b/.ferry-tmp-y-2"]);
+    assert!(upserts(&out).iter().all(|p| !p.contains(".ferry-tmp-")), "{:?}", upserts(&out));
+
+    assert_eq!(crate::remove_stale_temps(&out.temps, before).unwrap(), 3);
+    assert!(!root.join(".ferry-tmp-x-1").exists());
+    assert!(!root.join("a/b/.ferry-tmp-y-2").exists());
+    assert!(fs::symlink_metadata(root.join("a/.ferry-tmp-l-3")).is_err());
+    assert_eq!(fs::read(root.join("a/.ferry-tmp-new-4")).unwrap(), b"a write of this run", "newer than the cutoff");
+    assert!(root.join(".ferry/versions/.ferry-tmp-keep").exists());
+    assert!(root.join("a/keep.txt").exists() && root.join("a/b/ferry-tmp-not").exists());
+    assert_eq!(crate::remove_stale_temps(&out.temps, before).unwrap(), 0, "gone already");
+}

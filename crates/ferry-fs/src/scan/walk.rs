@@ -4,7 +4,6 @@
 use std::fs;
 use std::io;
 use std::path::Path;
-
 use ferry_proto::{FERRY_DIR, FileKind, RelPath, TEMP_PREFIX};
 
 use super::record::Visit;
@@ -36,9 +35,13 @@ impl Scanner<'_> {
                 continue;
             }
             if name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+                // Never synced, never looked into; listed for the caller (see `temps`). The
+                // kind comes from the listing: no lstat.
+                if entry.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()) {
+                    self.out.temps.push(dir.join(&name));
+                }
                 continue;
             }
-            let full = dir.join(&name);
             let joined = |name: &str| match dir_rel {
                 Some(d) => format!("{d}/{name}"),
                 None => name.to_string(),
@@ -55,8 +58,14 @@ impl Scanner<'_> {
                     continue;
                 }
             };
-            if let Visit::Dir = self.visit_stat(&rel, &full, entry.metadata()) {
-                self.walk(&full, Some(&rel));
+            let stat = entry.metadata();
+            if let Ok(m) = &stat
+                && self.ignore.is_ignored(&rel, m.file_type().is_dir())
+            {
+                continue;
+            }
+            if let Visit::Dir = self.look(&rel, stat) {
+                self.walk(&dir.join(name), Some(&rel));
             }
         }
     }

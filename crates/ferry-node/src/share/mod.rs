@@ -106,6 +106,9 @@ struct Worker {
     /// Paths a stopped pull left holding neither the old nor the new content (see
     /// `intents.rs`): the first full scan records them as no version of ours.
     unfinished: Mutex<std::collections::HashSet<RelPath>>,
+    /// When this actor started, until its first full scan has removed the temp files modified
+    /// before then (left by a crash or a kill: see `ferry_fs::remove_stale_temps`).
+    stale_temps: Mutex<Option<std::time::SystemTime>>,
 }
 
 pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
@@ -135,6 +138,7 @@ pub(crate) fn start_worker(inner: &Arc<Context>, share: ShareRecord) {
         retry: Mutex::new(Retry { at: None, delay: RETRY_MIN }),
         watcher: Mutex::new(None),
         unfinished: Mutex::new(Default::default()),
+        stale_temps: Mutex::new(Some(std::time::SystemTime::now())),
     };
     // Every log line of this share's actor (and of what it starts) names the share.
     let span = tracing::info_span!("share", share = %share.id, label = %share.label);
@@ -280,12 +284,8 @@ impl Retry {
 impl Worker {
     /// What a start finds left by the last run: stale temp files, a pull's unfinished writes.
     async fn start_up(&self) {
-        let root = self.root.clone();
-        match tokio::task::spawn_blocking(move || ferry_fs::remove_stale_temps(&root)).await {
-            Ok(Ok(n)) if n > 0 => tracing::info!(share = %self.id, "removed {n} stale temp files"),
-            Ok(Err(e)) => tracing::warn!(share = %self.id, "stale temp cleanup: {e}"),
-            _ => {}
-        }
+        // Stale temp files are removed after the first full scan, which lists them (a walk of
+        // their own cost a restart of a large share over a tenth of its time).
         self.check_intents().await;
     }
 

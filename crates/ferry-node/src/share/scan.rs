@@ -116,6 +116,9 @@ impl Worker {
         if let Some(s) = max_seq {
             self.seq.send_replace(s);
         }
+        if full {
+            self.remove_stale_temps(outcome.temps).await;
+        }
         if had_unfinished && full {
             // Recorded (committed above): the stopped pass's intents have served.
             self.unfinished.lock().unwrap().clear();
@@ -137,6 +140,23 @@ impl Worker {
 }
 
 impl Worker {
+    /// After the actor's first full scan: removes the temp files it listed that were modified
+    /// before the actor started. Later scans leave temps alone (they are this run's writes).
+    async fn remove_stale_temps(&self, temps: Vec<PathBuf>) {
+        let Some(before) = *self.stale_temps.lock().unwrap() else { return };
+        match tokio::task::spawn_blocking(move || ferry_fs::remove_stale_temps(&temps, before)).await {
+            Ok(Ok(n)) => {
+                if n > 0 {
+                    tracing::info!(share = %self.id, "removed {n} stale temp files");
+                }
+                *self.stale_temps.lock().unwrap() = None;
+            }
+            // Tried again after the next full scan.
+            Ok(Err(e)) => tracing::warn!(share = %self.id, "stale temp cleanup: {e}"),
+            Err(e) => tracing::warn!(share = %self.id, "stale temp cleanup: {e}"),
+        }
+    }
+
     /// What the scan left out is an item that cannot be synced, not an error repeated at every
     /// scan; only a file that changed while it was read is not (it is read again). `scopes`:
     /// the paths scanned, or None for a full scan.

@@ -30,7 +30,9 @@ pub(super) struct Live {
 
 /// Linux's side of [`super::watch`]: the folders are watched before this returns.
 pub(super) fn start(root: &Path, debounce: Duration, sink: Sink) -> Result<Live, FsError> {
+    let started = std::time::Instant::now();
     let tree = Tree::new(root)?;
+    tracing::debug!(millis = started.elapsed().as_millis() as u64, "watching");
     let (stop_rx, stop_tx) =
         rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| FsError::io("pipe for the watcher", root, e.into()))?;
     std::thread::Builder::new()

@@ -261,9 +261,10 @@ impl Tree {
                 if rel.as_os_str().is_empty() && name == FERRY_DIR {
                     continue;
                 }
-                let child = rel.join(name);
+                // The path is made only when needed: a start's walk passes every file of the
+                // share and keeps only folders.
                 if let Some(b) = report.as_deref_mut() {
-                    b.add(&child);
+                    b.add(&rel.join(name));
                 }
                 let kind = match entry.file_type() {
                     FileType::Unknown => {
@@ -275,7 +276,7 @@ impl Tree {
                     kind => kind,
                 };
                 if kind == FileType::Directory {
-                    stack.push(child);
+                    stack.push(rel.join(name));
                 }
             }
         }
