@@ -1,8 +1,9 @@
 //! A restart that changed nothing does not walk the indexes again: the mark of the last pull
 //! pass that found nothing to do is kept in the store with the index generation, so the first
-//! pass after a restart is skipped; a change made while the node was stopped moves the
-//! generation, and the pass plans again. The `pull.plan` fault point counts the plans (it fails
-//! the first one it sees).
+//! pass after a restart is skipped, and so are the status counts, so status calls answer
+//! without a walk; a change made while the node was stopped moves the generation, and the pass
+//! plans again and status counts again. The `pull.plan` and `status.walk` fault points count
+//! the plans and the walks (each fails the first one it sees).
 //!
 //! Its own test binary: fault points are process-wide, and every node reaches this one.
 
@@ -10,16 +11,17 @@ use std::fs;
 
 use ferry_e2e::*;
 
-/// Waits until every share of `n` has finished its start (its first scan and pull).
+/// Waits until every share of `n` has finished its start (its first scan and pull). A status
+/// call that fails (an armed `status.walk`) counts as not yet.
 async fn started(n: &TestNode) {
     wait_for(&[n], "the share idle after the start", || async {
-        n.node.status().await.unwrap().shares.iter().all(|s| s.state == "idle")
+        n.node.status().await.is_ok_and(|s| s.shares.iter().all(|s| s.state == "idle"))
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_restart_that_changed_nothing_skips_its_first_walk_and_one_that_did_not_plans() {
+async fn a_restart_that_changed_nothing_skips_its_first_walks_and_one_that_did_not_walks() {
     let (a, b, da, db, share) = two_sharing().await;
     for i in 0..20 {
         fs::write(da.path().join(format!("f{i:02}.txt")), format!("file {i}")).unwrap();
@@ -39,6 +41,7 @@ async fn a_restart_that_changed_nothing_skips_its_first_walk_and_one_that_did_no
     b.stop().await;
 
     ferry_node::fault::fail("pull.plan", 1);
+    ferry_node::fault::fail("status.walk", 1);
     let b = TestNode::start_at("beta", &home_b).await;
     started(&b).await;
     assert_eq!(
@@ -46,14 +49,26 @@ async fn a_restart_that_changed_nothing_skips_its_first_walk_and_one_that_did_no
         1,
         "b planned a pull after a restart that changed nothing"
     );
+    assert_eq!(
+        ferry_node::fault::failures_left("status.walk"),
+        1,
+        "b's status walked the indexes after a restart that changed nothing"
+    );
+    let st = b.node.status().await.unwrap();
+    assert_eq!(st.shares[0].files, 20, "the kept counts are the share's");
 
     // A file added while B is stopped: its scan writes the index, and the pass plans (and
     // meets the armed failure).
     b.stop().await;
     fs::write(db.path().join("made while stopped.txt"), "new").unwrap();
     let b = TestNode::start_at("beta", &home_b).await;
-    wait_for(&[&b], "b planned a pull after its index changed", || async {
-        ferry_node::fault::failures_left("pull.plan") == 0
+    wait_for(&[&b], "b planned a pull and counted again after its index changed", || async {
+        let _ = b.node.status().await;
+        ferry_node::fault::failures_left("pull.plan") == 0 && ferry_node::fault::failures_left("status.walk") == 0
+    })
+    .await;
+    wait_for(&[&b], "b's status counts the new file", || async {
+        b.node.status().await.is_ok_and(|s| s.shares[0].files == 21)
     })
     .await;
     b.node.shutdown().await;

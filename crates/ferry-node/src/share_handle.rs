@@ -218,6 +218,8 @@ pub(crate) struct IndexStatus {
     pub generation: u64,
     pub connected: Vec<DeviceId>,
     pub counts: StatusCounts,
+    /// The index states the counts were computed from (kept with them at a stop).
+    pub states: ferry_store::WalkStates,
     /// When the counts were computed, and how long that took (see `share::status`).
     pub at: std::time::Instant,
     pub took: std::time::Duration,

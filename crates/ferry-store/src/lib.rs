@@ -56,7 +56,7 @@ pub use records::{
     VersionReason, VersionRecord,
 };
 use schema::{META, META_NEXT_NOTE_ORDER, META_NEXT_PROMPT_ID, META_SCHEMA_VERSION};
-pub use walk::{PullMark, WalkStates};
+pub use walk::{KeptCounts, PullMark, WalkStates};
 
 /// redb's page cache. Its default (1 GiB) let a 100,000-file share grow a daemon to gigabytes
 /// of RSS; the hot set (recent index pages, share and device rows) is far smaller, and the OS
@@ -157,7 +157,7 @@ impl Store {
     /// Sets a setting. The store's own keys (`schema_version`, `next_prompt_id`) are refused.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let own = [META_SCHEMA_VERSION, META_NEXT_PROMPT_ID, META_NEXT_NOTE_ORDER, schema::META_INDEX_GENERATION];
-        if own.contains(&key) || key.starts_with(schema::META_PULL_MARK) {
+        if own.contains(&key) || key.starts_with(schema::META_PULL_MARK) || key.starts_with(schema::META_KEPT_COUNTS) {
             return Err(StoreError::Invalid(format!("meta key {key:?} is reserved for the store")));
         }
         self.write(|txn| {

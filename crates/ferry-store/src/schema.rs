@@ -112,6 +112,14 @@ pub fn pull_mark_key(share: &ShareId) -> Vec<u8> {
     [META_PULL_MARK.as_bytes(), share.0.as_slice()].concat()
 }
 
+/// Prefix of each share's kept status counts (see [`crate::KeptCounts`]), followed by the
+/// share id.
+pub const META_KEPT_COUNTS: &str = "status_counts/";
+
+pub fn kept_counts_key(share: &ShareId) -> Vec<u8> {
+    [META_KEPT_COUNTS.as_bytes(), share.0.as_slice()].concat()
+}
+
 /// The stored index generation (see [`META_INDEX_GENERATION`]).
 pub fn stored_index_generation(meta: &impl ReadableTable<&'static [u8], &'static [u8]>) -> Result<u64, StoreError> {
     let Some(v) = meta.get(META_INDEX_GENERATION.as_bytes())? else { return Ok(0) };

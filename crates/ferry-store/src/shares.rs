@@ -47,6 +47,7 @@ impl Store {
             txn.open_table(SHARE_STATE)?.remove(id.0.as_slice())?;
             txn.open_table(SHARE_SETTINGS)?.remove(id.0.as_slice())?;
             txn.open_table(schema::META)?.remove(schema::pull_mark_key(id).as_slice())?;
+            txn.open_table(schema::META)?.remove(schema::kept_counts_key(id).as_slice())?;
             for table in [LOCAL, LOCAL_SEQ, REMOTE, REMOTE_STATE, VERSIONS] {
                 schema::remove_range(&mut txn.open_table(table)?, &bounds)?;
             }

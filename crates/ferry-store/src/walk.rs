@@ -3,10 +3,10 @@
 //! caller whether what it computed from a walk is still current.
 
 use ferry_proto::{ConflictPolicy, DeviceId, FileRecord, RelPath, ShareId};
-use redb::ReadTransaction;
+use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{self, LOCAL, META, REMOTE, REMOTE_STATE, SHARE_STATE, get, prefix_bounds};
+use crate::schema::{self, LOCAL, META, REMOTE, REMOTE_STATE, SHARE_STATE, SHARES, get, prefix_bounds};
 use crate::{LocalEntry, RemoteState, ShareState, Store, StoreError};
 
 impl Store {
@@ -212,6 +212,46 @@ impl Store {
         let value = schema::encode("pull mark", mark)?;
         self.write(|txn| {
             txn.open_table(META)?.insert(schema::pull_mark_key(share).as_slice(), value.as_slice())?;
+            Ok(())
+        })
+    }
+}
+
+/// A share's status counts (what `ferry status` shows of its index) as computed by one walk,
+/// with the states that walk read. Kept when the node stops, so a restart that changed nothing
+/// answers its first status calls without walking every index again (a million-file share's
+/// walk took a second, beside the start's scan); counts whose states are not the current ones
+/// are not used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptCounts {
+    pub states: WalkStates,
+    pub files: u64,
+    pub bytes: u64,
+    pub local_changes: u64,
+    pub peers_have_all: bool,
+}
+
+impl Store {
+    /// The share's kept status counts, if any.
+    pub fn kept_counts(&self, share: &ShareId) -> Result<Option<KeptCounts>, StoreError> {
+        self.read(|txn| get(&txn.open_table(META)?, &schema::kept_counts_key(share), "kept counts"))
+    }
+
+    /// Keeps each share's counts, in one transaction (not an index write: the generation
+    /// stays). Counts of a share that is gone by now are not kept.
+    pub fn put_kept_counts(&self, all: &[(ShareId, KeptCounts)]) -> Result<(), StoreError> {
+        let values: Vec<(Vec<u8>, Vec<u8>)> = all
+            .iter()
+            .map(|(id, c)| Ok((schema::kept_counts_key(id), schema::encode("kept counts", c)?)))
+            .collect::<Result<_, StoreError>>()?;
+        self.write(|txn| {
+            let shares = txn.open_table(SHARES)?;
+            let mut meta = txn.open_table(META)?;
+            for ((id, _), (key, value)) in all.iter().zip(&values) {
+                if shares.get(id.0.as_slice())?.is_some() {
+                    meta.insert(key.as_slice(), value.as_slice())?;
+                }
+            }
             Ok(())
         })
     }

@@ -156,6 +156,7 @@ impl Node {
         for w in workers {
             w.stop().await;
         }
+        crate::share::keep_counts(inner).await;
         inner.endpoint.close();
         let tasks: Vec<JoinHandle<()>> = inner.tasks.lock().unwrap().drain(..).collect();
         for t in tasks {

@@ -49,7 +49,7 @@ mod status;
 mod tests;
 
 pub(crate) use missing::folder_missing;
-pub(crate) use status::share_status;
+pub(crate) use status::{keep_counts, share_status};
 #[cfg(test)]
 use {crate::share_handle::StatusCounts, status::status_counts};
 

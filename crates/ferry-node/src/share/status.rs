@@ -6,21 +6,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_proto::{DeviceId, FileKind, ShareId};
-use ferry_store::ShareRecord;
+use ferry_store::{KeptCounts, ShareRecord, WalkStates};
 
 use crate::api::ShareStatusDto;
 use crate::context::{ApiResult, Context};
 use crate::share_handle::{IndexStatus, Runtime, StatusCounts};
 
 /// Computes [`StatusCounts`] in one streaming pass over the local index and the `connected`
-/// members' indexes (one path decoded at a time).
+/// members' indexes (one path decoded at a time), with the index states that pass read.
 pub(crate) fn status_counts(
     s: &ferry_store::Store,
     id: &ShareId,
     connected: &[DeviceId],
-) -> Result<StatusCounts, ferry_store::StoreError> {
+) -> Result<(StatusCounts, WalkStates), ferry_store::StoreError> {
+    // How a test sees whether a status call walked the indexes (tests/tests/restart_mark.rs).
+    if crate::fault::failing("status.walk") {
+        return Err(ferry_store::StoreError::Invalid("fault point status.walk".into()));
+    }
     let mut c = StatusCounts { files: 0, bytes: 0, local_changes: 0, peers_have_all: true };
-    s.walk_share(id, connected, |local, remotes| {
+    let states = s.walk_share(id, connected, |local, remotes| {
         // Paths only a peer holds say nothing about whether the peers have ours.
         let Some(e) = local.map(crate::records::into_entry) else { return Ok(()) };
         if e.local_change {
@@ -41,7 +45,7 @@ pub(crate) fn status_counts(
         }
         Ok(())
     })?;
-    Ok(c)
+    Ok((c, states))
 }
 
 /// While a share is busy (scanning, pulling) its index changes with every batch, and each status
@@ -67,18 +71,55 @@ async fn index_status(
     {
         return Ok(c.clone());
     }
+    // The first call after a start may find the counts kept at the last stop.
+    let first = !inner.status_cache.lock().unwrap().contains_key(&id);
     let st = inner
         .db(move |s| {
             let at = Instant::now();
             // Read the generation first: a write racing the reads below makes the entry stale
             // (recomputed next time), never wrongly current.
             let generation = s.index_generation();
-            let counts = status_counts(s, &id, &connected)?;
-            Ok(IndexStatus { generation, connected, counts, at, took: at.elapsed() })
+            if first && let Some(kept) = kept_counts(s, &id, &connected) {
+                return Ok(IndexStatus { generation, connected, counts: kept.0, states: kept.1, at, took: at.elapsed() });
+            }
+            let (counts, states) = status_counts(s, &id, &connected)?;
+            Ok(IndexStatus { generation, connected, counts, states, at, took: at.elapsed() })
         })
         .await?;
     inner.status_cache.lock().unwrap().insert(id, st.clone());
     Ok(st)
+}
+
+/// The counts kept at the last stop, if the indexes they were counted from are as they were
+/// (a read error is no counts: they are computed instead).
+fn kept_counts(s: &ferry_store::Store, id: &ShareId, connected: &[DeviceId]) -> Option<(StatusCounts, WalkStates)> {
+    let kept = s.kept_counts(id).ok()??;
+    (kept.states == s.walk_states(id, connected).ok()?).then(|| {
+        let KeptCounts { states, files, bytes, local_changes, peers_have_all } = kept;
+        (StatusCounts { files, bytes, local_changes, peers_have_all }, states)
+    })
+}
+
+/// Keeps the counts last computed for each share (see [`KeptCounts`]): called as the node
+/// stops. Each was exact for the states its walk read; those that are stale by the next start
+/// are not used then.
+pub(crate) async fn keep_counts(inner: &Arc<Context>) {
+    let all: Vec<(ShareId, KeptCounts)> = inner
+        .status_cache
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, st)| {
+            let StatusCounts { files, bytes, local_changes, peers_have_all } = st.counts.clone();
+            (*id, KeptCounts { states: st.states.clone(), files, bytes, local_changes, peers_have_all })
+        })
+        .collect();
+    if all.is_empty() {
+        return;
+    }
+    if let Err(e) = inner.db(move |s| s.put_kept_counts(&all)).await {
+        tracing::warn!("keeping the status counts: {}", e.message);
+    }
 }
 
 pub(crate) async fn share_status(inner: &Arc<Context>, rec: &ShareRecord) -> ApiResult<ShareStatusDto> {

@@ -111,7 +111,7 @@ fn status_counts_match_a_full_computation() {
         ],
     );
     let check = |connected: &[DeviceId]| {
-        assert_eq!(status_counts(&store, &S, connected).unwrap(), full_counts(&store, connected));
+        assert_eq!(status_counts(&store, &S, connected).unwrap().0, full_counts(&store, connected));
     };
     check(&[]);
     check(&[PEER]);
@@ -120,14 +120,14 @@ fn status_counts_match_a_full_computation() {
     remote(&store, PEER, sent.clone());
     remote(&store, PEER, vec![rec("theirs only", "t", PEER)]);
     check(&[PEER]);
-    assert!(status_counts(&store, &S, &[PEER]).unwrap().peers_have_all);
+    assert!(status_counts(&store, &S, &[PEER]).unwrap().0.peers_have_all);
     // The second peer lacks one of our files, then has an older version of it.
     remote(&store, PEER2, sent.iter().filter(|r| r.path.as_str() != "d/b").cloned().collect());
     check(&[PEER, PEER2]);
-    assert!(!status_counts(&store, &S, &[PEER, PEER2]).unwrap().peers_have_all);
+    assert!(!status_counts(&store, &S, &[PEER, PEER2]).unwrap().0.peers_have_all);
     remote(&store, PEER2, vec![rec("d/b", "older", PEER2)]);
     check(&[PEER, PEER2]);
-    let c = status_counts(&store, &S, &[PEER]).unwrap();
+    let c = status_counts(&store, &S, &[PEER]).unwrap().0;
     assert_eq!((c.files, c.bytes, c.local_changes), (3, 3 + 5 + 9, 1));
 }
 

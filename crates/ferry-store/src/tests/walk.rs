@@ -159,7 +159,7 @@ fn index_generation_moves_with_index_writes_only() {
 }
 
 #[test]
-fn the_index_generation_and_a_pull_mark_survive_a_reopen() {
+fn the_index_generation_a_pull_mark_and_kept_counts_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store.put_share(&share(S1)).unwrap();
@@ -168,15 +168,22 @@ fn the_index_generation_and_a_pull_mark_survive_a_reopen() {
     let mark =
         PullMark { states: states.clone(), policy: ferry_proto::ConflictPolicy::default(), planner: "test".into() };
     store.put_pull_mark(&S1, &mark).unwrap();
-    assert_eq!(store.walk_states(&S1, &[PEER]).unwrap(), states, "keeping a mark is not an index write");
+    let counts = KeptCounts { states: states.clone(), files: 2, bytes: 7, local_changes: 1, peers_have_all: false };
+    // S2 was never added (or is gone): its counts are not kept.
+    store.put_kept_counts(&[(S1, counts.clone()), (S2, counts.clone())]).unwrap();
+    assert_eq!(store.walk_states(&S1, &[PEER]).unwrap(), states, "keeping a mark or counts is not an index write");
     drop(store);
 
     let store = open(&dir);
     assert_eq!(store.walk_states(&S1, &[PEER]).unwrap(), states, "states compare across a restart");
     assert_eq!(store.pull_mark(&S1).unwrap(), Some(mark));
+    assert_eq!(store.kept_counts(&S1).unwrap(), Some(counts));
+    assert_eq!(store.kept_counts(&S2).unwrap(), None);
+    assert!(store.set_meta("status_counts/x", b"").is_err(), "kept counts are the store's own");
     store.commit_local(&S1, &[update("y")], &[]).unwrap();
     assert_ne!(store.walk_states(&S1, &[PEER]).unwrap(), states, "an index write after the restart moves them");
     assert!(store.set_meta("index_generation", &[0; 8]).is_err(), "the generation is the store's own");
     store.remove_share(&S1).unwrap();
     assert_eq!(store.pull_mark(&S1).unwrap(), None, "a removed share's mark goes with it");
+    assert_eq!(store.kept_counts(&S1).unwrap(), None, "and its counts");
 }
