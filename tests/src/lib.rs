@@ -339,6 +339,13 @@ pub async fn in_sync(n: &TestNode, share: &str) -> bool {
     n.node.status().await.unwrap().shares.iter().any(|s| s.id == share && s.in_sync)
 }
 
+/// Waits (bounded, see [`wait_for`]) until the folders `da` of `a` and `db` of `b` hold the
+/// same tree and both nodes call `share` in sync.
+pub async fn wait_synced(a: &TestNode, b: &TestNode, da: &Path, db: &Path, share: &str, what: &str) {
+    wait_for(&[a, b], what, || async { tree(da) == tree(db) && in_sync(a, share).await && in_sync(b, share).await })
+        .await;
+}
+
 /// `delete` runs while `b` is away, so the whole burst reaches `b` in one index exchange when it
 /// comes back (on the same home). Returns the restarted `b` and what keeps its home alive, once
 /// `a` has indexed `deletes` local deletions.

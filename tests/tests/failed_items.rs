@@ -179,10 +179,7 @@ async fn a_backslash_name_syncs_between_two_linux_devices() {
     fs::create_dir(da.path().join("C:\\old")).unwrap();
     fs::write(da.path().join("C:\\old/report\\2024.txt"), random_bytes(7, 100_000)).unwrap();
     fs::write(da.path().join("a\\b"), b"one name, not two").unwrap();
-    wait_for(&[&a, &b], "the backslash names on b", || async {
-        tree(db.path()) == tree(da.path()) && in_sync(&a, &share).await && in_sync(&b, &share).await
-    })
-    .await;
+    wait_synced(&a, &b, da.path(), db.path(), &share, "the backslash names on b").await;
     assert_eq!(fs::read(db.path().join("a\\b")).unwrap(), b"one name, not two");
     assert!(failed(&a, &share).await.is_empty() && failed(&b, &share).await.is_empty());
     // And back: an edit on b reaches a.

@@ -29,10 +29,7 @@ async fn a_rewind_fetches_old_content_only_another_device_kept_and_never_removes
     let (fa, fb) = (da.path().join("f.txt"), db.path().join("f.txt"));
     fs::write(&fa, OLD).unwrap();
     fs::write(da.path().join("other.txt"), b"untouched").unwrap();
-    wait_for(&[&a, &b], "initial sync", || async {
-        tree(da.path()) == tree(db.path()) && in_sync(&a, &share).await && in_sync(&b, &share).await
-    })
-    .await;
+    wait_synced(&a, &b, da.path(), db.path(), &share, "initial sync").await;
     let t = now_ms();
     // Keep the append strictly after `t` on the millisecond clock the history uses.
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -29,10 +29,7 @@ async fn a_pull_in_windows_syncs_everything_and_the_mass_delete_guard_still_coun
         fs::write(p, random_bytes(i as u64, 100 + i * 37)).unwrap();
     }
     let share = share(&a, da.path(), &b, db.path(), None).await;
-    wait_for(&[&a, &b], "every file on b", || async {
-        tree(da.path()) == tree(db.path()) && in_sync(&a, &share).await && in_sync(&b, &share).await
-    })
-    .await;
+    wait_synced(&a, &b, da.path(), db.path(), &share, "every file on b").await;
 
     // Renames across folders, edits, new files and a few deletions in one burst while B is
     // away: B gets them in one index exchange and pulls them in windows.
@@ -55,10 +52,7 @@ async fn a_pull_in_windows_syncs_everything_and_the_mass_delete_guard_still_coun
         }
     })
     .await;
-    wait_for(&[&a, &b], "the burst on b", || async {
-        tree(da.path()) == tree(db.path()) && in_sync(&a, &share).await && in_sync(&b, &share).await
-    })
-    .await;
+    wait_synced(&a, &b, da.path(), db.path(), &share, "the burst on b").await;
     assert!(mass_delete_prompt(&b).await.is_none(), "3 deletions of 79 files are no mass delete");
     for (i, was) in renamed_inodes.iter().enumerate() {
         let now = inode(db.path().join(format!("d{}/moved{i:03}.txt", (i + 1) % 4)));

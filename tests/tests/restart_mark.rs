@@ -26,10 +26,7 @@ async fn a_restart_that_changed_nothing_skips_its_first_walks_and_one_that_did_n
     for i in 0..20 {
         fs::write(da.path().join(format!("f{i:02}.txt")), format!("file {i}")).unwrap();
     }
-    wait_for(&[&a, &b], "every file on b", || async {
-        tree(da.path()) == tree(db.path()) && in_sync(&a, &share).await && in_sync(&b, &share).await
-    })
-    .await;
+    wait_synced(&a, &b, da.path(), db.path(), &share, "every file on b").await;
     // B alone from here: A, stopped, neither plans nor sends anything.
     let (_home_a, _keep_a) = a.stop().await;
 

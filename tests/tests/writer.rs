@@ -27,10 +27,7 @@ async fn a_scan_cannot_slip_between_a_republish_read_and_its_commit() {
     for i in 0..20 {
         fs::write(da.path().join(format!("file{i:02}.txt")), format!("content {i}")).unwrap();
     }
-    wait_for(&[&a, &b], "20 files on b", || async {
-        tree(da.path()) == tree(db.path()) && in_sync(&a, &share).await && in_sync(&b, &share).await
-    })
-    .await;
+    wait_synced(&a, &b, da.path(), db.path(), &share, "20 files on b").await;
 
     // B is away while A deletes 15 files: the burst reaches B at once and is held there.
     let (b, _keep) = delete_while_away(&a, b, 15, || {
@@ -67,10 +64,7 @@ async fn a_scan_cannot_slip_between_a_republish_read_and_its_commit() {
 
     // Every kept file is back on A, the edit included, and both sides are in sync: B's index
     // agrees with B's disk.
-    wait_for(&[&a, &b], "a has b's files and the edit, both in sync", || async {
-        tree(da.path()) == tree(db.path()) && in_sync(&a, &share).await && in_sync(&b, &share).await
-    })
-    .await;
+    wait_synced(&a, &b, da.path(), db.path(), &share, "a has b's files and the edit, both in sync").await;
     let on_a = fs::read_to_string(da.path().join("file03.txt")).unwrap();
     assert_eq!(on_a, "edited on b while the republish runs");
     assert_eq!(tree(da.path()).len(), 20);
