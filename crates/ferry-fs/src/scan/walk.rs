@@ -4,6 +4,7 @@
 use std::fs;
 use std::io;
 use std::path::Path;
+
 use ferry_proto::{FERRY_DIR, FileKind, RelPath, TEMP_PREFIX};
 
 use super::record::Visit;

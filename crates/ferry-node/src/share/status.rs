@@ -80,7 +80,14 @@ async fn index_status(
             // (recomputed next time), never wrongly current.
             let generation = s.index_generation();
             if first && let Some(kept) = kept_counts(s, &id, &connected) {
-                return Ok(IndexStatus { generation, connected, counts: kept.0, states: kept.1, at, took: at.elapsed() });
+                return Ok(IndexStatus {
+                    generation,
+                    connected,
+                    counts: kept.0,
+                    states: kept.1,
+                    at,
+                    took: at.elapsed(),
+                });
             }
             let (counts, states) = status_counts(s, &id, &connected)?;
             Ok(IndexStatus { generation, connected, counts, states, at, took: at.elapsed() })
