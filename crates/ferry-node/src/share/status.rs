@@ -99,12 +99,28 @@ async fn index_status(
 
 /// The counts kept at the last stop, if the indexes they were counted from are as they were
 /// (a read error is no counts: they are computed instead).
+///
+/// The usual restart of a device with peers stops with them connected and starts before they
+/// are: its states then name other devices than the kept ones. An equal index generation still
+/// means no index was written since (every index write moves it), so the local counts hold;
+/// whether the connected peers have it all is known for a subset of the kept peers when they
+/// had it all, and trivially with none connected (the walk would compare with nobody).
 fn kept_counts(s: &ferry_store::Store, id: &ShareId, connected: &[DeviceId]) -> Option<(StatusCounts, WalkStates)> {
     let kept = s.kept_counts(id).ok()??;
-    (kept.states == s.walk_states(id, connected).ok()?).then(|| {
-        let KeptCounts { states, files, bytes, local_changes, peers_have_all } = kept;
-        (StatusCounts { files, bytes, local_changes, peers_have_all }, states)
-    })
+    let now = s.walk_states(id, connected).ok()?;
+    let KeptCounts { states, files, bytes, local_changes, peers_have_all } = kept;
+    if states.generation != now.generation || states.local != now.local {
+        return None;
+    }
+    let kept_peers = |d: &DeviceId| states.remotes.iter().any(|(k, _)| k == d);
+    let peers_have_all = if states == now {
+        peers_have_all
+    } else if connected.is_empty() || peers_have_all && connected.iter().all(kept_peers) {
+        true
+    } else {
+        return None;
+    };
+    Some((StatusCounts { files, bytes, local_changes, peers_have_all }, now))
 }
 
 /// Keeps the counts last computed for each share (see [`KeptCounts`]): called as the node
