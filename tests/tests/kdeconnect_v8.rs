@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ferry_e2e::kdepeer::ctl::{PeerCtl, kde_device, notes, peer_process, sha256_file, start_ferry};
+use ferry_e2e::kdepeer::ctl::{PeerCtl, kde_device, notes, peer_process, sha256_file, start_ferry, transfers};
 use ferry_e2e::netns::{Net, NsDaemon, poll};
 use serde_json::{Value, json};
 
@@ -166,6 +166,11 @@ fn ferry_dials_a_v8_phone_pairs_and_exchanges() {
     assert_eq!(sha256_file(&landed), sha256_file(&small));
     peer.wait("the phone's end of the send", WAIT, |v| v["event"] == "sent" && v["name"] == "photo.jpg");
     eprintln!("3 MiB phone -> Ferry (prompt and accept included): {:.2} s", t.elapsed().as_secs_f64());
+    // The phone's end comes as its last byte leaves; Ferry's transfer is done once the file is
+    // placed and its staging copy gone.
+    poll("Ferry's transfer done", WAIT, POLL, || {
+        transfers(&ferry).iter().any(|t| t["direction"] == "in" && t["state"] == "done").then_some(())
+    });
     assert_eq!(ferry_e2e::kdepeer::ctl::listing(&inbox), vec!["photo.jpg"], "nothing else in the Inbox");
 
     // The phone unpairs: Ferry's row says unpaired.

@@ -353,17 +353,25 @@ async fn try_place(inner: &Arc<Context>, id: DeviceId, tid: TransferId) {
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r);
-    match placed {
-        Ok(to) => {
-            crate::crash::point("send.placed");
-            let _ = inner
-                .db(move |s| {
-                    s.update_transfer(&tid, |t| {
-                        t.placed.push((name, to));
-                        true
-                    })
+    if let Ok(to) = &placed {
+        crate::crash::point("send.placed");
+        let to = to.clone();
+        let _ = inner
+            .db(move |s| {
+                s.update_transfer(&tid, |t| {
+                    t.placed.push((name, to));
+                    true
                 })
-                .await;
+            })
+            .await;
+    }
+    inner.kde.downloaded.lock().unwrap().remove(&tid);
+    // The staging copy goes before the transfer is done (as for Ferry's own sends): a finished
+    // transfer leaves the Inbox holding only what it placed. The placed file is a link of its
+    // own, so nothing placed goes with it.
+    remove_staging(inner, &tid).await;
+    match placed {
+        Ok(_) => {
             emit_progress(inner, &t, t.total_bytes(), 0.0);
             set_state(inner, tid, SendEvent::Completed, None).await;
         }
@@ -371,8 +379,6 @@ async fn try_place(inner: &Arc<Context>, id: DeviceId, tid: TransferId) {
             set_state(inner, tid, SendEvent::Failed(e), None).await;
         }
     }
-    inner.kde.downloaded.lock().unwrap().remove(&tid);
-    remove_staging(inner, &tid).await;
 }
 
 /// After a restart: a file that was being fetched cannot be fetched again (the device served

@@ -202,9 +202,12 @@ async fn finish(inner: &Arc<Context>, tid: TransferId) {
                     })
                 })
                 .await;
+            // The session and its staging folder end before the transfer is done: a finished
+            // transfer leaves the Inbox holding only what it placed (placed items are links or
+            // folders of their own).
+            end_session(inner, tid, None).await;
             emit_progress(inner, &t, total, 0.0);
             set_state(inner, tid, SendEvent::Completed, None).await;
-            end_session(inner, tid, None).await;
         }
         Err(e) => end_session(inner, tid, Some(e)).await,
     }
