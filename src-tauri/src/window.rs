@@ -82,7 +82,8 @@ pub fn focused(app: &AppHandle) -> bool {
 }
 
 /// The main window is gone (closed to the tray): once GTK and WebKit have freed what it held,
-/// stop WebKit's network process and give the freed heap back to the system.
+/// stop WebKit's network process, give the freed heap back to the system and page out the
+/// libraries only a window runs.
 pub fn destroyed(app: &AppHandle, label: &str) {
     if label != MAIN {
         return;
@@ -97,13 +98,26 @@ pub fn destroyed(app: &AppHandle, label: &str) {
             // Not under WebDriver (the e2e flows): WebKit ends the automation session with the
             // network process, as if the page had crashed.
             let automated = std::env::var("TAURI_WEBVIEW_AUTOMATION").as_deref() == Ok("true");
-            if handle.webview_windows().is_empty() && !automated {
+            let closed = handle.webview_windows().is_empty();
+            if closed && !automated {
                 stop_network_process();
             }
             ferry_node::release_free_memory();
+            if closed {
+                let bytes = ferry_node::page_out_libraries(WINDOW_LIBRARIES);
+                tracing::debug!("paged out {} MiB of mappings the window brought", bytes >> 20);
+            }
         });
     });
 }
+
+/// The libraries a window brings into the app and leaves mapped after it is gone (file-name
+/// parts): WebKit and its JavaScript engine, the GL stack its page display loads (Mesa's
+/// drivers, `*_dri.so` or `libgallium`, with the LLVM and Z3 they link: 43 MiB resident under
+/// Xvfb's software driver), and the speech and media libraries WebKit links. Nothing in the
+/// tray runs them; a window opened again faults back what it uses.
+const WINDOW_LIBRARIES: &[&str] =
+    &["libwebkit2gtk", "libjavascriptcoregtk", "libLLVM", "_dri.so", "libgallium", "libz3", "libflite", "libgst"];
 
 /// WebKit keeps its network process (~60 MiB resident) after the last page closes, and Tauri
 /// keeps the web context alive on Linux so that a new window reuses it (tauri#14626). With no
