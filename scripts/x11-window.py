@@ -60,6 +60,16 @@ x11.XFree.argtypes = [ctypes.c_void_p]
 x11.XFlush.argtypes = [ctypes.c_void_p]
 
 
+# A window can vanish between listing it and reading its name or attributes (the app builds
+# and destroys windows while this looks): Xlib's default handler would end this script on that
+# BadWindow. Errors are ignored instead; the call that met one returns 0 and the window is
+# skipped, as if listed a moment later.
+XErrorHandler = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+IGNORE_ERRORS = XErrorHandler(lambda _dpy, _event: 0)  # kept referenced: Xlib holds a raw pointer
+x11.XSetErrorHandler.argtypes = [XErrorHandler]
+x11.XSetErrorHandler.restype = ctypes.c_void_p
+
+
 def children(dpy, w):
     root, parent, kids, n = Window(), Window(), ctypes.POINTER(Window)(), ctypes.c_uint()
     if not x11.XQueryTree(dpy, w, ctypes.byref(root), ctypes.byref(parent), ctypes.byref(kids), ctypes.byref(n)):
@@ -101,6 +111,7 @@ def close(dpy, title):
 
 
 def main(argv):
+    x11.XSetErrorHandler(IGNORE_ERRORS)
     dpy = x11.XOpenDisplay(None)
     if not dpy:
         sys.exit("x11-window: cannot open the display (DISPLAY unset?)")
