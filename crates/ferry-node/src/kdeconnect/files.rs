@@ -383,12 +383,17 @@ async fn try_place(inner: &Arc<Context>, id: DeviceId, tid: TransferId) {
 
 /// After a restart: a file that was being fetched cannot be fetched again (the device served
 /// it only while it waited), so such a transfer fails and its staging copy goes; one fetched
-/// whole waits for the user's answer as before.
+/// whole waits for the user's answer as before; one placed (recorded) before the stop is done.
 pub(super) async fn after_restart(inner: &Arc<Context>) {
     let Ok(all) = inner.db(|s| s.transfers()).await else { return };
     let Ok(kde) = inner.db(|s| s.kde_devices()).await else { return };
     for t in all.into_iter().filter(|t| !t.outgoing && !t.state.is_final()) {
         if !kde.iter().any(|(id, _)| *id == t.peer) {
+            continue;
+        }
+        if !t.placed.is_empty() {
+            remove_staging(inner, &t.id).await;
+            set_state(inner, t.id, SendEvent::Completed, None).await;
             continue;
         }
         let whole = t.done_bytes == t.total_bytes()

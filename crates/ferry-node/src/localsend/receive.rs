@@ -434,12 +434,18 @@ async fn watchdog(inner: &Arc<Context>, tid: TransferId) {
 }
 
 /// After a restart no LocalSend session survives (the sender's connection is gone): an
-/// incoming transfer that did not finish fails, its prompt and staging folder go.
+/// incoming transfer that did not finish fails, its prompt and staging folder go. One whose
+/// items were placed (recorded) before the stop is done: they are in the Inbox.
 pub(super) async fn after_restart(inner: &Arc<Context>) {
     let Ok(all) = inner.db(|s| s.transfers()).await else { return };
     let Ok(ls) = inner.db(|s| s.ls_devices()).await else { return };
     for t in all.into_iter().filter(|t| !t.outgoing && !t.state.is_final()) {
         if !ls.iter().any(|r| r.id() == t.peer) {
+            continue;
+        }
+        if !t.placed.is_empty() {
+            remove_staging(inner, &t.id).await;
+            set_state(inner, t.id, SendEvent::Completed, None).await;
             continue;
         }
         let why = "interrupted by a restart; ask the device to send it again".to_string();
