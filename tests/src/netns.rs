@@ -214,10 +214,29 @@ impl NsDaemon {
     /// Starts `bin daemon` in host `host` as `name`, listening on 0.0.0.0:[`PORT`], with mDNS
     /// on (the namespace is its whole world). Waits (bounded) until it answers.
     pub fn start(net: &Net, host: usize, bin: &Path, name: &str, extra: &[&str]) -> NsDaemon {
+        Self::start_env(net, host, bin, name, extra, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment (`FERRY_CRASH_AT`, say).
+    pub fn start_env(net: &Net, host: usize, bin: &Path, name: &str, extra: &[&str], env: &[(&str, &str)]) -> NsDaemon {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().to_path_buf();
-        let log = std::fs::File::create(home.join("daemon.log")).unwrap();
-        let mut cmd = net.command(host, bin);
+        let mut d = NsDaemon { name: name.into(), home, host, bin: bin.to_path_buf(), child: None, _home_dir: dir };
+        d.launch(net, extra, env);
+        d
+    }
+
+    /// Starts the daemon again on the same home (after [`kill`](Self::kill) or a crash the test
+    /// waited for with [`wait_exit`](Self::wait_exit)), its log appended to.
+    pub fn relaunch(&mut self, net: &Net, extra: &[&str], env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        self.launch(net, extra, env);
+    }
+
+    fn launch(&mut self, net: &Net, extra: &[&str], env: &[(&str, &str)]) {
+        let (name, host) = (self.name.clone(), self.host);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.home.join("daemon.log")).unwrap();
+        let mut cmd = net.command(host, &self.bin);
         for v in ["FERRY_HOME", "FERRY_LISTEN", "FERRY_NAME", "FERRY_OWNER", "FERRY_LOG_FILE", "FERRY_MDNS"] {
             cmd.env_remove(v);
         }
@@ -228,31 +247,47 @@ impl NsDaemon {
         // LocalSend likewise, for the tests that give one of its flags.
         let ls = extra.iter().any(|a| a.starts_with("--localsend"));
         cmd.env("FERRY_LOCALSEND", if ls { "1" } else { "0" });
-        for v in ["FERRY_LOCALSEND_BIND", "FERRY_LOCALSEND_PORT", "FERRY_LOCALSEND_PIN"] {
+        for v in ["FERRY_LOCALSEND_BIND", "FERRY_LOCALSEND_PORT", "FERRY_LOCALSEND_PIN", "FERRY_CRASH_AT"] {
             cmd.env_remove(v);
         }
+        cmd.envs(env.iter().copied());
         cmd.arg("--home")
-            .arg(&home)
-            .args(["daemon", "--listen", &format!("0.0.0.0:{PORT}"), "--name", name, "--owner", "tester"])
+            .arg(&self.home)
+            .args(["daemon", "--listen", &format!("0.0.0.0:{PORT}"), "--name", &name, "--owner", "tester"])
             .args(["--log", "info,ferry_net=debug"])
             .args(extra)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start ferry in {}: {e}", net.hosts[host].ns));
-        let mut d =
-            NsDaemon { name: name.into(), home, host, bin: bin.to_path_buf(), child: Some(child), _home_dir: dir };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("daemon {name} exited early ({status}):\n{}", d.log_tail(40));
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon {name} exited early ({status}):\n{}", self.log_tail(40));
             }
-            if d.try_cli(&["id", "--json"]).status.success() {
+            if self.try_cli(&["id", "--json"]).status.success() {
                 break;
             }
-            assert!(Instant::now() < deadline, "daemon {name} did not answer within 60 s:\n{}", d.log_tail(40));
+            assert!(Instant::now() < deadline, "daemon {name} did not answer within 60 s:\n{}", self.log_tail(40));
             std::thread::sleep(Duration::from_millis(50));
         }
-        d
+    }
+
+    /// Waits (at most `limit`) for the daemon to end by itself; its exit status, or None if it
+    /// still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.child.as_mut()?.try_wait().unwrap();
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -435,7 +435,9 @@ async fn watchdog(inner: &Arc<Context>, tid: TransferId) {
 
 /// After a restart no LocalSend session survives (the sender's connection is gone): an
 /// incoming transfer that did not finish fails, its prompt and staging folder go. One whose
-/// items were placed (recorded) before the stop is done: they are in the Inbox.
+/// items were placed (recorded) before the stop is done: they are in the Inbox. One that had
+/// every byte (recorded before placing began) is placed now: a stop in the middle of placing
+/// leaves some items in the Inbox already, and those are found there, not placed again.
 pub(super) async fn after_restart(inner: &Arc<Context>) {
     let Ok(all) = inner.db(|s| s.transfers()).await else { return };
     let Ok(ls) = inner.db(|s| s.ls_devices()).await else { return };
@@ -443,12 +445,17 @@ pub(super) async fn after_restart(inner: &Arc<Context>) {
         if !ls.iter().any(|r| r.id() == t.peer) {
             continue;
         }
-        if !t.placed.is_empty() {
+        let whole = t.placed.is_empty() && t.total_bytes() > 0 && t.done_bytes == t.total_bytes();
+        let placed = if whole { super::upload::place_received(inner, &t).await } else { Ok(()) };
+        if !t.placed.is_empty() || (whole && placed.is_ok()) {
             remove_staging(inner, &t.id).await;
             set_state(inner, t.id, SendEvent::Completed, None).await;
             continue;
         }
-        let why = "interrupted by a restart; ask the device to send it again".to_string();
+        let why = match placed {
+            Err(e) => e,
+            Ok(()) => "interrupted by a restart; ask the device to send it again".to_string(),
+        };
         set_state(inner, t.id, SendEvent::Failed(why), None).await;
         remove_prompt_for(inner, t.id).await;
         remove_staging(inner, &t.id).await;

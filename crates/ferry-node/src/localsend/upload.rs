@@ -167,19 +167,63 @@ async fn progress(inner: &Arc<Context>, tid: TransferId, n: u64) {
     }
 }
 
-/// Every file is in staging: place each top-level entry in the Inbox (never overwriting),
-/// fsync it, record where each went, and end the session.
+/// Every file is in staging: record that, place each top-level entry in the Inbox (never
+/// overwriting), fsync it, record where each went, and end the session.
 async fn finish(inner: &Arc<Context>, tid: TransferId) {
     let Ok(Some(t)) = inner.db(move |s| s.transfer(&tid)).await else { return };
-    let tops = crate::send::top_names(&t);
-    let (st, inbox) = (staging_dir(inner, &tid), inner.cfg.inbox.clone());
+    let (st, total) = (staging_dir(inner, &tid), t.total_bytes());
     for dir in t.files.iter().filter_map(|f| f.path.as_str().rsplit_once('/').map(|(d, _)| st.join(d))) {
         let _ = tokio::task::spawn_blocking(move || ferry_fs::fsync_dir(&dir)).await;
     }
-    let placed = tokio::task::spawn_blocking(move || {
-        ferry_fs::fsync_dir(&st).map_err(|e| e.to_string())?;
+    let durable = tokio::task::spawn_blocking(move || ferry_fs::fsync_dir(&st).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+    if let Err(e) = durable {
+        return end_session(inner, tid, Some(format!("cannot make the received files durable: {e}"))).await;
+    }
+    // Every byte is durable in staging, recorded before anything is placed: a stop from here on
+    // finishes the placement at the next start (`place_received`) instead of failing a transfer
+    // whose files may already be in the Inbox (the sender would then send them again, and they
+    // would land twice).
+    let recorded = inner
+        .db(move |s| {
+            s.update_transfer(&tid, |t| {
+                t.done_bytes = total;
+                true
+            })
+        })
+        .await;
+    if let Err(e) = recorded {
+        return end_session(inner, tid, Some(e.message)).await;
+    }
+    match place_received(inner, &t).await {
+        // The session and its staging folder end before the transfer is done: a finished
+        // transfer leaves the Inbox holding only what it placed (placed items are links or
+        // folders of their own).
+        Ok(()) => {
+            end_session(inner, tid, None).await;
+            emit_progress(inner, &t, total, 0.0);
+            set_state(inner, tid, SendEvent::Completed, None).await;
+        }
+        Err(e) => end_session(inner, tid, Some(e)).await,
+    }
+}
+
+/// Places every top-level entry of `t`'s staging folder in the Inbox and records where each
+/// went; an error means something was not placed. Run again after a stop, it places nothing twice: a file's earlier placement is found
+/// by its inode (`place`). A folder is moved whole, so once moved its staging copy is gone and
+/// a second run cannot tell where it went: that run fails, naming the folder.
+pub(super) async fn place_received(inner: &Arc<Context>, t: &ferry_store::TransferRecord) -> Result<(), String> {
+    let tid = t.id;
+    let tops = crate::send::top_names(t);
+    let (st, inbox) = (staging_dir(inner, &tid), inner.cfg.inbox.clone());
+    let list = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for name in tops {
+            if std::fs::symlink_metadata(st.join(&name)).is_err() {
+                return Err(format!("{name} was being placed in the Inbox when Ferry stopped: look for it there"));
+            }
             let to = place(&st.join(&name), &inbox, &name)?;
             out.push((name, to));
         }
@@ -188,27 +232,20 @@ async fn finish(inner: &Arc<Context>, tid: TransferId) {
     })
     .await
     .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    match placed {
-        Ok(list) => {
-            crate::crash::point("send.placed");
-            let total = t.total_bytes();
-            let _ = inner
-                .db(move |s| {
-                    s.update_transfer(&tid, |t| {
-                        t.placed = list;
-                        t.done_bytes = total;
-                        true
-                    })
-                })
-                .await;
-            // The session and its staging folder end before the transfer is done: a finished
-            // transfer leaves the Inbox holding only what it placed (placed items are links or
-            // folders of their own).
-            end_session(inner, tid, None).await;
-            emit_progress(inner, &t, total, 0.0);
-            set_state(inner, tid, SendEvent::Completed, None).await;
-        }
-        Err(e) => end_session(inner, tid, Some(e)).await,
+    .and_then(|r| r)?;
+    crate::crash::point("send.placed");
+    // Everything is in the Inbox now, recorded or not: a record that fails is only logged (the
+    // next start places the items again, finding each where it is).
+    let recorded = inner
+        .db(move |s| {
+            s.update_transfer(&tid, |t| {
+                t.placed = list;
+                true
+            })
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!("cannot record where a LocalSend transfer was placed: {}", e.message);
     }
+    Ok(())
 }
