@@ -445,19 +445,23 @@ pub(super) async fn after_restart(inner: &Arc<Context>) {
         if !ls.iter().any(|r| r.id() == t.peer) {
             continue;
         }
-        let whole = t.placed.is_empty() && t.total_bytes() > 0 && t.done_bytes == t.total_bytes();
-        let placed = if whole { super::upload::place_received(inner, &t).await } else { Ok(()) };
-        if !t.placed.is_empty() || (whole && placed.is_ok()) {
-            remove_staging(inner, &t.id).await;
-            set_state(inner, t.id, SendEvent::Completed, None).await;
-            continue;
-        }
-        let why = match placed {
-            Err(e) => e,
-            Ok(()) => "interrupted by a restart; ask the device to send it again".to_string(),
+        let placed = if !t.placed.is_empty() {
+            Ok(())
+        } else if t.total_bytes() > 0 && t.done_bytes == t.total_bytes() {
+            super::upload::place_received(inner, &t).await
+        } else {
+            Err("interrupted by a restart; ask the device to send it again".to_string())
         };
-        set_state(inner, t.id, SendEvent::Failed(why), None).await;
-        remove_prompt_for(inner, t.id).await;
-        remove_staging(inner, &t.id).await;
+        match placed {
+            Ok(()) => {
+                remove_staging(inner, &t.id).await;
+                set_state(inner, t.id, SendEvent::Completed, None).await;
+            }
+            Err(why) => {
+                set_state(inner, t.id, SendEvent::Failed(why), None).await;
+                remove_prompt_for(inner, t.id).await;
+                remove_staging(inner, &t.id).await;
+            }
+        }
     }
 }
