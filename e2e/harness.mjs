@@ -4,7 +4,7 @@
 // file in its own dbus-run-session under Xvfb. setup.mjs (runFlow) composes these pieces into
 // the setup and teardown every flow shares.
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import net from 'node:net';
@@ -53,10 +53,27 @@ export async function ferry(home, ...args) {
   return stdout.trim() ? JSON.parse(stdout) : null;
 }
 
-/** A temp directory for this test. */
+/** Every temp directory this flow made, removed when it exits (see below). */
+const temps = [];
+
+/** A temp directory for this test, removed at exit if the flow passed. */
 export function tempDir(name) {
-  return mkdtempSync(join(tmpdir(), `ferry-e2e-${name}-`));
+  const dir = mkdtempSync(join(tmpdir(), `ferry-e2e-${name}-`));
+  temps.push(dir);
+  return dir;
 }
+
+// Each flow is its own node process (.ci/desktop-test), so its exit is the end of its test. A
+// failed flow keeps its homes and folders (the daemon's and the app's logs and databases are what
+// explains a failure) and says where; a passed one leaves nothing behind (every run used to leave
+// ~60 directories in /tmp). By exit the app and daemons are stopped: runFlow's teardown awaits them.
+process.on('exit', (code) => {
+  if (code !== 0 || process.exitCode) {
+    if (temps.length) console.error(`kept for inspection: ${temps.join(' ')}`);
+    return;
+  }
+  for (const dir of temps) rmSync(dir, { recursive: true, force: true });
+});
 
 /** A headless node on loopback, the "other computer". */
 export async function startDaemon(name = 'Desk') {
