@@ -273,6 +273,17 @@ async fn attach_in_span(inner: &Arc<Context>, conn: PeerConn, hello: Hello) {
     };
     serve.abort();
     peer.stop_senders();
+    let path = conn.connection().stats().path;
+    // What the connection's path looked like over its life: the MTU discovery settled on, and
+    // the congestion it met (losses and black-hole resets are what slow a bulk transfer).
+    tracing::debug!(
+        mtu = path.current_mtu,
+        sent_packets = path.sent_packets,
+        lost_packets = path.lost_packets,
+        congestion_events = path.congestion_events,
+        black_holes = path.black_holes_detected,
+        "connection path"
+    );
     detach(inner, &peer, hello.name, reason).await;
 }
 
