@@ -9,7 +9,7 @@
 //! Needs root (namespaces) and the `ferry` binary; without root every test prints "skipped"
 //! and passes. Traffic stays in the namespaces.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_e2e::kdepeer::ctl::{ferry_bin, listing, notes, sha256_file, transfers};
@@ -277,24 +277,38 @@ fn the_scan_finds_a_device_multicast_does_not_reach() {
     assert_eq!(dev["fingerprint"].as_str().unwrap(), fp.to_uppercase());
 }
 
-/// Ferry crashes (crash point `send.placed`: aborted, no clean shutdown) after placing a file
-/// from the phone in the Inbox and before recording it. Every byte had arrived and was durable,
-/// so the restarted node finishes the placement: the file is in the Inbox once and whole, the
-/// transfer is done (it used to fail as "interrupted", and the phone's user, told to send it
-/// again, got a second copy), nothing is left in staging.
-#[test]
-fn a_crash_while_placing_a_received_file_finishes_it_at_restart() {
-    let Some(net) = net() else { return };
+/// How a transfer from the phone ended after a crash and a restart.
+struct Settled {
+    /// The transfer's state (`done`, `rejected` or `failed`) and its record.
+    state: String,
+    record: Value,
+    inbox: PathBuf,
+    /// Each name sent, with the file its bytes came from.
+    sources: Vec<(String, PathBuf)>,
+    /// Holds the Inbox and the sources.
+    _work: tempfile::TempDir,
+}
+
+/// Ferry, armed at crash point `send.placed` (aborted, no clean shutdown), accepts `names` from
+/// the phone (3 MiB of random bytes each; a name with a `/` is a folder's file, as LocalSend
+/// sends folders), crashes after placing the first top-level item in the Inbox and before
+/// recording it, and is relaunched.
+fn crash_while_placing(net: &Net, names: &[&str]) -> Settled {
     let work = tempfile::tempdir().unwrap();
     let (inbox, phone_dir) = (work.path().join("inbox"), work.path().join("phone"));
     std::fs::create_dir_all(&phone_dir).unwrap();
     let args = ferry_args(&inbox, &[]);
-    let mut ferry = NsDaemon::start_env(&net, 0, &ferry_bin(), "desk", &args, &[("FERRY_CRASH_AT", "send.placed")]);
-    let (mut phone, _) = start_peer(&net, 1, "Pixel", &phone_dir, |_| {});
+    let mut ferry = NsDaemon::start_env(net, 0, &ferry_bin(), "desk", &args, &[("FERRY_CRASH_AT", "send.placed")]);
+    let (mut phone, _) = start_peer(net, 1, "Pixel", &phone_dir, |_| {});
     poll("Ferry lists the phone", WAIT, POLL, || ls_device(&ferry, "Pixel"));
-    let src = work.path().join("holiday.jpg");
-    write_random(&src, 11, 3 * MIB);
-    phone.send(json!({ "cmd": "send", "to": FERRY, "files": [{ "path": src }] }));
+    let mut sources = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let src = work.path().join(format!("src-{i}"));
+        write_random(&src, 11 + i as u64, 3 * MIB);
+        sources.push((name.to_string(), src));
+    }
+    let files: Vec<Value> = sources.iter().map(|(name, src)| json!({ "path": src, "name": name })).collect();
+    phone.send(json!({ "cmd": "send", "to": FERRY, "files": files }));
     ferry.cli(&["accept", &send_prompt(&ferry)["id"].to_string()]);
     let status = ferry.wait_exit(WAIT).unwrap_or_else(|| panic!("Ferry did not crash:\n{}", ferry.log_tail(30)));
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGABRT), "{status}");
@@ -302,11 +316,36 @@ fn a_crash_while_placing_a_received_file_finishes_it_at_restart() {
     // (Whether the phone heard its last upload answered is a race with the abort: the node
     // places the files after answering it, so nothing is asserted about the phone's end.)
 
-    ferry.relaunch(&net, &args, &[]);
-    let (state, t) = poll("the transfer settled after the restart", WAIT, POLL, || {
+    ferry.relaunch(net, &args, &[]);
+    let (state, record) = poll("the transfer settled after the restart", WAIT, POLL, || {
         transfer_state(&ferry, true).filter(|(s, _)| ["done", "rejected", "failed"].contains(&s.as_str()))
     });
-    assert_eq!(state, "done", "{t}");
-    assert_eq!(listing(&inbox), vec!["holiday.jpg"], "in the Inbox once, no staging left");
-    assert_eq!(sha256_file(&inbox.join("holiday.jpg")), sha256_file(&src));
+    Settled { state, record, inbox, sources, _work: work }
+}
+
+/// A file from the phone, placed before the crash: every byte had arrived and was durable, so
+/// the restarted node finishes the placement: the file is in the Inbox once and whole, the
+/// transfer is done (it used to fail as "interrupted", and the phone's user, told to send it
+/// again, got a second copy), nothing is left in staging.
+#[test]
+fn a_crash_while_placing_a_received_file_finishes_it_at_restart() {
+    let Some(net) = net() else { return };
+    let s = crash_while_placing(&net, &["holiday.jpg"]);
+    assert_eq!(s.state, "done", "{}", s.record);
+    assert_eq!(listing(&s.inbox), vec!["holiday.jpg"], "in the Inbox once, no staging left");
+    assert_eq!(sha256_file(&s.inbox.join("holiday.jpg")), sha256_file(&s.sources[0].1));
+}
+
+/// A folder from the phone, moved whole into the Inbox before the crash: no staging copy is
+/// left to recognise it by, and the restart used to fail the transfer ("look for it there").
+/// The claim noted before the move says where it went: done, the folder in the Inbox once.
+#[test]
+fn a_crash_after_moving_a_received_folder_finishes_it_at_restart() {
+    let Some(net) = net() else { return };
+    let s = crash_while_placing(&net, &["album/cover.jpg", "album/2026/june.jpg"]);
+    assert_eq!(s.state, "done", "{}", s.record);
+    assert_eq!(listing(&s.inbox), vec!["album"], "in the Inbox once, no staging left");
+    for (name, src) in &s.sources {
+        assert_eq!(sha256_file(&s.inbox.join(name)), sha256_file(src), "{name}");
+    }
 }

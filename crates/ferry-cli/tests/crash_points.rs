@@ -153,6 +153,40 @@ fn the_receiver_recovers_from_a_crash_at_every_durability_step() {
     b.stop();
 }
 
+/// A received folder is moved into the inbox whole, so nothing of it stays in staging to be
+/// recognised by: a crash after the move and before its record (`send.placed`) used to leave
+/// the restarted receiver fetching the folder again and placing it a second time as
+/// `album (1)`. Now the claim noted before the move says where it went: placed once, whole.
+#[test]
+fn a_folder_moved_into_the_inbox_before_a_crash_is_placed_once() {
+    let (mut a, mut b) = (Daemon::start("alpha"), Daemon::start("beta"));
+    pair_through_cli(&a, &b);
+    b.cli(&["devices", "auto-accept", "alpha", "on"]);
+    let outbox = tempfile::tempdir().unwrap();
+    let album = outbox.path().join("album");
+    fs::create_dir_all(album.join("2026")).unwrap();
+    fs::write(album.join("cover.jpg"), random_bytes(1, 200_000)).unwrap();
+    fs::write(album.join("2026/june.jpg"), random_bytes(2, 300_000)).unwrap();
+    b.stop();
+    let mut armed = launch_armed(&b, "send.placed");
+    wait_for("connected to the armed beta", || a.connected_to(&b.id()) && b.connected_to(&a.id()));
+    let _send =
+        Proc::spawn(a.cmd(&["send", "beta", album.to_str().unwrap(), "--no-wait"]).stdout(Stdio::null()), "send");
+    let out = armed.wait(WAIT).unwrap_or_else(|| panic!("beta did not crash:\n{}", b.log_tail(30)));
+    assert_eq!(out.status.signal(), Some(libc_sigabrt()), "beta ended with {:?}", out.status);
+
+    b.launch();
+    let done = || b.json(&["transfers"]).as_array().unwrap().iter().any(|t| t["state"] == "done");
+    wait_for("the send done on beta after the restart", done);
+    let inbox = b.home.join("Inbox");
+    let tops: Vec<String> =
+        fs::read_dir(&inbox).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(tops, ["album"], "the folder is in the inbox once, and nothing else is\n{}", b.log_tail(40));
+    assert_eq!(tree(&inbox.join("album")), tree(&album), "the placed folder holds what was sent");
+    a.stop();
+    b.stop();
+}
+
 /// SIGABRT's number (6 on Linux), without a libc dependency for one constant.
 fn libc_sigabrt() -> i32 {
     6

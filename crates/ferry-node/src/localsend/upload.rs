@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::context::Context;
-use crate::send::{emit_progress, place, set_state, staging_dir};
+use crate::send::{emit_progress, place, placed_before, set_state, staging_dir};
 
 use super::session::{SessionGuard, device_name, end_session, peer_device, peer_is};
 
@@ -211,9 +211,9 @@ async fn finish(inner: &Arc<Context>, tid: TransferId) {
 }
 
 /// Places every top-level entry of `t`'s staging folder in the Inbox and records where each
-/// went; an error means something was not placed. Run again after a stop, it places nothing twice: a file's earlier placement is found
-/// by its inode (`place`). A folder is moved whole, so once moved its staging copy is gone and
-/// a second run cannot tell where it went: that run fails, naming the folder.
+/// went; an error means something was not placed. Run again after a stop, it places nothing
+/// twice: a file's earlier placement is found by its inode (`place`), a folder's by the claim
+/// it noted before it moved (`placed_before`).
 pub(super) async fn place_received(inner: &Arc<Context>, t: &ferry_store::TransferRecord) -> Result<(), String> {
     let tid = t.id;
     let tops = crate::send::top_names(t);
@@ -221,6 +221,10 @@ pub(super) async fn place_received(inner: &Arc<Context>, t: &ferry_store::Transf
     let list = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for name in tops {
+            if let Some(to) = placed_before(&st, &inbox, &name) {
+                out.push((name, to));
+                continue;
+            }
             if std::fs::symlink_metadata(st.join(&name)).is_err() {
                 return Err(format!("{name} was being placed in the Inbox when Ferry stopped: look for it there"));
             }

@@ -53,6 +53,7 @@ const PROMPT_NAMES: usize = 5;
 pub(crate) const RECENT: usize = 50;
 
 mod offer;
+mod place;
 mod prepare;
 mod receive;
 mod serve;
@@ -60,13 +61,14 @@ mod serve;
 mod tests;
 
 pub(crate) use offer::{on_offer, on_update};
+pub(crate) use place::{place, placed_before};
 pub(crate) use prepare::mtime_ns;
 pub(crate) use prepare::{collect, describe_files};
+pub(crate) use receive::remove_staging;
 use receive::start_receive;
-pub(crate) use receive::{place, remove_staging};
 pub(crate) use serve::on_block;
 #[cfg(test)]
-use {offer::check_offer, receive::candidate};
+use {offer::check_offer, place::candidate};
 
 /// The store's transfer state as the engine's send state machine sees it (one to one).
 fn engine_state(s: &TransferState) -> SendState {

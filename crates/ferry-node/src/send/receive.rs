@@ -108,13 +108,13 @@ async fn receive(inner: &Arc<Context>, peer: &Arc<PeerLink>, id: TransferId) -> 
     }
     let t = Arc::new(t);
     let staging = staging_dir(inner, &id);
-    let placed: Arc<HashSet<String>> = Arc::new(t.placed.iter().map(|(from, _)| from.clone()).collect());
     let (inbox, st) = (inner.cfg.inbox.clone(), staging.clone());
     blocking(move || {
         ferry_fs::create_dirs_durable(&inbox).map_err(io(&inbox))?;
         ferry_fs::create_dirs_durable(&st).map_err(io(&st))
     })
     .await?;
+    let placed = Arc::new(adopt_moved_folders(inner, &t, &staging).await?);
     fetch_files(inner, peer, &t, &staging, &placed).await?;
     make_dirs(&t, &staging, &placed).await?;
     place_items(inner, &t, &staging, &placed).await?;
@@ -247,6 +247,39 @@ async fn make_dirs(t: &Arc<TransferRecord>, staging: &Path, placed: &Arc<HashSet
     .await
 }
 
+/// The top-level items already placed: those recorded, and folders an earlier run moved into
+/// the inbox but stopped before recording (`placed_before`), recorded now so that they are
+/// neither fetched nor placed a second time.
+async fn adopt_moved_folders(
+    inner: &Arc<Context>,
+    t: &TransferRecord,
+    staging: &Path,
+) -> Result<HashSet<String>, Stop> {
+    let mut placed: HashSet<String> = t.placed.iter().map(|(from, _)| from.clone()).collect();
+    let tops: Vec<String> = top_names(t).into_iter().filter(|n| !placed.contains(n)).collect();
+    let (st, inbox) = (staging.to_path_buf(), inner.cfg.inbox.clone());
+    let found: Vec<(String, String)> = blocking(move || {
+        Ok(tops.into_iter().filter_map(|n| placed_before(&st, &inbox, &n).map(|to| (n, to))).collect())
+    })
+    .await?;
+    if found.is_empty() {
+        return Ok(placed);
+    }
+    tracing::info!("send {}: {} folder(s) placed before a stop, recorded now", t.id.to_hex(), found.len());
+    let (id, record) = (t.id, found.clone());
+    inner
+        .db(move |s| {
+            s.update_transfer(&id, |t| {
+                t.placed.extend(record);
+                true
+            })
+        })
+        .await
+        .map_err(|e| Stop::Failed(e.message))?;
+    placed.extend(found.into_iter().map(|(from, _)| from));
+    Ok(placed)
+}
+
 /// Moves each top-level item into the inbox under a free name (never overwriting), recording
 /// each placement before the staging copy goes, so a crash in between places nothing twice.
 async fn place_items(
@@ -299,59 +332,6 @@ fn report_progress(inner: &Arc<Context>, peer: &Arc<PeerLink>, t: &Arc<TransferR
     tokio::spawn(async move {
         let _ = p.conn.request(&Message::SendUpdate { id, update: SendUpdate::Progress(done) }, SEND_TIMEOUT).await;
     });
-}
-
-/// `name`, then `stem (1).ext`, `stem (2).ext`... (folders and dotfiles: `name (1)`).
-pub(crate) fn candidate(name: &str, n: u32, is_dir: bool) -> String {
-    if n == 0 {
-        return name.to_string();
-    }
-    match name.rfind('.') {
-        Some(dot) if !is_dir && dot > 0 => format!("{} ({n}){}", &name[..dot], &name[dot..]),
-        _ => format!("{name} ({n})"),
-    }
-}
-
-/// Moves `src` (a file or folder in the staging folder) into `inbox` under the first free
-/// candidate name, atomically and without replacing anything; returns the name it got.
-pub(crate) fn place(src: &Path, inbox: &Path, name: &str) -> Result<String, String> {
-    let meta = std::fs::symlink_metadata(src).map_err(io(src))?;
-    let is_dir = meta.is_dir();
-    for n in 0..10_000 {
-        let cand = candidate(name, n, is_dir);
-        let target = inbox.join(&cand);
-        if is_dir {
-            // Claim the name with an empty folder (fails if anything is there), then rename
-            // over it: rename replaces only an empty directory.
-            match std::fs::create_dir(&target) {
-                Ok(()) => {
-                    std::fs::rename(src, &target).map_err(io(&target))?;
-                    return Ok(cand);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("{}: {e}", target.display())),
-            }
-        } else {
-            match std::fs::hard_link(src, &target) {
-                Ok(()) => return Ok(cand),
-                // Our own earlier placement, made before a crash that came before it was
-                // recorded: the staging copy is still a link to it (same inode), so it is
-                // placed already, not placed again under the next name.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && same_file(&meta, &target) => {
-                    return Ok(cand);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("{}: {e}", target.display())),
-            }
-        }
-    }
-    Err(format!("no free name for {name} in {}", inbox.display()))
-}
-
-/// Whether `path` is the file `meta` describes (the same inode on the same device).
-fn same_file(meta: &std::fs::Metadata, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.ino() == meta.ino() && m.dev() == meta.dev())
 }
 
 pub(crate) async fn remove_staging(inner: &Arc<Context>, id: &TransferId) {
