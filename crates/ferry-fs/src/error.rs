@@ -58,9 +58,6 @@ pub enum FsError {
         "watching {path}: the inotify watch limit is reached (raise fs.inotify.max_user_watches; `ferry doctor` shows the budget)"
     )]
     WatchLimit { path: PathBuf },
-    /// Chunking failed inside fastcdc.
-    #[error("chunking {path}: {message}")]
-    Chunk { path: PathBuf, message: String },
 }
 
 impl FsError {
