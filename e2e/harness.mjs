@@ -68,7 +68,7 @@ export function tempDir(name) {
 // explains a failure) and says where; a passed one leaves nothing behind (every run used to leave
 // ~60 directories in /tmp). By exit the app and daemons are stopped: runFlow's teardown awaits them.
 process.on('exit', (code) => {
-  if (code !== 0 || process.exitCode) {
+  if (code !== 0) {
     if (temps.length) console.error(`kept for inspection: ${temps.join(' ')}`);
     return;
   }
