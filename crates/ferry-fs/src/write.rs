@@ -9,7 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ferry_proto::{FERRY_DIR, FileKind, RelPath, TEMP_PREFIX};
@@ -286,12 +286,19 @@ pub fn read_file_range(full: &Path, offset: u64, len: u32) -> Result<Vec<u8>, Fs
     if offset.checked_add(len as u64).is_none_or(|end| end > meta.size()) {
         return Err(short());
     }
-    let mut buf = vec![0u8; len as usize];
-    match file.read_exact_at(&mut buf, offset) {
-        Ok(()) => Ok(buf),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(short()),
-        Err(e) => Err(FsError::io("read", &full, e)),
+    // Read into the buffer's spare capacity: zeroing it first wrote every served byte twice
+    // (memset was 2 % of a sender's CPU in W1's profile).
+    let mut buf = Vec::with_capacity(len as usize);
+    while buf.len() < len as usize {
+        let at = offset + buf.len() as u64;
+        match rustix::io::pread(&file, rustix::buffer::spare_capacity(&mut buf), at) {
+            // The file shrank since the fstat above.
+            Ok(0) => return Err(short()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(FsError::io("read", &full, e.into())),
+        }
     }
+    Ok(buf)
 }
 
 /// Creates the directory `rel` (and missing parents); fine if it is already a directory. Sets its
@@ -495,6 +502,7 @@ mod tests {
         fs::write(dir.path().join("f"), b"0123456789").unwrap();
         assert_eq!(read_range(dir.path(), &rel("f"), 2, 3).unwrap(), b"234");
         assert_eq!(read_range(dir.path(), &rel("f"), 0, 10).unwrap(), b"0123456789");
+        assert_eq!(read_range(dir.path(), &rel("f"), 10, 0).unwrap(), b"");
         assert!(matches!(read_range(dir.path(), &rel("f"), 8, 3), Err(FsError::ShortRead { .. })));
         std::os::unix::fs::symlink("f", dir.path().join("l")).unwrap();
         assert!(read_range(dir.path(), &rel("l"), 0, 1).is_err());
