@@ -2,9 +2,9 @@
 //! for what only the shell can do: folder picker, file manager, autostart); errors cross as
 //! the node's `{code, message}`.
 
-use ferry_node::Node;
 use ferry_node::api::*;
 use ferry_node::settings::{FirstRunDto, SettingsDto, SettingsUpdateDto};
+use ferry_node::{Node, RecentDto};
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
@@ -12,7 +12,6 @@ use tauri_plugin_dialog::DialogExt;
 use tauri_plugin_opener::OpenerExt;
 
 use crate::prefs::{self, Prefs};
-use crate::recent::{Recent, RecentDto};
 use crate::tray::TrayRefresh;
 use crate::window::Navigation;
 
@@ -256,10 +255,11 @@ pub fn save_app_prefs(app: AppHandle, node: State<'_, Node>, req: AppPrefsDto) -
     app_prefs(app, node)
 }
 
-/// The node's recent events, for a new window's Activity feed (recent.rs).
+/// The events the node kept, for a new window's Activity feed (the page is new each time the
+/// window opens: what happened while it was closed shows too).
 #[tauri::command]
-pub fn recent_events(recent: State<'_, Recent>) -> RecentDto {
-    recent.snapshot()
+pub fn recent_events(node: State<'_, Node>) -> RecentDto {
+    node.recent_events()
 }
 
 /// The view the tray asked for (`{view, device}`), once: a new window asks when it starts, a

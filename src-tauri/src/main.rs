@@ -11,7 +11,6 @@
 
 mod commands;
 mod prefs;
-mod recent;
 mod tray;
 mod window;
 
@@ -182,21 +181,15 @@ fn setup(
     Ok(())
 }
 
-/// The node's events: to the window, to the tray, to notifications.
+/// The node's events: to the window (as the node numbered them: the page drops those its
+/// replay of the kept ones already had), to the tray, to notifications.
 async fn forward_events(h: tauri::AppHandle, node: Node, r: tray::TrayRefresh) {
-    use tokio::sync::broadcast::error::RecvError;
-    let mut rx = node.subscribe();
+    let mut events = node.subscribe();
     let mut last_error = None;
-    loop {
-        let ev = match rx.recv().await {
-            Ok(ev) => ev,
-            Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
-            Err(RecvError::Closed) => break,
-        };
-        on_event(&h, &ev, &mut last_error);
-        let seq = h.state::<recent::Recent>().record(&ev, recent::now_ms());
-        // No window (closed to the tray): nobody listens, and the event is not lost to Activity.
-        let _ = h.emit("ferry-event", recent::with_seq(&ev, seq));
+    while let Some(stamped) = events.next().await {
+        on_event(&h, &stamped.event, &mut last_error);
+        // No window (closed to the tray): nobody listens; the node keeps what Activity needs.
+        let _ = h.emit("ferry-event", &stamped);
         r.poke();
     }
 }
@@ -230,7 +223,6 @@ fn main() {
             Some(vec!["--hidden"]),
         ))
         .manage(refresh.clone())
-        .manage(recent::Recent::default())
         .manage(window::Navigation::default())
         .setup(move |app| setup(app, cfg, refresh, start_hidden_arg))
         .on_window_event(|window, event| {

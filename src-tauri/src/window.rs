@@ -4,7 +4,7 @@
 //! a note from the tray, a second launch, a prompt) builds it afresh from tauri.conf.json's
 //! "main" entry (`create: false` there: nothing is built until it is wanted, so `--hidden`
 //! starts without a webview); the page then loads its state from the node, and Activity
-//! replays the shell's recent events (recent.rs).
+//! replays the events the node kept (ferry-node event_log.rs).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

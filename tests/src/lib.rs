@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferry_node::api::{AcceptDto, InviteDto, PendingDto, ShareAddDto};
-use ferry_node::{Config, Event, Node};
+use ferry_node::{Config, Node};
 use tempfile::TempDir;
 
 pub mod kdeconnectd;
@@ -165,7 +165,7 @@ async fn dump_status(nodes: &[&TestNode]) {
     }
 }
 
-async fn futures_select(subs: &mut [tokio::sync::broadcast::Receiver<Event>]) {
+async fn futures_select(subs: &mut [ferry_node::Subscription]) {
     let futs: Vec<_> = subs.iter_mut().map(|r| Box::pin(async move { r.recv().await.ok() })).collect();
     if futs.is_empty() {
         std::future::pending::<()>().await;

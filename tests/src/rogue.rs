@@ -240,7 +240,7 @@ pub async fn closed_within_wait(conn: &PeerConn) -> String {
 }
 
 /// Events already emitted, without waiting.
-pub fn drain(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<Event> {
+pub fn drain(rx: &mut ferry_node::Subscription) -> Vec<Event> {
     use tokio::sync::broadcast::error::TryRecvError;
     let mut out = Vec::new();
     loop {

@@ -31,7 +31,7 @@ fn set_mode(p: &Path, mode: u32) {
 }
 
 /// How many `FailedItems` events `rx` holds now.
-fn failed_events(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> usize {
+fn failed_events(rx: &mut ferry_node::Subscription) -> usize {
     std::iter::from_fn(|| rx.try_recv().ok()).filter(|e| matches!(e, Event::FailedItems { .. })).count()
 }
 

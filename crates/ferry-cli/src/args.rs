@@ -122,7 +122,12 @@ pub(crate) enum Cmd {
     /// Round-trip time to a connected device.
     Ping { device: String },
     /// Follow the node's live events (scans, transfers, prompts, errors).
-    Events,
+    Events {
+        /// First show the events the node kept (its last 300, progress left out) numbered
+        /// after N (each line with `--json` carries its number, `seq`); 0 for all it kept.
+        #[arg(long, value_name = "N")]
+        since: Option<u64>,
+    },
     /// Why devices do not find or reach each other: mDNS per interface, devices seen, listen
     /// address, inotify watch budget, control socket. Works without a running node too.
     Doctor,

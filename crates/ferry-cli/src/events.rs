@@ -8,20 +8,27 @@ use ferry_node::Event;
 use ferry_node::client::Client;
 
 use crate::client_err;
-use crate::output::human_bytes;
+use crate::output::{fmt_ms, human_bytes};
 
-/// `ferry events`: follows the stream until the node goes away.
-pub(crate) async fn events(client: &Client, json: bool) -> Result<ExitCode> {
-    let mut stream = client.events().await.map_err(client_err)?;
+/// `ferry events [--since N]`: the kept events after N if asked, then the live ones until the
+/// node goes away. Human lines start with the time of day (UTC) the node emitted them.
+pub(crate) async fn events(client: &Client, json: bool, since: Option<u64>) -> Result<ExitCode> {
+    let mut stream = client.events(since).await.map_err(client_err)?;
     while let Some(ev) = stream.next().await {
         let ev = ev.map_err(client_err)?;
         if json {
             println!("{}", serde_json::to_string(&ev)?);
         } else {
-            println!("{}", describe(&ev));
+            println!("{}  {}", clock(ev.at_ms), describe(&ev.event));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `HH:MM:SSZ`: the time of day in UTC, as the CLI's other dates.
+fn clock(at_ms: u64) -> String {
+    let full = fmt_ms(at_ms as i64);
+    full.split_once(' ').map_or(full.clone(), |(_, time)| time.to_string())
 }
 
 /// One event as one line of text; the padded first word keeps the lines in columns.

@@ -81,7 +81,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Resolve { path, keep } => history::resolve(c, json, path, keep).await,
         Cmd::Send { device, paths, no_wait, pin } => send::send(c, json, device, paths, no_wait, pin).await,
         Cmd::Transfers => send::transfers(c, json).await,
-        Cmd::Events => events::events(c, json).await,
+        Cmd::Events { since } => events::events(c, json, since).await,
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) async fn send(
     let paths = paths.iter().map(|p| absolute(p).map(|p| p.display().to_string())).collect::<Result<_>>()?;
     let req = SendDto { device, paths, pin };
     // Subscribe first so no event of this transfer can be missed.
-    let stream = if no_wait { None } else { Some(c.events().await.map_err(client_err)?) };
+    let stream = if no_wait { None } else { Some(c.events(None).await.map_err(client_err)?) };
     let t: TransferDto = call(c.post("/v1/send", &req).await)?;
     let Some(stream) = stream else {
         if json {
@@ -67,7 +67,7 @@ async fn follow(c: &Client, json: bool, t: &TransferDto, mut stream: EventStream
     let path = "/v1/transfer";
     let arg = serde_json::json!({ "name": t.id });
     loop {
-        let ev = tokio::time::timeout(QUIET, stream.next()).await;
+        let ev = tokio::time::timeout(QUIET, stream.next()).await.map(|e| e.map(|e| e.map(|s| s.event)));
         let state = match ev {
             Ok(Some(Ok(Event::SendProgress { id, done, .. }))) if id == t.id => {
                 bar.set_position(done);

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::ApiError;
 use crate::config::socket_path;
-use crate::events::Event;
+use crate::event_log::Stamped;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -80,9 +80,14 @@ impl Client {
         Self::decode(self.send("POST", path, Some(body)).await?).await
     }
 
-    /// Subscribes to the live event stream.
-    pub async fn events(&self) -> Result<EventStream, ClientError> {
-        let resp = self.send("GET", "/v1/events", None).await?;
+    /// Subscribes to the live event stream; with `since`, the kept events numbered after it
+    /// come first.
+    pub async fn events(&self, since: Option<u64>) -> Result<EventStream, ClientError> {
+        let path = match since {
+            Some(n) => format!("/v1/events?since={n}"),
+            None => "/v1/events".to_string(),
+        };
+        let resp = self.send("GET", &path, None).await?;
         if !resp.status().is_success() {
             return Err(ClientError::Protocol(format!("HTTP {}", resp.status())));
         }
@@ -97,7 +102,7 @@ pub struct EventStream {
 
 impl EventStream {
     /// The next event, or None when the node went away.
-    pub async fn next(&mut self) -> Option<Result<Event, ClientError>> {
+    pub async fn next(&mut self) -> Option<Result<Stamped, ClientError>> {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();

@@ -18,7 +18,7 @@ use ferry_net::{AddressBook, Endpoint};
 use ferry_proto::wire::Hello;
 use ferry_proto::{DeviceId, PROTOCOL_VERSION, RelPath, ShareId};
 use ferry_store::{DeviceRecord, PromptKind, PromptRecord, ShareRecord, Store, StoreError};
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::*;
@@ -44,7 +44,7 @@ pub(crate) struct Context {
     pub store: Arc<Store>,
     pub endpoint: Endpoint,
     pub listen: SocketAddr,
-    pub events: broadcast::Sender<Event>,
+    pub events: crate::event_log::EventLog,
     pub peers: Mutex<HashMap<DeviceId, Arc<PeerLink>>>,
     pub shares: Mutex<HashMap<ShareId, ShareHandle>>,
     /// Incoming pairing prompts waiting for the user's answer, by prompt id.
@@ -98,8 +98,7 @@ impl Context {
     }
 
     pub fn emit(&self, e: Event) {
-        // No subscribers is fine: events are best effort by design.
-        let _ = self.events.send(e);
+        self.events.emit(e);
     }
 
     pub fn hello(&self) -> Hello {

@@ -5,15 +5,16 @@
 use std::os::unix::fs::PermissionsExt;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::api::*;
-use crate::events::Event;
+use crate::event_log::Stamped;
 use crate::node::Node;
 
 impl IntoResponse for ApiError {
@@ -87,6 +88,7 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/doctor", get(|State(n): State<Node>| async move { n.doctor().await.map(Json) }))
         .route("/v1/rescan", post(|State(n): State<Node>, b: Option<Json<RescanDto>>| async move { n.rescan(b.map(|Json(b)| b).unwrap_or_default()).await.map(|_| Json(Empty {})) }))
         .route("/v1/events", get(events))
+        .route("/v1/events/recent", get(|State(n): State<Node>| async move { Json(n.recent_events()) }))
         .route("/v1/restore", post(|State(n): State<Node>, Json(b): Json<RestoreDto>| async move { n.restore(b).await.map(Json) }))
         .route("/v1/rewind", post(|State(n): State<Node>, Json(b): Json<RewindReqDto>| async move { n.rewind(b).await.map(Json) }))
         .route("/v1/conflicts", post(|State(n): State<Node>, Json(b): Json<ConflictsQuery>| async move { n.conflicts(b).await.map(Json) }))
@@ -102,22 +104,32 @@ pub(crate) fn router(node: Node) -> Router {
         .with_state(node)
 }
 
-/// A live stream of events, one JSON object per line.
-async fn events(State(n): State<Node>) -> Response {
-    let rx = n.subscribe();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let ev = match rx.recv().await {
-            Ok(e) => e,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-        };
-        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+/// `?since=N`: replay the kept events numbered after N before the live ones.
+#[derive(Deserialize)]
+pub struct SinceQuery {
+    pub since: Option<u64>,
+}
+
+/// A live stream of events, one JSON object per line (the event's fields with `seq` and
+/// `at_ms`), after the kept ones numbered past `since` if asked.
+async fn events(State(n): State<Node>, Query(q): Query<SinceQuery>) -> Response {
+    let (backlog, sub) = match q.since {
+        Some(since) => n.events_since(since),
+        None => (Vec::new(), n.subscribe()),
+    };
+    let line = |s: &Stamped| {
+        let mut line = serde_json::to_vec(s).unwrap_or_default();
         line.push(b'\n');
-        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(line)), rx))
+        Ok::<_, std::io::Error>(bytes::Bytes::from(line))
+    };
+    let backlog = futures::stream::iter(backlog.iter().map(line).collect::<Vec<_>>());
+    let live = futures::stream::unfold(sub, move |mut sub| async move {
+        let s = sub.next().await?;
+        Some((line(&s), sub))
     });
     Response::builder()
         .header("content-type", "application/x-ndjson")
-        .body(Body::from_stream(stream))
+        .body(Body::from_stream(backlog.chain(live)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 

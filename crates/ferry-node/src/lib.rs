@@ -26,6 +26,7 @@ pub mod crash;
 mod discovery;
 pub mod doctor;
 mod error;
+pub mod event_log;
 pub mod events;
 mod failed;
 pub mod fault;
@@ -59,6 +60,7 @@ pub use config::{Config, Overrides};
 /// The control API's one-field request bodies (a name, an id), beside the DTOs in [`api`]: so
 /// every request body can be decoded outside the router (the fuzz targets in `fuzz/`).
 pub use control::{AutoAcceptArg, IdArg, MuteArg, NameArg};
+pub use event_log::{RecentDto, Stamped, Subscription};
 pub use events::Event;
 pub use node::Node;
 

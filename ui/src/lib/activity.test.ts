@@ -27,8 +27,8 @@ describe('activity', () => {
   it('replays recorded events at the times they happened, newest first', () => {
     const recent = {
       events: [
-        { at_ms: 100, event: { type: 'conflict' as const, share: 's1', path: 'a.txt', copy: 'a (conflict).txt', winner: 'desk' } },
-        { at_ms: 200, event: { type: 'in_sync' as const, share: 's1' } },
+        { seq: 1, at_ms: 100, type: 'conflict' as const, share: 's1', path: 'a.txt', copy: 'a (conflict).txt', winner: 'desk' },
+        { seq: 2, at_ms: 200, type: 'in_sync' as const, share: 's1' },
       ],
     };
     const a = replay(emptyActivity(), recent, name);

@@ -113,14 +113,14 @@ export function reduce(
   }
 }
 
-/** Applies events recorded earlier (the shell's recent events), each at the time it happened. */
+/** Applies events the node kept (its recent events), each at the time it happened. */
 export function replay(
   a: Activity,
-  recent: { events: { at_ms: number; event: Event }[] },
+  recent: { events: (Event & { at_ms: number })[] },
   shareName: (id: string) => string,
   deviceName: (id: string) => string = (id) => id,
 ): Activity {
-  return recent.events.reduce((acc, r) => reduce(acc, r.event, r.at_ms, shareName, deviceName), a);
+  return recent.events.reduce((acc, e) => reduce(acc, e, e.at_ms, shareName, deviceName), a);
 }
 
 /** Fraction done, 0..1. */

@@ -112,15 +112,15 @@ export const api = {
   revealPath: (path: string) => call<void>('reveal_path', { path }),
   appPrefs: () => call<AppPrefs>('app_prefs'),
   saveAppPrefs: (req: AppPrefs) => call<AppPrefs>('save_app_prefs', { req }),
-  /** The node's recent events, kept by the shell while no window was open (Activity replays them). */
+  /** The events the node kept (its last 300 but progress), which a new window's Activity replays. */
   recentEvents: () => call<RecentEvents>('recent_events'),
   /** The view the tray asked for, once (null when none is waiting). */
   takeNavigation: () => call<Navigation | null>('take_navigation'),
 };
 
-/** A node event as the shell forwards it: numbered, so a replay and the live stream can meet. */
-export type SeqEvent = Event & { seq?: number };
-export type RecentEvents = { upto: number; events: { seq: number; at_ms: number; event: Event }[] };
+/** A node event as the node numbers it (`seq`, from 1), so a replay and the live stream can meet. */
+export type SeqEvent = Event & { seq?: number; at_ms?: number };
+export type RecentEvents = { upto: number; events: (Event & { seq: number; at_ms: number })[] };
 export type Navigation = { view: string; device?: string };
 
 /** Node events, as the node emits them. */

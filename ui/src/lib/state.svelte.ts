@@ -97,7 +97,7 @@ export class FerryState {
   }
 
   /**
-   * Loads the lists, then Activity from the shell's recent events (this page may be new: the
+   * Loads the lists, then Activity from the node's kept events (this page may be new: the
    * window is rebuilt each time it opens from the tray), then applies live events. Live events
    * are listened to first and held meanwhile; those the replay already had (by `seq`) drop.
    */

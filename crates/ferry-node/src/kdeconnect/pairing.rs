@@ -242,10 +242,9 @@ async fn wait_link(inner: &Arc<Context>, id: DeviceId) -> Option<KdeLink> {
         if let Some(l) = inner.kde.link(&id) {
             return Some(l);
         }
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => return None,
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-            Ok(_) => {}
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Err(_) | Ok(None) => return None,
+            Ok(Some(_)) => {}
         }
     }
 }

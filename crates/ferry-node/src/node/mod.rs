@@ -21,7 +21,7 @@ use std::time::Duration;
 use ferry_net::{AddressBook, Endpoint, Identity};
 use ferry_proto::DeviceId;
 use ferry_store::{PromptKind, Store};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::*;
@@ -69,7 +69,7 @@ impl Node {
         let endpoint = Endpoint::bind(&identity, cfg.listen)
             .map_err(|e| ApiError::internal(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let listen = endpoint.local_addr().map_err(ApiError::internal)?;
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let events = crate::event_log::EventLog::new(EVENT_BUFFER);
         let (stop, _) = watch::channel(false);
         let (sync_paused, _) = watch::channel(crate::pause::load(&cfg.home));
         let profile = std::sync::RwLock::new(Profile { name: cfg.name.clone(), owner: cfg.owner.clone() });
@@ -137,8 +137,19 @@ impl Node {
         &self.inner.cfg.home
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    /// The live events, numbered as they are emitted (see event_log.rs).
+    pub fn subscribe(&self) -> crate::event_log::Subscription {
         self.inner.events.subscribe()
+    }
+
+    /// The events kept for views that were not listening (see event_log.rs).
+    pub fn recent_events(&self) -> crate::event_log::RecentDto {
+        self.inner.events.recent()
+    }
+
+    /// The kept events after `since`, and the live ones right after them.
+    pub fn events_since(&self, since: u64) -> (Vec<crate::event_log::Stamped>, crate::event_log::Subscription) {
+        self.inner.events.since(since)
     }
 
     /// Stops everything in order: share actors (each finishes the item at hand), then
