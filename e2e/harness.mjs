@@ -134,15 +134,19 @@ export async function startApp() {
     const c = net.connect(port, '127.0.0.1', () => { c.end(); ok(true); });
     c.on('error', () => ok(false));
   }));
-  const browser = await remote({
-    hostname: '127.0.0.1',
-    port,
-    logLevel: 'warn',
-    capabilities: {
-      'wdio:enforceWebDriverClassic': true,
-      'tauri:options': { application: APP },
-    },
-  });
+  // The app starts its window as a process of its own (`--window`), which inherits the
+  // WebDriver variables: WebKitWebDriver retries connecting until that page answers.
+  const session = (args) =>
+    remote({
+      hostname: '127.0.0.1',
+      port,
+      logLevel: 'warn',
+      capabilities: {
+        'wdio:enforceWebDriverClassic': true,
+        'tauri:options': args ? { application: APP, args } : { application: APP },
+      },
+    });
+  const browser = await session(null);
   const ferryHome = join(home, '.local/share/ferry');
   await waitFor('the app node', () => existsSync(join(ferryHome, 'ferry.sock')) && ferry(ferryHome, 'status'));
   return {
@@ -150,8 +154,18 @@ export async function startApp() {
     ferryHome,
     browser,
     cli: (...args) => ferry(ferryHome, ...args),
+    /**
+     * A new WebDriver session on a window process started as `ferry-desktop --window ARGS...`
+     * (what the tray starts), for when the session's window was closed: WebDriver cannot
+     * follow a window another process started. Becomes `browser`.
+     */
+    async reopen(args = []) {
+      await this.browser.deleteSession().catch(() => {});
+      this.browser = await session(['--window', ...args]);
+      return this.browser;
+    },
     async stop() {
-      await browser.deleteSession().catch(() => {});
+      await this.browser.deleteSession().catch(() => {});
       driver.kill('SIGTERM');
       await new Promise((r) => (driver.exitCode === null ? driver.once('exit', r) : r()));
       // WebKitWebDriver ends the app with the session, but not when the session has no

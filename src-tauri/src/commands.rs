@@ -1,10 +1,11 @@
-//! The UI's commands. Each is a line or two that calls one node method (or one plugin call
-//! for what only the shell can do: folder picker, file manager, autostart); errors cross as
-//! the node's `{code, message}`.
+//! The UI's commands, in the window process. Each is a line that calls one route of the
+//! node's control API (the tray process hosts the node; remote.rs) or one plugin call for what
+//! only the shell can do (folder picker, file manager, autostart); errors cross as the node's
+//! `{code, message}`.
 
 use ferry_node::api::*;
 use ferry_node::settings::{FirstRunDto, SettingsDto, SettingsUpdateDto};
-use ferry_node::{Node, RecentDto};
+use ferry_node::{AutoAcceptArg, Empty, IdArg, MuteArg, NameArg, RecentDto};
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
@@ -12,7 +13,7 @@ use tauri_plugin_dialog::DialogExt;
 use tauri_plugin_opener::OpenerExt;
 
 use crate::prefs::{self, Prefs};
-use crate::tray::TrayRefresh;
+use crate::remote::Remote;
 use crate::window::Navigation;
 
 type R<T> = Result<T, ApiError>;
@@ -22,182 +23,174 @@ fn shell_err(e: impl std::fmt::Display) -> ApiError {
 }
 
 #[tauri::command]
-pub async fn status(node: State<'_, Node>) -> R<StatusDto> {
-    node.status().await
+pub async fn status(node: State<'_, Remote>) -> R<StatusDto> {
+    node.get("/v1/status").await
 }
 
 #[tauri::command]
-pub async fn devices(node: State<'_, Node>) -> R<Vec<DeviceDto>> {
-    node.devices().await
+pub async fn devices(node: State<'_, Remote>) -> R<Vec<DeviceDto>> {
+    node.get("/v1/devices").await
 }
 
 #[tauri::command]
-pub async fn pending(node: State<'_, Node>) -> R<Vec<PendingDto>> {
-    node.pending().await
+pub async fn pending(node: State<'_, Remote>) -> R<Vec<PendingDto>> {
+    node.get("/v1/pending").await
 }
 
 #[tauri::command]
-pub async fn pair(node: State<'_, Node>, address: String) -> R<PairTicketDto> {
-    node.pair(&address).await
+pub async fn pair(node: State<'_, Remote>, address: String) -> R<PairTicketDto> {
+    node.post("/v1/pair", &PairRequestDto { address }).await
 }
 
 #[tauri::command]
-pub async fn pair_wait(node: State<'_, Node>, ticket: u64) -> R<PairOutcomeDto> {
-    node.pair_wait(ticket).await
+pub async fn pair_wait(node: State<'_, Remote>, ticket: u64) -> R<PairOutcomeDto> {
+    node.get(&format!("/v1/pair/{ticket}")).await
 }
 
 #[tauri::command]
-pub async fn accept(node: State<'_, Node>, tray: State<'_, TrayRefresh>, id: u64, path: Option<String>) -> R<()> {
-    let r = node.accept(AcceptDto { id, path }).await;
-    tray.poke();
-    r
+pub async fn accept(node: State<'_, Remote>, id: u64, path: Option<String>) -> R<()> {
+    node.post::<_, Empty>("/v1/accept", &AcceptDto { id, path }).await.map(|_| ())
 }
 
 #[tauri::command]
-pub async fn reject(node: State<'_, Node>, tray: State<'_, TrayRefresh>, id: u64) -> R<()> {
-    let r = node.reject(id).await;
-    tray.poke();
-    r
+pub async fn reject(node: State<'_, Remote>, id: u64) -> R<()> {
+    node.post::<_, Empty>("/v1/reject", &IdArg { id }).await.map(|_| ())
 }
 
 #[tauri::command]
-pub async fn shares(node: State<'_, Node>) -> R<Vec<ShareDto>> {
-    node.share_list().await
+pub async fn shares(node: State<'_, Remote>) -> R<Vec<ShareDto>> {
+    node.get("/v1/shares").await
 }
 
 #[tauri::command]
-pub async fn share_add(node: State<'_, Node>, tray: State<'_, TrayRefresh>, req: ShareAddDto) -> R<ShareDto> {
-    let r = node.share_add(req).await;
-    tray.poke();
-    r
+pub async fn share_add(node: State<'_, Remote>, req: ShareAddDto) -> R<ShareDto> {
+    node.post("/v1/shares/add", &req).await
 }
 
 #[tauri::command]
-pub async fn share_invite(node: State<'_, Node>, share: String, device: String) -> R<ShareDto> {
-    node.share_invite(InviteDto { share, device }).await
+pub async fn share_invite(node: State<'_, Remote>, share: String, device: String) -> R<ShareDto> {
+    node.post("/v1/shares/invite", &InviteDto { share, device }).await
 }
 
 #[tauri::command]
-pub async fn share_remove(node: State<'_, Node>, tray: State<'_, TrayRefresh>, share: String) -> R<ShareDto> {
-    let r = node.share_remove(&share).await;
-    tray.poke();
-    r
+pub async fn share_remove(node: State<'_, Remote>, share: String) -> R<ShareDto> {
+    node.post("/v1/shares/remove", &NameArg { name: share }).await
 }
 
 /// Clears a share's "needs attention" note (a refused mass delete) once the user has seen it.
 #[tauri::command]
-pub async fn share_ack(node: State<'_, Node>, share: String) -> R<ShareSettingsDto> {
-    node.share_ack(&share).await
+pub async fn share_ack(node: State<'_, Remote>, share: String) -> R<ShareSettingsDto> {
+    node.post("/v1/shares/ack", &NameArg { name: share }).await
 }
 
 #[tauri::command]
-pub async fn versions(node: State<'_, Node>, path: String) -> R<Vec<VersionDto>> {
-    node.versions(&path).await
+pub async fn versions(node: State<'_, Remote>, path: String) -> R<Vec<VersionDto>> {
+    node.post("/v1/versions", &VersionsQuery { path }).await
 }
 
 #[tauri::command]
-pub async fn restore(node: State<'_, Node>, req: RestoreDto) -> R<RestoredDto> {
-    node.restore(req).await
+pub async fn restore(node: State<'_, Remote>, req: RestoreDto) -> R<RestoredDto> {
+    node.post("/v1/restore", &req).await
 }
 
 /// Plans (`dry_run`) or applies a rewind of a share or a folder in it.
 #[tauri::command]
-pub async fn rewind(node: State<'_, Node>, req: RewindReqDto) -> R<RewindDto> {
-    node.rewind(req).await
+pub async fn rewind(node: State<'_, Remote>, req: RewindReqDto) -> R<RewindDto> {
+    node.post("/v1/rewind", &req).await
 }
 
 #[tauri::command]
-pub async fn conflicts(node: State<'_, Node>, share: Option<String>) -> R<Vec<ConflictDto>> {
-    node.conflicts(ConflictsQuery { share }).await
+pub async fn conflicts(node: State<'_, Remote>, share: Option<String>) -> R<Vec<ConflictDto>> {
+    node.post("/v1/conflicts", &ConflictsQuery { share }).await
 }
 
 #[tauri::command]
-pub async fn resolve(node: State<'_, Node>, path: String, keep: String) -> R<ResolvedDto> {
-    node.resolve(ResolveDto { path, keep }).await
+pub async fn resolve(node: State<'_, Remote>, path: String, keep: String) -> R<ResolvedDto> {
+    node.post("/v1/resolve", &ResolveDto { path, keep }).await
 }
 
 #[tauri::command]
-pub async fn send(node: State<'_, Node>, device: String, paths: Vec<String>) -> R<TransferDto> {
-    node.send(SendDto { pin: None, device, paths }).await
+pub async fn send(node: State<'_, Remote>, device: String, paths: Vec<String>) -> R<TransferDto> {
+    node.post("/v1/send", &SendDto { pin: None, device, paths }).await
 }
 
 #[tauri::command]
-pub async fn transfers(node: State<'_, Node>) -> R<Vec<TransferDto>> {
-    node.transfers().await
+pub async fn transfers(node: State<'_, Remote>) -> R<Vec<TransferDto>> {
+    node.get("/v1/transfers").await
 }
 
 #[tauri::command]
-pub async fn device_mute(node: State<'_, Node>, device: String, muted: bool) -> R<DeviceMuteDto> {
-    node.device_mute(&device, muted).await
+pub async fn device_mute(node: State<'_, Remote>, device: String, muted: bool) -> R<DeviceMuteDto> {
+    node.post("/v1/devices/mute", &MuteArg { name: device, muted }).await
 }
 
 #[tauri::command]
-pub async fn device_auto_accept(node: State<'_, Node>, device: String, on: bool) -> R<AutoAcceptDto> {
-    node.device_auto_accept(&device, on).await
+pub async fn device_auto_accept(node: State<'_, Remote>, device: String, on: bool) -> R<AutoAcceptDto> {
+    node.post("/v1/devices/auto-accept", &AutoAcceptArg { name: device, on }).await
 }
 
 /// A LocalSend device stays in the list while away when it is a favorite.
 #[tauri::command]
-pub async fn device_favorite(node: State<'_, Node>, device: String, on: bool) -> R<DeviceDto> {
-    node.device_favorite(&device, on).await
+pub async fn device_favorite(node: State<'_, Remote>, device: String, on: bool) -> R<DeviceDto> {
+    node.post("/v1/devices/favorite", &AutoAcceptArg { name: device, on }).await
 }
 
 #[tauri::command]
-pub async fn device_add_address(node: State<'_, Node>, device: String, address: String) -> R<DeviceDto> {
-    node.device_add_address(AddAddressDto { device, address }).await
+pub async fn device_add_address(node: State<'_, Remote>, device: String, address: String) -> R<DeviceDto> {
+    node.post("/v1/devices/add-address", &AddAddressDto { device, address }).await
 }
 
 #[tauri::command]
-pub async fn device_remove(node: State<'_, Node>, device: String) -> R<DeviceDto> {
-    node.device_remove(&device).await
+pub async fn device_remove(node: State<'_, Remote>, device: String) -> R<DeviceDto> {
+    node.post("/v1/devices/remove", &NameArg { name: device }).await
 }
 
 #[tauri::command]
-pub async fn ping(node: State<'_, Node>, device: String) -> R<PingDto> {
-    node.ping(&device).await
+pub async fn ping(node: State<'_, Remote>, device: String) -> R<PingDto> {
+    node.post("/v1/ping", &NameArg { name: device }).await
 }
 
 #[tauri::command]
-pub async fn notes(node: State<'_, Node>, device: Option<String>) -> R<Vec<NoteDto>> {
-    node.notes(NotesQuery { device }).await
+pub async fn notes(node: State<'_, Remote>, device: Option<String>) -> R<Vec<NoteDto>> {
+    node.post("/v1/notes", &NotesQuery { device }).await
 }
 
 #[tauri::command]
-pub async fn note_send(node: State<'_, Node>, device: String, text: String) -> R<NoteDto> {
-    node.note_send(NoteSendDto { pin: None, device, text }).await
+pub async fn note_send(node: State<'_, Remote>, device: String, text: String) -> R<NoteDto> {
+    node.post("/v1/notes/send", &NoteSendDto { pin: None, device, text }).await
 }
 
 #[tauri::command]
-pub async fn note_read(node: State<'_, Node>, id: String) -> R<NoteDto> {
-    node.note_read(&id).await
+pub async fn note_read(node: State<'_, Remote>, id: String) -> R<NoteDto> {
+    node.post("/v1/notes/read", &NoteReadDto { id }).await
+}
+
+/// Pauses or resumes syncing; answers the state asked for.
+#[tauri::command]
+pub async fn set_paused(node: State<'_, Remote>, paused: bool) -> R<bool> {
+    let path = if paused { "/v1/pause" } else { "/v1/resume" };
+    node.post::<_, Empty>(path, &Empty {}).await.map(|_| paused)
 }
 
 #[tauri::command]
-pub async fn set_paused(node: State<'_, Node>, paused: bool) -> R<bool> {
-    node.set_paused(paused).await
-}
-
-#[tauri::command]
-pub async fn settings(node: State<'_, Node>) -> R<SettingsDto> {
-    node.settings().await
+pub async fn settings(node: State<'_, Remote>) -> R<SettingsDto> {
+    node.get("/v1/settings").await
 }
 
 /// Settings shows whether KDE Connect runs now and, if not, why (`kdeconnect.reason`).
 #[tauri::command]
-pub async fn doctor(node: State<'_, Node>) -> R<DoctorDto> {
-    node.doctor().await
+pub async fn doctor(node: State<'_, Remote>) -> R<DoctorDto> {
+    node.get("/v1/doctor").await
 }
 
 #[tauri::command]
-pub async fn save_settings(node: State<'_, Node>, req: SettingsUpdateDto) -> R<SettingsDto> {
-    node.save_settings(req).await
+pub async fn save_settings(node: State<'_, Remote>, req: SettingsUpdateDto) -> R<SettingsDto> {
+    node.post("/v1/settings", &req).await
 }
 
 #[tauri::command]
-pub async fn first_run(node: State<'_, Node>, tray: State<'_, TrayRefresh>, req: FirstRunDto) -> R<ShareDto> {
-    let r = node.first_run(req).await;
-    tray.poke();
-    r
+pub async fn first_run(node: State<'_, Remote>, req: FirstRunDto) -> R<ShareDto> {
+    node.post("/v1/first-run", &req).await
 }
 
 /// Where new folders go by default: `~/Ferry` (and `~/Ferry <label>` for accepted shares).
@@ -241,13 +234,13 @@ pub struct AppPrefsDto {
 }
 
 #[tauri::command]
-pub fn app_prefs(app: AppHandle, node: State<'_, Node>) -> R<AppPrefsDto> {
+pub fn app_prefs(app: AppHandle, node: State<'_, Remote>) -> R<AppPrefsDto> {
     let p = prefs::load(node.home());
     Ok(AppPrefsDto { start_at_login: app.autolaunch().is_enabled().unwrap_or(false), start_hidden: p.start_hidden })
 }
 
 #[tauri::command]
-pub fn save_app_prefs(app: AppHandle, node: State<'_, Node>, req: AppPrefsDto) -> R<AppPrefsDto> {
+pub fn save_app_prefs(app: AppHandle, node: State<'_, Remote>, req: AppPrefsDto) -> R<AppPrefsDto> {
     let auto = app.autolaunch();
     let set = if req.start_at_login { auto.enable() } else { auto.disable() };
     set.map_err(shell_err)?;
@@ -258,8 +251,8 @@ pub fn save_app_prefs(app: AppHandle, node: State<'_, Node>, req: AppPrefsDto) -
 /// The events the node kept, for a new window's Activity feed (the page is new each time the
 /// window opens: what happened while it was closed shows too).
 #[tauri::command]
-pub fn recent_events(node: State<'_, Node>) -> RecentDto {
-    node.recent_events()
+pub async fn recent_events(node: State<'_, Remote>) -> R<RecentDto> {
+    node.get("/v1/events/recent").await
 }
 
 /// The view the tray asked for (`{view, device}`), once: a new window asks when it starts, a

@@ -1,27 +1,38 @@
-//! Ferry's desktop app: a thin Tauri 2 shell around an in-process node.
+//! Ferry's desktop app: a thin Tauri 2 shell around a node, in two processes.
 //!
-//! The node runs inside this process and also serves its control socket, so the `ferry` CLI
-//! works against the app exactly as against `ferry daemon`. Commands (commands.rs) each call
-//! one node method; node events are forwarded to the window as `ferry-event` and drive the
-//! tray (tray.rs), notifications and the raising of the window for prompts. Closing the
-//! window keeps Ferry in the tray with the window destroyed, its webview's memory released
-//! (window.rs); Quit shuts the node down in order, then exits.
+//! The launched process hosts the node and the tray: it serves the node's control socket (the
+//! `ferry` CLI works against the app exactly as against `ferry daemon`), turns node events into
+//! the tray's state (tray.rs), notifications and the window for prompts, and never builds a
+//! webview. The window is a process of its own (`--window`, window.rs), started when wanted
+//! (child.rs) and ended when closed: WebKit, its GL stack and the page go with it, and the tray
+//! process holds only the node and GTK. Quit shuts the node down in order, then exits.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+mod child;
 mod commands;
 mod prefs;
+mod remote;
 mod tray;
 mod window;
 
+use std::ffi::OsString;
+use std::sync::OnceLock;
+
+pub use child::show_main;
 use ferry_node::{Config, Event, Node, Overrides};
-use tauri::{AppHandle, Emitter, Manager, RunEvent, WindowEvent};
+use tauri::{AppHandle, Manager, RunEvent};
 use tauri_plugin_notification::NotificationExt;
-pub use window::show_main;
+
+/// `GDK_GL` as the user had it: the tray process turns GL off for itself (GDK would load the
+/// GL driver, and with Mesa's software driver 43 MiB of LLVM, only to pick visuals), and gives
+/// the window process the user's setting back.
+pub static USER_GDK_GL: OnceLock<Option<OsString>> = OnceLock::new();
 
 /// Ordered exit: the node stops (workers, connections, endpoint, socket), then the app.
 pub fn quit(app: &AppHandle) {
     let app = app.clone();
+    app.state::<child::WindowChild>().close();
     let node = app.state::<Node>().inner().clone();
     tauri::async_runtime::spawn(async move {
         node.shutdown().await;
@@ -106,7 +117,8 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
             notify(app, title, &body);
             show_main(app);
         }
-        Event::NoteReceived { from_name, text, .. } if !window::focused(app) => {
+        // With a window open, the window process tells of these when it is not looked at.
+        Event::NoteReceived { from_name, text, .. } if !app.state::<child::WindowChild>().open() => {
             notify(app, &clip(from_name, 64), &clip(text, 200))
         }
         Event::DeviceRemoved { by: Some(by), .. } => notify(
@@ -131,7 +143,9 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
             let what = if direction == "in" { "Receiving files failed" } else { "Sending files failed" };
             notify(app, what, &clip(message.as_deref().unwrap_or("see Activity"), 200));
         }
-        Event::SendState { direction, state, .. } if direction == "in" && state == "done" && !window::focused(app) => {
+        Event::SendState { direction, state, .. }
+            if direction == "in" && state == "done" && !app.state::<child::WindowChild>().open() =>
+        {
             notify(app, "Files received", "They are in your inbox (see Activity)");
         }
         Event::SendState { direction, state, message, .. } if direction == "out" && state == "rejected" => {
@@ -176,25 +190,57 @@ fn setup(
     tauri::async_runtime::spawn(tray::run(handle.clone(), node.clone(), refresh.clone()));
     let prefs = prefs::load(node.home());
     if !(start_hidden_arg || prefs.start_hidden) {
-        window::open_now(&handle, None);
+        child::open(&handle, None);
     }
     Ok(())
 }
 
-/// The node's events: to the window (as the node numbered them: the page drops those its
-/// replay of the kept ones already had), to the tray, to notifications.
+/// The node's events: to the tray and to notifications (the window process has its own
+/// subscription, over the control socket).
 async fn forward_events(h: tauri::AppHandle, node: Node, r: tray::TrayRefresh) {
     let mut events = node.subscribe();
     let mut last_error = None;
     while let Some(stamped) = events.next().await {
         on_event(&h, &stamped.event, &mut last_error);
-        // No window (closed to the tray): nobody listens; the node keeps what Activity needs.
-        let _ = h.emit("ferry-event", &stamped);
         r.poke();
     }
 }
 
+/// `--window [--navigate JSON]`: the window process (window.rs); anything else: the tray
+/// process.
+enum Mode {
+    Window(Option<serde_json::Value>),
+    Tray { start_hidden: bool },
+}
+
+fn mode() -> anyhow::Result<Mode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--window") {
+        return Ok(Mode::Tray { start_hidden: args.iter().any(|a| a == "--hidden") });
+    }
+    let nav = match args.iter().position(|a| a == "--navigate") {
+        Some(i) => {
+            let v = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--navigate needs a JSON value"))?;
+            Some(serde_json::from_str(v).map_err(|e| anyhow::anyhow!("--navigate {v:?}: {e}"))?)
+        }
+        None => None,
+    };
+    Ok(Mode::Window(nav))
+}
+
 fn main() {
+    // Before GTK (and any thread) starts: the tray process needs no GL (USER_GDK_GL's doc).
+    let mode = mode();
+    let user_gl = std::env::var_os("GDK_GL");
+    if matches!(mode, Ok(Mode::Tray { .. })) {
+        // SAFETY: no other thread runs yet (main's first statements), so nothing reads the
+        // environment while it changes.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("GDK_GL", "disable")
+        };
+    }
+    let _ = USER_GDK_GL.set(user_gl);
     ferry_node::one_malloc_arena();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -202,80 +248,27 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cfg = match config() {
-        Ok(c) => c,
+    let (mode, cfg) = match mode.and_then(|m| Ok((m, config()?))) {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("ferry-desktop: {e:#}");
             std::process::exit(2);
         }
     };
-    let start_hidden_arg = std::env::args().any(|a| a == "--hidden");
+    let start_hidden_arg = match mode {
+        Mode::Window(nav) => std::process::exit(window::run(cfg.home.clone(), nav)),
+        Mode::Tray { start_hidden } => start_hidden,
+    };
     let refresh = tray::TrayRefresh::default();
 
     let app = tauri::Builder::default()
-        // First: a second launch focuses the running window and exits before starting a node.
+        // First: a second launch shows the window and exits before starting a node.
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_main(app)))
         .plugin(tauri_plugin_notification::init())
-        .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_opener::init())
-        .plugin(tauri_plugin_autostart::init(
-            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
-            Some(vec!["--hidden"]),
-        ))
         .manage(refresh.clone())
-        .manage(window::Navigation::default())
+        .manage(child::WindowChild::default())
         .setup(move |app| setup(app, cfg, refresh, start_hidden_arg))
-        .on_window_event(|window, event| {
-            // Closing the window is let through (the run loop below keeps the app in the tray):
-            // a destroyed window frees its webview, a hidden one would keep it.
-            if let WindowEvent::Destroyed = event {
-                window::destroyed(window.app_handle(), window.label());
-            }
-        })
-        .invoke_handler(tauri::generate_handler![
-            commands::status,
-            commands::devices,
-            commands::pending,
-            commands::pair,
-            commands::pair_wait,
-            commands::accept,
-            commands::reject,
-            commands::shares,
-            commands::share_add,
-            commands::share_invite,
-            commands::share_remove,
-            commands::share_ack,
-            commands::versions,
-            commands::restore,
-            commands::rewind,
-            commands::conflicts,
-            commands::resolve,
-            commands::send,
-            commands::transfers,
-            commands::device_mute,
-            commands::device_auto_accept,
-            commands::device_favorite,
-            commands::device_add_address,
-            commands::device_remove,
-            commands::pick_files,
-            commands::ping,
-            commands::notes,
-            commands::note_send,
-            commands::note_read,
-            commands::set_paused,
-            commands::settings,
-            commands::save_settings,
-            commands::doctor,
-            commands::first_run,
-            commands::default_folder,
-            commands::pick_folder,
-            commands::open_path,
-            commands::reveal_path,
-            commands::app_prefs,
-            commands::save_app_prefs,
-            commands::recent_events,
-            commands::take_navigation,
-        ])
         .build(tauri::generate_context!());
     let app = match app {
         Ok(a) => a,

@@ -180,7 +180,7 @@ fn on_menu(app: &AppHandle, event: MenuEvent) {
         "quit" => crate::quit(app),
         _ => {
             if let Some(device) = id.strip_prefix("note:") {
-                crate::window::open(app, Some(serde_json::json!({ "view": "notes", "device": device })));
+                crate::child::open(app, Some(serde_json::json!({ "view": "notes", "device": device })));
             } else if let Some(path) = id.strip_prefix("folder:") {
                 let _ = app.opener().open_path(path, None::<&str>);
             }

@@ -1,23 +1,29 @@
-//! The main window's life. Closing it (its close button) destroys it instead of hiding it:
-//! WebKit's web process exits and its memory goes back to the system while Ferry sits in the
-//! tray (a hidden window kept ~300 MiB of WebKit alive). Opening it again (tray "Open Ferry",
-//! a note from the tray, a second launch, a prompt) builds it afresh from tauri.conf.json's
-//! "main" entry (`create: false` there: nothing is built until it is wanted, so `--hidden`
-//! starts without a webview); the page then loads its state from the node, and Activity
-//! replays the events the node kept (ferry-node event_log.rs).
+//! The window process (`ferry-desktop --window`): the UI in a process of its own, so that
+//! closing the window gives every byte of WebKit, its GL stack and the page back to the system
+//! (in the tray process they stayed: 135-143 MiB closed to the tray; BENCHMARKS.md (5)).
+//!
+//! It holds no node: its commands go to the tray process's node over the control socket
+//! (commands.rs, remote.rs), its live events come from `/v1/events`, and Activity replays the
+//! events the node kept. It ends when its window closes, or when the node's event stream ends
+//! (the tray's Quit stops the node). The tray process talks to it over its stdin, one line per
+//! message (child.rs): `show`, or `navigate <json>`; a window started some other way (a test)
+//! simply has no such messages.
 
+use std::io::BufRead;
+use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use tauri::{AppHandle, Emitter, Manager, WebviewWindow, WebviewWindowBuilder};
+use ferry_node::Event;
+use tauri::{AppHandle, Emitter, Manager, RunEvent, WebviewWindow, WebviewWindowBuilder, WindowEvent};
+use tauri_plugin_notification::NotificationExt;
+
+use crate::commands;
+use crate::remote::Remote;
 
 pub const MAIN: &str = "main";
-/// After the window is destroyed, GTK and WebKit finish freeing in idle callbacks: trim the
-/// allocator once they have run.
-const TRIM_AFTER: Duration = Duration::from_secs(3);
 
-/// A view the tray asked for (Send note to > device), kept until the page takes it: a window
-/// built just now has no listener yet, so an event alone would be lost.
+/// A view asked for (Send note to > device), kept until the page takes it: a page that has
+/// just started has no listener yet, so an event alone would be lost.
 #[derive(Default)]
 pub struct Navigation(Mutex<Option<serde_json::Value>>);
 
@@ -30,109 +36,183 @@ impl Navigation {
     }
 }
 
-/// Shows, raises and focuses the main window, building it if it was closed.
-pub fn show_main(app: &AppHandle) {
-    open(app, None);
-}
-
-/// Shows the main window, then asks the page to show `to` (e.g. `{"view":"notes"}`).
-pub fn open(app: &AppHandle, to: Option<serde_json::Value>) {
-    let handle = app.clone();
-    // Built and shown on the main thread only: callers run on tokio, D-Bus and GTK threads, and
-    // one thread in turn means a prompt and a tray click together build one window, not two.
-    if let Err(e) = app.run_on_main_thread(move || open_now(&handle, to)) {
-        tracing::warn!("cannot open the window: {e}");
+/// Runs the window process until its window closes. `navigate`: the view to show first.
+pub fn run(home: PathBuf, navigate: Option<serde_json::Value>) -> i32 {
+    let nav = Navigation::default();
+    if let Some(to) = navigate {
+        nav.set(to);
     }
-}
-
-/// `open`, on the main thread already (the app's setup).
-pub fn open_now(app: &AppHandle, to: Option<serde_json::Value>) {
-    let w = match app.get_webview_window(MAIN) {
-        Some(w) => w,
-        None => match build(app) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!("cannot build the window: {e}");
-                return;
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--hidden"]),
+        ))
+        .manage(Remote::new(&home))
+        .manage(nav)
+        .setup(|app| {
+            build(app.handle())?;
+            show(app.handle());
+            tauri::async_runtime::spawn(forward_events(app.handle().clone()));
+            listen_to_host(app.handle().clone());
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            if let WindowEvent::Destroyed = event {
+                window.app_handle().exit(0);
             }
-        },
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::status,
+            commands::devices,
+            commands::pending,
+            commands::pair,
+            commands::pair_wait,
+            commands::accept,
+            commands::reject,
+            commands::shares,
+            commands::share_add,
+            commands::share_invite,
+            commands::share_remove,
+            commands::share_ack,
+            commands::versions,
+            commands::restore,
+            commands::rewind,
+            commands::conflicts,
+            commands::resolve,
+            commands::send,
+            commands::transfers,
+            commands::device_mute,
+            commands::device_auto_accept,
+            commands::device_favorite,
+            commands::device_add_address,
+            commands::device_remove,
+            commands::pick_files,
+            commands::ping,
+            commands::notes,
+            commands::note_send,
+            commands::note_read,
+            commands::set_paused,
+            commands::settings,
+            commands::save_settings,
+            commands::doctor,
+            commands::first_run,
+            commands::default_folder,
+            commands::pick_folder,
+            commands::open_path,
+            commands::reveal_path,
+            commands::app_prefs,
+            commands::save_app_prefs,
+            commands::recent_events,
+            commands::take_navigation,
+        ])
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ferry-desktop --window: {e}");
+            return 1;
+        }
     };
-    let _ = w.unminimize();
-    let _ = w.show();
-    let _ = w.set_focus();
-    if let Some(to) = to {
-        // The page takes it now (it listens) or when it starts (a window built just now).
-        app.state::<Navigation>().set(to);
-        let _ = w.emit("ferry-navigate", ());
-    }
+    app.run(|_, event| {
+        if let RunEvent::ExitRequested { .. } = event {
+            // The window closed or the node went away: nothing else keeps this process.
+        }
+    });
+    0
 }
 
+/// Builds the window from tauri.conf.json's "main" entry (`create: false` there: the tray
+/// process never builds one).
 fn build(app: &AppHandle) -> tauri::Result<WebviewWindow> {
-    let t = Instant::now();
+    let t = std::time::Instant::now();
     let cfg = app.config().app.windows.iter().find(|w| w.label == MAIN).cloned();
-    let cfg = cfg.ok_or_else(|| tauri::Error::WindowNotFound)?;
+    let cfg = cfg.ok_or(tauri::Error::WindowNotFound)?;
     let w = WebviewWindowBuilder::from_config(app, &cfg)?.build()?;
     tracing::debug!("window built in {:?}", t.elapsed());
     Ok(w)
 }
 
-/// Whether the main window exists and has the keyboard focus.
-pub fn focused(app: &AppHandle) -> bool {
+fn show(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+}
+
+/// Whether the window has the keyboard focus.
+fn focused(app: &AppHandle) -> bool {
     app.get_webview_window(MAIN).and_then(|w| w.is_focused().ok()).unwrap_or(false)
 }
 
-/// The main window is gone (closed to the tray): once GTK and WebKit have freed what it held,
-/// stop WebKit's network process, give the freed heap back to the system and page out the
-/// libraries only a window runs.
-pub fn destroyed(app: &AppHandle, label: &str) {
-    if label != MAIN {
-        return;
+/// The node's live events to the page (numbered: the page drops those its replay of the kept
+/// ones already had), and the notifications that matter only while a window is open but not
+/// looked at (the tray process gives them when no window is open). The stream's end is the
+/// node's: the window goes with it.
+async fn forward_events(app: AppHandle) {
+    let remote = app.state::<Remote>();
+    let mut stream = match remote.events().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferry-desktop --window: {}", e.message);
+            app.exit(1);
+            return;
+        }
+    };
+    while let Some(Ok(stamped)) = stream.next().await {
+        if !focused(&app) {
+            note_if_unseen(&app, &stamped.event);
+        }
+        let _ = app.emit("ferry-event", &stamped);
     }
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        tokio::time::sleep(TRIM_AFTER).await;
-        let handle = app.clone();
-        // On the main thread, where windows are built: none can appear between the check and
-        // the stop.
-        let _ = app.run_on_main_thread(move || {
-            // Not under WebDriver (the e2e flows): WebKit ends the automation session with the
-            // network process, as if the page had crashed.
-            let automated = std::env::var("TAURI_WEBVIEW_AUTOMATION").as_deref() == Ok("true");
-            let closed = handle.webview_windows().is_empty();
-            if closed && !automated {
-                stop_network_process();
-            }
-            ferry_node::release_free_memory();
-            if closed {
-                let bytes = ferry_node::page_out_libraries(WINDOW_LIBRARIES);
-                tracing::debug!("paged out {} MiB of mappings the window brought", bytes >> 20);
-            }
-        });
-    });
+    app.exit(0);
 }
 
-/// The libraries a window brings into the app and leaves mapped after it is gone (file-name
-/// parts): WebKit and its JavaScript engine, the GL stack its page display loads (Mesa's
-/// drivers, `*_dri.so` or `libgallium`, with the LLVM and Z3 they link: 43 MiB resident under
-/// Xvfb's software driver), and the speech and media libraries WebKit links. Nothing in the
-/// tray runs them; a window opened again faults back what it uses.
-const WINDOW_LIBRARIES: &[&str] =
-    &["libwebkit2gtk", "libjavascriptcoregtk", "libLLVM", "_dri.so", "libgallium", "libz3", "libflite", "libgst"];
-
-/// WebKit keeps its network process (~60 MiB resident) after the last page closes, and Tauri
-/// keeps the web context alive on Linux so that a new window reuses it (tauri#14626). With no
-/// page left it serves nothing: it is stopped, and WebKit starts a new one for the next page.
-fn stop_network_process() {
-    let me = std::process::id().to_string();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return };
-    for pid in dir.flatten().filter_map(|e| e.file_name().into_string().ok()) {
-        // /proc/PID/stat: "PID (COMM) STATE PPID ..."; COMM is cut at 15 characters.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
-        let ours = rest.split(' ').nth(1) == Some(me.as_str());
-        if ours && head.ends_with("(WebKitNetworkPr") {
-            tracing::debug!("stopping WebKit's network process {pid}: no page left");
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+fn note_if_unseen(app: &AppHandle, ev: &Event) {
+    let (title, body) = match ev {
+        Event::NoteReceived { from_name, text, .. } => (crate::clip(from_name, 64), crate::clip(text, 200)),
+        Event::SendState { direction, state, .. } if direction == "in" && state == "done" => {
+            ("Files received".into(), "They are in your inbox (see Activity)".into())
         }
+        _ => return,
+    };
+    if let Err(e) = app.notification().builder().title(title).body(body).show() {
+        tracing::debug!("notification not shown: {e}");
     }
+}
+
+/// The tray process's messages on stdin, one per line (see the module's doc). End of input is
+/// not an end for the window: a window started by hand has none.
+fn listen_to_host(app: AppHandle) {
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            let handle = app.clone();
+            let (cmd, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            let to = match cmd {
+                "show" => None,
+                "navigate" => match serde_json::from_str::<serde_json::Value>(arg) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tracing::warn!("bad navigation from the tray process: {e}");
+                        continue;
+                    }
+                },
+                other => {
+                    tracing::warn!("unknown message from the tray process: {other:?}");
+                    continue;
+                }
+            };
+            let _ = app.run_on_main_thread(move || {
+                show(&handle);
+                if let Some(to) = to {
+                    // The page takes it now (it listens) or when it starts.
+                    handle.state::<Navigation>().set(to);
+                    let _ = handle.emit("ferry-navigate", ());
+                }
+            });
+        }
+    });
 }

@@ -100,6 +100,7 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/prune", post(|State(n): State<Node>| async move { n.prune_versions(None).await.map(Json) }))
         .route("/v1/pause", post(|State(n): State<Node>| async move { n.set_paused(true).await.map(|_| Json(Empty {})) }))
         .route("/v1/resume", post(|State(n): State<Node>| async move { n.set_paused(false).await.map(|_| Json(Empty {})) }))
+        .route("/v1/first-run", post(|State(n): State<Node>, Json(b): Json<crate::settings::FirstRunDto>| async move { n.first_run(b).await.map(Json) }))
         .route("/v1/settings", get(|State(n): State<Node>| async move { n.settings().await.map(Json) }).post(|State(n): State<Node>, Json(b): Json<crate::settings::SettingsUpdateDto>| async move { n.save_settings(b).await.map(Json) }))
         .with_state(node)
 }
