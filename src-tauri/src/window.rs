@@ -12,8 +12,9 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use ferry_node::Event;
+use ferry_node::{ApiError, ErrorCode, Event};
 use tauri::{AppHandle, Emitter, Manager, RunEvent, WebviewWindow, WebviewWindowBuilder, WindowEvent};
 use tauri_plugin_notification::NotificationExt;
 
@@ -36,8 +37,32 @@ impl Navigation {
     }
 }
 
+/// How long the window process waits for the node's control socket: the tray process starts
+/// serving it while it starts the window, and a page whose first calls failed would show
+/// errors until its next refresh.
+const NODE_WAIT: Duration = Duration::from_secs(10);
+/// Between two tries while the node is not answering yet.
+const NODE_RETRY: Duration = Duration::from_millis(50);
+
+/// Waits (bounded) until the node answers on its control socket.
+fn wait_for_node(remote: &Remote) -> Result<(), ApiError> {
+    let deadline = Instant::now() + NODE_WAIT;
+    loop {
+        match tauri::async_runtime::block_on(remote.get::<serde_json::Value>("/v1/id")) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code == ErrorCode::Unreachable && Instant::now() < deadline => std::thread::sleep(NODE_RETRY),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Runs the window process until its window closes. `navigate`: the view to show first.
 pub fn run(home: PathBuf, navigate: Option<serde_json::Value>) -> i32 {
+    let remote = Remote::new(&home);
+    if let Err(e) = wait_for_node(&remote) {
+        eprintln!("ferry-desktop --window: {}", e.message);
+        return 1;
+    }
     let nav = Navigation::default();
     if let Some(to) = navigate {
         nav.set(to);
@@ -50,7 +75,7 @@ pub fn run(home: PathBuf, navigate: Option<serde_json::Value>) -> i32 {
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             Some(vec!["--hidden"]),
         ))
-        .manage(Remote::new(&home))
+        .manage(remote)
         .manage(nav)
         .setup(|app| {
             build(app.handle())?;
