@@ -25,7 +25,7 @@ impl WindowChild {
     }
 
     /// Whether a window process started from here is running.
-    pub fn open(&self) -> bool {
+    pub fn is_open(&self) -> bool {
         self.lock().is_some()
     }
 

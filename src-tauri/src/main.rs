@@ -118,7 +118,7 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
             show_main(app);
         }
         // With a window open, the window process tells of these when it is not looked at.
-        Event::NoteReceived { from_name, text, .. } if !app.state::<child::WindowChild>().open() => {
+        Event::NoteReceived { from_name, text, .. } if !app.state::<child::WindowChild>().is_open() => {
             notify(app, &clip(from_name, 64), &clip(text, 200))
         }
         Event::DeviceRemoved { by: Some(by), .. } => notify(
@@ -144,7 +144,7 @@ fn on_event(app: &AppHandle, ev: &Event, last_error: &mut Option<std::time::Inst
             notify(app, what, &clip(message.as_deref().unwrap_or("see Activity"), 200));
         }
         Event::SendState { direction, state, .. }
-            if direction == "in" && state == "done" && !app.state::<child::WindowChild>().open() =>
+            if direction == "in" && state == "done" && !app.state::<child::WindowChild>().is_open() =>
         {
             notify(app, "Files received", "They are in your inbox (see Activity)");
         }

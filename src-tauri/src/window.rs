@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ferry_node::{ApiError, ErrorCode, Event};
-use tauri::{AppHandle, Emitter, Manager, RunEvent, WebviewWindow, WebviewWindowBuilder, WindowEvent};
+use tauri::{AppHandle, Emitter, Manager, WebviewWindow, WebviewWindowBuilder, WindowEvent};
 use tauri_plugin_notification::NotificationExt;
 
 use crate::commands;
@@ -141,11 +141,9 @@ pub fn run(home: PathBuf, navigate: Option<serde_json::Value>) -> i32 {
             return 1;
         }
     };
-    app.run(|_, event| {
-        if let RunEvent::ExitRequested { .. } = event {
-            // The window closed or the node went away: nothing else keeps this process.
-        }
-    });
+    // Runs until the window closes or the node goes away (both call `exit`): nothing else
+    // keeps this process.
+    app.run(|_, _| {});
     0
 }
 
